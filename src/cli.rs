@@ -1,0 +1,290 @@
+//! The command line: built-in commands plus one subcommand per runbook and procedure, with
+//! each procedure's params as typed flags (`backup_id` → `--backup-id`).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Command, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use indexmap::IndexMap;
+
+use crate::library::Entry;
+use crate::model::Runbook;
+use crate::param::{Param, ParamType};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runbook",
+    version,
+    about = "Run operational runbooks: checked before they run, shown before they mutate, confirmed between stages",
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Builtin,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Folder of runbook files
+    #[arg(long, global = true, env = "RUNBOOK_DIR", default_value = "runbooks", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Where journals and locks live [default: $XDG_STATE_HOME/runbook]
+    #[arg(long, global = true, env = "RUNBOOK_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// When to use colour
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Print only errors and what a step needs the operator to see
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More logging (-vv for debug); RUST_LOG also works
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Human,
+    Json,
+    Github,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Builtin {
+    /// List runbooks, their procedures, params and environments
+    List,
+    /// Check runbook files (default: the runbook folder) and report every problem
+    Validate {
+        /// Files or folders to check
+        paths: Vec<PathBuf>,
+        /// Output format [default: github when GITHUB_ACTIONS=true, else human]
+        #[arg(long, value_enum)]
+        format: Option<ValidateFormat>,
+        /// Fail on warnings too
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Run a procedure of a runbook file outside the runbook folder
+    Run {
+        /// The runbook file
+        file: PathBuf,
+        /// Procedure and its flags (see `runbook run FILE --help`)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<OsString>,
+    },
+}
+
+// Flags every procedure has.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ExecArgs {
+    /// Target environment (required when the runbook defines environments)
+    #[arg(long, value_name = "ENV")]
+    pub env: Option<String>,
+    /// Print every step fully rendered; run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: also run read-only steps so later steps render with real values
+    #[arg(long, requires = "dry_run")]
+    pub probe: bool,
+    /// Answer every confirmation and acknowledge manual steps (their text is still shown)
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Answer a prompt or manual step ahead of time
+    #[arg(long, value_name = "STEP_ID=VALUE")]
+    pub answer: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+/// What the command line asks for.
+pub enum Invocation {
+    Builtin(Builtin),
+    Procedure(ProcedureCall),
+}
+
+pub struct ProcedureCall {
+    pub entry_index: Option<usize>,
+    pub procedure: String,
+    pub exec: ExecArgs,
+    pub params: IndexMap<String, String>,
+}
+
+const PARAM_PREFIX: &str = "param:";
+
+/// The `runbook` command with a subcommand for every runbook in the folder.
+pub fn command(entries: &[Entry]) -> Command {
+    let mut cmd = Cli::command();
+    let mut taken: Vec<String> = crate::checker::BUILTINS.iter().map(|b| (*b).to_owned()).collect();
+    for entry in entries {
+        // A name that is taken (a built-in, or a runbook listed earlier) is reported by
+        // `validate`; it gets no subcommand of its own.
+        let name = entry.command_name();
+        if name.is_empty() || taken.contains(&name) {
+            continue;
+        }
+        taken.push(name);
+        cmd = cmd.subcommand(runbook_command(entry));
+    }
+    cmd
+}
+
+fn runbook_command(entry: &Entry) -> Command {
+    let name = entry.command_name();
+    match &entry.checked.runbook {
+        Some(runbook) => procedures_command(Command::new(name), runbook),
+        // A broken runbook still shows up, and says what is wrong when invoked.
+        None => Command::new(name)
+            .about(format!("(invalid: run `runbook validate {}`)", entry.path.display()))
+            .arg(clap::Arg::new("rest").num_args(0..).trailing_var_arg(true).allow_hyphen_values(true)),
+    }
+}
+
+pub fn procedures_command(cmd: Command, runbook: &Runbook) -> Command {
+    let mut cmd = cmd.about(runbook.title.clone());
+    if let Some(description) = &runbook.description {
+        cmd = cmd.long_about(format!("{}\n\n{}", runbook.title, description.trim()));
+    }
+    let mut cmd = cmd.subcommand_required(true).arg_required_else_help(true).subcommand_value_name("PROCEDURE");
+    for procedure in runbook.procedures.values() {
+        let mut sub = Command::new(procedure.name.clone()).about(procedure.summary.clone());
+        if let Some(description) = &procedure.description {
+            sub = sub.long_about(format!("{}\n\n{}", procedure.summary, description.trim()));
+        }
+        if !runbook.environments.is_empty() {
+            let names: Vec<String> = runbook.environments.keys().cloned().collect();
+            sub = sub.after_help(format!("Environments: {}", names.join(", ")));
+        }
+        sub = ExecArgs::augment_args(sub);
+        if !runbook.environments.is_empty() {
+            let names: Vec<String> = runbook.environments.keys().cloned().collect();
+            sub =
+                sub.mut_arg("env", |a| a.value_parser(clap::builder::PossibleValuesParser::new(names)).required(true));
+        }
+        for param in runbook.params_of(&procedure.name) {
+            sub = sub.arg(param_arg(param));
+        }
+        cmd = cmd.subcommand(sub);
+    }
+    cmd
+}
+
+fn param_arg(param: &Param) -> clap::Arg {
+    let mut help = param.help.clone().unwrap_or_default();
+    let mut facts = vec![param.ty.name().to_owned()];
+    if let Some(pattern) = &param.pattern {
+        facts.push(format!("pattern {}", pattern.as_str().trim_start_matches("^(?:").trim_end_matches(")$")));
+    }
+    if let Some(bound) = &param.not_after {
+        facts.push(format!("not after {}", String::from(bound.clone())));
+    }
+    if let Some(bound) = &param.not_before {
+        facts.push(format!("not before {}", String::from(bound.clone())));
+    }
+    if param.secret {
+        facts.push(format!("secret; prefer the env var {}", secret_env_name(&param.name)));
+    }
+    if param.required && param.default.is_none() && param.ty != ParamType::Bool {
+        facts.push("required".into());
+    }
+    if !help.is_empty() {
+        help.push(' ');
+    }
+    help.push_str(&format!("[{}]", facts.join("; ")));
+    let mut arg = clap::Arg::new(format!("{PARAM_PREFIX}{}", param.name))
+        .long(param.flag())
+        .help(help)
+        .value_name(param.ty.name().to_uppercase())
+        .action(ArgAction::Set);
+    if let Some(default) = &param.default
+        && !param.secret
+    {
+        arg = arg.default_value(default.clone());
+    }
+    match &param.ty {
+        ParamType::Bool => {
+            arg = arg.num_args(0..=1).require_equals(true).default_missing_value("true").value_name("BOOL");
+        }
+        ParamType::Enum(values) => {
+            arg = arg.value_parser(clap::builder::PossibleValuesParser::new(values.clone()));
+        }
+        _ => {}
+    }
+    if param.secret {
+        // A secret typed on the command line lands in shell history and `ps`; the env var
+        // (or the hidden prompt when neither is given) keeps it out of both.
+        arg = arg.env(secret_env_name(&param.name)).hide_env_values(true);
+    }
+    arg
+}
+
+pub fn secret_env_name(param: &str) -> String {
+    format!("RUNBOOK_PARAM_{}", param.to_uppercase())
+}
+
+/// Reads a procedure's flags out of its matches.
+pub fn procedure_call(
+    matches: &clap::ArgMatches,
+    procedure: &str,
+    entry_index: Option<usize>,
+) -> Result<ProcedureCall, clap::Error> {
+    let exec = ExecArgs::from_arg_matches(matches)?;
+    let mut params = IndexMap::new();
+    for id in matches.ids() {
+        let id = id.as_str();
+        if let Some(name) = id.strip_prefix(PARAM_PREFIX)
+            && let Some(value) = matches.get_one::<String>(id)
+        {
+            params.insert(name.to_owned(), value.clone());
+        }
+    }
+    Ok(ProcedureCall { entry_index, procedure: procedure.to_owned(), exec, params })
+}
+
+/// `--dir` as given, before the full command line can be built (it decides which runbooks,
+/// and so which subcommands, exist).
+pub fn prescan_dir(args: &[OsString]) -> PathBuf {
+    let mut iter = args.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        let Some(text) = arg.to_str() else { continue };
+        if text == "--" {
+            break;
+        }
+        if text == "--dir" {
+            if let Some(value) = iter.next() {
+                return PathBuf::from(value);
+            }
+        } else if let Some(value) = text.strip_prefix("--dir=") {
+            return PathBuf::from(value);
+        }
+    }
+    std::env::var_os("RUNBOOK_DIR").map_or_else(|| PathBuf::from("runbooks"), PathBuf::from)
+}
+
+/// Global flags wherever they appear, for commands that parse the rest themselves.
+pub fn global_args(matches: &clap::ArgMatches) -> GlobalArgs {
+    GlobalArgs::from_arg_matches(matches).unwrap_or(GlobalArgs {
+        dir: PathBuf::from("runbooks"),
+        state_dir: None,
+        color: ColorChoice::Auto,
+        quiet: false,
+        verbose: 0,
+    })
+}

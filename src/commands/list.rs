@@ -1,0 +1,44 @@
+//! `runbook list`: runbooks, procedures, params and environments.
+
+use std::fmt::Write as _;
+
+use crate::library::Library;
+
+pub fn list(library: &Library) -> String {
+    let mut out = String::new();
+    if library.entries.is_empty() {
+        let _ = writeln!(out, "no runbooks in {} (set --dir or RUNBOOK_DIR)", library.dir.display());
+        return out;
+    }
+    for entry in &library.entries {
+        let path = crate::source::display_path(&entry.path);
+        let Some(runbook) = &entry.checked.runbook else {
+            let errors = entry.checked.diagnostics.len();
+            let _ = writeln!(
+                out,
+                "{}  ({path}: invalid, {errors} problem(s); run `runbook validate {path}`)\n",
+                entry.command_name()
+            );
+            continue;
+        };
+        let _ = writeln!(out, "{} — {}  ({path})", runbook.name, runbook.title);
+        if !runbook.environments.is_empty() {
+            let envs: Vec<String> = runbook
+                .environments
+                .values()
+                .map(|e| if e.protected { format!("{} (protected)", e.name) } else { e.name.clone() })
+                .collect();
+            let _ = writeln!(out, "  environments: {}", envs.join(", "));
+        }
+        for procedure in runbook.procedures.values() {
+            let _ = writeln!(out, "  {} — {}", procedure.name, procedure.summary);
+            for param in runbook.params_of(&procedure.name) {
+                let required = if param.required && param.default.is_none() { ", required" } else { "" };
+                let secret = if param.secret { ", secret" } else { "" };
+                let _ = writeln!(out, "      --{} <{}{required}{secret}>", param.flag(), param.ty.name());
+            }
+        }
+        out.push('\n');
+    }
+    out
+}

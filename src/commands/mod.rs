@@ -1,0 +1,5 @@
+//! One file per command.
+
+pub mod list;
+pub mod procedure;
+pub mod validate;

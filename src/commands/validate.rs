@@ -1,0 +1,70 @@
+//! `runbook validate`: check files and report every problem at once.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::ValidateFormat;
+use crate::diagnostic::{Diagnostic, Severity, render_all};
+use crate::error::{Error, exit};
+use crate::library::{Library, load_entry, runbook_files};
+
+pub fn validate(
+    paths: &[PathBuf],
+    default_dir: &Path,
+    format: Option<ValidateFormat>,
+    strict: bool,
+    color: bool,
+) -> Result<(), Error> {
+    let format = format.unwrap_or(if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        ValidateFormat::Github
+    } else {
+        ValidateFormat::Human
+    });
+    let mut files = Vec::new();
+    let targets: Vec<PathBuf> = if paths.is_empty() { vec![default_dir.to_path_buf()] } else { paths.to_vec() };
+    for target in &targets {
+        if target.is_dir() {
+            let found = runbook_files(target);
+            if found.is_empty() {
+                return Err(Error::Usage(format!("no runbook files (*.yaml, *.yml) in {}", target.display())));
+            }
+            files.push((target.clone(), true));
+        } else if target.is_file() {
+            files.push((target.clone(), false));
+        } else {
+            return Err(Error::Usage(format!("{}: no such file or folder", target.display())));
+        }
+    }
+    let mut diagnostics: Vec<Diagnostic> = Vec::new();
+    let mut checked = 0;
+    for (target, is_dir) in files {
+        if is_dir {
+            let library = Library::load(&target);
+            checked += library.entries.len();
+            diagnostics.extend(library.entries.into_iter().flat_map(|e| e.checked.diagnostics));
+        } else {
+            checked += 1;
+            diagnostics.extend(load_entry(&target).checked.diagnostics);
+        }
+    }
+    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = diagnostics.len() - errors;
+    match format {
+        ValidateFormat::Human => {
+            eprint!("{}", render_all(&diagnostics, color));
+            if errors + warnings == 0 {
+                crate::output::print(&format!(
+                    "{checked} runbook file{} checked: no problems\n",
+                    if checked == 1 { "" } else { "s" }
+                ));
+            } else {
+                eprintln!("{checked} runbook file(s) checked: {errors} error(s), {warnings} warning(s)");
+            }
+        }
+        ValidateFormat::Json => crate::output::print(&(crate::diagnostic::to_json(&diagnostics) + "\n")),
+        ValidateFormat::Github => {
+            let lines: String = diagnostics.iter().map(|d| crate::diagnostic::github_annotation(d) + "\n").collect();
+            crate::output::print(&lines);
+        }
+    }
+    if errors > 0 || (strict && warnings > 0) { Err(Error::Reported(exit::STEP_FAILED)) } else { Ok(()) }
+}

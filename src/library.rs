@@ -1,0 +1,96 @@
+//! The runbook folder: every `*.yaml` file in it, checked.
+
+use std::path::{Path, PathBuf};
+
+use crate::checker::{Checked, check_file};
+use crate::diagnostic::{Code, Diagnostic};
+use crate::source::{Source, Span};
+
+pub struct Library {
+    pub dir: PathBuf,
+    pub entries: Vec<Entry>,
+}
+
+pub struct Entry {
+    pub path: PathBuf,
+    pub checked: Checked,
+}
+
+impl Entry {
+    /// The subcommand name: the `runbook:` key, or the file name when the file is broken.
+    pub fn command_name(&self) -> String {
+        self.checked
+            .name
+            .clone()
+            .unwrap_or_else(|| self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+    }
+}
+
+impl Library {
+    /// Reads the folder; a missing folder is an empty library (`list` says so).
+    pub fn load(dir: &Path) -> Library {
+        let mut entries = Vec::new();
+        for path in runbook_files(dir) {
+            entries.push(load_entry(&path));
+        }
+        let mut library = Library { dir: dir.to_path_buf(), entries };
+        library.check_unique_names();
+        library
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.command_name() == name)
+    }
+
+    /// Two files claiming the same command name: the second one is an error.
+    fn check_unique_names(&mut self) {
+        let mut seen: Vec<(String, PathBuf)> = Vec::new();
+        for entry in &mut self.entries {
+            let name = entry.command_name();
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+                let source = entry.checked.source.clone();
+                let span = name_span(&source.text);
+                let diagnostic = Diagnostic::error(
+                    Code::Duplicate,
+                    &source,
+                    span,
+                    format!("runbook name `{name}` is also used by {}", crate::source::display_path(first)),
+                )
+                .help("each runbook in a folder needs its own name");
+                entry.checked.diagnostics.push(diagnostic);
+                entry.checked.runbook = None;
+            } else {
+                seen.push((name, entry.path.clone()));
+            }
+        }
+    }
+}
+
+fn name_span(text: &str) -> Span {
+    text.find("runbook:").map_or_else(Span::default, |i| Span::new(i, i + "runbook".len()))
+}
+
+pub fn load_entry(path: &Path) -> Entry {
+    let checked = match check_file(path) {
+        Ok(checked) => checked,
+        Err(err) => {
+            let source = Source::new(path, String::new());
+            let diagnostic =
+                Diagnostic::error(Code::Syntax, &source, Span::default(), format!("cannot read the file: {err}"));
+            Checked { source, runbook: None, name: None, diagnostics: vec![diagnostic] }
+        }
+    };
+    Entry { path: path.to_path_buf(), checked }
+}
+
+/// `*.yaml` and `*.yml` files of a folder, sorted by name.
+pub fn runbook_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(read) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut files: Vec<PathBuf> = read
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files
+}

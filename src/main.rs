@@ -1,0 +1,136 @@
+//! `runbook`: parse the command line, load the runbook folder, run the command.
+
+// The checked model and plan carry what the executor (the next change) consumes: step
+// outputs, effects, exit statuses. Remove this once execution lands.
+#![allow(dead_code)]
+
+mod checker;
+mod cli;
+mod commands;
+mod diagnostic;
+mod dry_run;
+mod error;
+mod library;
+mod model;
+mod output;
+mod param;
+mod plan;
+mod redact;
+mod render;
+mod source;
+mod step;
+mod template;
+mod yaml;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::FromArgMatches;
+
+use crate::cli::{Builtin, ColorChoice, GlobalArgs};
+use crate::error::Error;
+use crate::library::{Library, load_entry};
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let library = Library::load(&cli::prescan_dir(&args));
+    let matches = match cli::command(&library.entries).try_get_matches_from(&args) {
+        Ok(matches) => matches,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { error::exit::USAGE } else { error::exit::OK });
+        }
+    };
+    let global = cli::global_args(&matches);
+    init_logging(&global);
+    let color = use_color(&global);
+    match dispatch(&library, &matches, &global, color) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            err.print(color);
+            ExitCode::from(err.code())
+        }
+    }
+}
+
+fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, color: bool) -> Result<(), Error> {
+    let Some((name, sub)) = matches.subcommand() else { return Err(Error::Usage("no command given".into())) };
+    if let Some(index) = library.entries.iter().position(|e| e.command_name() == name) {
+        let entry = &library.entries[index];
+        let Some((procedure, proc_matches)) = sub.subcommand() else {
+            // A broken runbook takes any arguments and reports its problems.
+            return commands::procedure::run_procedure(entry, empty_call());
+        };
+        let call =
+            cli::procedure_call(proc_matches, procedure, Some(index)).map_err(|e| Error::Usage(e.to_string()))?;
+        return commands::procedure::run_procedure(entry, call);
+    }
+    match Builtin::from_arg_matches(matches).map_err(|e| Error::Usage(e.to_string()))? {
+        Builtin::List => {
+            output::print(&commands::list::list(library));
+            Ok(())
+        }
+        Builtin::Validate { paths, format, strict } => {
+            commands::validate::validate(&paths, &global.dir, format, strict, color)
+        }
+        Builtin::Run { file, rest } => run_file(&file, rest),
+    }
+}
+
+/// `runbook run FILE PROCEDURE ...`: the file's procedures parsed as if it were in the folder.
+fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>) -> Result<(), Error> {
+    if !file.is_file() {
+        return Err(Error::Usage(format!("{}: no such runbook file", file.display())));
+    }
+    let entry = load_entry(file);
+    let Some(runbook) = entry.checked.runbook.clone() else {
+        return commands::procedure::run_procedure(&entry, empty_call());
+    };
+    let bin_name = format!("runbook run {}", file.display());
+    let cmd = cli::procedures_command(clap::Command::new("run").bin_name(bin_name), &runbook);
+    let argv = std::iter::once(std::ffi::OsString::from("run")).chain(rest);
+    let matches = match cmd.try_get_matches_from(argv) {
+        Ok(matches) => matches,
+        Err(err) => {
+            let _ = err.print();
+            return Err(Error::Reported(if err.use_stderr() { error::exit::USAGE } else { error::exit::OK }));
+        }
+    };
+    let Some((procedure, proc_matches)) = matches.subcommand() else {
+        return Err(Error::Usage("no procedure given".into()));
+    };
+    let call = cli::procedure_call(proc_matches, procedure, None).map_err(|e| Error::Usage(e.to_string()))?;
+    commands::procedure::run_procedure(&entry, call)
+}
+
+fn empty_call() -> cli::ProcedureCall {
+    cli::ProcedureCall {
+        entry_index: None,
+        procedure: String::new(),
+        exec: cli::ExecArgs::default(),
+        params: indexmap::IndexMap::new(),
+    }
+}
+
+fn use_color(global: &GlobalArgs) -> bool {
+    match global.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+        }
+    }
+}
+
+fn init_logging(global: &GlobalArgs) {
+    let default = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}

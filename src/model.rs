@@ -1,0 +1,102 @@
+//! The checked runbook: what execution and dry-run work from. Nothing here is raw YAML;
+//! every value has been type-checked and every template reference resolved.
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use crate::param::Param;
+use crate::source::{SourceRef, Span};
+use crate::step::Step;
+
+#[derive(Debug, Serialize)]
+pub struct Runbook {
+    pub name: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub notes: Option<String>,
+    pub environments: IndexMap<String, Environment>,
+    pub params: IndexMap<String, Param>,
+    pub procedures: IndexMap<String, Procedure>,
+    #[serde(skip)]
+    pub source: SourceRef,
+    /// sha256 of the file's bytes, recorded in the journal; resume refuses if it changed.
+    pub sha256: String,
+}
+
+pub type RunbookRef = Arc<Runbook>;
+
+#[derive(Debug, Serialize)]
+pub struct Environment {
+    pub name: String,
+    pub protected: bool,
+    pub description: Option<String>,
+    pub vars: IndexMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Procedure {
+    pub name: String,
+    pub summary: String,
+    pub description: Option<String>,
+    /// Params it declares itself.
+    pub params: Vec<String>,
+    pub stages: Vec<Stage>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Stage {
+    pub name: String,
+    pub description: Option<String>,
+    pub steps: Vec<Step>,
+}
+
+impl Runbook {
+    /// Params a procedure needs: its own, then those of the procedures it includes (and
+    /// their `on_failure` procedures), in first-seen order.
+    pub fn params_of(&self, procedure: &str) -> Vec<&Param> {
+        let mut names: Vec<&str> = Vec::new();
+        let mut seen_procs: Vec<&str> = Vec::new();
+        self.collect_params(procedure, &mut names, &mut seen_procs);
+        names.iter().filter_map(|n| self.params.get(*n)).collect()
+    }
+
+    fn collect_params<'a>(&'a self, procedure: &'a str, names: &mut Vec<&'a str>, seen: &mut Vec<&'a str>) {
+        if seen.contains(&procedure) {
+            return;
+        }
+        seen.push(procedure);
+        let Some(proc) = self.procedures.get(procedure) else { return };
+        for name in &proc.params {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+        for step in proc.stages.iter().flat_map(|s| &s.steps) {
+            for other in step.procedures_used() {
+                self.collect_params(other, names, seen);
+            }
+        }
+    }
+
+    /// Whether any step that can run for this procedure mutates.
+    pub fn mutates(&self, procedure: &str) -> bool {
+        let mut seen = Vec::new();
+        self.any_step(procedure, &mut seen, &|step| step.mutates())
+    }
+
+    fn any_step<'a>(&'a self, procedure: &'a str, seen: &mut Vec<&'a str>, f: &dyn Fn(&Step) -> bool) -> bool {
+        if seen.contains(&procedure) {
+            return false;
+        }
+        seen.push(procedure);
+        let Some(proc) = self.procedures.get(procedure) else { return false };
+        proc.stages
+            .iter()
+            .flat_map(|s| &s.steps)
+            .any(|step| f(step) || step.procedures_used().into_iter().any(|p| self.any_step(p, seen, f)))
+    }
+}

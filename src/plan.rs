@@ -1,0 +1,277 @@
+//! Plan: a checked runbook bound to one procedure, one environment and checked param values.
+//! Steps are rendered from the plan right before they run (or, in a dry-run, with
+//! placeholders for outputs that are not known yet).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use minijinja::Value;
+use minijinja::value::{Enumerator, Object, ObjectRepr};
+
+use crate::model::{Environment, Procedure, RunbookRef};
+use crate::param::{ParamValue, flag_name};
+use crate::redact::{MIN_SECRET_LEN, Redactor};
+use crate::step::{Step, StepKind};
+use crate::template::{Placeholder, Template};
+
+#[derive(Debug)]
+pub struct Plan {
+    pub runbook: RunbookRef,
+    pub procedure: String,
+    pub environment: Option<String>,
+    pub params: IndexMap<String, ParamValue>,
+    /// Names of secret params that were not given (a dry-run shows them masked; a run asks).
+    pub missing_secrets: Vec<String>,
+    pub answers: HashMap<String, String>,
+    pub redactor: Redactor,
+}
+
+/// A reason the inputs do not fit the procedure; one line, exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("runbook `{runbook}` has no procedure `{procedure}`{hint}")]
+    UnknownProcedure { runbook: String, procedure: String, hint: String },
+    #[error("`{runbook}` needs --env: one of {choices}")]
+    MissingEnvironment { runbook: String, choices: String },
+    #[error("unknown environment `{given}` for --env: one of {choices}")]
+    UnknownEnvironment { given: String, choices: String },
+    #[error("--env given, but runbook `{runbook}` has no environments")]
+    NoEnvironments { runbook: String },
+    #[error("missing --{flag}: {help}")]
+    MissingParam { flag: String, help: String },
+    #[error("invalid value '{value}' for --{flag}: {reason}")]
+    InvalidParam { flag: String, value: String, reason: String },
+    #[error("secret --{flag} is shorter than {MIN_SECRET_LEN} characters, too short to be masked reliably")]
+    ShortSecret { flag: String },
+    #[error("invalid --answer '{0}': expected STEP_ID=VALUE")]
+    AnswerSyntax(String),
+    #[error("--answer {id}=…: procedure `{procedure}` has no prompt or manual step `{id}`")]
+    UnknownAnswer { id: String, procedure: String },
+}
+
+/// Inputs to bind, as given on the command line.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub environment: Option<String>,
+    pub params: IndexMap<String, String>,
+    pub answers: Vec<String>,
+}
+
+impl Plan {
+    pub fn bind(runbook: RunbookRef, procedure: &str, inputs: Inputs, now: DateTime<Utc>) -> Result<Plan, PlanError> {
+        let Some(proc) = runbook.procedures.get(procedure) else {
+            let hint = crate::diagnostic::did_you_mean(procedure, runbook.procedures.keys().map(String::as_str))
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
+            return Err(PlanError::UnknownProcedure {
+                runbook: runbook.name.clone(),
+                procedure: procedure.into(),
+                hint,
+            });
+        };
+        let environment = bind_environment(&runbook, inputs.environment)?;
+        let redactor = Redactor::default();
+        let mut params = IndexMap::new();
+        let mut missing_secrets = Vec::new();
+        for param in runbook.params_of(&proc.name) {
+            let flag = flag_name(&param.name);
+            let raw = inputs.params.get(&param.name).cloned().or_else(|| param.default.clone());
+            let Some(raw) = raw else {
+                if param.secret {
+                    missing_secrets.push(param.name.clone());
+                    continue;
+                }
+                if param.ty == crate::param::ParamType::Bool {
+                    params.insert(param.name.clone(), ParamValue::Bool(false));
+                    continue;
+                }
+                if param.required {
+                    let help = param.help.clone().unwrap_or_else(|| param.ty.expectation());
+                    return Err(PlanError::MissingParam { flag, help });
+                }
+                params.insert(param.name.clone(), ParamValue::String(String::new()));
+                continue;
+            };
+            let value = param.check_value(&raw, now).map_err(|reason| PlanError::InvalidParam {
+                flag: flag.clone(),
+                // A secret's value is never echoed, not even in its own error.
+                value: if param.secret { crate::redact::MASK.into() } else { raw.clone() },
+                reason,
+            })?;
+            if param.secret {
+                if raw.chars().count() < MIN_SECRET_LEN {
+                    return Err(PlanError::ShortSecret { flag });
+                }
+                redactor.add(&raw);
+            }
+            params.insert(param.name.clone(), value);
+        }
+        let answers = bind_answers(&runbook, proc, inputs.answers)?;
+        let procedure = proc.name.clone();
+        Ok(Plan { runbook, procedure, environment, params, missing_secrets, answers, redactor })
+    }
+
+    pub fn procedure(&self) -> &Procedure {
+        &self.runbook.procedures[&self.procedure]
+    }
+
+    pub fn environment(&self) -> Option<&Environment> {
+        self.environment.as_ref().and_then(|e| self.runbook.environments.get(e))
+    }
+
+    /// The template context: `params`, `vars`, `env`, `environment`, `steps`.
+    pub fn context(&self, steps: &Outputs) -> Value {
+        let mut params: BTreeMap<String, Value> =
+            self.params.iter().map(|(k, v)| (k.clone(), Value::from(minijinja::value::Serde(v)))).collect();
+        for name in &self.missing_secrets {
+            params.insert(name.clone(), Value::from_object(Placeholder::new(format!("secret params.{name}"))));
+        }
+        let vars: BTreeMap<String, String> =
+            self.environment().map(|e| e.vars.clone().into_iter().collect()).unwrap_or_default();
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        minijinja::context! {
+            params => params,
+            vars => vars,
+            env => env,
+            environment => self.environment.clone().unwrap_or_default(),
+            steps => Value::from_object(steps.clone()),
+        }
+    }
+
+    /// Whether a template's value derives from a secret.
+    pub fn is_secret(&self, template: &Template) -> bool {
+        template_is_secret(&self.runbook, template)
+    }
+}
+
+pub fn template_is_secret(runbook: &crate::model::Runbook, template: &Template) -> bool {
+    let Ok(refs) = template.references() else { return false };
+    refs.iter().any(|r| {
+        let parts: Vec<&str> = r.split('.').collect();
+        match parts.as_slice() {
+            ["params", name, ..] => runbook.params.get(*name).is_some_and(|p| p.secret),
+            ["steps", id, ..] => runbook
+                .procedures
+                .values()
+                .flat_map(|p| p.stages.iter().flat_map(|s| &s.steps))
+                .any(|s| s.id == *id && s.output_is_secret()),
+            _ => false,
+        }
+    })
+}
+
+fn bind_environment(runbook: &crate::model::Runbook, given: Option<String>) -> Result<Option<String>, PlanError> {
+    let choices = || runbook.environments.keys().cloned().collect::<Vec<_>>().join(", ");
+    match given {
+        None if runbook.environments.is_empty() => Ok(None),
+        // No silent default to production: with environments, --env is required.
+        None => Err(PlanError::MissingEnvironment { runbook: runbook.name.clone(), choices: choices() }),
+        Some(_) if runbook.environments.is_empty() => Err(PlanError::NoEnvironments { runbook: runbook.name.clone() }),
+        Some(name) if runbook.environments.contains_key(&name) => Ok(Some(name)),
+        Some(name) => Err(PlanError::UnknownEnvironment { given: name, choices: choices() }),
+    }
+}
+
+fn bind_answers(
+    runbook: &crate::model::Runbook,
+    proc: &Procedure,
+    raw: Vec<String>,
+) -> Result<HashMap<String, String>, PlanError> {
+    let mut answerable = Vec::new();
+    collect_answerable(runbook, proc, &mut answerable, &mut Vec::new());
+    let mut answers = HashMap::new();
+    for item in raw {
+        let Some((id, value)) = item.split_once('=') else { return Err(PlanError::AnswerSyntax(item)) };
+        if !answerable.contains(&id.to_owned()) {
+            return Err(PlanError::UnknownAnswer { id: id.into(), procedure: proc.name.clone() });
+        }
+        answers.insert(id.to_owned(), value.to_owned());
+    }
+    Ok(answers)
+}
+
+fn collect_answerable(
+    runbook: &crate::model::Runbook,
+    proc: &Procedure,
+    out: &mut Vec<String>,
+    seen: &mut Vec<String>,
+) {
+    if seen.contains(&proc.name) {
+        return;
+    }
+    seen.push(proc.name.clone());
+    for step in proc.stages.iter().flat_map(|s| &s.steps) {
+        if matches!(step.kind, StepKind::Prompt(_) | StepKind::Manual(_)) || step.confirm.is_some() {
+            out.push(step.id.clone());
+        }
+        for name in step.procedures_used() {
+            if let Some(other) = runbook.procedures.get(name) {
+                collect_answerable(runbook, other, out, seen);
+            }
+        }
+    }
+}
+
+/// What finished steps produced, as seen by templates (`steps.<id>.output`, `.json`,
+/// `.lines`, `.status`). In a dry-run, steps that have not run are placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    pub values: BTreeMap<String, Value>,
+    pub placeholders: bool,
+}
+
+impl Outputs {
+    pub fn dry_run() -> Self {
+        Outputs { values: BTreeMap::new(), placeholders: true }
+    }
+
+    pub fn insert(&mut self, id: &str, output: &StepOutput) {
+        self.values.insert(id.to_owned(), Value::from(minijinja::value::Serde(output)));
+    }
+}
+
+/// One step's results, as templates see them.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct StepOutput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<i64>,
+}
+
+impl Object for Outputs {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let id = key.as_str()?;
+        match self.values.get(id) {
+            Some(value) => Some(value.clone()),
+            None if self.placeholders => Some(Value::from_object(Placeholder::new(format!("steps.{id}")))),
+            None => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.values.keys().map(|k| Value::from(k.as_str())).collect())
+    }
+}
+
+/// Steps of a procedure in the order they run, with included procedures expanded.
+pub fn steps_in_order<'a>(runbook: &'a crate::model::Runbook, procedure: &'a Procedure, out: &mut Vec<&'a Step>) {
+    for step in procedure.stages.iter().flat_map(|s| &s.steps) {
+        out.push(step);
+        if let StepKind::Include(include) = &step.kind
+            && let Some(other) = runbook.procedures.get(&include.procedure)
+        {
+            steps_in_order(runbook, other, out);
+        }
+    }
+}

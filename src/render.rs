@@ -1,0 +1,225 @@
+//! A step with every template rendered: what dry-run prints and what execution runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use minijinja::Value;
+use serde::Serialize;
+
+use crate::plan::{Outputs, Plan};
+use crate::redact::MASK;
+use crate::step::{Capture, Choices, Effect, Step, StepKind};
+use crate::template::{RenderError, Template};
+
+/// A rendered value that may be secret; `shown` is what may be printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Text {
+    #[serde(skip)]
+    pub value: String,
+    pub shown: String,
+    pub secret: bool,
+}
+
+impl Text {
+    fn new(plan: &Plan, template: &Template, value: String) -> Self {
+        let secret = plan.is_secret(template);
+        if secret && !value.contains('<') {
+            // A derived secret (the new connection string) is registered like any other.
+            plan.redactor.add(&value);
+        }
+        let shown = if secret { MASK.to_owned() } else { plan.redactor.redact(&value) };
+        Text { value, shown, secret }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rendered {
+    pub id: String,
+    pub name: Option<String>,
+    pub effect: Effect,
+    #[serde(serialize_with = "crate::output::serialize_duration")]
+    pub timeout: Duration,
+    #[serde(flatten)]
+    pub action: Action,
+    /// `confirm: typed`: what the operator must type.
+    pub confirm: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Action {
+    Run {
+        argv: Vec<String>,
+        env: Vec<(String, Text)>,
+        stdin: Option<Text>,
+        cwd: Option<PathBuf>,
+        capture: Option<Capture>,
+    },
+    Shell {
+        script: String,
+        args: Vec<String>,
+        env: Vec<(String, Text)>,
+        stdin: Option<Text>,
+        cwd: Option<PathBuf>,
+        capture: Option<Capture>,
+    },
+    Http {
+        method: String,
+        url: String,
+        headers: Vec<(String, Text)>,
+        body: Option<Text>,
+        expect_status: Vec<u16>,
+        expect_body_contains: Option<String>,
+        expect_json: Vec<(String, serde_json::Value)>,
+        #[serde(serialize_with = "crate::output::serialize_opt_duration")]
+        connect_timeout: Option<Duration>,
+        capture: Option<Capture>,
+    },
+    Manual {
+        text: String,
+    },
+    Prompt {
+        question: String,
+        choices: Option<Vec<String>>,
+        /// Choices that come from an expression not evaluable yet (dry-run).
+        choices_from: Option<String>,
+        default: Option<String>,
+        secret: bool,
+    },
+    Assert {
+        expr: String,
+        message: Option<String>,
+    },
+    Include {
+        procedure: String,
+    },
+}
+
+impl Rendered {
+    /// The argv as it would be typed in a terminal, secrets masked.
+    pub fn command_line(&self, plan: &Plan) -> Option<String> {
+        match &self.action {
+            Action::Run { argv, .. } => Some(command_line(argv.iter().map(|a| plan.redactor.redact(a)))),
+            Action::Shell { script, args, .. } => {
+                let mut argv = vec!["sh".to_owned(), "-c".to_owned(), script.clone(), "runbook".to_owned()];
+                argv.extend(args.iter().map(|a| plan.redactor.redact(a)));
+                Some(command_line(argv))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Renders a step. `outputs` holds finished steps (or placeholders in a dry-run).
+pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, RenderError> {
+    let context = plan.context(outputs);
+    let text = |t: &Template| -> Result<Text, RenderError> { Ok(Text::new(plan, t, t.render(&context)?)) };
+    let plain = |t: &Template| -> Result<String, RenderError> { t.render(&context) };
+    let action = match &step.kind {
+        StepKind::Run(run) => Action::Run {
+            argv: run.argv.iter().map(plain).collect::<Result<_, _>>()?,
+            env: run.process.env.iter().map(|(k, t)| Ok((k.clone(), text(t)?))).collect::<Result<_, RenderError>>()?,
+            stdin: run.process.stdin.as_ref().map(text).transpose()?,
+            cwd: run.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
+            capture: run.process.capture,
+        },
+        StepKind::Shell(shell) => Action::Shell {
+            script: shell.script.clone(),
+            args: shell.args.iter().map(plain).collect::<Result<_, _>>()?,
+            env: shell
+                .process
+                .env
+                .iter()
+                .map(|(k, t)| Ok((k.clone(), text(t)?)))
+                .collect::<Result<_, RenderError>>()?,
+            stdin: shell.process.stdin.as_ref().map(text).transpose()?,
+            cwd: shell.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
+            capture: shell.process.capture,
+        },
+        StepKind::Http(http) => Action::Http {
+            method: http.method.clone(),
+            url: plain(&http.url)?,
+            headers: http.headers.iter().map(|(k, t)| Ok((k.clone(), text(t)?))).collect::<Result<_, RenderError>>()?,
+            body: http.body.as_ref().map(text).transpose()?,
+            expect_status: http.expect.status.clone(),
+            expect_body_contains: http.expect.body_contains.as_ref().map(plain).transpose()?,
+            expect_json: http.expect.json.clone(),
+            connect_timeout: http.connect_timeout,
+            capture: http.capture,
+        },
+        StepKind::Manual(template) => Action::Manual { text: plain(template)? },
+        StepKind::Prompt(prompt) => {
+            let (choices, choices_from) = match &prompt.choices {
+                None => (None, None),
+                Some(Choices::List(list)) => (Some(list.clone()), None),
+                Some(Choices::Expr(expr)) => match expr.eval(&context) {
+                    Ok(value) => match list_of_strings(&value) {
+                        Some(list) => (Some(list), None),
+                        None if outputs.placeholders => (None, Some(expr.text.clone())),
+                        None => {
+                            return Err(RenderError(format!(
+                                "`choices` must evaluate to a list, got {}",
+                                value.kind()
+                            )));
+                        }
+                    },
+                    Err(_) if outputs.placeholders => (None, Some(expr.text.clone())),
+                    Err(err) => return Err(err),
+                },
+            };
+            Action::Prompt {
+                question: plain(&prompt.question)?,
+                choices,
+                choices_from,
+                default: prompt.default.as_ref().map(plain).transpose()?,
+                secret: step.secret,
+            }
+        }
+        StepKind::Assert(assert) => {
+            Action::Assert { expr: assert.expr.text.clone(), message: assert.message.as_ref().map(plain).transpose()? }
+        }
+        StepKind::Include(include) => Action::Include { procedure: include.procedure.clone() },
+    };
+    Ok(Rendered {
+        id: step.id.clone(),
+        name: step.name.clone(),
+        effect: step.effect,
+        timeout: step.timeout_or_default(),
+        action,
+        confirm: step.confirm.as_ref().map(plain).transpose()?,
+    })
+}
+
+fn list_of_strings(value: &Value) -> Option<Vec<String>> {
+    if crate::template::is_placeholder(value) {
+        return None;
+    }
+    let iter = value.try_iter().ok()?;
+    Some(iter.map(|v| v.to_string()).collect())
+}
+
+/// Joins argv for pasting into a terminal. `shell_words::quote` also quotes `=`, which is
+/// only special in a command's first word; `--project=x` reads better unquoted.
+pub fn command_line(argv: impl IntoIterator<Item = String>) -> String {
+    let mut out = Vec::new();
+    for (index, arg) in argv.into_iter().enumerate() {
+        let plain = !arg.is_empty()
+            && arg.chars().all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c))
+            && !(index == 0 && arg.contains('='));
+        out.push(if plain { arg } else { shell_words::quote(&arg).into_owned() });
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_line;
+
+    #[test]
+    fn command_line_quotes_only_what_the_shell_would_interpret() {
+        let argv = ["gcloud", "--project=p-1", "x; rm -rf ~", "", "a'b", "value(ip[0])"].map(String::from);
+        let line = command_line(argv);
+        assert_eq!(line, r#"gcloud --project=p-1 'x; rm -rf ~' '' 'a'\''b' 'value(ip[0])'"#);
+        assert_eq!(shell_words::split(&line).map(|v| v.len()).ok(), Some(6));
+    }
+}

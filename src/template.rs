@@ -1,0 +1,273 @@
+//! MiniJinja templates and expressions: the one place that knows the template engine.
+//!
+//! Templates are parsed while a runbook is checked (syntax errors and references are found
+//! before anything runs) and rendered against a context of `params`, `vars`, `steps`, `env`
+//! and `environment` when a step is about to run, or with placeholders in a dry-run.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+use minijinja::value::{Enumerator, Object, ObjectRepr};
+use minijinja::{Environment, UndefinedBehavior, Value};
+
+use crate::source::Span;
+
+/// Roots a template may refer to.
+pub const ROOTS: &[&str] = &["params", "vars", "steps", "env", "environment"];
+
+static ENGINE: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Rendered text goes to argv, stdin and HTTP bodies, never to HTML.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.add_filter("replace_host", replace_host);
+    // Booleans go to argv as `true`/`false`, as the programs we call spell them, not as
+    // Python's `True`.
+    env.set_formatter(|out, state, value| {
+        if value.kind() == minijinja::value::ValueKind::Bool {
+            return out.write_str(if value.is_true() { "true" } else { "false" }).map_err(minijinja::Error::from);
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
+    env
+});
+
+/// A templated string as the user wrote it.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub text: String,
+    pub span: Span,
+}
+
+/// An expression (`when`, `assert`, `retry.until`, `choices`) as the user wrote it.
+#[derive(Debug, Clone)]
+pub struct Expr {
+    pub text: String,
+    pub span: Span,
+}
+
+impl serde::Serialize for Template {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl serde::Serialize for Expr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+/// A syntax error inside a template, with the part of the template it concerns.
+#[derive(Debug)]
+pub struct SyntaxError {
+    pub message: String,
+}
+
+impl Template {
+    pub fn new(text: impl Into<String>, span: Span) -> Self {
+        Template { text: text.into(), span }
+    }
+
+    /// True when the text contains no template syntax and renders to itself.
+    pub fn is_literal(&self) -> bool {
+        !self.text.contains("{{") && !self.text.contains("{%") && !self.text.contains("{#")
+    }
+
+    /// Parses the template; returns the variables it reads (`params.x`, `steps.a.output`).
+    pub fn references(&self) -> Result<BTreeSet<String>, SyntaxError> {
+        if self.is_literal() {
+            return Ok(BTreeSet::new());
+        }
+        let template = ENGINE.template_from_str(&self.text).map_err(syntax_error)?;
+        Ok(template.undeclared_variables(true).into_iter().collect())
+    }
+
+    pub fn render(&self, context: &Value) -> Result<String, RenderError> {
+        if self.is_literal() {
+            return Ok(self.text.clone());
+        }
+        ENGINE.render_str(&self.text, context).map_err(render_error)
+    }
+}
+
+impl Expr {
+    pub fn new(text: impl Into<String>, span: Span) -> Self {
+        Expr { text: text.into(), span }
+    }
+
+    pub fn references(&self) -> Result<BTreeSet<String>, SyntaxError> {
+        let expr = ENGINE.compile_expression(&self.text).map_err(syntax_error)?;
+        Ok(expr.undeclared_variables(true).into_iter().collect())
+    }
+
+    pub fn eval(&self, context: &Value) -> Result<Value, RenderError> {
+        let expr = ENGINE.compile_expression(&self.text).map_err(render_error)?;
+        expr.eval(context).map_err(render_error)
+    }
+
+    pub fn is_true(&self, context: &Value) -> Result<bool, RenderError> {
+        self.eval(context).map(|v| v.is_true())
+    }
+}
+
+fn syntax_error(err: minijinja::Error) -> SyntaxError {
+    SyntaxError { message: describe(&err) }
+}
+
+/// A template that failed while rendering (an undefined value, a filter on the wrong type).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderError(pub String);
+
+fn render_error(err: minijinja::Error) -> RenderError {
+    RenderError(describe(&err))
+}
+
+fn describe(err: &minijinja::Error) -> String {
+    let mut message = err.detail().map_or_else(|| err.kind().to_string(), str::to_owned);
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// `{{ url | replace_host(ip) }}`: the connection string of the current secret, pointed at a
+/// new host. Keeps scheme, credentials, port, path and query exactly as they were.
+fn replace_host(url: Value, host: Value) -> Result<Value, minijinja::Error> {
+    if let Some(placeholder) = url.downcast_object_ref::<Placeholder>() {
+        return Ok(Value::from_object(placeholder.derived("replace_host")));
+    }
+    if host.downcast_object_ref::<Placeholder>().is_some() {
+        // The URL itself may be a secret: name only the host that is not known yet.
+        return Ok(Value::from_object(Placeholder::new(format!("url with host {host}"))));
+    }
+    let url = url.as_str().ok_or_else(|| invalid("replace_host expects a URL string"))?;
+    let host = host.to_string();
+    replace_url_host(url, host.trim()).map(Value::from).map_err(|m| invalid(&m))
+}
+
+fn invalid(message: &str) -> minijinja::Error {
+    minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message.to_owned())
+}
+
+/// Replaces the host of `scheme://[user[:password]@]host[:port][/path][?query]`.
+///
+/// Written by hand rather than with the `url` crate: that crate re-encodes the userinfo
+/// and path of non-special schemes such as `postgres`, which would change the password.
+pub fn replace_url_host(url: &str, new_host: &str) -> Result<String, String> {
+    if new_host.is_empty() || new_host.contains(['/', '@', '?', '#', ' ']) {
+        return Err(format!("replace_host: `{new_host}` is not a host name or IP address"));
+    }
+    let Some(scheme_end) = url.find("://") else {
+        return Err("replace_host: the value is not a URL of the form scheme://host/...".into());
+    };
+    let authority_start = scheme_end + 3;
+    let rest = &url[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_len];
+    let host_start = authority.rfind('@').map_or(0, |i| i + 1);
+    let host_and_port = &authority[host_start..];
+    let port = if host_and_port.starts_with('[') {
+        host_and_port.find(']').map_or("", |i| &host_and_port[i + 1..])
+    } else {
+        host_and_port.rfind(':').map_or("", |i| &host_and_port[i..])
+    };
+    if host_and_port.len() == port.len() {
+        return Err("replace_host: the URL has no host to replace".into());
+    }
+    let host = if new_host.contains(':') && !new_host.starts_with('[') {
+        format!("[{new_host}]")
+    } else {
+        new_host.to_owned()
+    };
+    Ok(format!("{}{}{}{}{}", &url[..authority_start], &authority[..host_start], host, port, &rest[authority_len..]))
+}
+
+/// A value that is not known yet (the output of a step that has not run), rendered in a
+/// dry-run as `<steps.new_ip.output>`. Attribute and index access extend the path, so
+/// `steps.backups.json[0].id` renders as `<steps.backups.json[0].id>`.
+#[derive(Debug, Clone)]
+pub struct Placeholder {
+    path: String,
+}
+
+impl Placeholder {
+    pub fn new(path: impl Into<String>) -> Self {
+        Placeholder { path: path.into() }
+    }
+
+    fn derived(&self, filter: &str) -> Placeholder {
+        Placeholder::new(format!("{} | {filter}", self.path))
+    }
+}
+
+impl Object for Placeholder {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let path = match key.as_str() {
+            Some(name) => format!("{}.{name}", self.path),
+            None => format!("{}[{key}]", self.path),
+        };
+        Some(Value::from_object(Placeholder::new(path)))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::NonEnumerable
+    }
+
+    fn is_true(self: &Arc<Self>) -> bool {
+        true
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{}>", self.path)
+    }
+}
+
+/// Whether a rendered value is, or contains, a placeholder.
+pub fn is_placeholder(value: &Value) -> bool {
+    value.downcast_object_ref::<Placeholder>().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_host_keeps_credentials_port_and_query() {
+        assert_eq!(
+            replace_url_host("postgres://app:p%40ss:w@10.0.0.5:5432/app?sslmode=require", "10.9.8.7").as_deref(),
+            Ok("postgres://app:p%40ss:w@10.9.8.7:5432/app?sslmode=require")
+        );
+        assert_eq!(
+            replace_url_host("postgresql://db.internal/app", "1.2.3.4").as_deref(),
+            Ok("postgresql://1.2.3.4/app")
+        );
+        assert!(replace_url_host("not a url", "1.2.3.4").is_err());
+        assert!(replace_url_host("postgres://u@h/db", "").is_err());
+    }
+
+    #[test]
+    fn references_are_nested_paths() {
+        let t = Template::new("{{ steps.a.output | replace_host(steps.b.output) }}-{{ params.x }}", Span::default());
+        let refs = t.references().map_err(|e| e.message).unwrap_or_default();
+        assert!(refs.contains("steps.a.output"), "{refs:?}");
+        assert!(refs.contains("steps.b.output"), "{refs:?}");
+        assert!(refs.contains("params.x"), "{refs:?}");
+    }
+
+    #[test]
+    fn placeholders_render_their_path() {
+        let ctx = minijinja::context! { steps => Value::from_object(Placeholder::new("steps")) };
+        let t = Template::new("{{ steps.backups.json[0].id }}", Span::default());
+        assert_eq!(t.render(&ctx).map_err(|e| e.0).as_deref(), Ok("<steps.backups.json[0].id>"));
+    }
+}

@@ -1,0 +1,3 @@
+mod dry_run;
+mod params;
+mod validate;

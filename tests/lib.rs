@@ -1,0 +1,5 @@
+//! Integration tests: every test drives the real `runbook` binary.
+
+mod support;
+
+mod cli;
