@@ -114,14 +114,7 @@ pub struct ExecArgs {
     pub output: OutputFormat,
 }
 
-/// What the command line asks for.
-pub enum Invocation {
-    Builtin(Builtin),
-    Procedure(ProcedureCall),
-}
-
 pub struct ProcedureCall {
-    pub entry_index: Option<usize>,
     pub procedure: String,
     pub exec: ExecArgs,
     pub params: IndexMap<String, String>,
@@ -240,11 +233,7 @@ pub fn secret_env_name(param: &str) -> String {
 }
 
 /// Reads a procedure's flags out of its matches.
-pub fn procedure_call(
-    matches: &clap::ArgMatches,
-    procedure: &str,
-    entry_index: Option<usize>,
-) -> Result<ProcedureCall, clap::Error> {
+pub fn procedure_call(matches: &clap::ArgMatches, procedure: &str) -> Result<ProcedureCall, clap::Error> {
     let exec = ExecArgs::from_arg_matches(matches)?;
     let mut params = IndexMap::new();
     for id in matches.ids() {
@@ -255,7 +244,7 @@ pub fn procedure_call(
             params.insert(name.to_owned(), value.clone());
         }
     }
-    Ok(ProcedureCall { entry_index, procedure: procedure.to_owned(), exec, params })
+    Ok(ProcedureCall { procedure: procedure.to_owned(), exec, params })
 }
 
 /// `--dir` as given, before the full command line can be built (it decides which runbooks,

@@ -38,10 +38,10 @@ pub enum Code {
     UnquotedTemplate,
     NoTimeout,
     ShellCouldBeRun,
-    UnconfirmedDestructive,
 }
 
 impl Code {
+    #[cfg(test)]
     pub const ALL: &[Code] = &[
         Code::Syntax,
         Code::UnknownKey,
@@ -64,7 +64,6 @@ impl Code {
         Code::UnquotedTemplate,
         Code::NoTimeout,
         Code::ShellCouldBeRun,
-        Code::UnconfirmedDestructive,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,7 +89,6 @@ impl Code {
             Code::UnquotedTemplate => "RB019",
             Code::NoTimeout => "RB101",
             Code::ShellCouldBeRun => "RB102",
-            Code::UnconfirmedDestructive => "RB103",
         }
     }
 
@@ -117,9 +115,6 @@ impl Code {
             Code::UnquotedTemplate => "an unquoted `{{ ... }}`, which YAML reads as a mapping",
             Code::NoTimeout => "warning: a mutating step without an explicit timeout",
             Code::ShellCouldBeRun => "warning: a `shell:` step that could be a `run:` step",
-            Code::UnconfirmedDestructive => {
-                "warning: a protected environment with no typed confirmation on a destructive step"
-            }
         }
     }
 }
@@ -153,12 +148,6 @@ impl Diagnostic {
     }
 
     #[must_use]
-    pub fn label(mut self, label: impl Into<String>) -> Self {
-        self.label = Some(label.into());
-        self
-    }
-
-    #[must_use]
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
@@ -170,25 +159,6 @@ impl Diagnostic {
 
     pub fn end_line_col(&self) -> (usize, usize) {
         self.source.line_col(self.span.end)
-    }
-
-    /// `path:line:col: error[RB002]: message`, the one-line form.
-    pub fn headline(&self) -> String {
-        let (line, col) = self.line_col();
-        format!(
-            "{}:{line}:{col}: {}[{}]: {}",
-            self.source.display_path(),
-            self.severity_word(),
-            self.code.as_str(),
-            self.message
-        )
-    }
-
-    fn severity_word(&self) -> &'static str {
-        match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        }
     }
 
     /// Renders as rustc does: message, `--> path:line:col`, the source excerpt, a caret.
@@ -284,7 +254,7 @@ pub fn github_annotation(d: &Diagnostic) -> String {
     format!(
         "::{level} file={},line={line},col={col},endLine={end_line},endColumn={end_col},title={}::{}",
         escape_property(&d.source.display_path()),
-        escape_property(d.code.as_str()),
+        escape_property(&format!("{} {}", d.code.as_str(), d.code.summary())),
         escape_data(&message)
     )
 }
@@ -296,4 +266,26 @@ fn escape_data(text: &str) -> String {
 
 fn escape_property(text: &str) -> String {
     escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_documented_in_the_readme() {
+        let readme = include_str!("../README.md");
+        for code in Code::ALL {
+            assert!(readme.contains(&format!("| {} |", code.as_str())), "{} missing from README", code.as_str());
+        }
+    }
+
+    #[test]
+    fn annotations_escape_what_the_runner_would_misread() {
+        let source = crate::source::Source::new("dir,a:b/x%.yaml", "key: value\n");
+        let d = Diagnostic::error(Code::InvalidValue, &source, Span::new(0, 3), "50% of a: b, c\nnext").help("h");
+        let line = github_annotation(&d);
+        assert!(line.starts_with("::error file=dir%2Ca%3Ab/x%25.yaml,line=1,col=1,endLine=1,endColumn=4,"), "{line}");
+        assert!(line.ends_with("::[RB003] 50%25 of a: b, c%0Anext%0Ahelp: h"), "{line}");
+    }
 }

@@ -61,15 +61,34 @@ pub fn build(plan: &Plan, outputs: &Outputs) -> DryRun {
 
 fn stages(plan: &Plan, procedure: &str, outputs: &Outputs) -> Vec<DryStage> {
     let Some(proc) = plan.runbook.procedures.get(procedure) else { return Vec::new() };
-    proc.stages
-        .iter()
-        .map(|stage| DryStage {
-            procedure: procedure.to_owned(),
-            name: stage.name.clone(),
-            description: stage.description.clone(),
-            steps: stage.steps.iter().map(|step| dry_step(plan, step, outputs)).collect(),
-        })
-        .collect()
+    proc.stages.iter().map(|stage| dry_stage(plan, procedure, stage, outputs)).collect()
+}
+
+fn dry_stage(plan: &Plan, procedure: &str, stage: &crate::model::Stage, outputs: &Outputs) -> DryStage {
+    DryStage {
+        procedure: procedure.to_owned(),
+        name: stage.name.clone(),
+        description: stage.description.clone(),
+        steps: stage.steps.iter().map(|step| dry_step(plan, step, outputs)).collect(),
+    }
+}
+
+/// One stage as the operator sees it before confirming it.
+pub fn stage_preview(
+    plan: &Plan,
+    procedure: &str,
+    index: usize,
+    stage: &crate::model::Stage,
+    outputs: &Outputs,
+) -> String {
+    let mut out = String::new();
+    let mut dry = dry_stage(plan, procedure, stage, outputs);
+    // Included procedures are shown and confirmed stage by stage when they run.
+    for step in &mut dry.steps {
+        step.stages.clear();
+    }
+    write_stages(&mut out, plan, std::slice::from_ref(&dry), "");
+    out.replacen("Stage 1:", &format!("Stage {}:", index + 1), 1)
 }
 
 fn dry_step(plan: &Plan, step: &Step, outputs: &Outputs) -> DryStep {

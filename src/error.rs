@@ -22,13 +22,6 @@ pub enum Error {
     Usage(String),
     #[error("{0}")]
     Io(String),
-    /// A step failed; the run's record says which.
-    #[error("{0}")]
-    StepFailed(String),
-    #[error("{0}")]
-    Aborted(String),
-    #[error("interrupted")]
-    Interrupted,
     /// The command already printed what went wrong (e.g. `validate` found errors).
     #[error("")]
     Reported(u8),
@@ -38,9 +31,6 @@ impl Error {
     pub fn code(&self) -> u8 {
         match self {
             Error::Invalid { .. } | Error::Plan(_) | Error::Usage(_) | Error::Io(_) => exit::USAGE,
-            Error::StepFailed(_) => exit::STEP_FAILED,
-            Error::Aborted(_) => exit::ABORTED,
-            Error::Interrupted => exit::INTERRUPTED,
             Error::Reported(code) => *code,
         }
     }

@@ -1,15 +1,12 @@
 //! `runbook`: parse the command line, load the runbook folder, run the command.
 
-// The checked model and plan carry what the executor (the next change) consumes: step
-// outputs, effects, exit statuses. Remove this once execution lands.
-#![allow(dead_code)]
-
 mod checker;
 mod cli;
 mod commands;
 mod diagnostic;
 mod dry_run;
 mod error;
+mod exec;
 mod library;
 mod model;
 mod output;
@@ -55,15 +52,13 @@ fn main() -> ExitCode {
 
 fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, color: bool) -> Result<(), Error> {
     let Some((name, sub)) = matches.subcommand() else { return Err(Error::Usage("no command given".into())) };
-    if let Some(index) = library.entries.iter().position(|e| e.command_name() == name) {
-        let entry = &library.entries[index];
+    if let Some(entry) = library.find(name) {
         let Some((procedure, proc_matches)) = sub.subcommand() else {
             // A broken runbook takes any arguments and reports its problems.
-            return commands::procedure::run_procedure(entry, empty_call());
+            return commands::procedure::run_procedure(entry, empty_call(), &settings(global));
         };
-        let call =
-            cli::procedure_call(proc_matches, procedure, Some(index)).map_err(|e| Error::Usage(e.to_string()))?;
-        return commands::procedure::run_procedure(entry, call);
+        let call = cli::procedure_call(proc_matches, procedure).map_err(|e| Error::Usage(e.to_string()))?;
+        return commands::procedure::run_procedure(entry, call, &settings(global));
     }
     match Builtin::from_arg_matches(matches).map_err(|e| Error::Usage(e.to_string()))? {
         Builtin::List => {
@@ -73,18 +68,18 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
         Builtin::Validate { paths, format, strict } => {
             commands::validate::validate(&paths, &global.dir, format, strict, color)
         }
-        Builtin::Run { file, rest } => run_file(&file, rest),
+        Builtin::Run { file, rest } => run_file(&file, rest, global),
     }
 }
 
 /// `runbook run FILE PROCEDURE ...`: the file's procedures parsed as if it were in the folder.
-fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>) -> Result<(), Error> {
+fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>, global: &GlobalArgs) -> Result<(), Error> {
     if !file.is_file() {
         return Err(Error::Usage(format!("{}: no such runbook file", file.display())));
     }
     let entry = load_entry(file);
     let Some(runbook) = entry.checked.runbook.clone() else {
-        return commands::procedure::run_procedure(&entry, empty_call());
+        return commands::procedure::run_procedure(&entry, empty_call(), &settings(global));
     };
     let bin_name = format!("runbook run {}", file.display());
     let cmd = cli::procedures_command(clap::Command::new("run").bin_name(bin_name), &runbook);
@@ -99,17 +94,16 @@ fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>) -> Result<(),
     let Some((procedure, proc_matches)) = matches.subcommand() else {
         return Err(Error::Usage("no procedure given".into()));
     };
-    let call = cli::procedure_call(proc_matches, procedure, None).map_err(|e| Error::Usage(e.to_string()))?;
-    commands::procedure::run_procedure(&entry, call)
+    let call = cli::procedure_call(proc_matches, procedure).map_err(|e| Error::Usage(e.to_string()))?;
+    commands::procedure::run_procedure(&entry, call, &settings(global))
+}
+
+fn settings(global: &GlobalArgs) -> commands::procedure::Settings {
+    commands::procedure::Settings { quiet: global.quiet }
 }
 
 fn empty_call() -> cli::ProcedureCall {
-    cli::ProcedureCall {
-        entry_index: None,
-        procedure: String::new(),
-        exec: cli::ExecArgs::default(),
-        params: indexmap::IndexMap::new(),
-    }
+    cli::ProcedureCall { procedure: String::new(), exec: cli::ExecArgs::default(), params: indexmap::IndexMap::new() }
 }
 
 fn use_color(global: &GlobalArgs) -> bool {

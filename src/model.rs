@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::param::Param;
-use crate::source::{SourceRef, Span};
+use crate::source::SourceRef;
 use crate::step::Step;
 
 #[derive(Debug, Serialize)]
@@ -43,8 +43,6 @@ pub struct Procedure {
     /// Params it declares itself.
     pub params: Vec<String>,
     pub stages: Vec<Stage>,
-    #[serde(skip)]
-    pub span: Span,
 }
 
 #[derive(Debug, Serialize)]

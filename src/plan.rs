@@ -113,10 +113,6 @@ impl Plan {
         Ok(Plan { runbook, procedure, environment, params, missing_secrets, answers, redactor })
     }
 
-    pub fn procedure(&self) -> &Procedure {
-        &self.runbook.procedures[&self.procedure]
-    }
-
     pub fn environment(&self) -> Option<&Environment> {
         self.environment.as_ref().and_then(|e| self.runbook.environments.get(e))
     }

@@ -22,6 +22,8 @@ static ENGINE: LazyLock<Environment<'static>> = LazyLock::new(|| {
     // Rendered text goes to argv, stdin and HTTP bodies, never to HTML.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.add_filter("replace_host", replace_host);
+    // `x.startswith('10.')`, `s.split(',')`: what runbook authors write from Python habit.
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     // Booleans go to argv as `true`/`false`, as the programs we call spell them, not as
     // Python's `True`.
     env.set_formatter(|out, state, value| {

@@ -28,12 +28,6 @@ pub struct Checked {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-impl Checked {
-    pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
-    }
-}
-
 /// Built-in commands a runbook name must not shadow.
 pub const BUILTINS: &[&str] =
     &["list", "validate", "run", "docs", "history", "show", "resume", "schema", "completions", "man", "help"];

@@ -45,10 +45,6 @@ impl Reader {
         &mut self.diagnostics[last]
     }
 
-    pub fn push(&mut self, diagnostic: Diagnostic) {
-        self.diagnostics.push(diagnostic);
-    }
-
     /// A mapping with only the `known` keys; unknown keys are reported with a suggestion.
     pub fn fields<'n>(&mut self, node: &'n Node, what: &str, known: &[&str]) -> Option<Fields<'n>> {
         let Value::Map(entries) = &node.value else {

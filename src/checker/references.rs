@@ -15,6 +15,7 @@ pub fn check(runbook: &Runbook) -> Vec<Diagnostic> {
     for procedure in runbook.procedures.values() {
         checker.procedure(procedure, &cyclic);
     }
+    checker.warnings();
     checker.diagnostics
 }
 
@@ -338,6 +339,39 @@ impl<'a> References<'a> {
         }
         if let (true, Sink::Public(place)) = (target.output_is_secret(), sink) {
             self.secret_exposed(span, &format!("the secret output of step `{id}`"), place);
+        }
+    }
+
+    /// Things that work but that a careful reviewer would question; they fail only `--strict`.
+    fn warnings(&mut self) {
+        for step in self.all_steps() {
+            if step.mutates() && step.timeout.is_none() {
+                let default = humantime::format_duration(step.timeout_or_default());
+                self.diagnostics.push(
+                    Diagnostic::warning(
+                        Code::NoTimeout,
+                        &self.source,
+                        step.span,
+                        format!("mutating step `{}` has no explicit timeout", step.id),
+                    )
+                    .help(format!("the default of {default} applies; say how long this step may take with `timeout:`")),
+                );
+            }
+            if let StepKind::Shell(shell) = &step.kind {
+                let special = |c: char| "|&;<>()$`*?[]{}~#\\'\"=\n".contains(c);
+                if !shell.script.contains(special) {
+                    let argv: Vec<&str> = shell.script.split_whitespace().collect();
+                    self.diagnostics.push(
+                        Diagnostic::warning(
+                            Code::ShellCouldBeRun,
+                            &self.source,
+                            shell.script_span,
+                            format!("step `{}` needs no shell", step.id),
+                        )
+                        .help(format!("write it as `run: [{}]`: no shell, no quoting surprises", argv.join(", "))),
+                    );
+                }
+            }
         }
     }
 

@@ -288,13 +288,12 @@ impl Structure {
                 continue;
             }
             // Likewise a broken procedure still exists for `include` and `on_failure`.
-            let procedure = self.procedure(&name, key, value, params).unwrap_or_else(|| Procedure {
+            let procedure = self.procedure(&name, value, params).unwrap_or_else(|| Procedure {
                 name: name.clone(),
                 summary: String::new(),
                 description: None,
                 params: Vec::new(),
                 stages: Vec::new(),
-                span: key.span,
             });
             out.insert(name, procedure);
         }
@@ -304,13 +303,7 @@ impl Structure {
         out
     }
 
-    fn procedure(
-        &mut self,
-        name: &str,
-        key: &Node,
-        node: &Node,
-        params: &IndexMap<String, Param>,
-    ) -> Option<Procedure> {
+    fn procedure(&mut self, name: &str, node: &Node, params: &IndexMap<String, Param>) -> Option<Procedure> {
         let what = format!("procedure `{name}`");
         let fields = self.r.fields(node, &what, PROC_KEYS)?;
         let summary = self.r.required(&fields, "summary", &what).and_then(|n| self.r.string(n, "`summary`"));
@@ -344,14 +337,7 @@ impl Structure {
                 self.r.error(Code::MissingKey, stages_node.span, format!("{what} has no stages"));
             }
         }
-        Some(Procedure {
-            name: name.to_owned(),
-            summary: summary?,
-            description,
-            params: own_params,
-            stages,
-            span: key.span,
-        })
+        Some(Procedure { name: name.to_owned(), summary: summary?, description, params: own_params, stages })
     }
 
     fn stage(&mut self, node: &Node) -> Option<Stage> {

@@ -1,0 +1,149 @@
+//! `http:` steps: one request, its expectations checked, failures named precisely.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::render::Action;
+
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+pub enum Ended {
+    Response(Response),
+    Failed(String),
+    TimedOut,
+    Interrupted,
+}
+
+pub async fn send(action: &Action, timeout: Duration, capture_limit: usize, cancel: &CancellationToken) -> Ended {
+    let Action::Http { method, url, headers, body, connect_timeout, .. } = action else {
+        return Ended::Failed("not an HTTP step".into());
+    };
+    let client = match reqwest::Client::builder()
+        .connect_timeout(connect_timeout.unwrap_or(Duration::from_secs(10)).min(timeout))
+        .timeout(timeout)
+        .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(client) => client,
+        Err(err) => return Ended::Failed(format!("cannot create an HTTP client: {err}")),
+    };
+    let method = match reqwest::Method::from_bytes(method.as_bytes()) {
+        Ok(method) => method,
+        Err(_) => return Ended::Failed(format!("unknown HTTP method {method}")),
+    };
+    let mut request = client.request(method, url.as_str());
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.value.as_str());
+    }
+    if let Some(body) = body {
+        let looks_json = body.value.trim_start().starts_with(['{', '[']);
+        if looks_json && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+            request = request.header("content-type", "application/json");
+        }
+        request = request.body(body.value.clone());
+    }
+    let exchange = async {
+        let mut response = request.send().await?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            let room = capture_limit.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        Ok::<_, reqwest::Error>(Response { status, body })
+    };
+    tokio::select! {
+        result = exchange => match result {
+            Ok(response) => Ended::Response(response),
+            Err(err) if err.is_timeout() => Ended::TimedOut,
+            Err(err) => Ended::Failed(describe(url, &err)),
+        },
+        () = cancel.cancelled() => Ended::Interrupted,
+    }
+}
+
+/// Names what went wrong in words an operator can act on.
+fn describe(url: &str, err: &reqwest::Error) -> String {
+    let chain = error_chain(err);
+    let host = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let lower = chain.to_ascii_lowercase();
+    if lower.contains("dns error") || lower.contains("failed to lookup") || lower.contains("name or service not known")
+    {
+        format!("DNS lookup failed for {host}: {chain}")
+    } else if lower.contains("connection refused") {
+        format!("connection refused by {host} ({url})")
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        format!("TLS failure talking to {host}: {chain}")
+    } else if err.is_connect() {
+        format!("cannot connect to {host}: {chain}")
+    } else {
+        format!("request to {url} failed: {chain}")
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Checks the expectations; `Err` says which one failed.
+pub fn check(action: &Action, response: &Response) -> Result<(), String> {
+    let Action::Http { expect_status, expect_body_contains, expect_json, .. } = action else { return Ok(()) };
+    let body = String::from_utf8_lossy(&response.body);
+    let status_ok = if expect_status.is_empty() {
+        (200..300).contains(&response.status)
+    } else {
+        expect_status.contains(&response.status)
+    };
+    if !status_ok {
+        let kind = if response.status >= 500 { "server error" } else { "unexpected status" };
+        let wanted = if expect_status.is_empty() {
+            "2xx".to_owned()
+        } else {
+            expect_status.iter().map(u16::to_string).collect::<Vec<_>>().join(" or ")
+        };
+        let reason =
+            reqwest::StatusCode::from_u16(response.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+        return Err(format!("{kind}: HTTP {} {reason} (expected {wanted}){}", response.status, excerpt(&body)));
+    }
+    if let Some(needle) = expect_body_contains
+        && !body.contains(needle.as_str())
+    {
+        return Err(format!("the response body does not contain {needle:?}{}", excerpt(&body)));
+    }
+    if !expect_json.is_empty() {
+        let json: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("the response is not JSON ({e}){}", excerpt(&body)))?;
+        for (path, expected) in expect_json {
+            let parsed = serde_json_path::JsonPath::parse(path).map_err(|e| format!("{path}: {e}"))?;
+            let found = parsed.query(&json).first().cloned();
+            if found.as_ref() != Some(expected) {
+                let found = found.map_or_else(|| "nothing".to_owned(), |v| v.to_string());
+                return Err(format!("{path} is {found}, expected {expected}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn excerpt(body: &str) -> String {
+    let trimmed = body.trim();
+    if trimmed.is_empty() {
+        return String::new();
+    }
+    let short: String = trimmed.chars().take(200).collect();
+    format!("; body: {short}{}", if trimmed.chars().count() > 200 { "…" } else { "" })
+}

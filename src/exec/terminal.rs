@@ -1,0 +1,173 @@
+//! The operator's view of a run: steps as they start and finish, child output indented
+//! under its step, a spinner with elapsed time when stderr is a terminal, plain
+//! timestamped lines otherwise, and a summary at the end.
+
+use std::io::Write;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::event::{Event, Outcome, StepStatus, Stream, Subscriber};
+
+pub struct Terminal {
+    spinner: Option<ProgressBar>,
+    fancy: bool,
+    quiet: bool,
+    finished: Vec<(String, StepStatus, Duration)>,
+}
+
+impl Terminal {
+    pub fn new(fancy: bool, quiet: bool) -> Self {
+        Terminal { spinner: None, fancy, quiet, finished: Vec::new() }
+    }
+
+    fn say(&self, line: &str) {
+        let text =
+            if self.fancy { line.to_owned() } else { format!("[{}] {line}", chrono::Local::now().format("%H:%M:%S")) };
+        match &self.spinner {
+            Some(spinner) => spinner.println(text),
+            None => {
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            }
+        }
+    }
+
+    fn output(&self, stream: Stream, line: &str) {
+        let text = format!("    │ {line}");
+        if let Some(spinner) = &self.spinner {
+            spinner.suspend(|| write_stream(stream, &text));
+        } else {
+            write_stream(stream, &text);
+        }
+    }
+
+    fn stop_spinner(&mut self) {
+        if let Some(spinner) = self.spinner.take() {
+            spinner.finish_and_clear();
+        }
+    }
+}
+
+fn write_stream(stream: Stream, text: &str) {
+    // A closed pipe on our own stdout must not stop the run.
+    let _ = match stream {
+        Stream::Stdout => writeln!(std::io::stdout().lock(), "{text}"),
+        Stream::Stderr => writeln!(std::io::stderr().lock(), "{text}"),
+    };
+}
+
+impl Subscriber for Terminal {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted { runbook, procedure, environment, file } => {
+                if !self.quiet {
+                    let env = environment.as_deref().map(|e| format!(" on {e}")).unwrap_or_default();
+                    self.say(&format!("Running `{runbook} {procedure}`{env} from {file}"));
+                }
+            }
+            Event::StageStarted { name, procedure, .. } => {
+                if !self.quiet {
+                    self.say(&format!("== Stage: {name}  [{procedure}]"));
+                }
+            }
+            Event::StageSkipped { name, reason, .. } => self.say(&format!("== Stage skipped: {name} ({reason})")),
+            Event::StepStarted { id, name, kind, command, attempt } => {
+                let title = name.as_deref().map(|n| format!(" — {n}")).unwrap_or_default();
+                let retry = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+                if !self.quiet {
+                    self.say(&format!("▶ {id}{title} ({kind}){retry}"));
+                    if let Some(command) = command {
+                        self.say(&format!("  $ {command}"));
+                    }
+                }
+                if self.fancy && matches!(*kind, "run" | "shell" | "http") {
+                    let spinner = ProgressBar::new_spinner();
+                    spinner.set_style(
+                        ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    spinner.set_message(id.clone());
+                    spinner.enable_steady_tick(Duration::from_millis(120));
+                    self.spinner = Some(spinner);
+                }
+            }
+            Event::Output { stream, line, .. } => self.output(*stream, line),
+            Event::Notice { text, .. } => {
+                self.stop_spinner();
+                for line in text.lines() {
+                    self.say(&format!("  {line}"));
+                }
+            }
+            Event::StepFinished { id, status, duration, message, .. } => {
+                self.stop_spinner();
+                let took = format_duration(*duration);
+                let line = match status {
+                    StepStatus::Done => format!("✓ {id} ({took})"),
+                    StepStatus::Skipped => {
+                        format!("- {id} skipped{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())
+                    }
+                    StepStatus::Failed
+                    | StepStatus::FailedContinued
+                    | StepStatus::TimedOut
+                    | StepStatus::Interrupted => {
+                        let continued = if *status == StepStatus::FailedContinued {
+                            " (continuing: on_failure: continue)"
+                        } else {
+                            ""
+                        };
+                        format!("✗ {id} failed after {took}: {}{continued}", message.as_deref().unwrap_or("failed"))
+                    }
+                };
+                if !self.quiet || !matches!(status, StepStatus::Done | StepStatus::Skipped) {
+                    self.say(&line);
+                }
+                self.finished.push((id.clone(), *status, *duration));
+            }
+            Event::RunFinished { outcome, message, duration, done, skipped, failed } => {
+                self.stop_spinner();
+                let verdict = match outcome {
+                    Outcome::Done => "done",
+                    Outcome::Failed => "FAILED",
+                    Outcome::Aborted => "aborted by the operator",
+                    Outcome::Interrupted => "interrupted",
+                };
+                self.say(&format!(
+                    "Summary: {verdict} in {} — {done} step(s) done, {skipped} skipped, {failed} failed",
+                    format_duration(*duration)
+                ));
+                if !self.quiet {
+                    for (id, status, took) in &self.finished {
+                        let mark = match status {
+                            StepStatus::Done => "✓",
+                            StepStatus::Skipped => "-",
+                            _ => "✗",
+                        };
+                        self.say(&format!("  {mark} {id:<28} {}", format_duration(*took)));
+                    }
+                }
+                if let Some(message) = message {
+                    self.say(message);
+                }
+            }
+        }
+    }
+}
+
+fn format_duration(duration: Duration) -> String {
+    if duration < Duration::from_secs(60) {
+        format!("{:.1}s", duration.as_secs_f64())
+    } else {
+        humantime::format_duration(Duration::from_secs(duration.as_secs())).to_string()
+    }
+}
+
+/// `--output json`: one JSON object per event on stdout.
+pub struct JsonLines;
+
+impl Subscriber for JsonLines {
+    fn event(&mut self, event: &Event) {
+        if let Ok(line) = serde_json::to_string(event) {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
+    }
+}
