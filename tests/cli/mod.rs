@@ -1,3 +1,4 @@
 mod dry_run;
+mod exec;
 mod params;
 mod validate;
