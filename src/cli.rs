@@ -81,6 +81,33 @@ pub enum Builtin {
         #[arg(long)]
         strict: bool,
     },
+    /// Past runs, newest first
+    History {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// The timeline of one run
+    Show {
+        run_id: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// Continue a failed or interrupted run at its first unfinished step
+    Resume {
+        run_id: String,
+        /// Answer every confirmation and acknowledge manual steps
+        #[arg(short, long)]
+        yes: bool,
+        /// Resume even though the runbook file changed (recorded in the journal)
+        #[arg(long)]
+        force: bool,
+        /// Answer a prompt or manual step ahead of time
+        #[arg(long, value_name = "STEP_ID=VALUE")]
+        answer: Vec<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
+    },
     /// Run a procedure of a runbook file outside the runbook folder
     Run {
         /// The runbook file

@@ -7,7 +7,9 @@ mod diagnostic;
 mod dry_run;
 mod error;
 mod exec;
+mod journal;
 mod library;
+mod lock;
 mod model;
 mod output;
 mod param;
@@ -15,6 +17,7 @@ mod plan;
 mod redact;
 mod render;
 mod source;
+mod state;
 mod step;
 mod template;
 mod yaml;
@@ -69,6 +72,12 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             commands::validate::validate(&paths, &global.dir, format, strict, color)
         }
         Builtin::Run { file, rest } => run_file(&file, rest, global),
+        Builtin::History { format } => commands::runs::history(&settings(global), format),
+        Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
+        Builtin::Resume { run_id, yes, force, answer, output } => {
+            let args = commands::runs::ResumeArgs { run_id, yes, force, answers: answer, output };
+            commands::runs::resume(&settings(global), args)
+        }
     }
 }
 
@@ -99,7 +108,7 @@ fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>, global: &Glob
 }
 
 fn settings(global: &GlobalArgs) -> commands::procedure::Settings {
-    commands::procedure::Settings { quiet: global.quiet }
+    commands::procedure::Settings { quiet: global.quiet, state_dir: global.state_dir.clone() }
 }
 
 fn empty_call() -> cli::ProcedureCall {

@@ -109,6 +109,19 @@ impl Plan {
             params.insert(param.name.clone(), value);
         }
         let answers = bind_answers(&runbook, proc, inputs.answers)?;
+        // An answer to a secret prompt is a secret from the moment it is known.
+        let secret_steps: Vec<&str> = runbook
+            .procedures
+            .values()
+            .flat_map(|p| p.stages.iter().flat_map(|s| &s.steps))
+            .filter(|s| s.output_is_secret())
+            .map(|s| s.id.as_str())
+            .collect();
+        for (id, value) in &answers {
+            if secret_steps.contains(&id.as_str()) {
+                redactor.add(value);
+            }
+        }
         let procedure = proc.name.clone();
         Ok(Plan { runbook, procedure, environment, params, missing_secrets, answers, redactor })
     }

@@ -2,4 +2,5 @@
 
 pub mod list;
 pub mod procedure;
+pub mod runs;
 pub mod validate;

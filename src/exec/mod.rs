@@ -7,6 +7,7 @@ pub mod operator;
 mod process;
 pub mod terminal;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -79,6 +80,8 @@ pub struct Runner<'p> {
     failed: usize,
     /// Quiet walk for `--dry-run --probe`: only read steps run, nothing is asked.
     probing: bool,
+    /// Steps finished by an earlier attempt of this run (`resume`), with their outputs.
+    pub completed: HashMap<String, Option<StepOutput>>,
 }
 
 impl<'p> Runner<'p> {
@@ -95,7 +98,12 @@ impl<'p> Runner<'p> {
             skipped: 0,
             failed: 0,
             probing: false,
+            completed: HashMap::new(),
         }
+    }
+
+    pub fn subscribe(&mut self, subscriber: Box<dyn Subscriber>) {
+        self.subscribers.push(subscriber);
     }
 
     fn emit(&mut self, event: Event) {
@@ -247,7 +255,21 @@ impl<'p> Runner<'p> {
     }
 
     async fn stage(&mut self, procedure: &Procedure, index: usize, stage: &Stage) -> Flow {
-        let mutates = stage.steps.iter().any(Step::mutates);
+        let finished_before =
+            stage.steps.iter().all(|s| self.completed.contains_key(&s.id) && !matches!(s.kind, StepKind::Include(_)));
+        if finished_before {
+            for step in &stage.steps {
+                self.restore(step);
+            }
+            self.emit(Event::StageSkipped {
+                procedure: procedure.name.clone(),
+                index: index + 1,
+                name: stage.name.clone(),
+                reason: "finished in an earlier attempt of this run".into(),
+            });
+            return Flow::Continue;
+        }
+        let mutates = stage.steps.iter().any(|s| s.mutates() && !self.completed.contains_key(&s.id));
         let choice = if self.operator.yes {
             StageChoice::Run
         } else if self.operator.interactive {
@@ -305,8 +327,24 @@ impl<'p> Runner<'p> {
         eprint!("\n{text}");
     }
 
+    /// A step finished by an earlier attempt: its outputs are back, it does not run again.
+    fn restore(&mut self, step: &Step) -> bool {
+        let Some(output) = self.completed.get(&step.id).cloned() else { return false };
+        if let Some(output) = output {
+            self.outputs.insert(&step.id, &output);
+        }
+        true
+    }
+
     async fn step(&mut self, step: &Step) -> Flow {
         let started = Instant::now();
+        if self.restore(step) {
+            self.emit(Event::Notice {
+                id: step.id.clone(),
+                text: format!("{}: finished in an earlier attempt", step.id),
+            });
+            return Flow::Continue;
+        }
         if let Some(when) = &step.when {
             match when.is_true(&self.plan.context(&self.outputs)) {
                 Ok(true) => {}

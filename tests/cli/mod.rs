@@ -1,4 +1,5 @@
 mod dry_run;
 mod exec;
+mod journal;
 mod params;
 mod validate;

@@ -1,0 +1,251 @@
+//! `runbook history`, `runbook show <RUN_ID>` and `runbook resume <RUN_ID>`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use indexmap::IndexMap;
+
+use super::procedure::{Execution, Settings, ask_missing_secrets, checked_runbook, execute};
+use crate::cli::OutputFormat;
+use crate::error::Error;
+use crate::journal::{Record, Recorded, Summary, read};
+use crate::plan::{Inputs, Plan, StepOutput};
+use crate::state::StateDir;
+use crate::step::{Effect, StepKind};
+
+fn state(settings: &Settings) -> Result<StateDir, Error> {
+    StateDir::resolve(settings.state_dir.as_deref()).map_err(Error::Io)
+}
+
+/// Every run's journal, newest first. Unreadable journals are reported, not fatal.
+fn runs(state: &StateDir) -> Vec<(String, Result<Recorded, String>)> {
+    let Ok(entries) = std::fs::read_dir(state.runs()) else { return Vec::new() };
+    let mut runs: Vec<(String, Result<Recorded, String>)> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .filter_map(|p| p.file_stem().map(|s| (s.to_string_lossy().into_owned(), p.clone())))
+        .map(|(id, path)| (id, read(&path)))
+        .collect();
+    runs.sort_by(|a, b| b.0.cmp(&a.0));
+    runs
+}
+
+pub fn history(settings: &Settings, format: OutputFormat) -> Result<(), Error> {
+    let state = state(settings)?;
+    let mut summaries: Vec<Summary> = Vec::new();
+    for (id, recorded) in runs(&state) {
+        match recorded {
+            Ok(recorded) => summaries.extend(recorded.summary(&id)),
+            Err(err) => eprintln!("warning: {err}"),
+        }
+    }
+    match format {
+        OutputFormat::Json => {
+            let json = serde_json::to_string_pretty(&summaries).map_err(|e| Error::Io(e.to_string()))?;
+            crate::output::print(&(json + "\n"));
+        }
+        OutputFormat::Human => {
+            if summaries.is_empty() {
+                crate::output::print(&format!("no runs recorded in {}\n", state.runs().display()));
+                return Ok(());
+            }
+            let mut out = format!(
+                "{:<24} {:<12} {:<16} {:<11} {:<12} {:<20} {}\n",
+                "RUN", "RUNBOOK", "PROCEDURE", "ENV", "USER", "STARTED", "STATUS"
+            );
+            for s in &summaries {
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:<12} {:<16} {:<11} {:<12} {:<20} {}",
+                    s.id,
+                    s.runbook,
+                    s.procedure,
+                    s.environment.as_deref().unwrap_or("-"),
+                    s.user,
+                    s.started.get(..19).unwrap_or(&s.started),
+                    s.status
+                );
+            }
+            crate::output::print(&out);
+        }
+    }
+    Ok(())
+}
+
+fn find(settings: &Settings, run_id: &str) -> Result<Recorded, Error> {
+    let state = state(settings)?;
+    let path = state.journal_path(run_id);
+    if !path.exists() {
+        return Err(Error::Usage(format!("no run `{run_id}` in {} (see `runbook history`)", state.runs().display())));
+    }
+    read(&path).map_err(Error::Io)
+}
+
+pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(), Error> {
+    let recorded = find(settings, run_id)?;
+    if format == OutputFormat::Json {
+        let json = serde_json::to_string_pretty(&recorded.records).map_err(|e| Error::Io(e.to_string()))?;
+        crate::output::print(&(json + "\n"));
+        return Ok(());
+    }
+    let mut out = String::new();
+    for record in &recorded.records {
+        match record {
+            Record::RunStarted { ts, header } | Record::RunResumed { ts, header } => {
+                let verb = if matches!(record, Record::RunStarted { .. }) { "started" } else { "resumed" };
+                let env = header.environment.as_deref().map(|e| format!(" --env {e}")).unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{ts}  run {verb}: {} {}{env} by {}@{} (pid {}, runbook {})",
+                    header.runbook, header.procedure, header.user, header.host, header.pid, header.version
+                );
+                let _ = writeln!(out, "{:26}file {} (sha256 {})", "", header.file.display(), header.sha256);
+                for (name, value) in &header.params {
+                    let _ = writeln!(out, "{:26}--{} {value}", "", crate::param::flag_name(name));
+                }
+                if header.forced {
+                    let _ = writeln!(out, "{:26}resumed with --force although the runbook file changed", "");
+                }
+            }
+            Record::Event { ts, event } => {
+                if let Some(line) = describe(event) {
+                    let _ = writeln!(out, "{ts}  {line}");
+                }
+            }
+        }
+    }
+    let _ = writeln!(out, "status: {}", recorded.status());
+    if recorded.truncated {
+        let _ = writeln!(out, "note: the last record was cut off (the process died while writing it)");
+    }
+    crate::output::print(&out);
+    Ok(())
+}
+
+fn describe(event: &serde_json::Value) -> Option<String> {
+    let s = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
+    Some(match event["event"].as_str()? {
+        "stage_started" => format!("stage {}: {} [{}]", event["index"], s("name"), s("procedure")),
+        "stage_skipped" => format!("stage skipped: {} ({})", s("name"), s("reason")),
+        "step_started" => {
+            let command = event["command"].as_str().map(|c| format!(": {c}")).unwrap_or_default();
+            let attempt =
+                event["attempt"].as_u64().filter(|a| *a > 1).map(|a| format!(" (attempt {a})")).unwrap_or_default();
+            format!("  ▶ {} ({}){attempt}{command}", s("id"), s("kind"))
+        }
+        "step_finished" => {
+            let exit = event["exit_code"].as_i64().map(|c| format!(", exit {c}")).unwrap_or_default();
+            let message = event["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
+            let answer = event["answer"].as_str().map(|a| format!(", answered {a:?}")).unwrap_or_default();
+            format!("  {} {} after {}{exit}{answer}{message}", s("status"), s("id"), s("duration"))
+        }
+        "notice" => format!("  note ({}): {}", s("id"), s("text").replace('\n', " ")),
+        "run_finished" => {
+            let message = event["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
+            format!("run finished: {} in {}{message}", s("outcome"), s("duration"))
+        }
+        _ => return None,
+    })
+}
+
+pub struct ResumeArgs {
+    pub run_id: String,
+    pub yes: bool,
+    pub force: bool,
+    pub answers: Vec<String>,
+    pub output: OutputFormat,
+}
+
+pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
+    let recorded = find(settings, &args.run_id)?;
+    let header = recorded.header().cloned().ok_or_else(|| Error::Io(format!("run {} has no header", args.run_id)))?;
+    if recorded.status() == "done" {
+        return Err(Error::Usage(format!("run {} finished successfully; there is nothing to resume", args.run_id)));
+    }
+    if !header.file.is_file() {
+        return Err(Error::Usage(format!("the runbook file {} of run {} is gone", header.file.display(), args.run_id)));
+    }
+    let entry = crate::library::load_entry(&header.file);
+    let runbook = checked_runbook(&entry)?;
+    if runbook.sha256 != header.sha256 && !args.force {
+        return Err(Error::Usage(format!(
+            "refusing to resume run {}: {} changed since the run started (sha256 {} → {}); pass --force to resume with the new file",
+            args.run_id,
+            header.file.display(),
+            short(&header.sha256),
+            short(&runbook.sha256)
+        )));
+    }
+    let forced = runbook.sha256 != header.sha256;
+    let params: IndexMap<String, String> = header
+        .params
+        .iter()
+        .filter(|(name, _)| !header.secret_params.contains(name))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(
+            header
+                .secret_params
+                .iter()
+                .filter_map(|name| std::env::var(crate::cli::secret_env_name(name)).ok().map(|v| (name.clone(), v))),
+        )
+        .collect();
+    let mut answers: Vec<String> = header
+        .answers
+        .iter()
+        .filter(|(_, v)| v.as_str() != crate::redact::MASK)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    answers.extend(args.answers);
+    let inputs = Inputs { environment: header.environment.clone(), params, answers };
+    // Bounds such as `not_after: now` were checked when the run started; the point in time
+    // of a resumed rollback must not expire because the night went on.
+    let started = chrono::DateTime::parse_from_rfc3339(&recorded.started())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| chrono::Utc::now());
+    let mut plan = Plan::bind(runbook.clone(), &header.procedure, inputs, started)?;
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        ask_missing_secrets(&mut plan)?;
+    }
+    let completed = completed_steps(&plan, &recorded)?;
+    let execution = Execution {
+        run_id: args.run_id,
+        yes: args.yes || header.yes,
+        output: args.output,
+        completed: Some(completed),
+        forced,
+    };
+    execute(&plan, execution, settings)
+}
+
+/// Steps not to run again. A step whose output was secret is not in the journal: it runs
+/// again when it only reads (or asks), and blocks the resume when it changed something.
+fn completed_steps(plan: &Plan, recorded: &Recorded) -> Result<HashMap<String, Option<StepOutput>>, Error> {
+    let mut completed = HashMap::new();
+    let steps: HashMap<&str, &crate::step::Step> = plan
+        .runbook
+        .procedures
+        .values()
+        .flat_map(|p| p.stages.iter().flat_map(|s| &s.steps))
+        .map(|s| (s.id.as_str(), s))
+        .collect();
+    for (id, output, _skipped) in recorded.done_steps() {
+        let Some(step) = steps.get(id.as_str()) else { continue };
+        if step.output_is_secret() {
+            let rerunnable = step.effect == Effect::Read || matches!(step.kind, StepKind::Prompt(_));
+            if rerunnable {
+                continue;
+            }
+            return Err(Error::Usage(format!(
+                "step `{id}` produced a secret and changed something; its output cannot be recovered safely on resume"
+            )));
+        }
+        let output = output.and_then(|o| serde_json::from_value::<StepOutput>(o).ok());
+        completed.insert(id, output);
+    }
+    Ok(completed)
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}

@@ -1,0 +1,214 @@
+//! The journal: one append-only JSON-lines file per run. Each record is written with one
+//! `write_all` and made durable with `sync_data`, so a crash loses at most the record being
+//! written, and a reader skips a half-written last line.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::exec::event::{Event, Subscriber};
+
+/// The first record of a run (and of each resumption).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Header {
+    pub run_id: String,
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    pub file: PathBuf,
+    pub sha256: String,
+    pub runbook: String,
+    pub procedure: String,
+    pub environment: Option<String>,
+    /// Param values as given; secret ones are masked and asked for again on resume.
+    pub params: Vec<(String, String)>,
+    pub secret_params: Vec<String>,
+    pub answers: Vec<(String, String)>,
+    pub yes: bool,
+    /// Set on a resumption that overrode a changed runbook file (`--force`).
+    #[serde(default)]
+    pub forced: bool,
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    RunStarted {
+        ts: String,
+        #[serde(flatten)]
+        header: Header,
+    },
+    RunResumed {
+        ts: String,
+        #[serde(flatten)]
+        header: Header,
+    },
+    Event {
+        ts: String,
+        #[serde(flatten)]
+        event: serde_json::Value,
+    },
+}
+
+pub struct Journal {
+    file: File,
+    pub path: PathBuf,
+    failed: bool,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Journal {
+    /// Creates the journal of a new run, or opens an existing one to append a resumption.
+    pub fn open(path: &Path, header: Header, resumed: bool) -> Result<Journal, String> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open the journal {}: {e}", path.display()))?;
+        let mut journal = Journal { file, path: path.to_path_buf(), failed: false };
+        let ts = now();
+        let record = if resumed { Record::RunResumed { ts, header } } else { Record::RunStarted { ts, header } };
+        journal.append(&record)?;
+        Ok(journal)
+    }
+
+    pub fn append(&mut self, record: &Record) -> Result<(), String> {
+        let mut line = serde_json::to_string(record).map_err(|e| format!("cannot encode a journal record: {e}"))?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| format!("cannot write the journal {}: {e}", self.path.display()))
+    }
+}
+
+impl Subscriber for Journal {
+    fn event(&mut self, event: &Event) {
+        // Live output is the terminal's; the journal keeps what happened, not every line.
+        if matches!(event, Event::Output { .. }) {
+            return;
+        }
+        let Ok(value) = serde_json::to_value(event) else { return };
+        if let Err(err) = self.append(&Record::Event { ts: now(), event: value })
+            && !self.failed
+        {
+            self.failed = true;
+            eprintln!("warning: {err}; the run goes on without a complete record");
+        }
+    }
+}
+
+/// A journal read back: its records, and whether the last line was cut off.
+pub struct Recorded {
+    pub records: Vec<Record>,
+    pub truncated: bool,
+}
+
+pub fn read(path: &Path) -> Result<Recorded, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut records = Vec::new();
+    let mut truncated = false;
+    let lines: Vec<&str> = text.split('\n').collect();
+    for (index, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(line) {
+            Ok(record) => records.push(record),
+            // Only the last line can be half-written (a crash during write_all).
+            Err(_) if index + 1 >= lines.len() - usize::from(text.ends_with('\n')) => truncated = true,
+            Err(err) => return Err(format!("{}:{}: not a journal record: {err}", path.display(), index + 1)),
+        }
+    }
+    if records.is_empty() {
+        return Err(format!("{}: the journal is empty", path.display()));
+    }
+    Ok(Recorded { records, truncated })
+}
+
+/// What `history` shows of a run.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub id: String,
+    pub runbook: String,
+    pub procedure: String,
+    pub environment: Option<String>,
+    pub user: String,
+    pub host: String,
+    pub started: String,
+    pub status: String,
+    pub file: PathBuf,
+}
+
+impl Recorded {
+    pub fn header(&self) -> Option<&Header> {
+        self.records.iter().rev().find_map(|r| match r {
+            Record::RunStarted { header, .. } | Record::RunResumed { header, .. } => Some(header),
+            Record::Event { .. } => None,
+        })
+    }
+
+    pub fn started(&self) -> String {
+        match self.records.first() {
+            Some(Record::RunStarted { ts, .. } | Record::RunResumed { ts, .. } | Record::Event { ts, .. }) => {
+                ts.clone()
+            }
+            None => String::new(),
+        }
+    }
+
+    /// The outcome of the last attempt, or `interrupted` when the process died mid-run.
+    pub fn status(&self) -> String {
+        for record in self.records.iter().rev() {
+            match record {
+                Record::Event { event, .. } if event["event"] == "run_finished" => {
+                    return event["outcome"].as_str().unwrap_or("unknown").to_owned();
+                }
+                Record::RunStarted { .. } | Record::RunResumed { .. } => break,
+                Record::Event { .. } => {}
+            }
+        }
+        "interrupted".to_owned()
+    }
+
+    pub fn summary(&self, id: &str) -> Option<Summary> {
+        let header = self.header()?;
+        Some(Summary {
+            id: id.to_owned(),
+            runbook: header.runbook.clone(),
+            procedure: header.procedure.clone(),
+            environment: header.environment.clone(),
+            user: header.user.clone(),
+            host: header.host.clone(),
+            started: self.started(),
+            status: self.status(),
+            file: header.file.clone(),
+        })
+    }
+
+    /// Steps finished successfully (in any attempt), with what they produced.
+    pub fn done_steps(&self) -> Vec<(String, Option<serde_json::Value>, bool)> {
+        let mut done: Vec<(String, Option<serde_json::Value>, bool)> = Vec::new();
+        for record in &self.records {
+            let Record::Event { event, .. } = record else { continue };
+            if event["event"] != "step_finished" {
+                continue;
+            }
+            let Some(id) = event["id"].as_str() else { continue };
+            let status = event["status"].as_str().unwrap_or_default();
+            done.retain(|(d, _, _)| d != id);
+            if status == "done" || status == "skipped" || status == "failed_continued" {
+                let output = event.get("output").filter(|o| !o.is_null()).cloned();
+                done.push((id.to_owned(), output, status == "skipped"));
+            }
+        }
+        done
+    }
+}

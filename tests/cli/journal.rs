@@ -1,0 +1,283 @@
+//! Journal, history/show, resume, the run lock, and secrets kept out of every record.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::Sandbox;
+
+fn journals(sandbox: &Sandbox) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(sandbox.path().join("state/runs"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn run_id(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn count_lines(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter(|l| l.contains(needle)).count()
+}
+
+const THREE: &str = r#"runbook: three
+title: Three steps
+procedures:
+  go:
+    summary: Step two fails until it is fixed
+    stages:
+      - name: First
+        steps:
+          - id: one
+            run: [sh, -c, 'echo one >> ran.log; echo 10.9.8.7']
+            capture: text
+            timeout: 5s
+      - name: Second
+        steps:
+          - id: two
+            run: [sh, -c, 'test -f fixed && echo two >> ran.log']
+            timeout: 5s
+          - id: three
+            run: [sh, -c, 'echo "three $1" >> ran.log', x, "{{ steps.one.output }}"]
+            timeout: 5s
+"#;
+
+#[test]
+fn a_failed_run_resumes_at_its_first_unfinished_step() {
+    let sandbox = Sandbox::new();
+    sandbox.file("three.yaml", THREE);
+    let out = sandbox.runbook().args(["three", "go", "--yes"]).output().status(1);
+    let journal = journals(&sandbox).pop().unwrap_or_default();
+    let id = run_id(&journal);
+    assert!(out.stderr().contains(&format!("runbook resume {id}")), "{}", out.stderr());
+
+    let history = sandbox.runbook().args(["history", "--format", "json"]).output().success();
+    let list: serde_json::Value = serde_json::from_str(&history.stdout()).unwrap_or_default();
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["status"], "failed");
+
+    std::fs::write(sandbox.path().join("fixed"), "").unwrap_or_else(|e| panic!("{e}"));
+    sandbox.runbook().args(["resume", &id]).output().success();
+    let log = std::fs::read_to_string(sandbox.path().join("ran.log")).unwrap_or_default();
+    assert_eq!(log, "one\ntwo\nthree 10.9.8.7\n", "step one once, then two and three with one's output");
+    let out = sandbox.runbook().args(["show", &id]).output().success();
+    assert!(out.stdout().contains("run resumed") && out.stdout().ends_with("status: done\n"), "{}", out.stdout());
+    let out = sandbox.runbook().args(["resume", &id]).output().status(2);
+    assert!(out.stderr().contains("nothing to resume"), "{}", out.stderr());
+}
+
+#[test]
+fn resume_refuses_a_changed_runbook_unless_forced() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.file("three.yaml", THREE);
+    sandbox.runbook().args(["three", "go", "--yes"]).output().status(1);
+    let id = run_id(&journals(&sandbox).pop().unwrap_or_default());
+    std::fs::write(&file, THREE.replace("test -f fixed && echo two", "echo two")).unwrap_or_else(|e| panic!("{e}"));
+    let out = sandbox.runbook().args(["resume", &id]).output().status(2);
+    assert!(out.stderr().contains("changed since the run started"), "{}", out.stderr());
+    assert!(!std::fs::read_to_string(sandbox.path().join("ran.log")).unwrap_or_default().contains("two"));
+    sandbox.runbook().args(["resume", &id, "--force"]).output().success();
+    let journal = journals(&sandbox).pop().unwrap_or_default();
+    assert_eq!(count_lines(&journal, r#""forced":true"#), 1, "the override is recorded");
+}
+
+#[test]
+fn a_run_killed_with_sigkill_resumes_at_the_step_it_was_in() {
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "killed.yaml",
+        r#"runbook: killed
+title: Killed
+procedures:
+  go:
+    summary: Killed mid-step
+    stages:
+      - name: S
+        steps:
+          - id: before
+            run: [sh, -c, 'echo before >> ran.log']
+            timeout: 5s
+          - id: slow
+            run: [sh, -c, 'echo slow-start >> ran.log; test -f fast || { touch started; exec sleep 331.13; }']
+            timeout: 1m
+          - id: after
+            run: [sh, -c, 'echo after >> ran.log']
+            timeout: 5s
+"#,
+    );
+    let mut run = sandbox.runbook().args(["killed", "go", "--yes"]);
+    run.cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = run.cmd.spawn().unwrap_or_else(|e| panic!("spawn: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sandbox.path().join("started").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // SIGKILL cannot be caught: the step's own process is left to us to clean up.
+    let _ = std::process::Command::new("pkill").args(["-f", "sleep 331.13"]).status();
+    let id = run_id(&journals(&sandbox).pop().unwrap_or_default());
+    let history = sandbox.runbook().args(["history"]).output().success();
+    assert!(history.stdout().contains("interrupted"), "{}", history.stdout());
+    std::fs::write(sandbox.path().join("fast"), "").unwrap_or_else(|e| panic!("{e}"));
+    sandbox.runbook().args(["resume", &id]).output().success();
+    let log = std::fs::read_to_string(sandbox.path().join("ran.log")).unwrap_or_default();
+    assert_eq!(log, "before\nslow-start\nslow-start\nafter\n");
+}
+
+#[test]
+fn one_run_at_a_time_per_runbook_and_environment() {
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "locked.yaml",
+        r#"runbook: locked
+title: Locked
+environments:
+  blue: {vars: {name: blue}}
+  green: {vars: {name: green}}
+procedures:
+  go:
+    summary: Holds the lock for a while
+    stages:
+      - name: S
+        steps:
+          - id: hold
+            run: [sh, -c, 'touch "started-$1"; sleep 3; echo done >> "done-$1"', x, "{{ vars.name }}"]
+            timeout: 30s
+"#,
+    );
+    let mut first = sandbox.runbook().args(["locked", "go", "--env", "blue", "--yes"]);
+    first.cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut first = first.cmd.spawn().unwrap_or_else(|e| panic!("spawn: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sandbox.path().join("started-blue").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut other_env = sandbox.runbook().args(["locked", "go", "--env", "green", "--yes"]);
+    other_env.cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut other_env = other_env.cmd.spawn().unwrap_or_else(|e| panic!("spawn: {e}"));
+
+    let started = Instant::now();
+    let second = sandbox.runbook().args(["locked", "go", "--env", "blue", "--yes"]).output().status(2);
+    assert!(started.elapsed() < Duration::from_secs(2), "refused at once");
+    let first_id = run_id(&journals(&sandbox)[0]);
+    let stderr = second.stderr();
+    assert!(stderr.contains(&first_id) && stderr.contains("pid") && stderr.contains("already running"), "{stderr}");
+
+    assert_eq!(first.wait().ok().and_then(|s| s.code()), Some(0));
+    assert_eq!(other_env.wait().ok().and_then(|s| s.code()), Some(0), "another environment runs alongside");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path().join("done-blue")).unwrap_or_default(),
+        "done\n",
+        "exactly one ran"
+    );
+    // The lock dies with its holder: the next run goes ahead.
+    sandbox.runbook().args(["locked", "go", "--env", "blue", "--yes"]).output().success();
+}
+
+#[test]
+fn a_secret_appears_in_no_output_and_no_record() {
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "canary.yaml",
+        r#"runbook: canary
+title: Canary
+params:
+  token: {type: string, secret: true}
+procedures:
+  go:
+    summary: Uses secrets three ways, then fails echoing them
+    params: [token]
+    stages:
+      - name: Gather
+        steps:
+          - id: pin
+            prompt: "PIN?"
+            secret: true
+          - id: stored
+            run: [cat, stored.txt]
+            effect: read
+            capture: text
+            secret: true
+      - name: Use
+        steps:
+          - id: use
+            run: [sh, -c, 'cat > got.txt; echo "out $T"; echo "err $T" >&2; printf "%s" "$P" >> got.txt; echo "$S" >&2; echo "failing with $T $P $S" >&2; exit 7']
+            stdin: "{{ params.token }}|"
+            env: {T: "{{ params.token }}", P: "{{ steps.pin.output }}", S: "{{ steps.stored.output }}"}
+            timeout: 5s
+"#,
+    );
+    let canaries = ["param-canary-41c7", "pin-canary-77ab", "stored-canary-9d2e"];
+    sandbox.file("secrets/../stored.txt", canaries[2]);
+    let mut outputs = Vec::new();
+    for format in ["human", "json"] {
+        let out = sandbox
+            .runbook()
+            .env("RUNBOOK_PARAM_TOKEN", canaries[0])
+            .args(["canary", "go", "--yes", "--answer", &format!("pin={}", canaries[1]), "--output", format])
+            .output()
+            .status(1);
+        outputs.push(out.all());
+    }
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path().join("got.txt")).unwrap_or_default(),
+        format!("{}|{}", canaries[0], canaries[1]),
+        "the child got the secrets"
+    );
+    for journal in journals(&sandbox) {
+        outputs.push(std::fs::read_to_string(&journal).unwrap_or_default());
+        let id = run_id(&journal);
+        outputs.push(sandbox.runbook().args(["show", &id]).output().success().stdout());
+        outputs.push(sandbox.runbook().args(["show", &id, "--format", "json"]).output().success().stdout());
+    }
+    outputs.push(sandbox.runbook().args(["history", "--format", "json"]).output().success().stdout());
+    outputs.push(sandbox.runbook().args(["history"]).output().success().stdout());
+    for text in &outputs {
+        for canary in canaries {
+            assert!(!text.contains(canary), "`{canary}` leaked into:\n{text}");
+        }
+    }
+    assert!(
+        outputs[0].contains("out ********") && outputs[0].contains("failing with ******** ******** ********"),
+        "{}",
+        outputs[0]
+    );
+}
+
+#[test]
+fn a_journal_cut_off_mid_record_is_still_readable() {
+    let sandbox = Sandbox::new();
+    sandbox.file("three.yaml", THREE);
+    sandbox.runbook().args(["three", "go", "--yes"]).output().status(1);
+    let journal = journals(&sandbox).pop().unwrap_or_default();
+    let mut text = std::fs::read_to_string(&journal).unwrap_or_default();
+    text.push_str(r#"{"record":"event","ts":"2026-01-01T00:00:00Z","event":"step_sta"#);
+    std::fs::write(&journal, text).unwrap_or_else(|e| panic!("{e}"));
+    let out = sandbox.runbook().args(["show", &run_id(&journal)]).output().success();
+    assert!(out.stdout().contains("the last record was cut off"), "{}", out.stdout());
+    sandbox.runbook().args(["history"]).output().success();
+}
+
+#[test]
+fn runs_killed_at_random_points_leave_readable_journals() {
+    // The full 1,000-run figure is scripts/bench/journal_durability.sh; here, a sample.
+    let sandbox = Sandbox::new();
+    sandbox.file("three.yaml", &THREE.replace("test -f fixed && ", ""));
+    let mut delay_ms = 1u64;
+    for _ in 0..12 {
+        let mut run = sandbox.runbook().args(["three", "go", "--yes"]);
+        run.cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = run.cmd.spawn().unwrap_or_else(|e| panic!("spawn: {e}"));
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        delay_ms = (delay_ms * 7 + 3) % 40;
+    }
+    for journal in journals(&sandbox) {
+        let out = sandbox.runbook().args(["show", &run_id(&journal)]).output();
+        assert_eq!(out.code(), 0, "{}: {}", journal.display(), out.stderr());
+    }
+}
