@@ -108,6 +108,24 @@ pub enum Builtin {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
     },
+    /// Print the JSON Schema of the runbook format
+    Schema,
+    /// Render a runbook as a Markdown document
+    Docs {
+        /// A runbook name from the folder, or a file
+        runbook: String,
+    },
+    /// Print a shell completion script (runbooks, procedures and param flags included)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or write one per command into a folder
+    Man {
+        /// Write runbook.1, runbook-<command>.1, ... into this folder
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Run a procedure of a runbook file outside the runbook folder
     Run {
         /// The runbook file

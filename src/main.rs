@@ -4,6 +4,7 @@ mod checker;
 mod cli;
 mod commands;
 mod diagnostic;
+mod docs;
 mod dry_run;
 mod error;
 mod exec;
@@ -16,6 +17,7 @@ mod param;
 mod plan;
 mod redact;
 mod render;
+mod schema;
 mod source;
 mod state;
 mod step;
@@ -72,6 +74,16 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             commands::validate::validate(&paths, &global.dir, format, strict, color)
         }
         Builtin::Run { file, rest } => run_file(&file, rest, global),
+        Builtin::Docs { runbook } => commands::tooling::docs(library, &runbook),
+        Builtin::Completions { shell } => {
+            commands::tooling::completions(cli::command(&library.entries), shell);
+            Ok(())
+        }
+        Builtin::Man { out_dir } => commands::tooling::man(cli::command(&library.entries), out_dir.as_deref()),
+        Builtin::Schema => {
+            output::print(&schema::json());
+            Ok(())
+        }
         Builtin::History { format } => commands::runs::history(&settings(global), format),
         Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
         Builtin::Resume { run_id, yes, force, answer, output } => {

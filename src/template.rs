@@ -203,6 +203,11 @@ impl Placeholder {
         Placeholder { path: path.into() }
     }
 
+    /// A root whose members render bare: `params.timestamp` as `<timestamp>`.
+    pub fn prefix(prefix: &str) -> Self {
+        Placeholder { path: format!("{prefix}\u{0}") }
+    }
+
     fn derived(&self, filter: &str) -> Placeholder {
         Placeholder::new(format!("{} | {filter}", self.path))
     }
@@ -214,9 +219,10 @@ impl Object for Placeholder {
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let path = match key.as_str() {
-            Some(name) => format!("{}.{name}", self.path),
-            None => format!("{}[{key}]", self.path),
+        let path = match (key.as_str(), self.path.strip_suffix('\u{0}')) {
+            (Some(name), Some(prefix)) => format!("{prefix}{name}"),
+            (Some(name), None) => format!("{}.{name}", self.path),
+            (None, _) => format!("{}[{key}]", self.path),
         };
         Some(Value::from_object(Placeholder::new(path)))
     }

@@ -5,6 +5,7 @@
 //! to, where secrets go, and how procedures include each other. A runbook with any error
 //! is never handed to planning or execution.
 
+pub mod keys;
 mod reader;
 mod references;
 mod structure;

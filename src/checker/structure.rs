@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use indexmap::IndexMap;
 use regex::Regex;
 
+use super::keys;
 use super::reader::{Fields, Reader};
 use super::{BUILTINS, RESERVED_FLAGS};
 use crate::diagnostic::{Code, Diagnostic, did_you_mean};
@@ -25,24 +26,6 @@ static VAR: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").unwrap_or_else(|_| unreachable!()));
 static ENV_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_-]*$").unwrap_or_else(|_| unreachable!()));
-
-const TOP_KEYS: &[&str] = &["runbook", "title", "description", "notes", "environments", "params", "procedures"];
-const ENV_KEYS: &[&str] = &["vars", "protected", "description"];
-const PARAM_KEYS: &[&str] =
-    &["type", "required", "default", "help", "pattern", "secret", "not_after", "not_before", "values"];
-const PROC_KEYS: &[&str] = &["summary", "description", "params", "stages"];
-const STAGE_KEYS: &[&str] = &["name", "description", "steps"];
-const KINDS: &[&str] = &["run", "shell", "http", "manual", "prompt", "assert", "include"];
-const COMMON_KEYS: &[&str] =
-    &["id", "name", "when", "effect", "timeout", "retry", "confirm", "target", "on_failure", "secret"];
-const PROCESS_KEYS: &[&str] = &["env", "stdin", "cwd", "capture"];
-const SHELL_KEYS: &[&str] = &["args"];
-const HTTP_STEP_KEYS: &[&str] = &["capture"];
-const PROMPT_KEYS: &[&str] = &["type", "choices", "default", "pattern"];
-const ASSERT_KEYS: &[&str] = &["message"];
-const HTTP_KEYS: &[&str] = &["method", "url", "headers", "body", "expect", "connect_timeout"];
-const EXPECT_KEYS: &[&str] = &["status", "body_contains", "json"];
-const RETRY_KEYS: &[&str] = &["attempts", "interval", "until"];
 
 pub struct Structure {
     r: Reader,
@@ -68,7 +51,7 @@ impl Structure {
             );
             return None;
         }
-        let top = self.r.fields(root, "a runbook", TOP_KEYS)?;
+        let top = self.r.fields(root, "a runbook", keys::TOP)?;
         let name = self.r.required(&top, "runbook", "the runbook").and_then(|n| {
             let name = self.r.string(n, "`runbook`")?;
             self.name = Some(name.clone());
@@ -119,7 +102,9 @@ impl Structure {
         let mut out = IndexMap::new();
         for (name, key, value) in self.named(node, "environments") {
             self.r.check_name(&name, key.span, &ENV_NAME, "environment", "lowercase letters, digits, `-` and `_`");
-            let Some(fields) = self.r.fields(value, &format!("environment `{name}`"), ENV_KEYS) else { continue };
+            let Some(fields) = self.r.fields(value, &format!("environment `{name}`"), keys::ENVIRONMENT) else {
+                continue;
+            };
             let protected = self.r.opt_bool(&fields, "protected").unwrap_or(false);
             let description = self.r.opt_string(&fields, "description");
             let mut vars = IndexMap::new();
@@ -170,7 +155,7 @@ impl Structure {
     }
 
     fn param(&mut self, name: &str, node: &Node) -> Option<Param> {
-        let fields = self.r.fields(node, &format!("param `{name}`"), PARAM_KEYS)?;
+        let fields = self.r.fields(node, &format!("param `{name}`"), keys::PARAM)?;
         let ty = self.param_type(&fields, &format!("param `{name}`"))?;
         let default = fields.get("default").and_then(|n| {
             let text = n.scalar_text();
@@ -305,7 +290,7 @@ impl Structure {
 
     fn procedure(&mut self, name: &str, node: &Node, params: &IndexMap<String, Param>) -> Option<Procedure> {
         let what = format!("procedure `{name}`");
-        let fields = self.r.fields(node, &what, PROC_KEYS)?;
+        let fields = self.r.fields(node, &what, keys::PROCEDURE)?;
         let summary = self.r.required(&fields, "summary", &what).and_then(|n| self.r.string(n, "`summary`"));
         let description = self.r.opt_string(&fields, "description");
         let mut own_params = Vec::new();
@@ -341,7 +326,7 @@ impl Structure {
     }
 
     fn stage(&mut self, node: &Node) -> Option<Stage> {
-        let fields = self.r.fields(node, "a stage", STAGE_KEYS)?;
+        let fields = self.r.fields(node, "a stage", keys::STAGE)?;
         let name = self.r.required(&fields, "name", "a stage").and_then(|n| self.r.string(n, "`name`"));
         let description = self.r.opt_string(&fields, "description");
         let mut steps = Vec::new();
@@ -358,7 +343,7 @@ impl Structure {
     fn step(&mut self, node: &Node) -> Option<Step> {
         // Unknown keys are judged against every key a step may have; keys of the wrong kind
         // are reported below with a message that names the kind.
-        let all: Vec<&str> = [KINDS, COMMON_KEYS, PROCESS_KEYS, SHELL_KEYS, PROMPT_KEYS, ASSERT_KEYS].concat();
+        let all: Vec<&str> = keys::STEP_ALL.concat();
         let fields = self.r.fields(node, "a step", &all)?;
         let id_node = self.r.required(&fields, "id", "a step");
         let id = id_node.and_then(|n| {
@@ -381,7 +366,7 @@ impl Structure {
             self.seen_ids.insert(id.clone(), n.span);
             Some(id)
         });
-        let kinds: Vec<&str> = KINDS.iter().copied().filter(|k| fields.get(k).is_some()).collect();
+        let kinds: Vec<&str> = keys::KINDS.iter().copied().filter(|k| fields.get(k).is_some()).collect();
         let kind_name = match kinds.as_slice() {
             [one] => *one,
             [] => {
@@ -391,7 +376,7 @@ impl Structure {
                         fields.node.span,
                         format!("step{} has no kind", id.as_ref().map(|i| format!(" `{i}`")).unwrap_or_default()),
                     )
-                    .help = Some(format!("give it exactly one of: {}", KINDS.join(", ")));
+                    .help = Some(format!("give it exactly one of: {}", keys::KINDS.join(", ")));
                 return None;
             }
             [_, second, ..] => {
@@ -410,16 +395,17 @@ impl Structure {
             }
         };
         let allowed: &[&str] = match kind_name {
-            "run" => PROCESS_KEYS,
+            "run" => keys::PROCESS_KEYS,
             "shell" => &["env", "stdin", "cwd", "capture", "args"],
-            "http" => HTTP_STEP_KEYS,
-            "prompt" => PROMPT_KEYS,
-            "assert" => ASSERT_KEYS,
+            "http" => keys::HTTP_STEP_KEYS,
+            "prompt" => keys::PROMPT_KEYS,
+            "assert" => keys::ASSERT_KEYS,
             _ => &[],
         };
         for (key, _) in fields.entries() {
             let Some(key_name) = key.as_str() else { continue };
-            let is_kind_key = !KINDS.contains(&key_name) && !COMMON_KEYS.contains(&key_name) && all.contains(&key_name);
+            let is_kind_key =
+                !keys::KINDS.contains(&key_name) && !keys::COMMON_KEYS.contains(&key_name) && all.contains(&key_name);
             if is_kind_key && !allowed.contains(&key_name) {
                 self.r.error(
                     Code::UnknownKey,
@@ -503,7 +489,7 @@ impl Structure {
     }
 
     fn retry(&mut self, node: &Node) -> Option<Retry> {
-        let fields = self.r.fields(node, "`retry`", RETRY_KEYS)?;
+        let fields = self.r.fields(node, "`retry`", keys::RETRY)?;
         let attempts = match self.r.required(&fields, "attempts", "`retry`") {
             Some(n) => match n.value {
                 Value::Int(i) if i >= 1 => u32::try_from(i).ok(),
@@ -607,7 +593,7 @@ impl Structure {
     }
 
     fn http(&mut self, node: &Node, step: &Fields<'_>) -> Option<HttpStep> {
-        let fields = self.r.fields(node, "`http`", HTTP_KEYS)?;
+        let fields = self.r.fields(node, "`http`", keys::HTTP)?;
         let url = self.r.required(&fields, "url", "`http`").and_then(|n| self.r.template(n, "`url`"));
         let method = match fields.get("method") {
             None => Some("GET".to_owned()),
@@ -641,7 +627,7 @@ impl Structure {
     }
 
     fn expect(&mut self, node: &Node) -> Expect {
-        let Some(fields) = self.r.fields(node, "`expect`", EXPECT_KEYS) else { return Expect::default() };
+        let Some(fields) = self.r.fields(node, "`expect`", keys::EXPECT) else { return Expect::default() };
         let mut expect = Expect::default();
         if let Some(status) = fields.get("status") {
             let nodes: Vec<&Node> = match &status.value {

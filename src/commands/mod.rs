@@ -3,4 +3,5 @@
 pub mod list;
 pub mod procedure;
 pub mod runs;
+pub mod tooling;
 pub mod validate;

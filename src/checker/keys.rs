@@ -1,0 +1,22 @@
+//! The keys the format accepts, per kind of mapping. The JSON Schema is tested against them.
+
+pub const TOP: &[&str] = &["runbook", "title", "description", "notes", "environments", "params", "procedures"];
+pub const ENVIRONMENT: &[&str] = &["vars", "protected", "description"];
+pub const PARAM: &[&str] =
+    &["type", "required", "default", "help", "pattern", "secret", "not_after", "not_before", "values"];
+pub const PROCEDURE: &[&str] = &["summary", "description", "params", "stages"];
+pub const STAGE: &[&str] = &["name", "description", "steps"];
+pub const KINDS: &[&str] = &["run", "shell", "http", "manual", "prompt", "assert", "include"];
+pub const COMMON_KEYS: &[&str] =
+    &["id", "name", "when", "effect", "timeout", "retry", "confirm", "target", "on_failure", "secret"];
+pub const PROCESS_KEYS: &[&str] = &["env", "stdin", "cwd", "capture"];
+pub const SHELL_KEYS: &[&str] = &["args"];
+pub const HTTP_STEP_KEYS: &[&str] = &["capture"];
+pub const PROMPT_KEYS: &[&str] = &["type", "choices", "default", "pattern"];
+pub const ASSERT_KEYS: &[&str] = &["message"];
+pub const HTTP: &[&str] = &["method", "url", "headers", "body", "expect", "connect_timeout"];
+pub const EXPECT: &[&str] = &["status", "body_contains", "json"];
+pub const RETRY: &[&str] = &["attempts", "interval", "until"];
+
+/// Every key a step may have, whatever its kind.
+pub const STEP_ALL: &[&[&str]] = &[KINDS, COMMON_KEYS, PROCESS_KEYS, SHELL_KEYS, PROMPT_KEYS, ASSERT_KEYS];
