@@ -97,7 +97,14 @@ fn dry_step(plan: &Plan, step: &Step, outputs: &Outputs) -> DryStep {
         Err(err) => (None, Some(plan.redactor.redact(&err.0))),
     };
     let command_line = rendered.as_ref().and_then(|r| r.command_line(plan));
-    let writes = step.outputs().iter().map(|o| format!("steps.{}.{o}", step.id)).collect();
+    // Every process step has an exit status; listing it everywhere would only add noise.
+    let implicit_status = matches!(step.kind, StepKind::Run(_) | StepKind::Shell(_));
+    let writes = step
+        .outputs()
+        .iter()
+        .filter(|o| !(implicit_status && **o == "status"))
+        .map(|o| format!("steps.{}.{o}", step.id))
+        .collect();
     let nested = match &step.kind {
         StepKind::Include(include) => stages(plan, &include.procedure, outputs),
         _ => Vec::new(),

@@ -204,10 +204,10 @@ impl Step {
             StepKind::Manual(_) | StepKind::Assert(_) | StepKind::Include(_) => return &[],
         };
         match capture {
-            None => &[],
-            Some(Capture::Text) => &["output"],
-            Some(Capture::Json) => &["output", "json"],
-            Some(Capture::Lines) => &["output", "lines"],
+            None => &["status"],
+            Some(Capture::Text) => &["status", "output"],
+            Some(Capture::Json) => &["status", "output", "json"],
+            Some(Capture::Lines) => &["status", "output", "lines"],
         }
     }
 

@@ -318,8 +318,10 @@ impl<'a> References<'a> {
             return;
         }
         let outputs = target.outputs();
+        let captures_nothing = outputs.iter().all(|o| *o == "status");
         match field {
-            _ if outputs.is_empty() => {
+            Some(field) if outputs.contains(&field) => {}
+            Some("output" | "json" | "lines") | None if captures_nothing => {
                 self.error(Code::NotCaptured, span, format!("step `{id}` captures no output")).help =
                     Some(format!("add `capture: text` (or json, lines) to step `{id}`"));
                 return;

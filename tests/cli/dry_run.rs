@@ -150,3 +150,37 @@ fn run_takes_a_file_outside_the_folder() {
         .success();
     assert!(out.stdout().contains("$ echo hello"), "{}", out.stdout());
 }
+
+#[test]
+fn probe_runs_read_steps_only_so_later_steps_show_real_values() {
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "probe.yaml",
+        r#"runbook: probe
+title: Probe
+procedures:
+  go:
+    summary: Reads, then writes
+    stages:
+      - name: S
+        steps:
+          - id: ip
+            run: [sh, -c, 'echo probed >> reads.log; echo 10.4.4.4']
+            effect: read
+            capture: text
+          - id: write
+            run: [sh, -c, 'echo wrote >> writes.log', x, "{{ steps.ip.output }}"]
+            timeout: 5s
+          - id: after_write
+            run: [echo, "{{ steps.write.status }}"]
+            effect: read
+"#,
+    );
+    let plain = sandbox.runbook().args(["probe", "go", "--dry-run"]).output().success();
+    assert!(plain.stdout().contains("'<steps.ip.output>'"), "{}", plain.stdout());
+    assert!(!sandbox.path().join("reads.log").exists(), "a plain dry-run runs nothing");
+    let probed = sandbox.runbook().args(["probe", "go", "--dry-run", "--probe"]).output().success();
+    assert!(probed.stdout().contains("$ sh -c 'echo wrote >> writes.log' x 10.4.4.4"), "{}", probed.stdout());
+    assert_eq!(std::fs::read_to_string(sandbox.path().join("reads.log")).unwrap_or_default(), "probed\n");
+    assert!(!sandbox.path().join("writes.log").exists(), "--probe never runs a mutating step");
+}
