@@ -154,6 +154,9 @@ pub struct ExecArgs {
     /// Answer a prompt or manual step ahead of time
     #[arg(long, value_name = "STEP_ID=VALUE")]
     pub answer: Vec<String>,
+    /// Replace an environment var for this run (recorded in the journal)
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
     /// Output format
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,

@@ -87,8 +87,8 @@ pub fn stage_preview(
     for step in &mut dry.steps {
         step.stages.clear();
     }
-    write_stages(&mut out, plan, std::slice::from_ref(&dry), "");
-    out.replacen("Stage 1:", &format!("Stage {}:", index + 1), 1)
+    write_stages(&mut out, plan, std::slice::from_ref(&dry), "", index + 1);
+    out
 }
 
 fn dry_step(plan: &Plan, step: &Step, outputs: &Outputs) -> DryStep {
@@ -134,14 +134,14 @@ pub fn human(plan: &Plan, dry: &DryRun) -> String {
             let _ = writeln!(out, "  {name} = {value}");
         }
     }
-    write_stages(&mut out, plan, &dry.stages, "");
+    write_stages(&mut out, plan, &dry.stages, "", 1);
     out
 }
 
-fn write_stages(out: &mut String, plan: &Plan, stages: &[DryStage], prefix: &str) {
+fn write_stages(out: &mut String, plan: &Plan, stages: &[DryStage], prefix: &str, first: usize) {
     let indent = "  ".repeat(prefix.matches('.').count());
     for (index, stage) in stages.iter().enumerate() {
-        let number = format!("{prefix}{}", index + 1);
+        let number = format!("{prefix}{}", first + index);
         let _ = writeln!(out, "\n{indent}Stage {number}: {}  [{}]", stage.name, stage.procedure);
         if let Some(description) = &stage.description {
             for line in description.trim_end().lines() {
@@ -152,7 +152,7 @@ fn write_stages(out: &mut String, plan: &Plan, stages: &[DryStage], prefix: &str
             let step_number = format!("{number}.{}", step_index + 1);
             write_step(out, plan, step, &step_number, &indent);
             if !step.stages.is_empty() {
-                write_stages(out, plan, &step.stages, &format!("{step_number}."));
+                write_stages(out, plan, &step.stages, &format!("{step_number}."), 1);
             }
         }
     }

@@ -27,6 +27,9 @@ pub struct Header {
     pub params: Vec<(String, String)>,
     pub secret_params: Vec<String>,
     pub answers: Vec<(String, String)>,
+    /// `--var` overrides.
+    #[serde(default)]
+    pub vars: Vec<(String, String)>,
     pub yes: bool,
     /// Set on a resumption that overrode a changed runbook file (`--force`).
     #[serde(default)]

@@ -18,6 +18,7 @@ mod plan;
 mod redact;
 mod render;
 mod schema;
+mod simulate;
 mod source;
 mod state;
 mod step;

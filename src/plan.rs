@@ -25,6 +25,10 @@ pub struct Plan {
     /// Names of secret params that were not given (a dry-run shows them masked; a run asks).
     pub missing_secrets: Vec<String>,
     pub answers: HashMap<String, String>,
+    /// The environment's vars with `--var` overrides applied.
+    pub vars: IndexMap<String, String>,
+    /// The `--var` overrides, as given (recorded in the journal for resume).
+    pub var_overrides: Vec<(String, String)>,
     pub redactor: Redactor,
 }
 
@@ -47,6 +51,12 @@ pub enum PlanError {
     ShortSecret { flag: String },
     #[error("invalid --answer '{0}': expected STEP_ID=VALUE")]
     AnswerSyntax(String),
+    #[error("invalid --var '{0}': expected NAME=VALUE")]
+    VarSyntax(String),
+    #[error("--var {name}=…: environment `{environment}` has no var `{name}` (vars: {known})")]
+    UnknownVar { name: String, environment: String, known: String },
+    #[error("--var needs --env: runbook `{0}` has no environments")]
+    VarWithoutEnvironment(String),
     #[error("--answer {id}=…: procedure `{procedure}` has no prompt or manual step `{id}`")]
     UnknownAnswer { id: String, procedure: String },
 }
@@ -57,6 +67,9 @@ pub struct Inputs {
     pub environment: Option<String>,
     pub params: IndexMap<String, String>,
     pub answers: Vec<String>,
+    /// `--var NAME=VALUE`: replaces an environment var for this run (a rehearsal against
+    /// a local server, a differently named staging instance).
+    pub vars: Vec<String>,
 }
 
 impl Plan {
@@ -122,8 +135,9 @@ impl Plan {
                 redactor.add(value);
             }
         }
+        let (vars, var_overrides) = bind_vars(&runbook, environment.as_deref(), inputs.vars)?;
         let procedure = proc.name.clone();
-        Ok(Plan { runbook, procedure, environment, params, missing_secrets, answers, redactor })
+        Ok(Plan { runbook, procedure, environment, params, missing_secrets, answers, vars, var_overrides, redactor })
     }
 
     pub fn environment(&self) -> Option<&Environment> {
@@ -137,8 +151,7 @@ impl Plan {
         for name in &self.missing_secrets {
             params.insert(name.clone(), Value::from_object(Placeholder::new(format!("secret params.{name}"))));
         }
-        let vars: BTreeMap<String, String> =
-            self.environment().map(|e| e.vars.clone().into_iter().collect()).unwrap_or_default();
+        let vars: BTreeMap<String, String> = self.vars.clone().into_iter().collect();
         let env: BTreeMap<String, String> = std::env::vars().collect();
         minijinja::context! {
             params => params,
@@ -181,6 +194,34 @@ fn bind_environment(runbook: &crate::model::Runbook, given: Option<String>) -> R
         Some(name) if runbook.environments.contains_key(&name) => Ok(Some(name)),
         Some(name) => Err(PlanError::UnknownEnvironment { given: name, choices: choices() }),
     }
+}
+
+type BoundVars = (IndexMap<String, String>, Vec<(String, String)>);
+
+fn bind_vars(
+    runbook: &crate::model::Runbook,
+    environment: Option<&str>,
+    raw: Vec<String>,
+) -> Result<BoundVars, PlanError> {
+    let Some(env) = environment.and_then(|e| runbook.environments.get(e)) else {
+        return if raw.is_empty() {
+            Ok((IndexMap::new(), Vec::new()))
+        } else {
+            Err(PlanError::VarWithoutEnvironment(runbook.name.clone()))
+        };
+    };
+    let mut vars = env.vars.clone();
+    let mut overrides = Vec::new();
+    for item in raw {
+        let Some((name, value)) = item.split_once('=') else { return Err(PlanError::VarSyntax(item)) };
+        if !vars.contains_key(name) {
+            let known = env.vars.keys().cloned().collect::<Vec<_>>().join(", ");
+            return Err(PlanError::UnknownVar { name: name.into(), environment: env.name.clone(), known });
+        }
+        vars.insert(name.to_owned(), value.to_owned());
+        overrides.push((name.to_owned(), value.to_owned()));
+    }
+    Ok((vars, overrides))
 }
 
 fn bind_answers(

@@ -44,7 +44,12 @@ pub fn checked_runbook(entry: &Entry) -> Result<crate::model::RunbookRef, Error>
 
 pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) -> Result<(), Error> {
     let runbook = checked_runbook(entry)?;
-    let inputs = Inputs { environment: call.exec.env.clone(), params: call.params, answers: call.exec.answer.clone() };
+    let inputs = Inputs {
+        environment: call.exec.env.clone(),
+        params: call.params,
+        answers: call.exec.answer.clone(),
+        vars: call.exec.vars.clone(),
+    };
     let mut plan = Plan::bind(runbook, &call.procedure, inputs, chrono::Utc::now())?;
     if call.exec.dry_run {
         return dry_run(&plan, call.exec.probe, call.exec.output);
@@ -191,6 +196,7 @@ fn header(plan: &Plan, run_id: &str, holder: &crate::lock::Holder, yes: bool, fo
             .collect(),
         secret_params: runbook.params.values().filter(|p| p.secret).map(|p| p.name.clone()).collect(),
         answers: plan.answers.iter().map(|(k, v)| (k.clone(), plan.redactor.redact(v))).collect(),
+        vars: plan.var_overrides.clone(),
         yes,
         forced,
     }

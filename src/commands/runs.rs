@@ -197,7 +197,8 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     answers.extend(args.answers);
-    let inputs = Inputs { environment: header.environment.clone(), params, answers };
+    let vars = header.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let inputs = Inputs { environment: header.environment.clone(), params, answers, vars };
     // Bounds such as `not_after: now` were checked when the run started; the point in time
     // of a resumed rollback must not expire because the night went on.
     let started = chrono::DateTime::parse_from_rfc3339(&recorded.started())

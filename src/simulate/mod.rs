@@ -1,0 +1,159 @@
+//! A local fake of the Google Cloud APIs that `runbooks/rollback.yaml` drives, for running the
+//! runbook end to end with the real `gcloud` pointed at it (SPEC §5).
+//!
+//! Served: Cloud SQL Admin v1beta4 (instances get/list/clone/restoreBackup, backupRuns list/get,
+//! operations get/list), Secret Manager v1 (secrets get, versions get/list/access, addVersion) and
+//! Cloud Run's knative API (`serving.knative.dev/v1` services get/list/replace, revisions get/list).
+//! State comes from a [`Scenario`] and changes as gcloud calls; faults are injected on demand.
+//!
+//! ```text
+//! let fake = simulate::start(Scenario::pegasus()).await?;
+//! Command::new("gcloud").envs(simulate::gcloud_env(fake.addr, config_dir)) ...
+//! ```
+//!
+//! Admin API on the same port (not logged, never faulted): `GET /__fake` lists it; `GET
+//! /__fake/state`, `GET|DELETE /__fake/requests`, `GET|POST /__fake/faults`, `POST /__fake/scenario`.
+
+// Nothing in the binary starts the fake yet: the `--simulate` option will.
+#![allow(dead_code)]
+
+mod api;
+mod crc32c;
+mod run;
+mod scenario;
+mod secrets;
+mod server;
+mod sql;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+// The public surface for the rest of the program and for tests; not all of it is used yet.
+#[allow(unused_imports)]
+pub use scenario::{
+    BackupRun, CloneOrigin, Faults, HangFault, HttpErrorFault, IpAddress, OperationError, OperationFault, Project,
+    RestoreRecord, Revision, RunService, Scenario, Secret, SecretVersion, SqlInstance, TrafficTarget,
+};
+#[allow(unused_imports)]
+pub use state::{OperationEffect, RequestRecord, SqlOperation, State};
+
+/// A running fake. Dropping it stops the server (without waiting); [`Handle::shutdown`] waits.
+pub struct Handle {
+    /// Where the fake listens.
+    pub addr: SocketAddr,
+    shared: Arc<server::Shared>,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+/// Start the fake on 127.0.0.1 at a free port.
+pub async fn start(scenario: Scenario) -> io::Result<Handle> {
+    start_on(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0), scenario).await
+}
+
+/// Start the fake on the given address (port 0: a free one).
+pub async fn start_on(addr: SocketAddr, scenario: Scenario) -> io::Result<Handle> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(server::Shared::new(scenario));
+    let app = server::router(Arc::clone(&shared));
+    let cancel = shared.cancel.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await
+    });
+    tracing::info!(%addr, "simulate: fake Google APIs listening");
+    Ok(Handle { addr, shared, task: Some(task) })
+}
+
+impl Handle {
+    /// The base URL the endpoint overrides use: `http://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        base_url(self.addr)
+    }
+
+    /// A snapshot of the whole state, request log included.
+    pub fn state(&self) -> State {
+        self.shared.lock().clone()
+    }
+
+    /// The API requests so far, oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Replace the faults in force.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().scenario.faults = faults;
+    }
+
+    /// Read or change the state in place, e.g. to remove an instance or add a backup.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.shared.lock())
+    }
+
+    /// Stop serving: requests held by a hang fault are answered 503, open connections are closed.
+    /// Waits up to 5 seconds for the server to finish.
+    pub async fn shutdown(mut self) {
+        self.shared.cancel.cancel();
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn base_url(addr: SocketAddr) -> String {
+    // The region prefix trick (`europe-west1-127.0.0.1`) needs a dotted IPv4 host.
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if !ip.is_unspecified() => ip,
+        _ => Ipv4Addr::LOCALHOST,
+    };
+    format!("http://{ip}:{}/", addr.port())
+}
+
+/// The environment that points the real gcloud at the fake listening on `addr`, with
+/// `config_dir` as its private configuration directory (gcloud writes logs and caches there).
+///
+/// Cloud Run's endpoint gets the region prefixed to its host (`europe-west1-127.0.0.1:PORT`),
+/// which does not resolve, so gcloud is also told to use the fake as its HTTP proxy: every request
+/// then reaches the fake in absolute form, Cloud SQL's and Secret Manager's included.
+pub fn gcloud_env(addr: SocketAddr, config_dir: &Path) -> Vec<(String, String)> {
+    let url = base_url(addr);
+    let proxy_host = url.trim_start_matches("http://").split(':').next().unwrap_or("127.0.0.1").to_string();
+    [
+        ("CLOUDSDK_CONFIG", config_dir.display().to_string()),
+        ("CLOUDSDK_AUTH_DISABLE_CREDENTIALS", "true".into()),
+        ("CLOUDSDK_CORE_DISABLE_PROMPTS", "1".into()),
+        ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SQL", url.clone()),
+        ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER", url.clone()),
+        ("CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN", url),
+        ("CLOUDSDK_PROXY_TYPE", "http".into()),
+        ("CLOUDSDK_PROXY_ADDRESS", proxy_host),
+        ("CLOUDSDK_PROXY_PORT", addr.port().to_string()),
+        // Nothing else may try to leave the machine.
+        ("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true".into()),
+        ("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true".into()),
+        ("CLOUDSDK_CORE_CHECK_GCE_METADATA", "false".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
