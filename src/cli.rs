@@ -120,6 +120,18 @@ pub enum Builtin {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Serve the fake Google APIs for a rehearsal and print the gcloud settings to use
+    Simulate {
+        /// Scenario file (default: the built-in Pegasus deployment)
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+        /// Port to listen on (default: a free one)
+        #[arg(long)]
+        port: Option<u16>,
+        /// Print the scenario as JSON (a starting point for your own) and exit
+        #[arg(long)]
+        print_scenario: bool,
+    },
     /// Print the man page, or write one per command into a folder
     Man {
         /// Write runbook.1, runbook-<command>.1, ... into this folder
@@ -154,6 +166,15 @@ pub struct ExecArgs {
     /// Answer a prompt or manual step ahead of time
     #[arg(long, value_name = "STEP_ID=VALUE")]
     pub answer: Vec<String>,
+    /// Rehearse: every step's gcloud talks to a local fake of the Google APIs
+    #[arg(long)]
+    pub simulate: bool,
+    /// Scenario for --simulate: the fake's projects, instances, secrets, services, faults
+    #[arg(long, requires = "simulate", value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Port for --simulate (default: a free one); its simulated app is at /app
+    #[arg(long, requires = "simulate", value_name = "PORT")]
+    pub simulate_port: Option<u16>,
     /// Replace an environment var for this run (recorded in the journal)
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,

@@ -34,6 +34,9 @@ pub struct Header {
     /// Set on a resumption that overrode a changed runbook file (`--force`).
     #[serde(default)]
     pub forced: bool,
+    /// A rehearsal against the local fake (`--simulate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearsal: Option<crate::commands::rehearse::Settings>,
 }
 
 /// One line of the journal.
@@ -70,26 +73,46 @@ fn now() -> String {
 impl Journal {
     /// Creates the journal of a new run, or opens an existing one to append a resumption.
     pub fn open(path: &Path, header: Header, resumed: bool) -> Result<Journal, String> {
+        let ts = now();
+        let record = if resumed { Record::RunResumed { ts, header } } else { Record::RunStarted { ts, header } };
+        if !resumed {
+            // A new journal appears with its header or not at all: written aside, synced,
+            // then renamed into place, so a kill at any moment never leaves an empty file.
+            let aside = path.with_extension("jsonl.new");
+            let mut file = File::create(&aside).map_err(|e| format!("cannot create {}: {e}", aside.display()))?;
+            let line = encode(&record)?;
+            file.write_all(line.as_bytes())
+                .and_then(|()| file.sync_data())
+                .and_then(|()| std::fs::rename(&aside, path))
+                // The rename itself survives a power cut only once the folder is synced.
+                .and_then(|()| path.parent().map_or(Ok(()), |dir| File::open(dir).and_then(|d| d.sync_all())))
+                .map_err(|e| format!("cannot write the journal {}: {e}", path.display()))?;
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|e| format!("cannot open the journal {}: {e}", path.display()))?;
         let mut journal = Journal { file, path: path.to_path_buf(), failed: false };
-        let ts = now();
-        let record = if resumed { Record::RunResumed { ts, header } } else { Record::RunStarted { ts, header } };
-        journal.append(&record)?;
+        if resumed {
+            journal.append(&record)?;
+        }
         Ok(journal)
     }
 
     pub fn append(&mut self, record: &Record) -> Result<(), String> {
-        let mut line = serde_json::to_string(record).map_err(|e| format!("cannot encode a journal record: {e}"))?;
-        line.push('\n');
+        let line = encode(record)?;
         self.file
             .write_all(line.as_bytes())
             .and_then(|()| self.file.sync_data())
             .map_err(|e| format!("cannot write the journal {}: {e}", self.path.display()))
     }
+}
+
+fn encode(record: &Record) -> Result<String, String> {
+    let mut line = serde_json::to_string(record).map_err(|e| format!("cannot encode a journal record: {e}"))?;
+    line.push('\n');
+    Ok(line)
 }
 
 impl Subscriber for Journal {

@@ -81,6 +81,13 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             Ok(())
         }
         Builtin::Man { out_dir } => commands::tooling::man(cli::command(&library.entries), out_dir.as_deref()),
+        Builtin::Simulate { scenario, port, print_scenario } => {
+            if print_scenario {
+                commands::rehearse::print_scenario(scenario.as_deref())
+            } else {
+                commands::rehearse::serve(scenario.as_deref(), port, global.state_dir.as_deref())
+            }
+        }
         Builtin::Schema => {
             output::print(&schema::json());
             Ok(())

@@ -19,12 +19,12 @@ procedures:
     stages:
       - name: One
         steps:
-          - {id: a, run: [sh, -c, 'echo a'], capture: text, timeout: 5s}
-          - {id: b, run: [sh, -c, 'echo b'], capture: text, timeout: 5s}
+          - {id: a, run: [sh, -c, 'sleep 0.01; echo a'], capture: text, timeout: 5s}
+          - {id: b, run: [sh, -c, 'sleep 0.01; echo b'], capture: text, timeout: 5s}
       - name: Two
         steps:
-          - {id: c, run: [sh, -c, 'echo c'], timeout: 5s}
-          - {id: d, run: [sh, -c, 'echo d'], timeout: 5s}
+          - {id: c, run: [sh, -c, 'sleep 0.01; echo c'], timeout: 5s}
+          - {id: d, run: [sh, -c, 'sleep 0.01; echo d'], timeout: 5s}
 YAML
 cd "$work"
 export RUNBOOK_STATE_DIR="$work/state"
@@ -33,8 +33,8 @@ start=$(date +%s.%N)
 for i in $(seq 1 "$runs"); do
   "$bin" durable go --yes >/dev/null 2>&1 &
   pid=$!
-  # A random point in the run: 0-30 ms (a whole run takes ~20-40 ms).
-  sleep "0.0$((RANDOM % 30))"
+  # A random point in the run: 0-79 ms (a whole run takes ~60-80 ms).
+  sleep "$(printf "0.%03d" $((RANDOM % 80)))"
   if kill -KILL "$pid" 2>/dev/null; then killed=$((killed + 1)); fi
   wait "$pid" 2>/dev/null || true
 done

@@ -2,6 +2,7 @@
 
 pub mod list;
 pub mod procedure;
+pub mod rehearse;
 pub mod runs;
 pub mod tooling;
 pub mod validate;

@@ -28,6 +28,8 @@ pub struct Execution {
     /// For `resume`: steps finished before, and whether a changed file was accepted.
     pub completed: Option<HashMap<String, Option<StepOutput>>>,
     pub forced: bool,
+    /// `--simulate`: run against the local fake of the Google APIs.
+    pub rehearsal: Option<super::rehearse::Settings>,
 }
 
 pub fn checked_runbook(entry: &Entry) -> Result<crate::model::RunbookRef, Error> {
@@ -63,6 +65,10 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
         output: call.exec.output,
         completed: None,
         forced: false,
+        rehearsal: call
+            .exec
+            .simulate
+            .then(|| super::rehearse::Settings { scenario: call.exec.scenario.clone(), port: call.exec.simulate_port }),
     };
     execute(&plan, execution, settings)
 }
@@ -85,6 +91,8 @@ fn options(yes: bool) -> Result<Options, Error> {
         interactive: interactive(),
         capture_limit: capture_limit()?,
         base_dir: std::env::current_dir().map_err(|e| Error::Io(format!("cannot read the current directory: {e}")))?,
+        extra_env: Vec::new(),
+        remove_env: Vec::new(),
     })
 }
 
@@ -134,9 +142,16 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
         pid: std::process::id(),
         started,
     };
-    let _lock = crate::lock::acquire(&state.locks(), &plan.runbook.name, plan.environment.as_deref(), &holder)
-        .map_err(Error::Usage)?;
-    let header = header(plan, &execution.run_id, &holder, execution.yes, execution.forced);
+    // A rehearsal never blocks (or is blocked by) a real run of the same target.
+    let lock_name = if execution.rehearsal.is_some() {
+        format!("{}.rehearsal", plan.runbook.name)
+    } else {
+        plan.runbook.name.clone()
+    };
+    let _lock =
+        crate::lock::acquire(&state.locks(), &lock_name, plan.environment.as_deref(), &holder).map_err(Error::Usage)?;
+    let mut header = header(plan, &execution.run_id, &holder, execution.yes, execution.forced);
+    header.rehearsal = execution.rehearsal.clone();
     let journal_path = state.journal_path(&execution.run_id);
     let journal = Journal::open(&journal_path, header, resumed).map_err(Error::Io)?;
 
@@ -153,6 +168,17 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
     runner.subscribe(Box::new(journal));
     become_subreaper();
     let outcome = runtime()?.block_on(async {
+        let rehearsal = match &execution.rehearsal {
+            Some(settings) => {
+                let rehearsal = super::rehearse::Rehearsal::start(settings, &state).await?;
+                if !json {
+                    eprintln!("{}", rehearsal.banner());
+                }
+                runner.set_environment(rehearsal.env(), super::rehearse::Rehearsal::remove());
+                Some(rehearsal)
+            }
+            None => None,
+        };
         let cancel = runner.cancel.clone();
         let signals = tokio::spawn(async move {
             if wait_for_signal().await {
@@ -161,8 +187,11 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
         });
         let outcome = runner.run().await;
         signals.abort();
-        outcome
-    });
+        if let (Some(rehearsal), false) = (&rehearsal, json || settings.quiet) {
+            eprint!("{}", rehearsal.report());
+        }
+        Ok::<_, Error>(outcome)
+    })?;
     match outcome {
         Outcome::Done => Ok(()),
         other => {
@@ -199,6 +228,7 @@ fn header(plan: &Plan, run_id: &str, holder: &crate::lock::Holder, yes: bool, fo
         vars: plan.var_overrides.clone(),
         yes,
         forced,
+        rehearsal: None,
     }
 }
 
@@ -213,7 +243,7 @@ fn become_subreaper() {
 
 /// SIGINT or SIGTERM. The step's process group does not get the terminal's SIGINT (it is
 /// not the foreground group), so the runner ends it when this fires.
-async fn wait_for_signal() -> bool {
+pub async fn wait_for_signal() -> bool {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {

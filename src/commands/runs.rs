@@ -215,6 +215,8 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         output: args.output,
         completed: Some(completed),
         forced,
+        // A rehearsal resumes as a rehearsal, against a fresh fake from the same scenario.
+        rehearsal: header.rehearsal.clone(),
     };
     execute(&plan, execution, settings)
 }

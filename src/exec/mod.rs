@@ -31,6 +31,10 @@ pub struct Options {
     pub capture_limit: usize,
     /// Where relative `cwd` and program paths resolve: the directory runbook started in.
     pub base_dir: PathBuf,
+    /// Environment every process step gets (a rehearsal's gcloud settings), after the
+    /// inherited variables named in `remove_env` are dropped.
+    pub extra_env: Vec<(String, String)>,
+    pub remove_env: Vec<String>,
 }
 
 /// How a walk through steps goes on.
@@ -100,6 +104,12 @@ impl<'p> Runner<'p> {
             probing: false,
             completed: HashMap::new(),
         }
+    }
+
+    /// Points every process step at a rehearsal's fake services.
+    pub fn set_environment(&mut self, extra: Vec<(String, String)>, remove: Vec<String>) {
+        self.options.extra_env = extra;
+        self.options.remove_env = remove;
     }
 
     pub fn subscribe(&mut self, subscriber: Box<dyn Subscriber>) {
@@ -603,7 +613,14 @@ impl<'p> Runner<'p> {
         let cwd = cwd.as_ref().map_or_else(|| self.options.base_dir.clone(), |c| self.options.base_dir.join(c));
         let spec = process::Spec {
             argv: &argv,
-            env: env.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
+            env: self
+                .options
+                .extra_env
+                .iter()
+                .cloned()
+                .chain(env.iter().map(|(k, v)| (k.clone(), v.value.clone())))
+                .collect(),
+            remove_env: self.options.remove_env.clone(),
             stdin: stdin.as_ref().map(|s| s.value.clone()),
             cwd,
             timeout: rendered.timeout,

@@ -20,6 +20,8 @@ const GRACE: Duration = Duration::from_secs(2);
 pub struct Spec<'a> {
     pub argv: &'a [String],
     pub env: Vec<(String, String)>,
+    /// Inherited variables the child must not see.
+    pub remove_env: Vec<String>,
     pub stdin: Option<String>,
     pub cwd: PathBuf,
     pub timeout: Duration,
@@ -45,6 +47,9 @@ pub async fn run(
     let (program, args) = spec.argv.split_first().ok_or("empty command")?;
     let program_path = resolve_program(program, &spec.cwd);
     let mut command = CommandWrap::with_new(&program_path, |c| {
+        for name in &spec.remove_env {
+            c.env_remove(name);
+        }
         c.args(args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&spec.cwd)

@@ -77,7 +77,8 @@ impl Subscriber for Terminal {
                 if !self.quiet {
                     self.say(&format!("▶ {id}{title} ({kind}){retry}"));
                     if let Some(command) = command {
-                        self.say(&format!("  $ {command}"));
+                        let prompt = if *kind == "http" { "→" } else { "$" };
+                        self.say(&format!("  {prompt} {command}"));
                     }
                 }
                 if self.fancy && matches!(*kind, "run" | "shell" | "http") {

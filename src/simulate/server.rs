@@ -76,6 +76,9 @@ async fn serve(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> R
     if path == "/__fake" || path.starts_with("/__fake/") {
         return admin(&shared, parts.method.as_str(), &path, &bytes);
     }
+    if path == "/app" || path.starts_with("/app/") {
+        return app(&shared, parts.method.as_str(), &host, &path);
+    }
     let body = if bytes.is_empty() {
         Value::Null
     } else {
@@ -241,4 +244,26 @@ fn admin(shared: &Shared, method: &str, path: &str, body: &Bytes) -> Response {
         },
         _ => error_response(&ApiError::not_found(format!("no admin endpoint {method} {path}; see GET /__fake"))),
     }
+}
+
+/// The application behind the API service, for the post-rollback checks of a rehearsal:
+/// `--var api_base_url=http://127.0.0.1:PORT/app` makes `verify` call these.
+fn app(shared: &Shared, method: &str, host: &str, path: &str) -> Response {
+    let (status, body) = match (method, path.trim_end_matches('/')) {
+        ("GET", "/app/health/ready") => (StatusCode::OK, serde_json::json!({"status": "ok", "simulated": true})),
+        ("GET", "/app/courses") => (StatusCode::OK, serde_json::json!([{"id": 1, "title": "Simulated course"}])),
+        ("GET", "/app/lectures") => (StatusCode::OK, serde_json::json!([{"id": 1, "course_id": 1}])),
+        ("POST", "/app/jobs/smoke") => (StatusCode::ACCEPTED, serde_json::json!({"job": "smoke", "state": "done"})),
+        _ => (StatusCode::NOT_FOUND, serde_json::json!({"error": format!("the simulated app has no {method} {path}")})),
+    };
+    shared.lock().requests.push(RequestRecord {
+        method: method.to_owned(),
+        host: host.to_owned(),
+        path: path.to_owned(),
+        query: Default::default(),
+        body: Value::Null,
+        command: None,
+        status: status.as_u16(),
+    });
+    json_response(status, &body)
 }

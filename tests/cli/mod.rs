@@ -3,5 +3,6 @@ mod exec;
 mod journal;
 mod params;
 mod pty;
+mod rehearsal;
 mod tooling;
 mod validate;
