@@ -14,9 +14,6 @@
 //! Admin API on the same port (not logged, never faulted): `GET /__fake` lists it; `GET
 //! /__fake/state`, `GET|DELETE /__fake/requests`, `GET|POST /__fake/faults`, `POST /__fake/scenario`.
 
-// Nothing in the binary starts the fake yet: the `--simulate` option will.
-#![allow(dead_code)]
-
 mod api;
 mod crc32c;
 mod run;
@@ -33,7 +30,6 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
@@ -55,6 +51,7 @@ pub struct Handle {
 }
 
 /// Start the fake on 127.0.0.1 at a free port.
+#[cfg(test)]
 pub async fn start(scenario: Scenario) -> io::Result<Handle> {
     start_on(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0), scenario).await
 }
@@ -80,6 +77,7 @@ impl Handle {
     }
 
     /// A snapshot of the whole state, request log included.
+    #[cfg(test)]
     pub fn state(&self) -> State {
         self.shared.lock().clone()
     }
@@ -90,18 +88,16 @@ impl Handle {
     }
 
     /// Replace the faults in force.
+    #[cfg(test)]
     pub fn set_faults(&self, faults: Faults) {
         self.shared.lock().scenario.faults = faults;
     }
 
-    /// Read or change the state in place, e.g. to remove an instance or add a backup.
-    pub fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        f(&mut self.shared.lock())
-    }
-
     /// Stop serving: requests held by a hang fault are answered 503, open connections are closed.
     /// Waits up to 5 seconds for the server to finish.
+    #[cfg(test)]
     pub async fn shutdown(mut self) {
+        use std::time::Duration;
         self.shared.cancel.cancel();
         if let Some(mut task) = self.task.take()
             && tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err()

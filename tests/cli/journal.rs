@@ -10,6 +10,8 @@ fn journals(sandbox: &Sandbox) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(sandbox.path().join("state/runs"))
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
+    // A run killed while creating its journal leaves only `<id>.jsonl.new`: it never started.
+    files.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
     files.sort();
     files
 }

@@ -371,4 +371,11 @@ procedures:
     let id = last_run_id(&sandbox);
     let out = runbook(&sandbox, &fake).args(["resume", &id]).output().success();
     assert!(!out.all().contains("s3cr3t-pw"), "the secret output is masked: {}", out.all());
+
+    // One 503: gcloud retries it itself, and the step succeeds.
+    fake.admin("DELETE", "/__fake/requests", "");
+    fake.faults(r#"{"http_errors": [{"path_contains": ":access", "status": 503, "times": 1}]}"#);
+    runbook(&sandbox, &fake).args(["hang", "read", "--yes"]).output().success();
+    let statuses: Vec<u64> = fake.requests().iter().filter_map(|r| r["status"].as_u64()).collect();
+    assert_eq!(statuses, vec![503, 200], "the 5xx was retried");
 }
