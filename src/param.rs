@@ -72,14 +72,19 @@ impl TimeBound {
             if rest.is_empty() {
                 return Ok(TimeBound::Now { offset_secs: 0, text: trimmed.into() });
             }
-            let (sign, amount) = match rest.split_at(1) {
-                ("+", amount) => (1, amount),
-                ("-", amount) => (-1, amount),
+            let (sign, amount) = match (rest.strip_prefix('+'), rest.strip_prefix('-')) {
+                (Some(amount), _) => (1, amount),
+                (_, Some(amount)) => (-1, amount),
                 _ => return Err(format!("`{text}`: expected now, now-7d, now+1h or an RFC 3339 time")),
             };
             let duration =
                 humantime::parse_duration(amount.trim()).map_err(|e| format!("`{text}`: {e}; expected e.g. now-7d"))?;
-            let secs = i64::try_from(duration.as_secs()).map_err(|_| format!("`{text}`: offset too large"))?;
+            // A century either way is more than any retention window; beyond it, date
+            // arithmetic would overflow.
+            let secs = i64::try_from(duration.as_secs())
+                .ok()
+                .filter(|s| *s <= 100 * 366 * 86_400)
+                .ok_or_else(|| format!("`{text}`: the offset is too large (at most 100 years)"))?;
             return Ok(TimeBound::Now { offset_secs: sign * secs, text: trimmed.into() });
         }
         DateTime::parse_from_rfc3339(trimmed)
@@ -89,7 +94,9 @@ impl TimeBound {
 
     pub fn resolve(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         match self {
-            TimeBound::Now { offset_secs, .. } => now + chrono::Duration::seconds(*offset_secs),
+            TimeBound::Now { offset_secs, .. } => chrono::TimeDelta::try_seconds(*offset_secs)
+                .and_then(|delta| now.checked_add_signed(delta))
+                .unwrap_or(now),
             TimeBound::At(at) => at.with_timezone(&Utc),
         }
     }

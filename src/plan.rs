@@ -24,6 +24,8 @@ pub struct Plan {
     pub params: IndexMap<String, ParamValue>,
     /// Names of secret params that were not given (a dry-run shows them masked; a run asks).
     pub missing_secrets: Vec<String>,
+    /// Optional params that were not given and have no default.
+    pub unset: Vec<String>,
     pub answers: HashMap<String, String>,
     /// The environment's vars with `--var` overrides applied.
     pub vars: IndexMap<String, String>,
@@ -88,6 +90,7 @@ impl Plan {
         let redactor = Redactor::default();
         let mut params = IndexMap::new();
         let mut missing_secrets = Vec::new();
+        let mut unset = Vec::new();
         for param in runbook.params_of(&proc.name) {
             let flag = flag_name(&param.name);
             let raw = inputs.params.get(&param.name).cloned().or_else(|| param.default.clone());
@@ -104,7 +107,9 @@ impl Plan {
                     let help = param.help.clone().unwrap_or_else(|| param.ty.expectation());
                     return Err(PlanError::MissingParam { flag, help });
                 }
-                params.insert(param.name.clone(), ParamValue::String(String::new()));
+                // Not given and optional: templates see `none` (rendered empty), and the
+                // journal records nothing for it.
+                unset.push(param.name.clone());
                 continue;
             };
             let value = param.check_value(&raw, now).map_err(|reason| PlanError::InvalidParam {
@@ -132,12 +137,26 @@ impl Plan {
             .collect();
         for (id, value) in &answers {
             if secret_steps.contains(&id.as_str()) {
+                if value.chars().count() < MIN_SECRET_LEN {
+                    return Err(PlanError::ShortSecret { flag: format!("answer {id}") });
+                }
                 redactor.add(value);
             }
         }
         let (vars, var_overrides) = bind_vars(&runbook, environment.as_deref(), inputs.vars)?;
         let procedure = proc.name.clone();
-        Ok(Plan { runbook, procedure, environment, params, missing_secrets, answers, vars, var_overrides, redactor })
+        Ok(Plan {
+            runbook,
+            procedure,
+            environment,
+            params,
+            missing_secrets,
+            unset,
+            answers,
+            vars,
+            var_overrides,
+            redactor,
+        })
     }
 
     pub fn environment(&self) -> Option<&Environment> {
@@ -148,6 +167,9 @@ impl Plan {
     pub fn context(&self, steps: &Outputs) -> Value {
         let mut params: BTreeMap<String, Value> =
             self.params.iter().map(|(k, v)| (k.clone(), Value::from(minijinja::value::Serde(v)))).collect();
+        for name in &self.unset {
+            params.insert(name.clone(), Value::from(()));
+        }
         for name in &self.missing_secrets {
             params.insert(name.clone(), Value::from_object(Placeholder::new(format!("secret params.{name}"))));
         }
@@ -174,6 +196,14 @@ pub fn template_is_secret(runbook: &crate::model::Runbook, template: &Template) 
         let parts: Vec<&str> = r.split('.').collect();
         match parts.as_slice() {
             ["params", name, ..] => runbook.params.get(*name).is_some_and(|p| p.secret),
+            ["params"] => runbook.params.values().any(|p| p.secret),
+            ["env"] => true,
+            ["env", name, ..] => name.starts_with("RUNBOOK_PARAM_"),
+            ["steps"] => runbook
+                .procedures
+                .values()
+                .flat_map(|p| p.stages.iter().flat_map(|s| &s.steps))
+                .any(crate::step::Step::output_is_secret),
             ["steps", id, ..] => runbook
                 .procedures
                 .values()

@@ -96,6 +96,33 @@ pub enum Action {
 }
 
 impl Rendered {
+    /// Whether any value still holds a dry-run placeholder (an output not known yet), so
+    /// the step cannot be run for real by `--probe`.
+    pub fn has_placeholders(&self) -> bool {
+        let unknown = |text: &str| {
+            text.contains("<steps.") || text.contains("<secret params.") || text.contains("<url with host")
+        };
+        let texts = |list: &[(String, Text)]| list.iter().any(|(_, t)| unknown(&t.value));
+        match &self.action {
+            Action::Run { argv, env, stdin, cwd, .. } => {
+                argv.iter().any(|a| unknown(a))
+                    || texts(env)
+                    || stdin.as_ref().is_some_and(|s| unknown(&s.value))
+                    || cwd.as_ref().is_some_and(|c| unknown(&c.to_string_lossy()))
+            }
+            Action::Shell { args, env, stdin, cwd, .. } => {
+                args.iter().any(|a| unknown(a))
+                    || texts(env)
+                    || stdin.as_ref().is_some_and(|s| unknown(&s.value))
+                    || cwd.as_ref().is_some_and(|c| unknown(&c.to_string_lossy()))
+            }
+            Action::Http { url, headers, body, .. } => {
+                unknown(url) || texts(headers) || body.as_ref().is_some_and(|b| unknown(&b.value))
+            }
+            _ => false,
+        }
+    }
+
     /// The argv as it would be typed in a terminal, secrets masked.
     pub fn command_line(&self, plan: &Plan) -> Option<String> {
         match &self.action {

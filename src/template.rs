@@ -27,6 +27,9 @@ static ENGINE: LazyLock<Environment<'static>> = LazyLock::new(|| {
     // Booleans go to argv as `true`/`false`, as the programs we call spell them, not as
     // Python's `True`.
     env.set_formatter(|out, state, value| {
+        if value.is_none() {
+            return Ok(());
+        }
         if value.kind() == minijinja::value::ValueKind::Bool {
             return out.write_str(if value.is_true() { "true" } else { "false" }).map_err(minijinja::Error::from);
         }

@@ -124,6 +124,7 @@ impl<'a> References<'a> {
     /// Steps that have run before each step of `procedure`, including included procedures.
     fn procedure(&mut self, procedure: &'a Procedure, cyclic: &BTreeSet<String>) {
         let mut visible: HashMap<&'a str, &'a Step> = HashMap::new();
+        let mut included: Vec<String> = Vec::new();
         for step in procedure.stages.iter().flat_map(|s| &s.steps) {
             self.step(procedure, step, &visible);
             visible.insert(step.id.as_str(), step);
@@ -131,6 +132,33 @@ impl<'a> References<'a> {
                 && !cyclic.contains(&include.procedure)
             {
                 self.flatten(&include.procedure, &mut visible);
+                // A step runs at most once per run: the journal and resume know steps by id.
+                let mut brought = Vec::new();
+                self.reach(&include.procedure, &mut brought);
+                if let Some(again) = brought.iter().find(|p| included.contains(p)) {
+                    self.error(
+                        Code::Duplicate,
+                        include.span,
+                        format!("procedure `{again}` would run a second time in `{}`", procedure.name),
+                    )
+                    .help =
+                        Some("a step runs at most once per run (resume tracks steps by id); include it once".into());
+                }
+                included.extend(brought);
+            }
+        }
+    }
+
+    /// A procedure and every procedure it includes, each once.
+    fn reach(&self, name: &str, out: &mut Vec<String>) {
+        if out.iter().any(|p| p == name) {
+            return;
+        }
+        out.push(name.to_owned());
+        let Some(procedure) = self.runbook.procedures.get(name) else { return };
+        for step in procedure.stages.iter().flat_map(|s| &s.steps) {
+            if let StepKind::Include(include) = &step.kind {
+                self.reach(&include.procedure, out);
             }
         }
     }
@@ -167,14 +195,32 @@ impl<'a> References<'a> {
                 templates.push((&http.url, Sink::Public("in a URL")));
                 templates.extend(http.headers.iter().map(|(_, t)| (t, Sink::Private)));
                 templates.extend(http.body.iter().map(|t| (t, Sink::Private)));
-                templates.extend(http.expect.body_contains.iter().map(|t| (t, Sink::Private)));
+                // An unmet expectation is reported with what was expected.
+                templates.extend(http.expect.body_contains.iter().map(|t| (t, Sink::Public("in an error message"))));
             }
             StepKind::Manual(text) => templates.push((text, Sink::Public("in text shown on the terminal"))),
             StepKind::Prompt(prompt) => {
                 templates.push((&prompt.question, Sink::Public("in text shown on the terminal")));
                 templates.extend(prompt.default.iter().map(|t| (t, Sink::Public("in text shown on the terminal"))));
                 if let Some(Choices::Expr(expr)) = &prompt.choices {
-                    exprs.push((expr, false));
+                    // The choices are listed on the terminal.
+                    match expr.references() {
+                        Ok(refs) => self.references(
+                            &scope,
+                            expr.span,
+                            &expr.text,
+                            &refs,
+                            Sink::Public("in the choices shown on the terminal"),
+                            false,
+                        ),
+                        Err(err) => {
+                            self.error(
+                                Code::TemplateSyntax,
+                                expr.span,
+                                format!("expression does not parse: {}", err.message),
+                            );
+                        }
+                    }
                 }
             }
             StepKind::Assert(assert) => {
@@ -227,6 +273,24 @@ impl<'a> References<'a> {
                 ["params", name, ..] => self.param(scope, span, name, sink),
                 ["vars", name, ..] => self.var(span, name),
                 ["steps", id, rest @ ..] => self.output(scope, span, id, rest.first().copied(), sink),
+                // Secret params may come in as RUNBOOK_PARAM_<NAME>: reading them through
+                // `env` is reading the secret.
+                ["env", name, ..] if name.starts_with("RUNBOOK_PARAM_") => {
+                    if let Sink::Public(place) = sink {
+                        self.secret_exposed(span, &format!("`env.{name}` (a secret param's variable)"), place);
+                    }
+                }
+                // `params` or `steps` whole (or subscripted: `params['token']`) may hold secrets.
+                [root @ ("params" | "steps" | "env")] => {
+                    let secret_exists = match *root {
+                        "params" => self.runbook.params.values().any(|p| p.secret),
+                        "steps" => self.all_steps().any(|s| s.output_is_secret()),
+                        _ => true,
+                    };
+                    if let (true, Sink::Public(place)) = (secret_exists, sink) {
+                        self.secret_exposed(span, &format!("`{root}` as a whole (it holds secrets)"), place);
+                    }
+                }
                 ["env" | "environment", ..] => {}
                 [root] if ROOTS.contains(root) => {}
                 [root, ..] => {

@@ -416,7 +416,8 @@ impl Structure {
         }
         let kind_node = fields.get(kind_name)?;
         let kind = self.step_kind(kind_name, kind_node, &fields);
-        let effect = match fields.get("effect") {
+        let effect_node = fields.get("effect");
+        let effect = match effect_node {
             None => Effect::Mutate,
             Some(n) => match self.r.string(n, "`effect`").as_deref() {
                 Some("read") => Effect::Read,
@@ -432,6 +433,18 @@ impl Structure {
                 None => Effect::Mutate,
             },
         };
+        if let (Effect::Read, Some(StepKind::Http(http)), Some(node)) = (effect, &kind, effect_node) {
+            // `--dry-run --probe` runs read steps for real: only safe methods may claim to read.
+            if !matches!(http.method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+                self.r
+                    .error(
+                        Code::InvalidValue,
+                        node.span,
+                        format!("an HTTP {} request is not `effect: read`", http.method),
+                    )
+                    .help = Some("only GET, HEAD and OPTIONS requests can be read-only steps".into());
+            }
+        }
         let when = fields.get("when").and_then(|n| self.r.expr(n, "`when`"));
         let timeout = fields.get("timeout").and_then(|n| self.r.duration(n, "`timeout`"));
         let retry = fields.get("retry").and_then(|n| self.retry(n));
@@ -608,6 +621,11 @@ impl Structure {
             }),
         };
         let headers = fields.get("headers").map(|n| self.r.template_map(n, "`headers`")).unwrap_or_default();
+        for (name, template) in &headers {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                self.r.error(Code::InvalidValue, template.span, format!("`{name}` is not a valid HTTP header name"));
+            }
+        }
         let body = fields.get("body").and_then(|n| match &n.value {
             // A mapping or list body is sent as JSON.
             Value::Map(_) | Value::Seq(_) => Some(Template::new(n.to_json().to_string(), n.span)),

@@ -114,7 +114,7 @@ fn dry_run(plan: &Plan, probe: bool, output: OutputFormat) -> Result<(), Error> 
     }
     let dry = crate::dry_run::build(plan, &outputs);
     match output {
-        OutputFormat::Human => crate::output::print(&crate::dry_run::human(plan, &dry)),
+        OutputFormat::Human => crate::output::print(&plan.redactor.redact(&crate::dry_run::human(plan, &dry))),
         OutputFormat::Json => {
             let json = serde_json::to_string_pretty(&dry).map_err(|e| Error::Io(e.to_string()))?;
             crate::output::print(&(plan.redactor.redact(&json) + "\n"));

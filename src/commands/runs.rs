@@ -234,7 +234,9 @@ fn completed_steps(plan: &Plan, recorded: &Recorded) -> Result<HashMap<String, O
         .collect();
     for (id, output, _skipped) in recorded.done_steps() {
         let Some(step) = steps.get(id.as_str()) else { continue };
-        if step.output_is_secret() {
+        // An output journaled with a mask in it cannot be given back to later steps as it was.
+        let masked = output.as_ref().is_some_and(|o| o.to_string().contains(crate::redact::MASK));
+        if step.output_is_secret() || masked {
             let rerunnable = step.effect == Effect::Read || matches!(step.kind, StepKind::Prompt(_));
             if rerunnable {
                 continue;

@@ -13,6 +13,7 @@ pub struct Response {
 
 pub enum Ended {
     Response(Response),
+    TooLarge(usize),
     Failed(String),
     TimedOut,
     Interrupted,
@@ -51,14 +52,17 @@ pub async fn send(action: &Action, timeout: Duration, capture_limit: usize, canc
         let status = response.status().as_u16();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await? {
-            let room = capture_limit.saturating_sub(body.len());
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() + chunk.len() > capture_limit {
+                return Ok(None);
+            }
+            body.extend_from_slice(&chunk);
         }
-        Ok::<_, reqwest::Error>(Response { status, body })
+        Ok::<_, reqwest::Error>(Some(Response { status, body }))
     };
     tokio::select! {
         result = exchange => match result {
-            Ok(response) => Ended::Response(response),
+            Ok(Some(response)) => Ended::Response(response),
+            Ok(None) => Ended::TooLarge(capture_limit),
             Err(err) if err.is_timeout() => Ended::TimedOut,
             Err(err) => Ended::Failed(describe(url, &err)),
         },
@@ -100,9 +104,11 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// Checks the expectations; `Err` says which one failed.
-pub fn check(action: &Action, response: &Response) -> Result<(), String> {
+/// A secret step's body is never quoted in the message.
+pub fn check(action: &Action, response: &Response, secret: bool) -> Result<(), String> {
     let Action::Http { expect_status, expect_body_contains, expect_json, .. } = action else { return Ok(()) };
     let body = String::from_utf8_lossy(&response.body);
+    let excerpt = |body: &str| if secret { " (body not shown: secret step)".to_owned() } else { excerpt(body) };
     let status_ok = if expect_status.is_empty() {
         (200..300).contains(&response.status)
     } else {
@@ -131,6 +137,9 @@ pub fn check(action: &Action, response: &Response) -> Result<(), String> {
             let parsed = serde_json_path::JsonPath::parse(path).map_err(|e| format!("{path}: {e}"))?;
             let found = parsed.query(&json).first().cloned();
             if found.as_ref() != Some(expected) {
+                if secret {
+                    return Err(format!("{path} is not {expected}"));
+                }
                 let found = found.map_or_else(|| "nothing".to_owned(), |v| v.to_string());
                 return Err(format!("{path} is {found}, expected {expected}"));
             }

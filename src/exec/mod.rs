@@ -219,8 +219,14 @@ impl<'p> Runner<'p> {
             if !matches!(step.kind, StepKind::Run(_) | StepKind::Shell(_) | StepKind::Http(_)) || step.mutates() {
                 continue;
             }
+            // A step that would not run (its `when` is false or not decidable yet) is not probed.
+            if let Some(when) = &step.when
+                && !matches!(when.eval(&self.plan.context(&self.outputs)), Ok(v) if v.is_true() && !crate::template::is_placeholder(&v))
+            {
+                continue;
+            }
             let Ok(rendered) = render(self.plan, step, &self.outputs) else { continue };
-            if serde_json::to_string(&rendered).is_ok_and(|j| j.contains("<steps.") || j.contains("<secret ")) {
+            if rendered.has_placeholders() {
                 continue;
             }
             let attempt = self.execute(step, &rendered).await;
@@ -333,7 +339,13 @@ impl<'p> Runner<'p> {
     fn show_stage(&self, procedure: &Procedure, index: usize, stage: &Stage) {
         let mut outputs = self.outputs.clone();
         outputs.placeholders = true;
-        let text = crate::dry_run::stage_preview(self.plan, &procedure.name, index, stage, &outputs);
+        let text = self.plan.redactor.redact(&crate::dry_run::stage_preview(
+            self.plan,
+            &procedure.name,
+            index,
+            stage,
+            &outputs,
+        ));
         eprint!("\n{text}");
     }
 
@@ -579,6 +591,12 @@ impl<'p> Runner<'p> {
             Err(err) => return Attempt::failed(err.to_string()),
         };
         if secret {
+            if answer.chars().count() < crate::redact::MIN_SECRET_LEN {
+                return Attempt::failed(format!(
+                    "the secret answer is shorter than {} characters, too short to be masked reliably",
+                    crate::redact::MIN_SECRET_LEN
+                ));
+            }
             self.plan.redactor.add(&answer);
         }
         let shown = if secret { crate::redact::MASK.to_owned() } else { answer.clone() };
@@ -625,7 +643,10 @@ impl<'p> Runner<'p> {
             cwd,
             timeout: rendered.timeout,
             capture_limit: capture.map(|_| self.options.capture_limit),
+            // A secret step's output is registered for masking only when the step ends, so
+            // nothing it prints is shown before that.
             show_stdout: !step.secret && !self.probing,
+            show_stderr: !step.secret && !self.probing,
         };
         let id = step.id.clone();
         let redactor = self.plan.redactor.clone();
@@ -675,7 +696,13 @@ impl<'p> Runner<'p> {
                         (None, None) => "ended abnormally".to_owned(),
                     };
                     let tail: Vec<String> = tail.into_iter().collect();
-                    let detail = if tail.is_empty() { String::new() } else { format!(": {}", tail.join(" / ")) };
+                    let detail = if step.secret {
+                        " (its output is not shown: secret step)".to_owned()
+                    } else if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", tail.join(" / "))
+                    };
                     return Attempt { exit_code: code, ..Attempt::failed(format!("`{program}` {how}{detail}")) };
                 }
                 let output = match capture.map(|c| captured_output(c, &captured)) {
@@ -702,8 +729,12 @@ impl<'p> Runner<'p> {
                 format!("no complete response within {}", humantime::format_duration(rendered.timeout)),
             ),
             http::Ended::Failed(message) => Attempt::failed(message),
+            http::Ended::TooLarge(limit) => Attempt::failed(format!(
+                "the response body is larger than the capture limit of {} (RUNBOOK_CAPTURE_LIMIT)",
+                human_bytes(limit)
+            )),
             http::Ended::Response(response) => {
-                if let Err(message) = http::check(&rendered.action, &response) {
+                if let Err(message) = http::check(&rendered.action, &response, step.secret) {
                     return Attempt { exit_code: Some(i32::from(response.status)), ..Attempt::failed(message) };
                 }
                 let mut output = match capture.map(|c| captured_output(c, &response.body)) {

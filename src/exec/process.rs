@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use process_wrap::tokio::{CommandWrap, KillOnDrop, ProcessGroup};
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -27,8 +30,9 @@ pub struct Spec<'a> {
     pub timeout: Duration,
     /// Capture stdout up to this many bytes; `None` captures nothing.
     pub capture_limit: Option<usize>,
-    /// Stream stdout to the operator (not for `secret: true` steps).
+    /// Stream stdout / stderr to the operator (neither for `secret: true` steps).
     pub show_stdout: bool,
+    pub show_stderr: bool,
 }
 
 pub enum Ended {
@@ -46,21 +50,25 @@ pub async fn run(
 ) -> Result<Ended, String> {
     let (program, args) = spec.argv.split_first().ok_or("empty command")?;
     let program_path = resolve_program(program, &spec.cwd);
-    let mut command = CommandWrap::with_new(&program_path, |c| {
-        for name in &spec.remove_env {
-            c.env_remove(name);
-        }
-        c.args(args)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&spec.cwd)
-            .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-    });
-    command.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
+    let mut command = Command::new(&program_path);
+    for name in &spec.remove_env {
+        command.env_remove(name);
+    }
+    command
+        .args(args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.cwd)
+        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group: the terminal's Ctrl-C reaches runbook only, and ending
+        // the step ends everything it started.
+        .process_group(0)
+        .kill_on_drop(true);
     let mut child = command.spawn().map_err(|err| spawn_error(program, &spec.cwd, &err))?;
+    let group = Group(child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw));
     if let Some(text) = spec.stdin
-        && let Some(mut stdin) = child.stdin().take()
+        && let Some(mut stdin) = child.stdin.take()
     {
         // Written from a task: a child that does not read its stdin must not block us.
         tokio::spawn(async move {
@@ -70,10 +78,10 @@ pub async fn run(
     }
     let (tx, mut rx) = mpsc::channel::<(Stream, Vec<u8>)>(64);
     let mut readers = Vec::new();
-    if let Some(stdout) = child.stdout().take() {
+    if let Some(stdout) = child.stdout.take() {
         readers.push(tokio::spawn(read_lines(stdout, Stream::Stdout, tx.clone())));
     }
-    if let Some(stderr) = child.stderr().take() {
+    if let Some(stderr) = child.stderr.take() {
         readers.push(tokio::spawn(read_lines(stderr, Stream::Stderr, tx.clone())));
     }
     drop(tx);
@@ -96,7 +104,11 @@ pub async fn run(
                                 captured.extend_from_slice(&bytes);
                             }
                         }
-                    if stream == Stream::Stderr || spec.show_stdout {
+                    let shown = match stream {
+                        Stream::Stdout => spec.show_stdout,
+                        Stream::Stderr => spec.show_stderr,
+                    };
+                    if shown {
                         let text = String::from_utf8_lossy(&bytes);
                         on_line(stream, text.trim_end_matches(['\n', '\r']));
                     }
@@ -106,11 +118,13 @@ pub async fn run(
                 }
                 None => streams_open = false,
             },
+            // The leader only: waiting for the whole group would wait on anything the step
+            // left running in the background.
             status = child.wait(), if exit.is_none() => {
                 let status = status.map_err(|e| format!("waiting for the process: {e}"))?;
-                // Leave nothing behind: anything the step started in its group goes too,
-                // which also closes pipes a background grandchild still holds.
-                let _ = child.signal(nix::sys::signal::Signal::SIGKILL as i32);
+                // Leave nothing behind: what the step started in its group goes too, which
+                // also closes pipes a background grandchild still holds.
+                group.signal(Signal::SIGKILL);
                 exit = Some(status);
             },
             () = &mut deadline => break Some(Ended::TimedOut),
@@ -122,11 +136,11 @@ pub async fn run(
     };
     let ended = match ended {
         Some(ended) => {
-            stop_group(child.as_mut()).await;
+            stop(&mut child, &group).await;
             ended
         }
         None if overflow => {
-            stop_group(child.as_mut()).await;
+            stop(&mut child, &group).await;
             Ended::CaptureTooLarge { limit: spec.capture_limit.unwrap_or(0) }
         }
         None => {
@@ -138,17 +152,48 @@ pub async fn run(
     for reader in readers {
         reader.abort();
     }
+    group.reap();
     Ok(ended)
 }
 
-/// SIGTERM to the whole group, then SIGKILL if it is still there after the grace period.
-async fn stop_group(child: &mut dyn process_wrap::tokio::ChildWrapper) {
-    let _ = child.signal(nix::sys::signal::Signal::SIGTERM as i32);
-    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
-        let _ = child.start_kill();
+/// A step's process group, by the leader's pid.
+struct Group(Option<Pid>);
+
+impl Group {
+    fn signal(&self, signal: Signal) {
+        if let Some(pgid) = self.0 {
+            // ESRCH: the group is already gone, which is what we want.
+            let _ = killpg(pgid, signal);
+        }
     }
-    let _ = child.signal(nix::sys::signal::Signal::SIGKILL as i32);
-    let _ = tokio::time::timeout(GRACE, child.wait()).await;
+
+    /// Collects group members that runbook adopted as subreaper and that have exited.
+    fn reap(&self) {
+        let Some(pgid) = self.0 else { return };
+        let group = Pid::from_raw(-pgid.as_raw());
+        while let Ok(status) = waitpid(group, Some(WaitPidFlag::WNOHANG)) {
+            if status == WaitStatus::StillAlive {
+                break;
+            }
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.signal(Signal::SIGKILL);
+    }
+}
+
+/// SIGTERM to the whole group, then SIGKILL if the leader is still there after the grace
+/// period; members that outlive the leader get SIGKILL regardless.
+async fn stop(child: &mut tokio::process::Child, group: &Group) {
+    group.signal(Signal::SIGTERM);
+    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+        group.signal(Signal::SIGKILL);
+        let _ = tokio::time::timeout(GRACE, child.wait()).await;
+    }
+    group.signal(Signal::SIGKILL);
 }
 
 async fn read_lines(mut reader: impl AsyncRead + Unpin, stream: Stream, tx: mpsc::Sender<(Stream, Vec<u8>)>) {
