@@ -3,6 +3,7 @@ mod exec;
 mod journal;
 mod params;
 mod pty;
+mod regressions;
 mod rehearsal;
 mod tooling;
 mod validate;
