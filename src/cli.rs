@@ -346,3 +346,22 @@ pub fn global_args(matches: &clap::ArgMatches) -> GlobalArgs {
         verbose: 0,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, CommandFactory};
+
+    /// Every flag a procedure gets besides its params is reserved, so a param can never
+    /// collide with one (clap would refuse the command line).
+    #[test]
+    fn reserved_flags_cover_every_procedure_flag() {
+        let command = super::ExecArgs::augment_args(clap::Command::new("p"));
+        let command = super::GlobalArgs::augment_args(command);
+        for arg in command.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                assert!(crate::checker::RESERVED_FLAGS.contains(&long), "--{long} is not in RESERVED_FLAGS");
+            }
+        }
+        let _ = super::Cli::command();
+    }
+}

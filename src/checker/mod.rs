@@ -48,6 +48,11 @@ pub const RESERVED_FLAGS: &[&str] = &[
     "quiet",
     "verbose",
     "force",
+    "var",
+    "simulate",
+    "scenario",
+    "simulate-port",
+    "version",
 ];
 
 pub fn check_file(path: &Path) -> Result<Checked, std::io::Error> {

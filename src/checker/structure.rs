@@ -272,6 +272,15 @@ impl Structure {
             if !self.r.check_name(&name, key.span, &KEBAB, "procedure", "lowercase letters, digits and `-`") {
                 continue;
             }
+            if name == "help" {
+                self.r
+                    .error(
+                        Code::ShadowsBuiltin,
+                        key.span,
+                        "procedure name `help` shadows the built-in `runbook <RUNBOOK> help`",
+                    )
+                    .help = Some("choose another name".into());
+            }
             // Likewise a broken procedure still exists for `include` and `on_failure`.
             let procedure = self.procedure(&name, value, params).unwrap_or_else(|| Procedure {
                 name: name.clone(),

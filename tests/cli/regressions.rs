@@ -216,3 +216,16 @@ fn a_time_bound_with_a_multibyte_character_or_a_huge_offset_is_an_error_not_a_pa
         assert!(out.stderr().contains("not_after"), "{bound}: {}", out.stderr());
     }
 }
+
+#[test]
+fn a_procedure_named_help_is_refused_instead_of_crashing_the_cli() {
+    let sandbox = sandbox_with(
+        "ph.yaml",
+        "runbook: ph\ntitle: T\nprocedures:\n  help:\n    summary: S\n    stages:\n      - name: S\n        steps:\n          - {id: a, run: [echo, hi], effect: read}\n",
+    );
+    let out = sandbox.runbook().args(["validate"]).output().status(1);
+    assert!(out.stderr().contains("RB017"), "{}", out.stderr());
+    let out = sandbox.runbook().args(["ph", "help"]).output().status(2);
+    assert!(out.stderr().contains("shadows the built-in"), "{}", out.stderr());
+    sandbox.runbook().args(["list"]).output().success();
+}
