@@ -362,6 +362,17 @@ procedures:
             capture: text
             secret: true
             timeout: 3s
+  read-patiently:
+    summary: The same read, with time for gcloud's own retries
+    stages:
+      - name: Read
+        steps:
+          - id: access_patiently
+            run: [gcloud, secrets, versions, access, latest, --secret=pegasus-db-url, --project=delta-student-486911-n5]
+            effect: read
+            capture: text
+            secret: true
+            timeout: 2m
 "#,
     );
     let fake = Fake::start(&sandbox);
@@ -375,7 +386,7 @@ procedures:
     // One 503: gcloud retries it itself, and the step succeeds.
     fake.admin("DELETE", "/__fake/requests", "");
     fake.faults(r#"{"http_errors": [{"path_contains": ":access", "status": 503, "times": 1}]}"#);
-    runbook(&sandbox, &fake).args(["hang", "read", "--yes"]).output().success();
+    runbook(&sandbox, &fake).args(["hang", "read-patiently", "--yes"]).output().success();
     let statuses: Vec<u64> = fake.requests().iter().filter_map(|r| r["status"].as_u64()).collect();
     assert_eq!(statuses, vec![503, 200], "the 5xx was retried");
 }
