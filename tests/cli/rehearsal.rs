@@ -361,7 +361,7 @@ procedures:
             effect: read
             capture: text
             secret: true
-            timeout: 3s
+            timeout: 10s
   read-patiently:
     summary: The same read, with time for gcloud's own retries
     stages:
@@ -378,7 +378,7 @@ procedures:
     let fake = Fake::start(&sandbox);
     fake.faults(r#"{"hangs": [{"path_contains": ":access", "times": 1}]}"#);
     let out = runbook(&sandbox, &fake).args(["hang", "read", "--yes"]).output().status(1);
-    assert!(out.stderr().contains("timed out after 3s"), "{}", out.stderr());
+    assert!(out.stderr().contains("timed out after 10s"), "{}", out.stderr());
     let id = last_run_id(&sandbox);
     let out = runbook(&sandbox, &fake).args(["resume", &id]).output().success();
     assert!(!out.all().contains("s3cr3t-pw"), "the secret output is masked: {}", out.all());
