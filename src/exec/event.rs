@@ -109,4 +109,8 @@ impl Outcome {
 /// Receives every event of a run, in order.
 pub trait Subscriber: Send {
     fn event(&mut self, event: &Event);
+
+    /// The end of a burst of output lines: anything buffered goes out now, so output
+    /// stays live while a chatty child costs one write per burst, not one per line.
+    fn flush(&mut self) {}
 }

@@ -655,6 +655,10 @@ impl<'p> Runner<'p> {
         let cancel = self.cancel.clone();
         let subscribers = &mut self.subscribers;
         let ended = process::run(spec, &cancel, |stream, line| {
+            let Some(line) = line else {
+                subscribers.iter_mut().for_each(|s| s.flush());
+                return;
+            };
             let line = if redactor.is_empty() { line.to_owned() } else { redactor.redact(line) };
             if stream == Stream::Stderr {
                 if tail.len() == 3 {

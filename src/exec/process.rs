@@ -42,11 +42,12 @@ pub enum Ended {
     Interrupted,
 }
 
-/// Runs the process; `on_line` sees every output line as it arrives.
+/// Runs the process; `on_line` sees every output line as it arrives, and `None` after each
+/// burst of lines.
 pub async fn run(
     spec: Spec<'_>,
     cancel: &CancellationToken,
-    mut on_line: impl FnMut(Stream, &str),
+    mut on_line: impl FnMut(Stream, Option<&str>),
 ) -> Result<Ended, String> {
     let (program, args) = spec.argv.split_first().ok_or("empty command")?;
     let program_path = resolve_program(program, &spec.cwd);
@@ -109,8 +110,10 @@ pub async fn run(
                         Stream::Stderr => spec.show_stderr,
                     };
                     if shown {
-                        let text = String::from_utf8_lossy(&bytes);
-                        on_line(stream, text.trim_end_matches(['\n', '\r']));
+                        for line in lines(&bytes) {
+                            on_line(stream, Some(&String::from_utf8_lossy(line)));
+                        }
+                        on_line(stream, None);
                     }
                     if overflow {
                         break None;
@@ -196,34 +199,42 @@ async fn stop(child: &mut tokio::process::Child, group: &Group) {
     group.signal(Signal::SIGKILL);
 }
 
+/// Sends complete lines, several per message (one per read), so a child printing millions
+/// of short lines costs one channel message per 32 KiB, not one per line. A line longer than
+/// `MAX_LINE` is sent in pieces.
 async fn read_lines(mut reader: impl AsyncRead + Unpin, stream: Stream, tx: mpsc::Sender<(Stream, Vec<u8>)>) {
     let mut buf = vec![0u8; 32 * 1024];
-    let mut line = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
     loop {
         let n = match reader.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let mut rest = &buf[..n];
-        while let Some(pos) = memchr(b'\n', rest) {
-            line.extend_from_slice(&rest[..=pos]);
-            rest = &rest[pos + 1..];
-            if tx.send((stream, std::mem::take(&mut line))).await.is_err() {
-                return;
+        let read = &buf[..n];
+        match read.iter().rposition(|b| *b == b'\n') {
+            Some(last) => {
+                let mut batch = std::mem::take(&mut pending);
+                batch.extend_from_slice(&read[..=last]);
+                pending.extend_from_slice(&read[last + 1..]);
+                if tx.send((stream, batch)).await.is_err() {
+                    return;
+                }
             }
+            None => pending.extend_from_slice(read),
         }
-        line.extend_from_slice(rest);
-        if line.len() >= MAX_LINE && tx.send((stream, std::mem::take(&mut line))).await.is_err() {
+        if pending.len() >= MAX_LINE && tx.send((stream, std::mem::take(&mut pending))).await.is_err() {
             return;
         }
     }
-    if !line.is_empty() {
-        let _ = tx.send((stream, line)).await;
+    if !pending.is_empty() {
+        let _ = tx.send((stream, pending)).await;
     }
 }
 
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|b| *b == needle)
+/// The lines of a batch, without their line endings.
+fn lines(batch: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = batch.strip_suffix(b"\n").unwrap_or(batch);
+    body.split(|b| *b == b'\n').map(|line| line.strip_suffix(b"\r").unwrap_or(line))
 }
 
 /// `./scripts/x.sh` resolves against the step's directory; bare names go through PATH.
@@ -241,5 +252,19 @@ fn spawn_error(program: &str, cwd: &Path, err: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => format!("program `{program}` not found on PATH"),
         std::io::ErrorKind::PermissionDenied => format!("program `{program}` is not executable"),
         _ => format!("cannot start `{program}`: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lines;
+
+    #[test]
+    fn a_batch_splits_into_its_lines_without_endings() {
+        let batch = b"one\r\ntwo\n\nfour\n";
+        let got: Vec<&[u8]> = lines(batch).collect();
+        assert_eq!(got, vec![&b"one"[..], b"two", b"", b"four"]);
+        let piece: Vec<&[u8]> = lines(b"no newline yet").collect();
+        assert_eq!(piece, vec![&b"no newline yet"[..]]);
     }
 }

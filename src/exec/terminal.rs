@@ -14,11 +14,14 @@ pub struct Terminal {
     fancy: bool,
     quiet: bool,
     finished: Vec<(String, StepStatus, Duration)>,
+    /// Child output not written yet (see `flush_output`).
+    stdout: String,
+    stderr: String,
 }
 
 impl Terminal {
     pub fn new(fancy: bool, quiet: bool) -> Self {
-        Terminal { spinner: None, fancy, quiet, finished: Vec::new() }
+        Terminal { spinner: None, fancy, quiet, finished: Vec::new(), stdout: String::new(), stderr: String::new() }
     }
 
     fn say(&self, line: &str) {
@@ -32,12 +35,33 @@ impl Terminal {
         }
     }
 
-    fn output(&self, stream: Stream, line: &str) {
-        let text = format!("    │ {line}");
-        if let Some(spinner) = &self.spinner {
-            spinner.suspend(|| write_stream(stream, &text));
-        } else {
-            write_stream(stream, &text);
+    fn output(&mut self, stream: Stream, line: &str) {
+        let buffer = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        buffer.push_str("    │ ");
+        buffer.push_str(line);
+        buffer.push('\n');
+        if buffer.len() >= 64 * 1024 {
+            self.flush_output();
+        }
+    }
+
+    /// Child output is written a burst at a time (and around the spinner, if any).
+    fn flush_output(&mut self) {
+        if self.stdout.is_empty() && self.stderr.is_empty() {
+            return;
+        }
+        let (stdout, stderr) = (std::mem::take(&mut self.stdout), std::mem::take(&mut self.stderr));
+        let write = || {
+            // A closed pipe on our own stdout must not stop the run.
+            let _ = std::io::stdout().lock().write_all(stdout.as_bytes());
+            let _ = std::io::stderr().lock().write_all(stderr.as_bytes());
+        };
+        match &self.spinner {
+            Some(spinner) => spinner.suspend(write),
+            None => write(),
         }
     }
 
@@ -48,16 +72,15 @@ impl Terminal {
     }
 }
 
-fn write_stream(stream: Stream, text: &str) {
-    // A closed pipe on our own stdout must not stop the run.
-    let _ = match stream {
-        Stream::Stdout => writeln!(std::io::stdout().lock(), "{text}"),
-        Stream::Stderr => writeln!(std::io::stderr().lock(), "{text}"),
-    };
-}
-
 impl Subscriber for Terminal {
+    fn flush(&mut self) {
+        self.flush_output();
+    }
+
     fn event(&mut self, event: &Event) {
+        if !matches!(event, Event::Output { .. }) {
+            self.flush_output();
+        }
         match event {
             Event::RunStarted { runbook, procedure, environment, file } => {
                 if !self.quiet {
