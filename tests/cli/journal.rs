@@ -1,20 +1,10 @@
 //! Journal, history/show, resume, the run lock, and secrets kept out of every record.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::Sandbox;
-
-fn journals(sandbox: &Sandbox) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(sandbox.path().join("state/runs"))
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    // A run killed while creating its journal leaves only `<id>.jsonl.new`: it never started.
-    files.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
-    files.sort();
-    files
-}
 
 fn run_id(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
@@ -51,7 +41,7 @@ fn a_failed_run_resumes_at_its_first_unfinished_step() {
     let sandbox = Sandbox::new();
     sandbox.file("three.yaml", THREE);
     let out = sandbox.runbook().args(["three", "go", "--yes"]).output().status(1);
-    let journal = journals(&sandbox).pop().unwrap_or_default();
+    let journal = sandbox.journals().pop().unwrap_or_default();
     let id = run_id(&journal);
     assert!(out.stderr().contains(&format!("runbook resume {id}")), "{}", out.stderr());
 
@@ -75,13 +65,13 @@ fn resume_refuses_a_changed_runbook_unless_forced() {
     let sandbox = Sandbox::new();
     let file = sandbox.file("three.yaml", THREE);
     sandbox.runbook().args(["three", "go", "--yes"]).output().status(1);
-    let id = run_id(&journals(&sandbox).pop().unwrap_or_default());
+    let id = run_id(&sandbox.journals().pop().unwrap_or_default());
     std::fs::write(&file, THREE.replace("test -f fixed && echo two", "echo two")).unwrap_or_else(|e| panic!("{e}"));
     let out = sandbox.runbook().args(["resume", &id]).output().status(2);
     assert!(out.stderr().contains("changed since the run started"), "{}", out.stderr());
     assert!(!std::fs::read_to_string(sandbox.path().join("ran.log")).unwrap_or_default().contains("two"));
     sandbox.runbook().args(["resume", &id, "--force"]).output().success();
-    let journal = journals(&sandbox).pop().unwrap_or_default();
+    let journal = sandbox.journals().pop().unwrap_or_default();
     assert_eq!(count_lines(&journal, r#""forced":true"#), 1, "the override is recorded");
 }
 
@@ -120,7 +110,7 @@ procedures:
     let _ = child.wait();
     // SIGKILL cannot be caught: the step's own process is left to us to clean up.
     let _ = std::process::Command::new("pkill").args(["-f", "sleep 331.13"]).status();
-    let id = run_id(&journals(&sandbox).pop().unwrap_or_default());
+    let id = run_id(&sandbox.journals().pop().unwrap_or_default());
     let history = sandbox.runbook().args(["history"]).output().success();
     assert!(history.stdout().contains("interrupted"), "{}", history.stdout());
     std::fs::write(sandbox.path().join("fast"), "").unwrap_or_else(|e| panic!("{e}"));
@@ -165,7 +155,8 @@ procedures:
     let second = sandbox.runbook().args(["locked", "go", "--env", "blue", "--yes"]).output().status(2);
     // Refused at once, not after waiting for the holder (which runs for 3 s).
     assert!(started.elapsed() < Duration::from_secs(3), "refused at once");
-    let first_id = journals(&sandbox)
+    let first_id = sandbox
+        .journals()
         .iter()
         .find(|j| std::fs::read_to_string(j).unwrap_or_default().contains(r#""environment":"blue""#))
         .map(|j| run_id(j))
@@ -234,7 +225,7 @@ procedures:
         format!("{}|{}", canaries[0], canaries[1]),
         "the child got the secrets"
     );
-    for journal in journals(&sandbox) {
+    for journal in sandbox.journals() {
         outputs.push(std::fs::read_to_string(&journal).unwrap_or_default());
         let id = run_id(&journal);
         outputs.push(sandbox.runbook().args(["show", &id]).output().success().stdout());
@@ -259,7 +250,7 @@ fn a_journal_cut_off_mid_record_is_still_readable() {
     let sandbox = Sandbox::new();
     sandbox.file("three.yaml", THREE);
     sandbox.runbook().args(["three", "go", "--yes"]).output().status(1);
-    let journal = journals(&sandbox).pop().unwrap_or_default();
+    let journal = sandbox.journals().pop().unwrap_or_default();
     let mut text = std::fs::read_to_string(&journal).unwrap_or_default();
     text.push_str(r#"{"record":"event","ts":"2026-01-01T00:00:00Z","event":"step_sta"#);
     std::fs::write(&journal, text).unwrap_or_else(|e| panic!("{e}"));
@@ -283,7 +274,7 @@ fn runs_killed_at_random_points_leave_readable_journals() {
         let _ = child.wait();
         delay_ms = (delay_ms * 7 + 3) % 40;
     }
-    for journal in journals(&sandbox) {
+    for journal in sandbox.journals() {
         let out = sandbox.runbook().args(["show", &run_id(&journal)]).output();
         assert_eq!(out.code(), 0, "{}: {}", journal.display(), out.stderr());
     }

@@ -194,12 +194,7 @@ procedures:
         "none renders empty"
     );
     std::fs::write(sandbox.path().join("ok"), "").unwrap_or_else(|e| panic!("{e}"));
-    let id = std::fs::read_dir(sandbox.path().join("state/runs"))
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(Result::ok)
-        .and_then(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_default();
+    let id = sandbox.last_run_id();
     sandbox.runbook().args(["resume", &id]).output().success();
 }
 

@@ -131,18 +131,6 @@ fn journals(sandbox: &Sandbox) -> String {
         .unwrap_or_default()
 }
 
-fn last_run_id(sandbox: &Sandbox) -> String {
-    let mut ids: Vec<String> = std::fs::read_dir(sandbox.path().join("state/runs"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort();
-    ids.pop().unwrap_or_default()
-}
-
 #[test]
 fn pitr_rehearsal_clones_repoints_the_secret_reverts_traffic_and_verifies() {
     let Some(gcloud) = gcloud() else { return };
@@ -288,7 +276,7 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
         "{}",
         out.stderr()
     );
-    let id = last_run_id(&sandbox);
+    let id = sandbox.last_run_id();
     let shown = Run::new(sandbox.path()).args(["show", &id]).output().success().stdout();
     assert!(shown.contains("failed add_secret_version") && shown.contains("status: failed"), "{shown}");
     let clones_before =
@@ -310,7 +298,7 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
         out.stderr()
     );
     let history = Run::new(sandbox.path()).args(["history", "--format", "json"]).output().success().stdout();
-    assert!(history.contains(&last_run_id(&sandbox)) && history.contains("\"failed\""), "{history}");
+    assert!(history.contains(&sandbox.last_run_id()) && history.contains("\"failed\""), "{history}");
 
     // A missing source instance stops the run at the first read, before anything changes.
     fake.admin("POST", "/__fake/scenario", &without_instance(&fake, "pegasus-db-eu"));
@@ -379,7 +367,7 @@ procedures:
     fake.faults(r#"{"hangs": [{"path_contains": ":access", "times": 1}]}"#);
     let out = runbook(&sandbox, &fake).args(["hang", "read", "--yes"]).output().status(1);
     assert!(out.stderr().contains("timed out after 10s"), "{}", out.stderr());
-    let id = last_run_id(&sandbox);
+    let id = sandbox.last_run_id();
     let out = runbook(&sandbox, &fake).args(["resume", &id]).output().success();
     assert!(!out.all().contains("s3cr3t-pw"), "the secret output is masked: {}", out.all());
 

@@ -57,6 +57,21 @@ impl Sandbox {
         Run::new(self.path())
     }
 
+    /// Journals of the runs in this sandbox's state dir, oldest first (ids sort by time).
+    /// A run killed while creating its journal leaves only `<id>.jsonl.new`: it never started.
+    pub fn journals(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.path().join("state/runs"))
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
+        files.sort();
+        files
+    }
+
+    pub fn last_run_id(&self) -> String {
+        self.journals().last().and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
     /// Stand-in programs that record every call into `calls.log` (and fail), to prove
     /// that a dry-run spawns nothing. Returns (folder to put first on PATH, log file).
     pub fn recording_path(&self, programs: &[&str]) -> (PathBuf, PathBuf) {
