@@ -38,6 +38,7 @@ pub enum Code {
     UnquotedTemplate,
     NoTimeout,
     ShellCouldBeRun,
+    ConditionalOutput,
 }
 
 impl Code {
@@ -64,6 +65,7 @@ impl Code {
         Code::UnquotedTemplate,
         Code::NoTimeout,
         Code::ShellCouldBeRun,
+        Code::ConditionalOutput,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +91,7 @@ impl Code {
             Code::UnquotedTemplate => "RB019",
             Code::NoTimeout => "RB101",
             Code::ShellCouldBeRun => "RB102",
+            Code::ConditionalOutput => "RB103",
         }
     }
 
@@ -115,6 +118,9 @@ impl Code {
             Code::UnquotedTemplate => "an unquoted `{{ ... }}`, which YAML reads as a mapping",
             Code::NoTimeout => "warning: a mutating step without an explicit timeout",
             Code::ShellCouldBeRun => "warning: a `shell:` step that could be a `run:` step",
+            Code::ConditionalOutput => {
+                "warning: the output of a step that may be skipped (`when:`) is used unconditionally"
+            }
         }
     }
 }

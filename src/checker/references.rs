@@ -406,6 +406,20 @@ impl<'a> References<'a> {
         if let (true, Sink::Public(place)) = (target.output_is_secret(), sink) {
             self.secret_exposed(span, &format!("the secret output of step `{id}`"), place);
         }
+        if target.when.is_some() && scope.step.when.is_none() {
+            self.diagnostics.push(
+                Diagnostic::warning(
+                    Code::ConditionalOutput,
+                    &self.source,
+                    span,
+                    format!(
+                        "step `{}` uses the output of `{id}`, which is skipped when its `when:` is false",
+                        scope.step.id
+                    ),
+                )
+                .help(format!("give step `{}` a `when:` too, or drop the condition on `{id}`", scope.step.id)),
+            );
+        }
     }
 
     /// Things that work but that a careful reviewer would question; they fail only `--strict`.

@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::event::Stream;
 
 /// Lines longer than this are passed on in pieces, so one endless line cannot grow memory.
-const MAX_LINE: usize = 64 * 1024;
+/// Large, because secrets are masked within a piece: one split across two pieces of a
+/// line over 1 MiB would not be recognised.
+const MAX_LINE: usize = 1024 * 1024;
 /// After SIGTERM, how long the group gets before SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);
 

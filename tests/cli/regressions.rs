@@ -224,3 +224,26 @@ fn a_procedure_named_help_is_refused_instead_of_crashing_the_cli() {
     assert!(out.stderr().contains("shadows the built-in"), "{}", out.stderr());
     sandbox.runbook().args(["list"]).output().success();
 }
+
+#[test]
+fn using_the_output_of_a_conditional_step_is_flagged_before_it_fails_at_run_time() {
+    let sandbox = sandbox_with(
+        "cond.yaml",
+        r#"runbook: cond
+title: T
+environments:
+  staging: {vars: {x: "1"}}
+procedures:
+  go:
+    summary: Go
+    stages:
+      - name: S
+        steps:
+          - {id: maybe, run: [echo, hi], effect: read, capture: text, when: "environment == 'production'"}
+          - {id: uses, run: [echo, "{{ steps.maybe.output }}"], effect: read}
+"#,
+    );
+    let out = sandbox.runbook().args(["validate"]).output().success();
+    assert!(out.stderr().contains("warning[RB103]"), "{}", out.stderr());
+    sandbox.runbook().args(["validate", "--strict"]).output().status(1);
+}
