@@ -114,20 +114,14 @@ fn status(service: &RunService, settled: bool) -> Value {
     })
 }
 
+/// A traffic target as the service's status reports it: the spec's form, with the latest
+/// revision named and the tag's URL.
 fn render_traffic(target: &TrafficTarget, latest: Option<&str>, url: &str) -> Value {
-    let mut value = json!({});
-    let name = target.revision_name.as_deref().or(if target.latest_revision == Some(true) { latest } else { None });
-    if let Some(name) = name {
-        value["revisionName"] = json!(name);
-    }
-    if let Some(percent) = target.percent {
-        value["percent"] = json!(percent);
-    }
-    if let Some(latest) = target.latest_revision {
-        value["latestRevision"] = json!(latest);
+    let mut value = spec_traffic(target);
+    if let (None, Some(true), Some(latest)) = (&target.revision_name, target.latest_revision, latest) {
+        value["revisionName"] = json!(latest);
     }
     if let Some(tag) = &target.tag {
-        value["tag"] = json!(tag);
         value["url"] = json!(url.replacen("https://", &format!("https://{tag}---"), 1));
     }
     value
