@@ -63,7 +63,11 @@ pub enum Record {
 pub struct Journal {
     file: File,
     pub path: PathBuf,
-    failed: bool,
+    /// Bytes of whole records in the file: a failed write is cut back to this.
+    len: u64,
+    /// The first write that failed; nothing is written after it, so the file stays a
+    /// readable prefix of the run.
+    failed: Option<String>,
 }
 
 fn now() -> String {
@@ -81,31 +85,46 @@ impl Journal {
             let aside = path.with_extension("jsonl.new");
             let mut file = File::create(&aside).map_err(|e| format!("cannot create {}: {e}", aside.display()))?;
             let line = encode(&record)?;
-            file.write_all(line.as_bytes())
+            let written = file
+                .write_all(line.as_bytes())
                 .and_then(|()| file.sync_data())
                 .and_then(|()| std::fs::rename(&aside, path))
                 // The rename itself survives a power cut only once the folder is synced.
-                .and_then(|()| path.parent().map_or(Ok(()), |dir| File::open(dir).and_then(|d| d.sync_all())))
-                .map_err(|e| format!("cannot write the journal {}: {e}", path.display()))?;
+                .and_then(|()| path.parent().map_or(Ok(()), |dir| File::open(dir).and_then(|d| d.sync_all())));
+            if let Err(err) = written {
+                // A full disk leaves no half-written journal behind.
+                let _ = std::fs::remove_file(&aside);
+                return Err(format!("cannot write the journal {}: {err}", path.display()));
+            }
         }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|e| format!("cannot open the journal {}: {e}", path.display()))?;
-        let mut journal = Journal { file, path: path.to_path_buf(), failed: false };
+        let len = file.metadata().map_err(|e| format!("cannot read the journal {}: {e}", path.display()))?.len();
+        let mut journal = Journal { file, path: path.to_path_buf(), len, failed: None };
         if resumed {
             journal.append(&record)?;
         }
         Ok(journal)
     }
 
+    /// Writes one record and syncs it. On failure (a full disk) the half-written line is
+    /// cut off again, so the file still ends with a whole record.
     pub fn append(&mut self, record: &Record) -> Result<(), String> {
         let line = encode(record)?;
-        self.file
-            .write_all(line.as_bytes())
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| format!("cannot write the journal {}: {e}", self.path.display()))
+        match self.file.write_all(line.as_bytes()).and_then(|()| self.file.sync_data()) {
+            Ok(()) => {
+                self.len += line.len() as u64;
+                Ok(())
+            }
+            Err(err) => {
+                // Shrinking needs no free space; if even this fails, readers skip a torn last line.
+                let _ = self.file.set_len(self.len).and_then(|()| self.file.sync_data());
+                Err(format!("cannot write the journal {}: {err}", self.path.display()))
+            }
+        }
     }
 }
 
@@ -121,13 +140,22 @@ impl Subscriber for Journal {
         if matches!(event, Event::Output { .. }) {
             return;
         }
-        let Ok(value) = serde_json::to_value(event) else { return };
-        if let Err(err) = self.append(&Record::Event { ts: now(), event: value })
-            && !self.failed
-        {
-            self.failed = true;
-            eprintln!("warning: {err}; the run goes on without a complete record");
+        if self.failed.is_some() {
+            return;
         }
+        let Ok(value) = serde_json::to_value(event) else { return };
+        let what = match (value["event"].as_str(), value["id"].as_str()) {
+            (Some(kind), Some(id)) => format!("{kind} of `{id}`"),
+            (Some(kind), None) => kind.to_owned(),
+            _ => "an event".to_owned(),
+        };
+        if let Err(err) = self.append(&Record::Event { ts: now(), event: value }) {
+            self.failed = Some(format!("{err} (the record {what} is missing)"));
+        }
+    }
+
+    fn broken(&self) -> Option<String> {
+        self.failed.clone()
     }
 }
 

@@ -13,8 +13,8 @@ use minijinja::value::{Enumerator, Object, ObjectRepr};
 use crate::model::{Environment, Procedure, RunbookRef};
 use crate::param::{ParamValue, flag_name};
 use crate::redact::{MIN_SECRET_LEN, Redactor};
-use crate::step::{Step, StepKind};
-use crate::template::{Placeholder, Template};
+use crate::step::{Choices, Step, StepKind};
+use crate::template::{Expr, Placeholder, RenderError, Template};
 
 #[derive(Debug)]
 pub struct Plan {
@@ -61,6 +61,10 @@ pub enum PlanError {
     VarWithoutEnvironment(String),
     #[error("--answer {id}=…: procedure `{procedure}` has no prompt or manual step `{id}`")]
     UnknownAnswer { id: String, procedure: String },
+    #[error("step `{step}` reads env.{name}, but the environment variable {name} is not valid UTF-8")]
+    NonUtf8Env { step: String, name: String },
+    #[error("step `{step}`: cannot render {what}: {message}")]
+    Render { step: String, what: String, message: String },
 }
 
 /// Inputs to bind, as given on the command line.
@@ -145,7 +149,7 @@ impl Plan {
         }
         let (vars, var_overrides) = bind_vars(&runbook, environment.as_deref(), inputs.vars)?;
         let procedure = proc.name.clone();
-        Ok(Plan {
+        let plan = Plan {
             runbook,
             procedure,
             environment,
@@ -156,7 +160,64 @@ impl Plan {
             vars,
             var_overrides,
             redactor,
-        })
+        };
+        plan.prerender()?;
+        Ok(plan)
+    }
+
+    /// Renders, before anything runs, every template and expression that does not depend
+    /// on a step's output (or on a secret still to be asked for): one that fails, loops
+    /// past its fuel or nests too deep stops the run here, with nothing started.
+    fn prerender(&self) -> Result<(), PlanError> {
+        let context = self.context(&Outputs::dry_run());
+        for step in self.reachable_steps() {
+            for (what, refs, result) in evaluations(step, &context) {
+                for name in refs.iter().filter_map(|r| r.strip_prefix("env.")).map(|r| r.split('.').next().unwrap_or(r))
+                {
+                    if std::env::var_os(name).is_some_and(|v| v.to_str().is_none()) {
+                        return Err(PlanError::NonUtf8Env { step: step.id.clone(), name: name.to_owned() });
+                    }
+                }
+                let later = refs.iter().any(|r| {
+                    r == "steps"
+                        || r.starts_with("steps.")
+                        || r == "result"
+                        || r.starts_with("result.")
+                        || self.missing_secrets.iter().any(|n| r == "params" || r.strip_prefix("params.") == Some(n))
+                });
+                if later {
+                    continue;
+                }
+                if let Err(err) = result() {
+                    return Err(PlanError::Render {
+                        step: step.id.clone(),
+                        what,
+                        message: self.redactor.redact(&err.0),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every step the plan's procedure can reach: its own, included ones, failure handlers.
+    fn reachable_steps(&self) -> Vec<&Step> {
+        fn walk<'a>(runbook: &'a crate::model::Runbook, name: &str, seen: &mut Vec<String>, out: &mut Vec<&'a Step>) {
+            if seen.iter().any(|s| s == name) {
+                return;
+            }
+            seen.push(name.to_owned());
+            let Some(procedure) = runbook.procedures.get(name) else { return };
+            for step in procedure.stages.iter().flat_map(|s| &s.steps) {
+                out.push(step);
+                for other in step.procedures_used() {
+                    walk(runbook, other, seen, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.runbook, &self.procedure, &mut Vec::new(), &mut out);
+        out
     }
 
     pub fn environment(&self) -> Option<&Environment> {
@@ -174,7 +235,11 @@ impl Plan {
             params.insert(name.clone(), Value::from_object(Placeholder::new(format!("secret params.{name}"))));
         }
         let vars: BTreeMap<String, String> = self.vars.clone().into_iter().collect();
-        let env: BTreeMap<String, String> = std::env::vars().collect();
+        // A variable that is not UTF-8 cannot be a template value; it is left out here (a
+        // template that reads it is refused before the run) and children still inherit it.
+        let env: BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+            .collect();
         minijinja::context! {
             params => params,
             vars => vars,
@@ -342,6 +407,62 @@ impl Object for Outputs {
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         Enumerator::Values(self.values.keys().map(|k| Value::from(k.as_str())).collect())
     }
+}
+
+type Evaluation<'a> = (String, std::collections::BTreeSet<String>, Box<dyn FnOnce() -> Result<(), RenderError> + 'a>);
+
+/// What rendering a step involves: each template and expression, named as the runbook
+/// names it, with the variables it reads and a closure that renders or evaluates it.
+fn evaluations<'a>(step: &'a Step, context: &'a Value) -> Vec<Evaluation<'a>> {
+    let mut templates: Vec<(String, &Template)> = Vec::new();
+    let mut exprs: Vec<(String, &Expr)> = Vec::new();
+    let process = |p: &'a crate::step::Process, templates: &mut Vec<(String, &'a Template)>| {
+        templates.extend(p.env.iter().map(|(k, t)| (format!("env.{k}"), t)));
+        templates.extend(p.stdin.iter().map(|t| ("stdin".to_owned(), t)));
+        templates.extend(p.cwd.iter().map(|t| ("cwd".to_owned(), t)));
+    };
+    match &step.kind {
+        StepKind::Run(run) => {
+            templates.extend(run.argv.iter().enumerate().map(|(i, t)| (format!("run[{i}]"), t)));
+            process(&run.process, &mut templates);
+        }
+        StepKind::Shell(shell) => {
+            templates.extend(shell.args.iter().enumerate().map(|(i, t)| (format!("args[{i}]"), t)));
+            process(&shell.process, &mut templates);
+        }
+        StepKind::Http(http) => {
+            templates.push(("url".to_owned(), &http.url));
+            templates.extend(http.headers.iter().map(|(k, t)| (format!("headers.{k}"), t)));
+            templates.extend(http.body.iter().map(|t| ("body".to_owned(), t)));
+            templates.extend(http.expect.body_contains.iter().map(|t| ("expect.body_contains".to_owned(), t)));
+        }
+        StepKind::Manual(text) => templates.push(("manual".to_owned(), text)),
+        StepKind::Prompt(prompt) => {
+            templates.push(("prompt".to_owned(), &prompt.question));
+            templates.extend(prompt.default.iter().map(|t| ("default".to_owned(), t)));
+            if let Some(Choices::Expr(expr)) = &prompt.choices {
+                exprs.push(("choices".to_owned(), expr));
+            }
+        }
+        StepKind::Assert(assert) => {
+            exprs.push(("assert".to_owned(), &assert.expr));
+            templates.extend(assert.message.iter().map(|t| ("message".to_owned(), t)));
+        }
+        StepKind::Include(_) => {}
+    }
+    templates.extend(step.confirm.iter().map(|t| ("target".to_owned(), t)));
+    exprs.extend(step.when.iter().map(|e| ("when".to_owned(), e)));
+    exprs.extend(step.retry.iter().filter_map(|r| r.until.as_ref()).map(|e| ("until".to_owned(), e)));
+    let mut out: Vec<Evaluation<'a>> = Vec::new();
+    for (what, template) in templates {
+        let refs = template.references().unwrap_or_default();
+        out.push((format!("`{what}`"), refs, Box::new(move || template.render(context).map(drop))));
+    }
+    for (what, expr) in exprs {
+        let refs = expr.references().unwrap_or_default();
+        out.push((format!("`{what}`"), refs, Box::new(move || expr.eval(context).map(drop))));
+    }
+    out
 }
 
 /// Steps of a procedure in the order they run, with included procedures expanded.

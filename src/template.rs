@@ -16,8 +16,20 @@ use crate::source::Span;
 /// Roots a template may refer to.
 pub const ROOTS: &[&str] = &["params", "vars", "steps", "env", "environment"];
 
+/// Work one rendering may do: instructions plus about one unit per 64 bytes of data it
+/// creates, so it bounds both time (well under a second) and memory (about 64 MiB). A
+/// runbook's templates need a few hundred; a loop over a huge range runs out instead of
+/// rendering forever.
+pub const RENDER_FUEL: u64 = 1_000_000;
+/// The longest text one template may render to.
+pub const MAX_RENDERED: usize = 16 * 1024 * 1024;
+/// How deep macros and loops may nest; a macro that calls itself stops here.
+pub const RECURSION_LIMIT: usize = 100;
+
 static ENGINE: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
+    env.set_fuel(Some(RENDER_FUEL));
+    env.set_recursion_limit(RECURSION_LIMIT);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Rendered text goes to argv, stdin and HTTP bodies, never to HTML.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
@@ -93,7 +105,36 @@ impl Template {
         if self.is_literal() {
             return Ok(self.text.clone());
         }
-        ENGINE.render_str(&self.text, context).map_err(render_error)
+        let template = ENGINE.template_from_str(&self.text).map_err(render_error)?;
+        let mut out = Bounded { text: Vec::new(), overflow: false };
+        match template.render_captured_to(context, &mut out) {
+            Ok(_) => String::from_utf8(out.text).map_err(|_| RenderError("the template rendered invalid UTF-8".into())),
+            Err(_) if out.overflow => {
+                Err(RenderError(format!("the template renders more than {} MiB of text", MAX_RENDERED / (1024 * 1024))))
+            }
+            Err(err) => Err(render_error(err)),
+        }
+    }
+}
+
+/// Rendered text, refused past [`MAX_RENDERED`].
+struct Bounded {
+    text: Vec<u8>,
+    overflow: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + buf.len() > MAX_RENDERED {
+            self.overflow = true;
+            return Err(std::io::Error::other("rendered text too long"));
+        }
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -131,6 +172,17 @@ fn render_error(err: minijinja::Error) -> RenderError {
 }
 
 fn describe(err: &minijinja::Error) -> String {
+    match err.kind() {
+        minijinja::ErrorKind::OutOfFuel => {
+            return format!(
+                "the template does too much work (more than {RENDER_FUEL} units of rendering fuel): a loop or a value too large?"
+            );
+        }
+        minijinja::ErrorKind::InvalidOperation if err.detail().is_some_and(|d| d.contains("recursion")) => {
+            return format!("the template nests too deep (limit {RECURSION_LIMIT}): a macro that calls itself?");
+        }
+        _ => {}
+    }
     let mut message = err.detail().map_or_else(|| err.kind().to_string(), str::to_owned);
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {

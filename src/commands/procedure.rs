@@ -2,7 +2,7 @@
 //! either print the dry-run or execute under a lock, with a journal.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 
 use crate::cli::{OutputFormat, ProcedureCall};
@@ -196,7 +196,10 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
         Outcome::Done => Ok(()),
         other => {
             if !json {
-                eprintln!("The run can be continued with: runbook resume {}", execution.run_id);
+                // Not eprintln!: after SIGHUP the terminal is gone and a failed write must
+                // not turn exit 130 into a panic.
+                let _ =
+                    writeln!(std::io::stderr(), "The run can be continued with: runbook resume {}", execution.run_id);
             }
             Err(Error::Reported(other.exit_code()))
         }
@@ -241,17 +244,20 @@ fn become_subreaper() {
     }
 }
 
-/// SIGINT or SIGTERM. The step's process group does not get the terminal's SIGINT (it is
+/// SIGINT, SIGTERM or SIGHUP. The step's process group does not get the terminal's SIGINT (it is
 /// not the foreground group), so the runner ends it when this fires.
 pub async fn wait_for_signal() -> bool {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    // SIGHUP: the SSH session dropped. Like SIGTERM, the step is ended, recorded, resumable.
+    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
     else {
         return false;
     };
     tokio::select! {
         _ = interrupt.recv() => true,
         _ = terminate.recv() => true,
+        _ = hangup.recv() => true,
     }
 }
 

@@ -74,6 +74,8 @@ pub fn history(settings: &Settings, format: OutputFormat) -> Result<(), Error> {
 }
 
 fn find(settings: &Settings, run_id: &str) -> Result<Recorded, Error> {
+    // Before any path is built: `../../x` must not open (or resume) a file outside the state dir.
+    crate::state::check_run_id(run_id).map_err(Error::Usage)?;
     let state = state(settings)?;
     let path = state.journal_path(run_id);
     if !path.exists() {

@@ -113,4 +113,10 @@ pub trait Subscriber: Send {
     /// The end of a burst of output lines: anything buffered goes out now, so output
     /// stays live while a chatty child costs one write per burst, not one per line.
     fn flush(&mut self) {}
+
+    /// Why this subscriber can no longer keep its record (the journal's disk is full):
+    /// the runner starts no further step without its durable record.
+    fn broken(&self) -> Option<String> {
+        None
+    }
 }

@@ -122,6 +122,13 @@ impl<'p> Runner<'p> {
         }
     }
 
+    /// SPEC rule 7: no step starts without its durable record. `Some` once the journal
+    /// could not write one; the run stops there, resumable from what was recorded.
+    fn unrecorded(&self, step: &Step) -> Option<Flow> {
+        let err = self.subscribers.iter().find_map(|s| s.broken())?;
+        Some(Flow::Stop(Outcome::Failed, format!("stopped before step `{}` ran: {err}", step.id)))
+    }
+
     /// Refuses, before anything runs, a run that would need an answer it cannot get.
     pub fn preflight(&self) -> Result<(), String> {
         let plan = self.plan;
@@ -419,6 +426,9 @@ impl<'p> Runner<'p> {
                     return self.fail(step, Attempt::failed(format!("cannot render the step: {err}")), started).await;
                 }
             };
+            if let Some(stop) = self.unrecorded(step) {
+                return stop;
+            }
             self.emit(Event::StepStarted {
                 id: step.id.clone(),
                 name: step.name.clone(),
@@ -426,6 +436,9 @@ impl<'p> Runner<'p> {
                 command: rendered.command_line(self.plan).or_else(|| http_line(self.plan, &rendered)),
                 attempt,
             });
+            if let Some(stop) = self.unrecorded(step) {
+                return stop;
+            }
             let mut result = self.execute(step, &rendered).await;
             if result.status == StepStatus::Interrupted {
                 self.finish(step, result, started);

@@ -158,7 +158,56 @@ pub async fn run(
         reader.abort();
     }
     group.reap();
+    end_orphans(child.id());
     Ok(ended)
+}
+
+/// Ends what the step left behind outside its process group (a `setsid` or double-forked
+/// daemon). runbook is the child subreaper, so once the step's own processes are gone,
+/// anything still parented to runbook other than the step's leader can only come from
+/// the step: it is killed and reaped, and its children, re-parented to runbook in turn,
+/// go the same way until none is left.
+fn end_orphans(leader: Option<u32>) {
+    let me = std::process::id();
+    let deadline = std::time::Instant::now() + GRACE;
+    loop {
+        let orphans: Vec<u32> = children_of(me).into_iter().filter(|pid| Some(*pid) != leader).collect();
+        if orphans.is_empty() || std::time::Instant::now() > deadline {
+            return;
+        }
+        for pid in &orphans {
+            if let Ok(raw) = i32::try_from(*pid) {
+                let pid = Pid::from_raw(raw);
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        for pid in orphans {
+            if let Ok(raw) = i32::try_from(pid) {
+                // WNOHANG: one stuck in the kernel is looked at again on the next pass.
+                let _ = waitpid(Pid::from_raw(raw), Some(WaitPidFlag::WNOHANG));
+            }
+        }
+    }
+}
+
+/// Processes whose parent is `parent`, read from `/proc` (none where there is no `/proc`).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| parent_pid(&s)) == Some(parent)
+        })
+        .collect()
+}
+
+/// The ppid field of `/proc/PID/stat`: the fourth, counted after the command name, which
+/// is in parentheses and may itself contain spaces and parentheses.
+fn parent_pid(stat: &str) -> Option<u32> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A step's process group, by the leader's pid.
@@ -259,7 +308,13 @@ fn spawn_error(program: &str, cwd: &Path, err: &std::io::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::lines;
+    use super::{lines, parent_pid};
+
+    #[test]
+    fn the_parent_pid_is_read_after_a_command_name_with_spaces_and_parentheses() {
+        assert_eq!(parent_pid("4711 (a (b) c) S 42 4711 4711 0 -1"), Some(42));
+        assert_eq!(parent_pid("garbage"), None);
+    }
 
     #[test]
     fn a_batch_splits_into_its_lines_without_endings() {
