@@ -1,5 +1,6 @@
 mod dry_run;
 mod exec;
+mod faults;
 mod journal;
 mod params;
 mod pty;
