@@ -239,6 +239,10 @@ pub fn command_line(argv: impl IntoIterator<Item = String>) -> String {
 }
 
 #[cfg(test)]
+#[path = "render_fuzz.rs"]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::command_line;
 
