@@ -3,6 +3,7 @@ mod exec;
 mod faults;
 mod journal;
 mod params;
+mod props;
 mod pty;
 mod regressions;
 mod rehearsal;
