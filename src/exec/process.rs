@@ -70,6 +70,8 @@ pub async fn run(
         .kill_on_drop(true);
     let mut child = command.spawn().map_err(|err| spawn_error(program, &spec.cwd, &err))?;
     let group = Group(child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw));
+    // Processes that began before the step are not its orphans, whatever their parent.
+    let step_began = child.id().and_then(proc_stat).map_or(0, |(_, start)| start);
     if let Some(text) = spec.stdin
         && let Some(mut stdin) = child.stdin.take()
     {
@@ -158,20 +160,20 @@ pub async fn run(
         reader.abort();
     }
     group.reap();
-    end_orphans(child.id());
+    end_orphans(child.id(), step_began);
     Ok(ended)
 }
 
 /// Ends what the step left behind outside its process group (a `setsid` or double-forked
 /// daemon). runbook is the child subreaper, so once the step's own processes are gone,
-/// anything still parented to runbook other than the step's leader can only come from
-/// the step: it is killed and reaped, and its children, re-parented to runbook in turn,
-/// go the same way until none is left.
-fn end_orphans(leader: Option<u32>) {
+/// anything still parented to runbook that started with or after the step (other than
+/// its leader) can only come from the step: it is killed and reaped, and its children,
+/// re-parented to runbook in turn, go the same way until none is left.
+fn end_orphans(leader: Option<u32>, step_began: u64) {
     let me = std::process::id();
     let deadline = std::time::Instant::now() + GRACE;
     loop {
-        let orphans: Vec<u32> = children_of(me).into_iter().filter(|pid| Some(*pid) != leader).collect();
+        let orphans: Vec<u32> = children_of(me, step_began).into_iter().filter(|pid| Some(*pid) != leader).collect();
         if orphans.is_empty() || std::time::Instant::now() > deadline {
             return;
         }
@@ -191,23 +193,27 @@ fn end_orphans(leader: Option<u32>) {
     }
 }
 
-/// Processes whose parent is `parent`, read from `/proc` (none where there is no `/proc`).
-fn children_of(parent: u32) -> Vec<u32> {
+/// Processes whose parent is `parent` and that started at or after `since` (clock ticks
+/// after boot), read from `/proc` (none where there is no `/proc`).
+fn children_of(parent: u32, since: u64) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| parent_pid(&s)) == Some(parent)
-        })
+        .filter(|pid| proc_stat(*pid).is_some_and(|(ppid, start)| ppid == parent && start >= since))
         .collect()
 }
 
-/// The ppid field of `/proc/PID/stat`: the fourth, counted after the command name, which
-/// is in parentheses and may itself contain spaces and parentheses.
-fn parent_pid(stat: &str) -> Option<u32> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(1)?.parse().ok()
+/// The parent pid and start time of a process.
+fn proc_stat(pid: u32) -> Option<(u32, u64)> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The ppid (4th) and starttime (22nd) fields of `/proc/PID/stat`, counted after the
+/// command name, which is in parentheses and may itself contain spaces and parentheses.
+fn parse_stat(stat: &str) -> Option<(u32, u64)> {
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
 }
 
 /// A step's process group, by the leader's pid.
@@ -308,12 +314,14 @@ fn spawn_error(program: &str, cwd: &Path, err: &std::io::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{lines, parent_pid};
+    use super::{lines, parse_stat};
 
     #[test]
-    fn the_parent_pid_is_read_after_a_command_name_with_spaces_and_parentheses() {
-        assert_eq!(parent_pid("4711 (a (b) c) S 42 4711 4711 0 -1"), Some(42));
-        assert_eq!(parent_pid("garbage"), None);
+    fn the_parent_pid_and_start_time_are_read_after_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4711 (a (b) c) S 42 4711 4711 0 -1 4194304 90 0 0 0 0 0 0 0 20 0 1 0 123456 2318336 132";
+        assert_eq!(parse_stat(stat), Some((42, 123_456)));
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (x) S 0"), None);
     }
 
     #[test]
