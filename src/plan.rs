@@ -201,7 +201,7 @@ impl Plan {
     }
 
     /// Every step the plan's procedure can reach: its own, included ones, failure handlers.
-    fn reachable_steps(&self) -> Vec<&Step> {
+    pub fn reachable_steps(&self) -> Vec<&Step> {
         fn walk<'a>(runbook: &'a crate::model::Runbook, name: &str, seen: &mut Vec<String>, out: &mut Vec<&'a Step>) {
             if seen.iter().any(|s| s == name) {
                 return;

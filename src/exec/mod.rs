@@ -828,20 +828,5 @@ fn human_bytes(bytes: usize) -> String {
 
 /// Every step that can run for the plan's procedure (includes and on_failure handlers).
 fn steps_of(plan: &Plan) -> Vec<&Step> {
-    fn walk<'a>(runbook: &'a crate::model::Runbook, name: &str, seen: &mut Vec<String>, out: &mut Vec<&'a Step>) {
-        if seen.iter().any(|s| s == name) {
-            return;
-        }
-        seen.push(name.to_owned());
-        let Some(procedure) = runbook.procedures.get(name) else { return };
-        for step in procedure.stages.iter().flat_map(|s| &s.steps) {
-            out.push(step);
-            for other in step.procedures_used() {
-                walk(runbook, other, seen, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&plan.runbook, &plan.procedure, &mut Vec::new(), &mut out);
-    out
+    plan.reachable_steps()
 }
