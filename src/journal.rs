@@ -102,7 +102,18 @@ impl Journal {
             .append(true)
             .open(path)
             .map_err(|e| format!("cannot open the journal {}: {e}", path.display()))?;
-        let len = file.metadata().map_err(|e| format!("cannot read the journal {}: {e}", path.display()))?.len();
+        let mut len = file.metadata().map_err(|e| format!("cannot read the journal {}: {e}", path.display()))?.len();
+        if resumed {
+            // A crash can leave a torn last line; appending after it would bury it in the
+            // middle of the file, where readers rightly refuse it. Cut it off first.
+            let whole = whole_records_len(path)?;
+            if whole < len {
+                file.set_len(whole)
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| format!("cannot repair the journal {}: {e}", path.display()))?;
+                len = whole;
+            }
+        }
         let mut journal = Journal { file, path: path.to_path_buf(), len, failed: None };
         if resumed {
             journal.append(&record)?;
@@ -126,6 +137,12 @@ impl Journal {
             }
         }
     }
+}
+
+/// The length of a journal up to and including its last newline.
+fn whole_records_len(path: &Path) -> Result<u64, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the journal {}: {e}", path.display()))?;
+    Ok(bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i as u64 + 1))
 }
 
 fn encode(record: &Record) -> Result<String, String> {

@@ -234,6 +234,24 @@ fn journal_file_size_limit_mid_run_stops_before_the_next_step_and_is_resumable()
 }
 
 #[test]
+fn resuming_a_journal_with_a_torn_last_line_keeps_it_readable() {
+    let sandbox = Sandbox::new();
+    sandbox.file("journal.yaml", &JOURNAL.replace("[touch, mutated]", "[sh, -c, 'test -e go-on && touch mutated']"));
+    sandbox.runbook().env("FILL", "").args(["journal", "go", "--yes"]).output().status(1);
+    let journal = sandbox.journals().pop().unwrap_or_default();
+    // A crash in the middle of a write.
+    let mut text = std::fs::read_to_string(&journal).unwrap_or_default();
+    text.push_str(r#"{"record":"event","ts":"2026-01-01T00:00:00Z","event":"step_sta"#);
+    std::fs::write(&journal, text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(sandbox.path().join("go-on"), "").unwrap_or_else(|e| panic!("{e}"));
+    let id = sandbox.last_run_id();
+    sandbox.runbook().env("FILL", "").args(["resume", &id, "--yes"]).output().success();
+    assert_whole_records(&journal);
+    let shown = sandbox.runbook().args(["show", &id]).output().success();
+    assert!(shown.stdout().contains("status: done"), "{}", shown.stdout());
+}
+
+#[test]
 fn journal_disk_full_before_the_run_refuses_with_exit_2_and_runs_nothing() {
     let sandbox = Sandbox::new();
     sandbox.file("journal.yaml", JOURNAL);
