@@ -85,6 +85,12 @@ pub enum Builtin {
     History {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
+        /// Only rehearsals (`--simulate`, or runs against `runbook simulate`)
+        #[arg(long, conflicts_with = "no_rehearsals")]
+        rehearsals: bool,
+        /// Only real runs, no rehearsals
+        #[arg(long)]
+        no_rehearsals: bool,
     },
     /// The timeline of one run
     Show {

@@ -16,6 +16,7 @@ mod output;
 mod param;
 mod plan;
 mod redact;
+mod rehearsal;
 mod render;
 mod schema;
 mod simulate;
@@ -92,7 +93,10 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             output::print(&schema::json());
             Ok(())
         }
-        Builtin::History { format } => commands::runs::history(&settings(global), format),
+        Builtin::History { format, rehearsals, no_rehearsals } => {
+            let only = if rehearsals { Some(true) } else if no_rehearsals { Some(false) } else { None };
+            commands::runs::history(&settings(global), format, only)
+        }
         Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
         Builtin::Resume { run_id, yes, force, answer, output } => {
             let args = commands::runs::ResumeArgs { run_id, yes, force, answers: answer, output };
@@ -128,7 +132,9 @@ fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>, global: &Glob
 }
 
 fn settings(global: &GlobalArgs) -> commands::procedure::Settings {
-    commands::procedure::Settings { quiet: global.quiet, state_dir: global.state_dir.clone() }
+    let no_color =
+        matches!(global.color, ColorChoice::Never) || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    commands::procedure::Settings { quiet: global.quiet, state_dir: global.state_dir.clone(), no_color }
 }
 
 fn empty_call() -> cli::ProcedureCall {

@@ -25,8 +25,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(scenario: Scenario) -> Self {
-        Self { state: Mutex::new(State::new(scenario)), cancel: CancellationToken::new() }
+    pub fn with_state(state: State) -> Self {
+        Self { state: Mutex::new(state), cancel: CancellationToken::new() }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
