@@ -82,8 +82,11 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             Ok(())
         }
         Builtin::Man { out_dir } => commands::tooling::man(cli::command(&library.entries), out_dir.as_deref()),
-        Builtin::Simulate { scenario, port, print_scenario } => {
-            if print_scenario {
+        Builtin::Simulate { scenario, port, print_scenario, print_faults_schema } => {
+            if print_faults_schema {
+                output::print(&simulate::faults::schema_json());
+                Ok(())
+            } else if print_scenario {
                 commands::rehearse::print_scenario(scenario.as_deref())
             } else {
                 commands::rehearse::serve(scenario.as_deref(), port, global.state_dir.as_deref())
@@ -94,7 +97,13 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             Ok(())
         }
         Builtin::History { format, rehearsals, no_rehearsals } => {
-            let only = if rehearsals { Some(true) } else if no_rehearsals { Some(false) } else { None };
+            let only = if rehearsals {
+                Some(true)
+            } else if no_rehearsals {
+                Some(false)
+            } else {
+                None
+            };
             commands::runs::history(&settings(global), format, only)
         }
         Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),

@@ -68,7 +68,8 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
         completed: None,
         forced: false,
         rehearsal: call.exec.simulate.then(|| crate::rehearsal::Settings {
-            scenario: call.exec.scenario.clone(),
+            // Absolute, so a resume from another folder finds it.
+            scenario: call.exec.scenario.clone().map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
             port: call.exec.simulate_port,
             server: None,
         }),

@@ -16,6 +16,7 @@
 
 mod api;
 mod crc32c;
+pub mod faults;
 mod run;
 mod scenario;
 mod secrets;

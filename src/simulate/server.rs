@@ -215,7 +215,8 @@ fn admin(shared: &Shared, method: &str, path: &str, body: &Bytes) -> Response {
                 "GET /__fake/requests": "the API request log, oldest first",
                 "DELETE /__fake/requests": "clear the request log",
                 "GET /__fake/faults": "the faults in force",
-                "POST /__fake/faults": "replace the faults (JSON body, the scenario's `faults` shape)",
+                "POST /__fake/faults": "replace the faults (JSON body, the scenario's `faults` shape; see docs/faults.md)",
+                "GET /__fake/faults/schema": "the JSON Schema of the faults shape (schema/faults.schema.json)",
                 "POST /__fake/scenario": "replace the whole scenario (JSON body); keeps the request log",
             }
         })),
@@ -226,14 +227,22 @@ fn admin(shared: &Shared, method: &str, path: &str, body: &Bytes) -> Response {
             ok(json!({}))
         }
         ("GET", "/__fake/faults") => to_value(serde_json::to_value(&state.scenario.faults)),
-        ("POST" | "PUT", "/__fake/faults") => match serde_json::from_slice::<Faults>(body) {
+        ("GET", "/__fake/faults/schema") => match serde_json::from_str::<Value>(&super::faults::schema_json()) {
+            Ok(schema) => ok(schema),
+            Err(e) => error_response(&ApiError::new(500, e.to_string())),
+        },
+        ("POST" | "PUT", "/__fake/faults") => match super::faults::parse(body) {
             Ok(faults) => {
                 state.scenario.faults = faults;
                 to_value(serde_json::to_value(&state.scenario.faults))
             }
-            Err(e) => error_response(&ApiError::invalid(format!("faults: {e}"))),
+            Err(e) => error_response(&ApiError::invalid(format!("faults: {e} (the format: docs/faults.md)"))),
         },
         ("POST" | "PUT", "/__fake/scenario") => match serde_json::from_slice::<Scenario>(body) {
+            Ok(scenario) if scenario.faults.validate().is_err() => {
+                let reason = scenario.faults.validate().err().unwrap_or_default();
+                error_response(&ApiError::invalid(format!("scenario: faults.{reason} (the format: docs/faults.md)")))
+            }
             Ok(scenario) => {
                 let requests = std::mem::take(&mut state.requests);
                 *state = State::new(scenario);
