@@ -250,6 +250,18 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
         .output()
         .success();
     assert!(out.all().contains("GET http://127.0.0.1:"), "{}", out.all());
+    assert!(out.all().contains("`runbook simulate` server at http://127.0.0.1:"), "{}", out.all());
+
+    // Runs pointed at a `runbook simulate` server are rehearsals too, and say so.
+    let history = Run::new(sandbox.path()).args(["history", "--rehearsals", "--format", "json"]).output().success();
+    let runs: serde_json::Value = serde_json::from_str(&history.stdout()).unwrap_or_default();
+    assert_eq!(runs.as_array().map(Vec::len), Some(3), "{}", history.stdout());
+    assert!(runs.as_array().into_iter().flatten().all(|r| r["rehearsal"] == true));
+    let real = Run::new(sandbox.path()).args(["history", "--no-rehearsals"]).output().success().stdout();
+    assert!(!real.contains("rollback"), "{real}");
+    let shown = Run::new(sandbox.path()).args(["show", &sandbox.last_run_id()]).output().success().stdout();
+    assert!(shown.contains("REHEARSAL against the `runbook simulate` server at http://127.0.0.1:"), "{shown}");
+    assert!(shown.contains(&format!("--var api_base_url={}", fake.app_url())), "{shown}");
 }
 
 #[test]
@@ -512,6 +524,18 @@ procedures:
         .success();
     assert_eq!(outside.hits().len(), 1, "the named host got the one request");
     assert!(out.stderr().contains("warning: --var base="), "a loopback var off the fake's port is flagged");
+
+    // --output json says so on its first line.
+    let out = sandbox
+        .runbook()
+        .args(["probe", "check", "--env", "production", "--simulate", "--yes", "--output", "json"])
+        .args(["--var", &format!("base={}", outside.url())])
+        .output()
+        .success();
+    let first: serde_json::Value =
+        serde_json::from_str(out.stdout().lines().next().unwrap_or_default()).unwrap_or_default();
+    assert_eq!(first["event"], "rehearsal", "{}", out.stdout());
+    assert_eq!(first["rehearsal"], true);
 }
 
 #[test]
