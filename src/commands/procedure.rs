@@ -56,6 +56,13 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
     };
     let mut plan = Plan::bind(runbook, &call.procedure, inputs, chrono::Utc::now())?;
     if call.exec.dry_run {
+        // The probe runs read steps outside any rehearsal: their gcloud and http: requests
+        // would not be kept on the fake.
+        if call.exec.probe && (call.exec.simulate || crate::rehearsal::detect().is_some()) {
+            return Err(Error::Usage(
+                "--probe is not available in a rehearsal: its read steps would not be kept on the local fake".into(),
+            ));
+        }
         return dry_run(&plan, call.exec.probe, call.exec.output);
     }
     if interactive() {

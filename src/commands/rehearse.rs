@@ -152,10 +152,21 @@ fn save(tap: &simulate::Tap, marks: &Marks, path: Option<&Path>) {
     let saved = SavedRehearsal { fake: tap.save(), steps };
     // Written aside and renamed, so a kill never leaves half a state behind.
     let aside = path.with_extension("json.new");
-    let result = serde_json::to_vec(&saved)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| std::fs::write(&aside, bytes).map_err(|e| e.to_string()))
-        .and_then(|()| std::fs::rename(&aside, path).map_err(|e| e.to_string()));
+    // Owner-only: the fake's secrets and the request bodies that carried them are in it.
+    let write = |bytes: Vec<u8>| {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&aside)
+            .and_then(|mut file| file.write_all(&bytes).and_then(|()| file.sync_data()))
+            .and_then(|()| std::fs::rename(&aside, path))
+            .map_err(|e| e.to_string())
+    };
+    let result = serde_json::to_vec(&saved).map_err(|e| e.to_string()).and_then(write);
     if let Err(err) = result {
         eprintln!("warning: cannot save the fake's state to {}: {err}; a resume would start it afresh", path.display());
     }
@@ -186,8 +197,13 @@ fn report(requests: &[RequestRecord], marks: &[(String, usize)]) -> String {
     if !changes.is_empty() {
         let _ = writeln!(out, "Changes requested from the fake Google APIs ({}):", changes.len());
         for (index, r) in changes {
-            let step = step_of(*index, marks).map_or_else(|| "before any step".to_owned(), |s| format!("step {s}"));
-            let _ = write!(out, "  {step}:");
+            // Without marks (`runbook simulate`, whose clients are other processes) the gcloud
+            // command in each line says what made it.
+            match step_of(*index, marks) {
+                Some(step) => out.push_str(&format!("  step {step}:")),
+                None if !marks.is_empty() => out.push_str("  before any step:"),
+                None => {}
+            }
             line(&mut out, r);
         }
     }

@@ -291,6 +291,12 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
     let id = sandbox.last_run_id();
     let shown = Run::new(sandbox.path()).args(["show", &id]).output().success().stdout();
     assert!(shown.contains("failed add_secret_version") && shown.contains("status: failed"), "{shown}");
+    // Rehearsed against a `runbook simulate` server, it resumes only against one.
+    let out = Run::new(sandbox.path()).args(["resume", &id]).output().status(2);
+    assert!(out.stderr().contains("export the settings a `runbook simulate` prints"), "{}", out.stderr());
+    let out = Run::new(sandbox.path()).args(["rollback", "verify", "--env", "production", "--dry-run", "--probe"]);
+    let out = out.env("RUNBOOK_REHEARSAL", fake.app_url()).output().status(2);
+    assert!(out.stderr().contains("--probe is not available in a rehearsal"), "{}", out.stderr());
     let clones_before =
         fake.requests().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).count();
     runbook(&sandbox, &fake).args(["resume", &id]).output().success();
