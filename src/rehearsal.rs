@@ -106,7 +106,8 @@ impl HostGuard {
         let port = url.port_or_known_default().unwrap_or_default();
         let authority = format!("{host}:{port}");
         let fake_port = self.fake.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
-        if authority == self.fake || (is_loopback_host(&host) && port.to_string() == fake_port) {
+        // `localhost` names the fake too; another loopback address is another listener.
+        if authority == self.fake || (host == "localhost" && port.to_string() == fake_port) {
             return Ok(true);
         }
         if self.named.contains(&host) {
@@ -167,6 +168,7 @@ mod tests {
         assert_eq!(guard.check("http://localhost:4321/app"), Ok(true));
         assert_eq!(guard.check("https://staging.example.com/health"), Ok(false));
         assert!(guard.check("http://127.0.0.1:4322/app").is_err());
+        assert!(guard.check("http://127.0.0.2:4321/app").is_err(), "another loopback address is not the fake");
         assert!(guard.check("https://pegasus-api.run.app/health").is_err());
         assert!(guard.check("not a url").is_err());
     }

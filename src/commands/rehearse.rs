@@ -283,5 +283,8 @@ mod tests {
         assert!(text.contains("The fake Google APIs received 3 request(s)"), "{text}");
         assert!(text.contains("The simulated app received 1 request(s):\n  POST h /app/jobs/smoke"), "{text}");
         assert!(!text.contains("step smoke"), "app calls are not listed as Google API changes: {text}");
+        // `runbook simulate` has no marks: its change lines carry no step.
+        let text = report(&requests, &[]);
+        assert!(text.contains("(2):\n  POST h /sql/v1beta4/projects/p/instances/i/clone"), "{text}");
     }
 }
