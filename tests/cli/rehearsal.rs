@@ -683,3 +683,33 @@ fn bad_faults_are_refused_naming_the_field_and_the_format_is_documented() {
     assert_eq!(fake.admin("GET", "/__fake/faults/schema", "")["title"], "Faults");
     assert!(fake.env.iter().any(|(k, v)| k == "RUNBOOK_REHEARSAL" && v.contains(&fake.port.to_string())));
 }
+
+#[test]
+fn a_rehearsal_block_names_only_the_environments_vars_and_gives_paths() {
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "bad-rehearsal.yaml",
+        r#"runbook: bad-rehearsal
+title: Bad rehearsal blocks
+environments:
+  production:
+    vars: {api_base_url: "https://api.example.com"}
+    rehearsal: {api_url: /app, api_base_url: "http://127.0.0.1:1/app"}
+procedures:
+  go:
+    summary: Nothing
+    stages:
+      - name: S
+        steps:
+          - id: check
+            http: {method: GET, url: "{{ vars.api_base_url }}/health"}
+            effect: read
+"#,
+    );
+    let out = sandbox.runbook().args(["validate"]).output().status(1);
+    let all = out.all();
+    assert!(all.contains("names `api_url`, which is not one of its vars (api_base_url)"), "{all}");
+    assert!(all.contains("rehearsal var `api_base_url` must be a path on the local fake"), "{all}");
+    let out = sandbox.runbook().args(["bad-rehearsal", "go", "--env", "production", "--simulate", "--yes"]).output();
+    assert_eq!(out.code(), 2, "nothing runs: {}", out.all());
+}
