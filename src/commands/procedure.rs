@@ -222,8 +222,13 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
         }
     }
     runner.subscribe(Box::new(journal));
-    if let Some(fake) = &fake {
-        runner.subscribe(fake.recorder());
+    let marks = match (&fake, &fake_base) {
+        (Some(fake), _) => Some(fake.recorder()),
+        (None, Some(server)) => super::rehearse::ServerMarks::subscriber(server),
+        (None, None) => None,
+    };
+    if let Some(marks) = marks {
+        runner.subscribe(marks);
     }
     become_subreaper();
     let outcome = runtime.block_on(async {

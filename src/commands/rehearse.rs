@@ -4,14 +4,13 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::exec::event::{Event, Subscriber};
 use crate::rehearsal::{MARKER, Settings};
-use crate::simulate::{self, RequestRecord, Saved, Scenario};
+use crate::simulate::{self, RequestRecord, Saved, Scenario, StepMark};
 use crate::state::StateDir;
 
 /// Where `runbook simulate --help` and the errors about faults point.
@@ -24,19 +23,13 @@ pub struct Rehearsal {
     scenario: String,
     /// Where the fake's state is saved while the run goes on; `None` for `runbook simulate`.
     saved_at: Option<PathBuf>,
-    marks: Marks,
     resumed: bool,
 }
 
-/// Each step's start, as an index into the fake's request log: request `i` was made by the
-/// last step that started at or before `i` (steps run one at a time).
-type Marks = Arc<Mutex<Vec<(String, usize)>>>;
-
-/// What is saved with the run: the fake's state, and which step made which request.
+/// What is saved with the run: the fake's state, its step marks included.
 #[derive(Serialize, Deserialize)]
 struct SavedRehearsal {
     fake: Saved,
-    steps: Vec<(String, usize)>,
 }
 
 fn load(scenario: Option<&Path>) -> Result<(Scenario, String), Error> {
@@ -72,9 +65,9 @@ impl Rehearsal {
                 _ => None,
             };
         let resumed = saved.is_some();
-        let (started, marks) = match saved {
-            Some(saved) => (simulate::start_restored(addr, saved.fake).await, saved.steps),
-            None => (simulate::start_on(addr, scenario).await, Vec::new()),
+        let started = match saved {
+            Some(saved) => simulate::start_restored(addr, saved.fake).await,
+            None => simulate::start_on(addr, scenario).await,
         };
         let handle = started.map_err(|e| Error::Io(format!("cannot start the fake Google APIs on {addr}: {e}")))?;
         // gcloud writes its logs and caches into its config folder: a private one per fake,
@@ -82,7 +75,7 @@ impl Rehearsal {
         let config_dir = state.root.join("simulate").join(format!("gcloud-{}", handle.addr.port()));
         std::fs::create_dir_all(&config_dir)
             .map_err(|e| Error::Io(format!("cannot create {}: {e}", config_dir.display())))?;
-        Ok(Rehearsal { handle, config_dir, scenario: name, saved_at, marks: Arc::new(Mutex::new(marks)), resumed })
+        Ok(Rehearsal { handle, config_dir, scenario: name, saved_at, resumed })
     }
 
     /// The fake's base URL, `http://127.0.0.1:PORT/`.
@@ -111,45 +104,89 @@ impl Rehearsal {
     /// A subscriber that marks where each step's requests begin and saves the fake's state
     /// after each step, so an interrupted rehearsal resumes against the same fake.
     pub fn recorder(&self) -> Box<dyn Subscriber> {
-        Box::new(Recorder { tap: self.handle.tap(), marks: Arc::clone(&self.marks), saved_at: self.saved_at.clone() })
+        Box::new(Recorder { tap: self.handle.tap(), saved_at: self.saved_at.clone() })
     }
 
     /// Saves the fake's state now (the end of the run, whatever the outcome).
     pub fn save(&self) {
-        save(&self.handle.tap(), &self.marks, self.saved_at.as_deref());
+        save(&self.handle.tap(), self.saved_at.as_deref());
     }
 
     /// What the fake received: the changes each step made, then the Google API requests and the
     /// simulated app's, apart.
     pub fn report(&self) -> String {
-        let marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        report(&self.handle.requests(), &marks)
+        report(&self.handle.requests(), &self.handle.marks())
     }
 }
 
 struct Recorder {
     tap: simulate::Tap,
-    marks: Marks,
     saved_at: Option<PathBuf>,
 }
 
 impl Subscriber for Recorder {
     fn event(&mut self, event: &Event) {
         match event {
-            Event::StepStarted { id, .. } => {
-                let count = self.tap.request_count();
-                self.marks.lock().unwrap_or_else(PoisonError::into_inner).push((id.clone(), count));
-            }
-            Event::StepFinished { .. } => save(&self.tap, &self.marks, self.saved_at.as_deref()),
+            Event::StepStarted { id, .. } => self.tap.mark(id),
+            Event::StepFinished { .. } => save(&self.tap, self.saved_at.as_deref()),
             _ => {}
         }
     }
 }
 
-fn save(tap: &simulate::Tap, marks: &Marks, path: Option<&Path>) {
+/// For a run against a `runbook simulate` server: tells the server where each step begins
+/// (`POST /__fake/marks`), so its closing report names the step of each call.
+pub struct ServerMarks {
+    authority: String,
+    warned: bool,
+}
+
+impl ServerMarks {
+    pub fn subscriber(base: &str) -> Option<Box<dyn Subscriber>> {
+        let url = url::Url::parse(base).ok()?;
+        let authority = format!("{}:{}", url.host_str()?, url.port_or_known_default()?);
+        Some(Box::new(ServerMarks { authority, warned: false }))
+    }
+
+    fn post(&self, step: &str) -> std::io::Result<()> {
+        use std::io::{Read as _, Write as _};
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&self.authority)?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let timeout = std::time::Duration::from_secs(2);
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        let body = serde_json::json!({ "step": step }).to_string();
+        let request = format!(
+            "POST /__fake/marks HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            self.authority,
+            body.len()
+        );
+        stream.write_all(request.as_bytes())?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer)?;
+        Ok(())
+    }
+}
+
+impl Subscriber for ServerMarks {
+    fn event(&mut self, event: &Event) {
+        if let Event::StepStarted { id, .. } = event
+            && let Err(err) = self.post(id)
+            && !self.warned
+        {
+            self.warned = true;
+            eprintln!(
+                "warning: cannot tell the `runbook simulate` server at {} which step runs: {err}",
+                self.authority
+            );
+        }
+    }
+}
+
+fn save(tap: &simulate::Tap, path: Option<&Path>) {
     let Some(path) = path else { return };
-    let steps = marks.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let saved = SavedRehearsal { fake: tap.save(), steps };
+    let saved = SavedRehearsal { fake: tap.save() };
     // Written aside and renamed, so a kill never leaves half a state behind.
     let aside = path.with_extension("json.new");
     // Owner-only: the fake's secrets and the request bodies that carried them are in it.
@@ -180,8 +217,9 @@ fn is_mutating(request: &RequestRecord) -> bool {
     !matches!(request.method.as_str(), "GET" | "HEAD" | "OPTIONS")
 }
 
-fn step_of(index: usize, marks: &[(String, usize)]) -> Option<&str> {
-    marks.iter().rev().find(|(_, start)| *start <= index).map(|(id, _)| id.as_str())
+/// Request `index` was made by the last step that started at or before it.
+fn step_of(index: usize, marks: &[StepMark]) -> Option<&str> {
+    marks.iter().rev().find(|m| m.request <= index).map(|m| m.step.as_str())
 }
 
 fn line(out: &mut String, r: &RequestRecord) {
@@ -190,15 +228,15 @@ fn line(out: &mut String, r: &RequestRecord) {
 }
 
 /// The closing report, from the request log and the steps' starting marks.
-fn report(requests: &[RequestRecord], marks: &[(String, usize)]) -> String {
+fn report(requests: &[RequestRecord], marks: &[StepMark]) -> String {
     let (app, google): (Vec<_>, Vec<_>) = requests.iter().enumerate().partition(|(_, r)| is_app(r));
     let mut out = String::new();
     let changes: Vec<_> = google.iter().filter(|(_, r)| is_mutating(r)).collect();
     if !changes.is_empty() {
         let _ = writeln!(out, "Changes requested from the fake Google APIs ({}):", changes.len());
         for (index, r) in changes {
-            // Without marks (`runbook simulate`, whose clients are other processes) the gcloud
-            // command in each line says what made it.
+            // Without marks (requests from a shell, not a run) the gcloud command in each line
+            // says what made it.
             match step_of(*index, marks) {
                 Some(step) => out.push_str(&format!("  step {step}:")),
                 None if !marks.is_empty() => out.push_str("  before any step:"),
@@ -276,7 +314,8 @@ mod tests {
             request("POST", "/app/jobs/smoke"),
             request("PUT", "/apis/serving.knative.dev/v1/namespaces/1/services/s"),
         ];
-        let marks = vec![("check".to_owned(), 0), ("clone_op".to_owned(), 1), ("revert".to_owned(), 3)];
+        let mark = |step: &str, request| StepMark { step: step.into(), request };
+        let marks = vec![mark("check", 0), mark("clone_op", 1), mark("revert", 3)];
         let text = report(&requests, &marks);
         assert!(text.contains("step clone_op:  POST h /sql/v1beta4/projects/p/instances/i/clone"), "{text}");
         assert!(text.contains("step revert:  PUT"), "{text}");

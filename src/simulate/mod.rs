@@ -41,7 +41,7 @@ pub use scenario::{
     RestoreRecord, Revision, RunService, Scenario, Secret, SecretVersion, SqlInstance, TrafficTarget,
 };
 #[allow(unused_imports)]
-pub use state::{OperationEffect, RequestRecord, Saved, SqlOperation, State};
+pub use state::{OperationEffect, RequestRecord, Saved, SqlOperation, State, StepMark};
 
 /// A running fake. Dropping it stops the server (without waiting); [`Handle::shutdown`] waits.
 pub struct Handle {
@@ -97,6 +97,11 @@ impl Handle {
         self.shared.lock().requests.clone()
     }
 
+    /// Where each step of a run began in the request log.
+    pub fn marks(&self) -> Vec<StepMark> {
+        self.shared.lock().marks.clone()
+    }
+
     /// A view of the fake that outlives borrows of the handle (for a run's subscriber).
     pub fn tap(&self) -> Tap {
         Tap { shared: Arc::clone(&self.shared) }
@@ -138,9 +143,9 @@ pub struct Tap {
 }
 
 impl Tap {
-    /// How many API requests the fake has received so far.
-    pub fn request_count(&self) -> usize {
-        self.shared.lock().requests.len()
+    /// A step starts.
+    pub fn mark(&self, step: &str) {
+        self.shared.lock().mark(step);
     }
 
     pub fn save(&self) -> Saved {

@@ -217,6 +217,7 @@ fn admin(shared: &Shared, method: &str, path: &str, body: &Bytes) -> Response {
                 "GET /__fake/faults": "the faults in force",
                 "POST /__fake/faults": "replace the faults (JSON body, the scenario's `faults` shape; see docs/faults.md)",
                 "GET /__fake/faults/schema": "the JSON Schema of the faults shape (schema/faults.schema.json)",
+                "GET|POST /__fake/marks": "where each step of a run began in the request log ({\"step\": ID}); runbook posts them",
                 "POST /__fake/scenario": "replace the whole scenario (JSON body); keeps the request log",
             }
         })),
@@ -224,9 +225,18 @@ fn admin(shared: &Shared, method: &str, path: &str, body: &Bytes) -> Response {
         ("GET", "/__fake/requests") => to_value(serde_json::to_value(&state.requests)),
         ("DELETE", "/__fake/requests") => {
             state.requests.clear();
+            state.marks.clear();
             ok(json!({}))
         }
         ("GET", "/__fake/faults") => to_value(serde_json::to_value(&state.scenario.faults)),
+        ("GET", "/__fake/marks") => to_value(serde_json::to_value(&state.marks)),
+        ("POST", "/__fake/marks") => match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(mark)) if mark.get("step").is_some_and(Value::is_string) => {
+                state.mark(mark.get("step").and_then(Value::as_str).unwrap_or_default());
+                to_value(serde_json::to_value(&state.marks))
+            }
+            _ => error_response(&ApiError::invalid("marks: expected {\"step\": \"<step id>\"}")),
+        },
         ("GET", "/__fake/faults/schema") => match serde_json::from_str::<Value>(&super::faults::schema_json()) {
             Ok(schema) => ok(schema),
             Err(e) => error_response(&ApiError::new(500, e.to_string())),
@@ -245,8 +255,10 @@ fn admin(shared: &Shared, method: &str, path: &str, body: &Bytes) -> Response {
             }
             Ok(scenario) => {
                 let requests = std::mem::take(&mut state.requests);
+                let marks = std::mem::take(&mut state.marks);
                 *state = State::new(scenario);
                 state.requests = requests;
+                state.marks = marks;
                 to_value(serde_json::to_value(&*state))
             }
             Err(e) => error_response(&ApiError::invalid(format!("scenario: {e}"))),

@@ -20,6 +20,10 @@ pub struct State {
     /// API requests, oldest first (`GET /__fake/requests`).
     #[serde(skip)]
     pub requests: Vec<RequestRecord>,
+    /// Where each step of a run began in `requests` (`POST /__fake/marks`), so the closing
+    /// report can name the step that made each call: steps run one at a time.
+    #[serde(skip)]
+    pub marks: Vec<StepMark>,
     #[serde(skip)]
     next_operation: u64,
 }
@@ -31,7 +35,16 @@ pub struct Saved {
     pub scenario: Scenario,
     pub operations: Vec<SqlOperation>,
     pub requests: Vec<RequestRecord>,
+    #[serde(default)]
+    pub marks: Vec<StepMark>,
     pub next_operation: u64,
+}
+
+/// A step of a run started when the fake had received `request` API requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMark {
+    pub step: String,
+    pub request: usize,
 }
 
 /// One API request as the fake received it.
@@ -135,7 +148,7 @@ impl SqlOperation {
 
 impl State {
     pub fn new(scenario: Scenario) -> Self {
-        Self { scenario, operations: Vec::new(), requests: Vec::new(), next_operation: 1 }
+        Self { scenario, operations: Vec::new(), requests: Vec::new(), marks: Vec::new(), next_operation: 1 }
     }
 
     /// Everything, for saving with a rehearsal's run.
@@ -144,6 +157,7 @@ impl State {
             scenario: self.scenario.clone(),
             operations: self.operations.clone(),
             requests: self.requests.clone(),
+            marks: self.marks.clone(),
             next_operation: self.next_operation,
         }
     }
@@ -154,8 +168,14 @@ impl State {
             scenario: saved.scenario,
             operations: saved.operations,
             requests: saved.requests,
+            marks: saved.marks,
             next_operation: saved.next_operation.max(1),
         }
+    }
+
+    /// A step starts: the requests from now on are its own.
+    pub fn mark(&mut self, step: &str) {
+        self.marks.push(StepMark { step: step.to_owned(), request: self.requests.len() });
     }
 
     pub fn faults_mut(&mut self) -> &mut Faults {

@@ -219,6 +219,12 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
         restore["body"]["restoreBackupContext"]["backupRunId"].to_string().trim_matches('"'),
         pre_deploy.to_string()
     );
+    // The run told the server where each step began: the restore request is restore_op's.
+    let requests = fake.requests();
+    let index = requests.iter().position(|r| r == &restore).unwrap_or(usize::MAX);
+    let marks = fake.admin("GET", "/__fake/marks", "").as_array().cloned().unwrap_or_default();
+    let maker = marks.iter().rev().find(|m| m["request"].as_u64().is_some_and(|i| i as usize <= index));
+    assert_eq!(maker.map(|m| m["step"].clone()), Some(serde_json::json!("restore_op")), "{marks:?}");
     let traffic = &fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"];
     assert_eq!(traffic[0]["revision_name"], "pegasus-api-00001-k7q");
 
@@ -629,6 +635,8 @@ fn ctrl_c_during_a_slow_simulated_clone_then_resume_finishes_with_one_clone() {
     let saved = std::fs::read_to_string(sandbox.path().join(format!("state/simulate/{id}.json")))
         .unwrap_or_else(|e| panic!("the fake's state is saved with the run: {e}"));
     let saved: serde_json::Value = serde_json::from_str(&saved).unwrap_or_default();
+    let marks = saved["fake"]["marks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(marks.iter().filter(|m| m["step"] == "clone_op").count(), 1, "{marks:?}");
     let clones: Vec<&serde_json::Value> = saved["fake"]["requests"]
         .as_array()
         .map(|r| r.iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).collect())
