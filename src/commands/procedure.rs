@@ -174,12 +174,9 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
         options.http_guard = Some(crate::rehearsal::HostGuard::new(base, &plan.var_overrides));
         options.extra_env = match &fake {
             Some(fake) => fake.env(),
-            None => crate::rehearsal::proxy_env(base),
+            None => super::rehearse::server_env(base, &state)?,
         };
-        options.remove_env = crate::rehearsal::removed_env()
-            .into_iter()
-            .filter(|k| fake.is_some() || !k.starts_with("CLOUDSDK_"))
-            .collect();
+        options.remove_env = crate::rehearsal::removed_env();
     }
     if settings.no_color {
         options.extra_env.extend(

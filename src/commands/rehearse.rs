@@ -26,6 +26,28 @@ pub struct Rehearsal {
     resumed: bool,
 }
 
+/// The environment of every child of a run against a `runbook simulate` server at `base`: the
+/// same gcloud settings as `--simulate`, derived from the server's address, whatever the
+/// operator exported. A marker variable copied without the `CLOUDSDK_*` lines can therefore
+/// never send a run labelled as a rehearsal to the real cloud.
+pub fn server_env(base: &str, state: &StateDir) -> Result<Vec<(String, String)>, Error> {
+    let url = url::Url::parse(base).map_err(|e| Error::Usage(format!("{MARKER}={base}: not a URL ({e})")))?;
+    let addr = match (url.host(), url.port_or_known_default()) {
+        (Some(url::Host::Ipv4(ip)), Some(port)) if ip.is_loopback() => SocketAddr::new(IpAddr::V4(ip), port),
+        _ => {
+            return Err(Error::Usage(format!(
+                "the `runbook simulate` server {base} is not on a loopback IPv4 address; a rehearsal only talks to a local fake"
+            )));
+        }
+    };
+    let config_dir = state.root.join("simulate").join(format!("gcloud-{}", addr.port()));
+    std::fs::create_dir_all(&config_dir)
+        .map_err(|e| Error::Io(format!("cannot create {}: {e}", config_dir.display())))?;
+    let mut env = simulate::gcloud_env(addr, &config_dir);
+    env.extend(crate::rehearsal::proxy_env(base));
+    Ok(env)
+}
+
 /// What is saved with the run: the fake's state, its step marks included.
 #[derive(Serialize, Deserialize)]
 struct SavedRehearsal {

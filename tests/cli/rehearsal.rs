@@ -228,7 +228,13 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
     let traffic = &fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"];
     assert_eq!(traffic[0]["revision_name"], "pegasus-api-00001-k7q");
 
-    runbook(&sandbox, &fake)
+    // Only the marker exported (the CLOUDSDK_* lines not copied): gcloud still reaches the fake.
+    let path = format!("{}:{}", sandbox.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let marker = fake.env.iter().find(|(k, _)| k == "RUNBOOK_REHEARSAL").map(|(_, v)| v.clone()).unwrap_or_default();
+    sandbox
+        .runbook()
+        .env("PATH", path)
+        .env("RUNBOOK_REHEARSAL", marker)
         .args([
             "rollback",
             "revert-traffic",
@@ -300,6 +306,9 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
     // Rehearsed against a `runbook simulate` server, it resumes only against one.
     let out = Run::new(sandbox.path()).args(["resume", &id]).output().status(2);
     assert!(out.stderr().contains("export the settings a `runbook simulate` prints"), "{}", out.stderr());
+    let out = Run::new(sandbox.path()).args(["rollback", "verify", "--env", "production", "--yes"]);
+    let out = out.env("RUNBOOK_REHEARSAL", "https://sqladmin.googleapis.com/").output().status(2);
+    assert!(out.stderr().contains("is not on a loopback IPv4 address"), "{}", out.stderr());
     let out = Run::new(sandbox.path()).args(["rollback", "verify", "--env", "production", "--dry-run", "--probe"]);
     let out = out.env("RUNBOOK_REHEARSAL", fake.app_url()).output().status(2);
     assert!(out.stderr().contains("--probe is not available in a rehearsal"), "{}", out.stderr());
