@@ -34,6 +34,7 @@ pub fn server_env(base: &str, state: &StateDir) -> Result<Vec<(String, String)>,
     let url = url::Url::parse(base).map_err(|e| Error::Usage(format!("{MARKER}={base}: not a URL ({e})")))?;
     let addr = match (url.host(), url.port_or_known_default()) {
         (Some(url::Host::Ipv4(ip)), Some(port)) if ip.is_loopback() => SocketAddr::new(IpAddr::V4(ip), port),
+        (Some(url::Host::Domain("localhost")), Some(port)) => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
         _ => {
             return Err(Error::Usage(format!(
                 "the `runbook simulate` server {base} is not on a loopback IPv4 address; a rehearsal only talks to a local fake"
