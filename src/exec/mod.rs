@@ -462,7 +462,11 @@ impl<'p> Runner<'p> {
                 self.finish(step, result, started);
                 return Flow::Continue;
             }
-            if attempt < attempts && !result.last {
+            if result.last {
+                // Refused, not failed: another attempt would be refused too.
+                return self.fail(step, result, started).await;
+            }
+            if attempt < attempts {
                 let interval = step.retry.as_ref().map_or(Duration::ZERO, |r| r.interval);
                 let reason = self.plan.redactor.redact(result.message.as_deref().unwrap_or("failed"));
                 self.emit(Event::Notice {

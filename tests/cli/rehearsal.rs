@@ -531,7 +531,9 @@ procedures:
     let stderr = out.stderr();
     assert_eq!(out.code(), 1, "{stderr}");
     assert!(stderr.contains("not sent: this is a rehearsal") && stderr.contains("127.0.0.2"), "{stderr}");
-    assert!(!stderr.contains("retrying"), "a refused request is not retried: {stderr}");
+    assert!(!stderr.contains("retrying") && !stderr.contains("attempt"), "a refused request is not retried: {stderr}");
+    let journal = journals(&sandbox);
+    assert_eq!(journal.matches(r#""event":"step_started""#).count(), 1, "one attempt only: {journal}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "no retry wait");
     assert!(stderr.contains("note: var base points at"), "the unpointed URL var is named: {stderr}");
     assert_eq!(outside.hits(), Vec::<String>::new());
