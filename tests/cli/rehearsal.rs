@@ -269,6 +269,10 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
     let runs: serde_json::Value = serde_json::from_str(&history.stdout()).unwrap_or_default();
     assert_eq!(runs.as_array().map(Vec::len), Some(3), "{}", history.stdout());
     assert!(runs.as_array().into_iter().flatten().all(|r| r["rehearsal"] == true));
+    let locks: Vec<String> = std::fs::read_dir(sandbox.path().join("state/locks"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert_eq!(locks, vec!["rollback.rehearsal--production.lock".to_owned()], "the rehearsal lock namespace");
     let real = Run::new(sandbox.path()).args(["history", "--no-rehearsals"]).output().success().stdout();
     assert!(!real.contains("rollback"), "{real}");
     let shown = Run::new(sandbox.path()).args(["show", &sandbox.last_run_id()]).output().success().stdout();
