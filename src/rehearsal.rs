@@ -27,12 +27,15 @@ pub struct Settings {
 /// environment points gcloud at: the server's marker variable, or an API endpoint override on a
 /// loopback address.
 pub fn detect() -> Option<String> {
-    detect_in(std::env::vars())
+    detect_in(std::env::vars_os())
 }
 
-fn detect_in(vars: impl Iterator<Item = (String, String)>) -> Option<String> {
+/// Variables that are not UTF-8 are not ours and are skipped (`std::env::vars` would panic).
+fn detect_in(vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>) -> Option<String> {
     let mut overrides = None;
     for (key, value) in vars {
+        let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else { continue };
+        let value = value.to_owned();
         if value.trim().is_empty() {
             continue;
         }
@@ -137,8 +140,8 @@ pub fn proxy_env(fake_base: &str) -> Vec<(String, String)> {
 /// Inherited variables a rehearsal's children must not see: every `CLOUDSDK_*` setting (an
 /// account, another endpoint) and every proxy setting of the operator's.
 pub fn removed_env() -> Vec<String> {
-    std::env::vars()
-        .map(|(k, _)| k)
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
         .filter(|k| k.starts_with("CLOUDSDK_") || k.to_ascii_lowercase().ends_with("_proxy"))
         .collect()
 }
@@ -147,8 +150,10 @@ pub fn removed_env() -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>().into_iter()
+    use std::ffi::OsString;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Iterator<Item = (OsString, OsString)> {
+        pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect::<Vec<_>>().into_iter()
     }
 
     #[test]
@@ -159,6 +164,14 @@ mod tests {
         let real = [("CLOUDSDK_API_ENDPOINT_OVERRIDES_SQL", "https://sqladmin.googleapis.com/")];
         assert_eq!(detect_in(vars(&real)), None);
         assert_eq!(detect_in(vars(&[(MARKER, "")])), None);
+    }
+
+    #[test]
+    fn variables_that_are_not_utf8_are_skipped_not_a_panic() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let bad = OsString::from_vec(vec![0x66, 0xff, 0x6f]);
+        let pairs = vec![(bad.clone(), bad), (OsString::from(MARKER), OsString::from("http://127.0.0.1:3/"))];
+        assert_eq!(detect_in(pairs.into_iter()).as_deref(), Some("http://127.0.0.1:3/"));
     }
 
     #[test]
