@@ -85,6 +85,12 @@ pub enum Builtin {
     History {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
+        /// Only rehearsals (`--simulate`, or runs against `runbook simulate`)
+        #[arg(long, conflicts_with = "no_rehearsals")]
+        rehearsals: bool,
+        /// Only real runs, no rehearsals
+        #[arg(long)]
+        no_rehearsals: bool,
     },
     /// The timeline of one run
     Show {
@@ -121,6 +127,9 @@ pub enum Builtin {
         shell: clap_complete::Shell,
     },
     /// Serve the fake Google APIs for a rehearsal and print the gcloud settings to use
+    #[command(
+        after_help = "Scenarios and faults (POST /__fake/faults, a scenario's `faults`) are documented in docs/faults.md; their JSON Schema is schema/faults.schema.json (--print-faults-schema)."
+    )]
     Simulate {
         /// Scenario file (default: the built-in Pegasus deployment)
         #[arg(long, value_name = "FILE")]
@@ -131,6 +140,9 @@ pub enum Builtin {
         /// Print the scenario as JSON (a starting point for your own) and exit
         #[arg(long)]
         print_scenario: bool,
+        /// Print the JSON Schema of the faults format and exit
+        #[arg(long)]
+        print_faults_schema: bool,
     },
     /// Print the man page, or write one per command into a folder
     Man {

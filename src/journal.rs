@@ -34,9 +34,9 @@ pub struct Header {
     /// Set on a resumption that overrode a changed runbook file (`--force`).
     #[serde(default)]
     pub forced: bool,
-    /// A rehearsal against the local fake (`--simulate`).
+    /// A rehearsal: against a local fake (`--simulate`) or a `runbook simulate` server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rehearsal: Option<crate::commands::rehearse::Settings>,
+    pub rehearsal: Option<crate::rehearsal::Settings>,
 }
 
 /// One line of the journal.
@@ -216,6 +216,8 @@ pub struct Summary {
     pub started: String,
     pub status: String,
     pub file: PathBuf,
+    /// A rehearsal against the local fake, not a real run.
+    pub rehearsal: bool,
 }
 
 impl Recorded {
@@ -261,6 +263,7 @@ impl Recorded {
             started: self.started(),
             status: self.status(),
             file: header.file.clone(),
+            rehearsal: header.rehearsal.is_some(),
         })
     }
 

@@ -17,6 +17,12 @@ pub struct Holder {
     pub started: String,
 }
 
+/// The lock's name for a runbook: rehearsals have their own namespace, so a rehearsal never
+/// blocks (or is blocked by) a real run of the same runbook and environment.
+pub fn namespace(runbook: &str, rehearsal: bool) -> String {
+    if rehearsal { format!("{runbook}.rehearsal") } else { runbook.to_owned() }
+}
+
 /// Held until dropped (or the process dies).
 pub struct RunLock {
     _file: File,

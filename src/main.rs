@@ -16,6 +16,7 @@ mod output;
 mod param;
 mod plan;
 mod redact;
+mod rehearsal;
 mod render;
 mod schema;
 mod simulate;
@@ -81,8 +82,11 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             Ok(())
         }
         Builtin::Man { out_dir } => commands::tooling::man(cli::command(&library.entries), out_dir.as_deref()),
-        Builtin::Simulate { scenario, port, print_scenario } => {
-            if print_scenario {
+        Builtin::Simulate { scenario, port, print_scenario, print_faults_schema } => {
+            if print_faults_schema {
+                output::print(&simulate::faults::schema_json());
+                Ok(())
+            } else if print_scenario {
                 commands::rehearse::print_scenario(scenario.as_deref())
             } else {
                 commands::rehearse::serve(scenario.as_deref(), port, global.state_dir.as_deref())
@@ -92,7 +96,16 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             output::print(&schema::json());
             Ok(())
         }
-        Builtin::History { format } => commands::runs::history(&settings(global), format),
+        Builtin::History { format, rehearsals, no_rehearsals } => {
+            let only = if rehearsals {
+                Some(true)
+            } else if no_rehearsals {
+                Some(false)
+            } else {
+                None
+            };
+            commands::runs::history(&settings(global), format, only)
+        }
         Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
         Builtin::Resume { run_id, yes, force, answer, output } => {
             let args = commands::runs::ResumeArgs { run_id, yes, force, answers: answer, output };
@@ -128,7 +141,9 @@ fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>, global: &Glob
 }
 
 fn settings(global: &GlobalArgs) -> commands::procedure::Settings {
-    commands::procedure::Settings { quiet: global.quiet, state_dir: global.state_dir.clone() }
+    let no_color =
+        matches!(global.color, ColorChoice::Never) || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    commands::procedure::Settings { quiet: global.quiet, state_dir: global.state_dir.clone(), no_color }
 }
 
 fn empty_call() -> cli::ProcedureCall {

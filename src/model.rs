@@ -33,6 +33,8 @@ pub struct Environment {
     pub protected: bool,
     pub description: Option<String>,
     pub vars: IndexMap<String, String>,
+    /// `rehearsal:`: vars replaced in a rehearsal, each by a path on the local fake (`/app`).
+    pub rehearsal: IndexMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]

@@ -43,6 +43,10 @@ pub struct EnvironmentDef {
     /// The operator types the environment's name before a run.
     pub protected: Option<bool>,
     pub description: Option<String>,
+    /// In a rehearsal (`--simulate`, or a run pointed at `runbook simulate`), these vars are
+    /// replaced by the local fake's base URL joined to the path given here (e.g.
+    /// `api_base_url: /app`), so nothing reaches the real application. `--var` still wins.
+    pub rehearsal: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize, JsonSchema)]

@@ -116,7 +116,38 @@ impl Structure {
                     }
                 }
             }
-            out.insert(name.clone(), Environment { name, protected, description, vars });
+            let rehearsal = fields.get("rehearsal").map(|n| self.rehearsal(n, &name, &vars)).unwrap_or_default();
+            out.insert(name.clone(), Environment { name, protected, description, vars, rehearsal });
+        }
+        out
+    }
+
+    /// An environment's `rehearsal:` block: vars of the environment, each replaced by a path on
+    /// the local fake in a rehearsal.
+    fn rehearsal(&mut self, node: &Node, env: &str, vars: &IndexMap<String, String>) -> IndexMap<String, String> {
+        let mut out = IndexMap::new();
+        for (var, var_key, var_value) in self.named(node, "rehearsal") {
+            if !vars.contains_key(&var) {
+                let known = vars.keys().cloned().collect::<Vec<_>>().join(", ");
+                self.r.error(
+                    Code::MissingVar,
+                    var_key.span,
+                    format!(
+                        "`rehearsal:` of environment `{env}` names `{var}`, which is not one of its vars ({known})"
+                    ),
+                );
+                continue;
+            }
+            let Some(path) = self.r.string(var_value, &format!("rehearsal var `{var}`")) else { continue };
+            if !path.starts_with('/') || path.chars().any(char::is_whitespace) {
+                self.r.error(
+                    Code::InvalidValue,
+                    var_value.span,
+                    format!("rehearsal var `{var}` must be a path on the local fake, such as `/app`, not {path:?}"),
+                );
+                continue;
+            }
+            out.insert(var, path);
         }
         out
     }

@@ -18,6 +18,8 @@ use crate::state::StateDir;
 pub struct Settings {
     pub quiet: bool,
     pub state_dir: Option<PathBuf>,
+    /// `--color never` or `NO_COLOR`: passed on to children.
+    pub no_color: bool,
 }
 
 /// How to execute a bound plan.
@@ -29,7 +31,7 @@ pub struct Execution {
     pub completed: Option<HashMap<String, Option<StepOutput>>>,
     pub forced: bool,
     /// `--simulate`: run against the local fake of the Google APIs.
-    pub rehearsal: Option<super::rehearse::Settings>,
+    pub rehearsal: Option<crate::rehearsal::Settings>,
 }
 
 pub fn checked_runbook(entry: &Entry) -> Result<crate::model::RunbookRef, Error> {
@@ -54,6 +56,13 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
     };
     let mut plan = Plan::bind(runbook, &call.procedure, inputs, chrono::Utc::now())?;
     if call.exec.dry_run {
+        // The probe runs read steps outside any rehearsal: their gcloud and http: requests
+        // would not be kept on the fake.
+        if call.exec.probe && (call.exec.simulate || crate::rehearsal::detect().is_some()) {
+            return Err(Error::Usage(
+                "--probe is not available in a rehearsal: its read steps would not be kept on the local fake".into(),
+            ));
+        }
         return dry_run(&plan, call.exec.probe, call.exec.output);
     }
     if interactive() {
@@ -65,12 +74,14 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
         output: call.exec.output,
         completed: None,
         forced: false,
-        rehearsal: call
-            .exec
-            .simulate
-            .then(|| super::rehearse::Settings { scenario: call.exec.scenario.clone(), port: call.exec.simulate_port }),
+        rehearsal: call.exec.simulate.then(|| crate::rehearsal::Settings {
+            // Absolute, so a resume from another folder finds it.
+            scenario: call.exec.scenario.clone().map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
+            port: call.exec.simulate_port,
+            server: None,
+        }),
     };
-    execute(&plan, execution, settings)
+    execute(&mut plan, execution, settings)
 }
 
 fn interactive() -> bool {
@@ -93,6 +104,8 @@ fn options(yes: bool) -> Result<Options, Error> {
         base_dir: std::env::current_dir().map_err(|e| Error::Io(format!("cannot read the current directory: {e}")))?,
         extra_env: Vec::new(),
         remove_env: Vec::new(),
+        http_guard: None,
+        strip_ansi: false,
     })
 }
 
@@ -124,13 +137,10 @@ fn dry_run(plan: &Plan, probe: bool, output: OutputFormat) -> Result<(), Error> 
 }
 
 /// Runs the plan: preflight, lock, journal, then the steps.
-pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result<(), Error> {
-    let mut runner = Runner::new(plan, options(execution.yes)?, Vec::new());
+pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Result<(), Error> {
+    let rehearsal_settings = rehearsal_settings(&execution)?;
+    Runner::new(plan, options(execution.yes)?, Vec::new()).preflight().map_err(Error::Usage)?;
     let resumed = execution.completed.is_some();
-    if let Some(completed) = execution.completed {
-        runner.completed = completed;
-    }
-    runner.preflight().map_err(Error::Usage)?;
 
     let state = StateDir::resolve(settings.state_dir.as_deref()).map_err(Error::Io)?;
     state.create().map_err(Error::Io)?;
@@ -142,43 +152,83 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
         pid: std::process::id(),
         started,
     };
-    // A rehearsal never blocks (or is blocked by) a real run of the same target.
-    let lock_name = if execution.rehearsal.is_some() {
-        format!("{}.rehearsal", plan.runbook.name)
-    } else {
-        plan.runbook.name.clone()
-    };
+    let lock_name = crate::lock::namespace(&plan.runbook.name, rehearsal_settings.is_some());
     let _lock =
         crate::lock::acquire(&state.locks(), &lock_name, plan.environment.as_deref(), &holder).map_err(Error::Usage)?;
+    let json = execution.output == OutputFormat::Json;
+    let runtime = runtime()?;
+    // A rehearsal's fake starts before the steps are bound to it: the environment's
+    // `rehearsal:` vars point at its address.
+    let fake = match rehearsal_settings.as_ref().filter(|s| s.server.is_none()) {
+        Some(s) => Some(runtime.block_on(super::rehearse::Rehearsal::start(s, &state, Some(&execution.run_id)))?),
+        None => None,
+    };
+    let fake_base = fake
+        .as_ref()
+        .map(super::rehearse::Rehearsal::url)
+        .or_else(|| rehearsal_settings.as_ref().and_then(|s| s.server.clone()));
+    let mut options = options(execution.yes)?;
+    let mut notes = Vec::new();
+    if let Some(base) = &fake_base {
+        notes = bind_rehearsal_vars(plan, base);
+        options.http_guard = Some(crate::rehearsal::HostGuard::new(base, &plan.var_overrides));
+        options.extra_env = match &fake {
+            Some(fake) => fake.env(),
+            None => super::rehearse::server_env(base, &state)?,
+        };
+        options.remove_env = crate::rehearsal::removed_env();
+    }
+    if settings.no_color {
+        options.extra_env.extend(
+            [("NO_COLOR", "1"), ("CLOUDSDK_CORE_DISABLE_COLOR", "true")].map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+    }
+    options.strip_ansi = json || !std::io::stderr().is_terminal();
+    let plan: &Plan = plan;
+    let mut runner = Runner::new(plan, options, Vec::new());
+    if let Some(completed) = execution.completed {
+        runner.completed = completed;
+    }
     let mut header = header(plan, &execution.run_id, &holder, execution.yes, execution.forced);
-    header.rehearsal = execution.rehearsal.clone();
+    header.rehearsal = rehearsal_settings.clone();
     let journal_path = state.journal_path(&execution.run_id);
     let journal = Journal::open(&journal_path, header, resumed).map_err(Error::Io)?;
 
-    let json = execution.output == OutputFormat::Json;
     if json {
+        if let Some(base) = &fake_base {
+            let line = serde_json::json!({"event": "rehearsal", "rehearsal": true, "fake": base, "notes": notes});
+            crate::output::print(&format!("{line}\n"));
+        }
         runner.subscribe(Box::new(JsonLines));
     } else {
         runner.subscribe(Box::new(Terminal::new(std::io::stderr().is_terminal(), settings.quiet)));
         if !settings.quiet {
             let verb = if resumed { "Resuming" } else { "Starting" };
-            eprintln!("{verb} run {} (journal: {})", execution.run_id, journal_path.display());
+            let what = if fake_base.is_some() { "rehearsal" } else { "run" };
+            eprintln!("{verb} {what} {} (journal: {})", execution.run_id, journal_path.display());
+            match (&fake, &fake_base) {
+                (Some(fake), _) => eprintln!("{}", fake.banner()),
+                (None, Some(base)) => eprintln!(
+                    "REHEARSAL: gcloud is pointed at the `runbook simulate` server at {base}; this run takes the rehearsal lock, and http: steps to other hosts are refused."
+                ),
+                (None, None) => {}
+            }
+            for note in &notes {
+                eprintln!("{note}");
+            }
         }
     }
     runner.subscribe(Box::new(journal));
+    let marks = match (&fake, &fake_base) {
+        (Some(fake), _) => Some(fake.recorder()),
+        (None, Some(server)) => super::rehearse::ServerMarks::subscriber(server),
+        (None, None) => None,
+    };
+    if let Some(marks) = marks {
+        runner.subscribe(marks);
+    }
     become_subreaper();
-    let outcome = runtime()?.block_on(async {
-        let rehearsal = match &execution.rehearsal {
-            Some(settings) => {
-                let rehearsal = super::rehearse::Rehearsal::start(settings, &state).await?;
-                if !json {
-                    eprintln!("{}", rehearsal.banner());
-                }
-                runner.set_environment(rehearsal.env(), super::rehearse::Rehearsal::remove());
-                Some(rehearsal)
-            }
-            None => None,
-        };
+    let outcome = runtime.block_on(async {
         let cancel = runner.cancel.clone();
         let signals = tokio::spawn(async move {
             if wait_for_signal().await {
@@ -187,11 +237,17 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
         });
         let outcome = runner.run().await;
         signals.abort();
-        if let (Some(rehearsal), false) = (&rehearsal, json || settings.quiet) {
-            eprint!("{}", rehearsal.report());
+        outcome
+    });
+    if let Some(fake) = &fake {
+        fake.save();
+        if !json && !settings.quiet {
+            eprint!("{}", fake.report());
         }
-        Ok::<_, Error>(outcome)
-    })?;
+    }
+    if fake_base.is_some() && !json && !settings.quiet {
+        eprintln!("This was a REHEARSAL: only the local fake was called; nothing real was changed.");
+    }
     match outcome {
         Outcome::Done => Ok(()),
         other => {
@@ -204,6 +260,55 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
             Err(Error::Reported(other.exit_code()))
         }
     }
+}
+
+/// Whether this run rehearses: `--simulate` (or a resumed one), or a run whose gcloud is pointed
+/// at a `runbook simulate` server. A rehearsal against such a server resumes only against one.
+fn rehearsal_settings(execution: &Execution) -> Result<Option<crate::rehearsal::Settings>, Error> {
+    let detected = crate::rehearsal::detect();
+    match (&execution.rehearsal, detected) {
+        (Some(own), _) if own.server.is_none() => Ok(Some(own.clone())),
+        (_, Some(server)) => Ok(Some(crate::rehearsal::Settings { server: Some(server), ..Default::default() })),
+        (Some(own), None) => Err(Error::Usage(format!(
+            "run {} rehearsed against the `runbook simulate` server at {}; export the settings a `runbook simulate` prints before resuming it, so it cannot reach the real cloud",
+            execution.run_id,
+            own.server.as_deref().unwrap_or("-")
+        ))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Points the environment's `rehearsal:` vars at the fake, and says what the http: steps will
+/// reach: the vars replaced, `--var` values whose port is not the fake's, URL vars left as
+/// they are (their http: steps are refused).
+fn bind_rehearsal_vars(plan: &mut Plan, base: &str) -> Vec<String> {
+    let block = plan.environment().map(|e| e.rehearsal.clone()).unwrap_or_default();
+    let applied = crate::rehearsal::resolved_overrides(&block, base, &plan.var_overrides);
+    let mut notes = Vec::new();
+    for (name, value) in applied {
+        notes.push(format!("rehearsal: var {name} = {value} (the environment's `rehearsal:` block)"));
+        plan.vars.insert(name, value);
+    }
+    let fake_port = url::Url::parse(base).ok().and_then(|u| u.port());
+    for (name, value) in &plan.var_overrides {
+        let Ok(url) = url::Url::parse(value) else { continue };
+        let loopback = url.host_str().is_some_and(|h| h == "localhost" || h.starts_with("127."));
+        if loopback && url.port_or_known_default() != fake_port {
+            notes.push(format!(
+                "warning: --var {name}={value} points at port {}, not the fake's ({base})",
+                url.port_or_known_default().unwrap_or(0)
+            ));
+        }
+    }
+    for (name, value) in &plan.vars {
+        let named = plan.var_overrides.iter().any(|(n, _)| n == name) || block.contains_key(name);
+        if !named && (value.starts_with("http://") || value.starts_with("https://")) {
+            notes.push(format!(
+                "note: var {name} points at {value}; http: steps to it are refused in a rehearsal (add it to the environment's `rehearsal:` block, or pass --var {name}={base}app)"
+            ));
+        }
+    }
+    notes
 }
 
 fn header(plan: &Plan, run_id: &str, holder: &crate::lock::Holder, yes: bool, forced: bool) -> Header {

@@ -31,7 +31,8 @@ fn runs(state: &StateDir) -> Vec<(String, Result<Recorded, String>)> {
     runs
 }
 
-pub fn history(settings: &Settings, format: OutputFormat) -> Result<(), Error> {
+/// `rehearsals`: `Some(true)` lists only rehearsals, `Some(false)` only real runs.
+pub fn history(settings: &Settings, format: OutputFormat, rehearsals: Option<bool>) -> Result<(), Error> {
     let state = state(settings)?;
     let mut summaries: Vec<Summary> = Vec::new();
     for (id, recorded) in runs(&state) {
@@ -40,6 +41,7 @@ pub fn history(settings: &Settings, format: OutputFormat) -> Result<(), Error> {
             Err(err) => eprintln!("warning: {err}"),
         }
     }
+    summaries.retain(|s| rehearsals.is_none_or(|wanted| s.rehearsal == wanted));
     match format {
         OutputFormat::Json => {
             let json = serde_json::to_string_pretty(&summaries).map_err(|e| Error::Io(e.to_string()))?;
@@ -51,17 +53,18 @@ pub fn history(settings: &Settings, format: OutputFormat) -> Result<(), Error> {
                 return Ok(());
             }
             let mut out = format!(
-                "{:<24} {:<12} {:<16} {:<11} {:<12} {:<20} {}\n",
-                "RUN", "RUNBOOK", "PROCEDURE", "ENV", "USER", "STARTED", "STATUS"
+                "{:<24} {:<12} {:<16} {:<11} {:<9} {:<12} {:<20} {}\n",
+                "RUN", "RUNBOOK", "PROCEDURE", "ENV", "KIND", "USER", "STARTED", "STATUS"
             );
             for s in &summaries {
                 let _ = writeln!(
                     out,
-                    "{:<24} {:<12} {:<16} {:<11} {:<12} {:<20} {}",
+                    "{:<24} {:<12} {:<16} {:<11} {:<9} {:<12} {:<20} {}",
                     s.id,
                     s.runbook,
                     s.procedure,
                     s.environment.as_deref().unwrap_or("-"),
+                    if s.rehearsal { "rehearsal" } else { "real" },
                     s.user,
                     s.started.get(..19).unwrap_or(&s.started),
                     s.status
@@ -106,6 +109,7 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
                 for (name, value) in &header.params {
                     let _ = writeln!(out, "{:26}--{} {value}", "", crate::param::flag_name(name));
                 }
+                describe_rehearsal(&mut out, header);
                 if header.forced {
                     let _ = writeln!(out, "{:26}resumed with --force although the runbook file changed", "");
                 }
@@ -123,6 +127,29 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
     }
     crate::output::print(&out);
     Ok(())
+}
+
+/// A run's rehearsal, `--var` overrides and `--yes`, under its header line in `show`.
+fn describe_rehearsal(out: &mut String, header: &crate::journal::Header) {
+    match &header.rehearsal {
+        Some(r) => {
+            let against = match (&r.server, &r.scenario) {
+                (Some(server), _) => format!("the `runbook simulate` server at {server}"),
+                (None, Some(scenario)) => format!("a local fake (--simulate, scenario {})", scenario.display()),
+                (None, None) => "a local fake (--simulate, built-in scenario)".to_owned(),
+            };
+            let _ = writeln!(out, "{:26}REHEARSAL against {against}: nothing real was called", "");
+        }
+        None => {
+            let _ = writeln!(out, "{:26}real run (not a rehearsal)", "");
+        }
+    }
+    for (name, value) in &header.vars {
+        let _ = writeln!(out, "{:26}--var {name}={value}", "");
+    }
+    if header.yes {
+        let _ = writeln!(out, "{:26}--yes: confirmations answered without asking", "");
+    }
 }
 
 fn describe(event: &serde_json::Value) -> Option<String> {
@@ -217,10 +244,10 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         output: args.output,
         completed: Some(completed),
         forced,
-        // A rehearsal resumes as a rehearsal, against a fresh fake from the same scenario.
+        // A rehearsal resumes as a rehearsal, against its fake restored from the state dir.
         rehearsal: header.rehearsal.clone(),
     };
-    execute(&plan, execution, settings)
+    execute(&mut plan, execution, settings)
 }
 
 /// Steps not to run again. A step whose output was secret is not in the journal: it runs

@@ -19,16 +19,25 @@ pub enum Ended {
     Interrupted,
 }
 
-pub async fn send(action: &Action, timeout: Duration, capture_limit: usize, cancel: &CancellationToken) -> Ended {
+/// `direct`: never through a proxy (a rehearsal's fake on the loopback).
+pub async fn send(
+    action: &Action,
+    timeout: Duration,
+    capture_limit: usize,
+    cancel: &CancellationToken,
+    direct: bool,
+) -> Ended {
     let Action::Http { method, url, headers, body, connect_timeout, .. } = action else {
         return Ended::Failed("not an HTTP step".into());
     };
-    let client = match reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(connect_timeout.unwrap_or(Duration::from_secs(10)).min(timeout))
         .timeout(timeout)
-        .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+        .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")));
+    if direct {
+        builder = builder.no_proxy();
+    }
+    let client = match builder.build() {
         Ok(client) => client,
         Err(err) => return Ended::Failed(format!("cannot create an HTTP client: {err}")),
     };

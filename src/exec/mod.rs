@@ -1,6 +1,7 @@
 //! Execution: walks a checked [`Plan`] stage by stage, asks the operator where the runbook
 //! says so, runs each step and reports events to its subscribers.
 
+mod ansi;
 pub mod event;
 mod http;
 pub mod operator;
@@ -35,6 +36,10 @@ pub struct Options {
     /// inherited variables named in `remove_env` are dropped.
     pub extra_env: Vec<(String, String)>,
     pub remove_env: Vec<String>,
+    /// In a rehearsal: where `http:` steps may go.
+    pub http_guard: Option<crate::rehearsal::HostGuard>,
+    /// Remove terminal escape sequences from children's output (ours is not a terminal).
+    pub strip_ansi: bool,
 }
 
 /// How a walk through steps goes on.
@@ -50,11 +55,13 @@ struct Attempt {
     exit_code: Option<i32>,
     message: Option<String>,
     answer: Option<String>,
+    /// Trying again cannot help (a request a rehearsal refused): no retry.
+    last: bool,
 }
 
 impl Attempt {
     fn done(output: Option<StepOutput>) -> Self {
-        Attempt { status: StepStatus::Done, output, exit_code: None, message: None, answer: None }
+        Attempt { status: StepStatus::Done, output, exit_code: None, message: None, answer: None, last: false }
     }
 
     fn failed(message: impl Into<String>) -> Self {
@@ -64,6 +71,7 @@ impl Attempt {
             exit_code: None,
             message: Some(message.into()),
             answer: None,
+            last: false,
         }
     }
 
@@ -104,12 +112,6 @@ impl<'p> Runner<'p> {
             probing: false,
             completed: HashMap::new(),
         }
-    }
-
-    /// Points every process step at a rehearsal's fake services.
-    pub fn set_environment(&mut self, extra: Vec<(String, String)>, remove: Vec<String>) {
-        self.options.extra_env = extra;
-        self.options.remove_env = remove;
     }
 
     pub fn subscribe(&mut self, subscriber: Box<dyn Subscriber>) {
@@ -473,6 +475,10 @@ impl<'p> Runner<'p> {
                 self.finish(step, result, started);
                 return Flow::Continue;
             }
+            if result.last {
+                // Refused, not failed: another attempt would be refused too.
+                return self.fail(step, result, started).await;
+            }
             if attempt < attempts {
                 let interval = step.retry.as_ref().map_or(Duration::ZERO, |r| r.interval);
                 let reason = self.plan.redactor.redact(result.message.as_deref().unwrap_or("failed"));
@@ -665,6 +671,7 @@ impl<'p> Runner<'p> {
         let redactor = self.plan.redactor.clone();
         let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
         let probing = self.probing;
+        let strip_ansi = self.options.strip_ansi;
         let cancel = self.cancel.clone();
         let subscribers = &mut self.subscribers;
         let ended = process::run(spec, &cancel, |stream, line| {
@@ -672,7 +679,8 @@ impl<'p> Runner<'p> {
                 subscribers.iter_mut().for_each(|s| s.flush());
                 return;
             };
-            let line = if redactor.is_empty() { line.to_owned() } else { redactor.redact(line) };
+            let line = if strip_ansi { ansi::strip(line) } else { std::borrow::Cow::Borrowed(line) };
+            let line = if redactor.is_empty() { line.into_owned() } else { redactor.redact(&line) };
             if stream == Stream::Stderr {
                 if tail.len() == 3 {
                     tail.pop_front();
@@ -739,7 +747,14 @@ impl<'p> Runner<'p> {
     }
 
     async fn http(&mut self, step: &Step, rendered: &Rendered, capture: Option<Capture>) -> Attempt {
-        match http::send(&rendered.action, rendered.timeout, self.options.capture_limit, &self.cancel).await {
+        let direct = match (&self.options.http_guard, &rendered.action) {
+            (Some(guard), Action::Http { url, .. }) => match guard.check(url) {
+                Ok(fake) => fake,
+                Err(crate::rehearsal::Refused(reason)) => return Attempt { last: true, ..Attempt::failed(reason) },
+            },
+            _ => false,
+        };
+        match http::send(&rendered.action, rendered.timeout, self.options.capture_limit, &self.cancel, direct).await {
             http::Ended::Interrupted => Attempt::with_status(StepStatus::Interrupted, "interrupted"),
             http::Ended::TimedOut => Attempt::with_status(
                 StepStatus::TimedOut,

@@ -16,6 +16,7 @@
 
 mod api;
 mod crc32c;
+pub mod faults;
 mod run;
 mod scenario;
 mod secrets;
@@ -40,7 +41,7 @@ pub use scenario::{
     RestoreRecord, Revision, RunService, Scenario, Secret, SecretVersion, SqlInstance, TrafficTarget,
 };
 #[allow(unused_imports)]
-pub use state::{OperationEffect, RequestRecord, SqlOperation, State};
+pub use state::{OperationEffect, RequestRecord, Saved, SqlOperation, State, StepMark};
 
 /// A running fake. Dropping it stops the server (without waiting); [`Handle::shutdown`] waits.
 pub struct Handle {
@@ -58,9 +59,18 @@ pub async fn start(scenario: Scenario) -> io::Result<Handle> {
 
 /// Start the fake on the given address (port 0: a free one).
 pub async fn start_on(addr: SocketAddr, scenario: Scenario) -> io::Result<Handle> {
+    serve_state(addr, State::new(scenario)).await
+}
+
+/// Start the fake on the given address with a state saved earlier (a resumed rehearsal).
+pub async fn start_restored(addr: SocketAddr, saved: Saved) -> io::Result<Handle> {
+    serve_state(addr, State::restore(saved)).await
+}
+
+async fn serve_state(addr: SocketAddr, state: State) -> io::Result<Handle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let shared = Arc::new(server::Shared::new(scenario));
+    let shared = Arc::new(server::Shared::with_state(state));
     let app = server::router(Arc::clone(&shared));
     let cancel = shared.cancel.clone();
     let task = tokio::spawn(async move {
@@ -85,6 +95,16 @@ impl Handle {
     /// The API requests so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.lock().requests.clone()
+    }
+
+    /// Where each step of a run began in the request log.
+    pub fn marks(&self) -> Vec<StepMark> {
+        self.shared.lock().marks.clone()
+    }
+
+    /// A view of the fake that outlives borrows of the handle (for a run's subscriber).
+    pub fn tap(&self) -> Tap {
+        Tap { shared: Arc::clone(&self.shared) }
     }
 
     /// Replace the faults in force.
@@ -113,6 +133,23 @@ impl Drop for Handle {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// Reads the fake's request counter and state while it serves.
+#[derive(Clone)]
+pub struct Tap {
+    shared: Arc<server::Shared>,
+}
+
+impl Tap {
+    /// A step starts.
+    pub fn mark(&self, step: &str) {
+        self.shared.lock().mark(step);
+    }
+
+    pub fn save(&self) -> Saved {
+        self.shared.lock().save()
     }
 }
 

@@ -295,8 +295,9 @@ pub struct TrafficTarget {
     pub tag: Option<String>,
 }
 
-/// Faults to inject. Request matchers (`method`, `path_contains`) are optional; absent means any.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// Faults to inject (`faults` of a scenario, the body of `POST /__fake/faults`; docs/faults.md).
+/// Request matchers (`method`, `path_contains`) are optional; absent means any.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
     /// Answer matching API requests with an HTTP error instead of serving them.
@@ -314,18 +315,22 @@ pub struct Faults {
 }
 
 /// `times` matching requests get `status` (5xx: gcloud retries them with back-off).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpErrorFault {
+    /// Only requests with this HTTP method (`GET`, `POST`, `PUT`, ...); absent: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// Only requests whose path contains this text (e.g. `:addVersion`); absent: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_contains: Option<String>,
+    /// The HTTP status to answer with, 400 to 599 (default 503).
     #[serde(default = "service_unavailable")]
     pub status: u16,
-    /// How many requests still get the error; counts down.
+    /// How many requests still get the error; counts down (default 1).
     #[serde(default = "one")]
     pub times: u32,
+    /// The error message in the answer (default: `Injected fault: HTTP <status> (fake).`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -340,15 +345,19 @@ fn one() -> u32 {
 
 /// `times` matching requests hang for `seconds` (absent: until the fake shuts down), then are
 /// served. gcloud has no HTTP timeout by default; with `core/http_timeout` set it retries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HangFault {
+    /// Only requests with this HTTP method; absent: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// Only requests whose path contains this text; absent: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_contains: Option<String>,
+    /// How many requests still hang; counts down (default 1).
     #[serde(default = "one")]
     pub times: u32,
+    /// How long to hold each, in seconds (0 or more); absent: until the fake shuts down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
     /// Serve the request first and hang on the answer: a reply lost after the change was made.
@@ -358,11 +367,13 @@ pub struct HangFault {
 
 /// Behaviour of new Cloud SQL operations that match `operation_type` (`CLONE`, `RESTORE_VOLUME`)
 /// and `instance` (the instance the request was made on).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OperationFault {
+    /// `CLONE` or `RESTORE_VOLUME`; absent: any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation_type: Option<String>,
+    /// The instance the request was made on (a clone's source); absent: any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
     /// Overrides `Scenario::operation_polls`.
@@ -374,11 +385,13 @@ pub struct OperationFault {
 }
 
 /// An error in a finished Cloud SQL operation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperationError {
+    /// The operation error's code (default `INTERNAL_ERROR`).
     #[serde(default = "internal_error")]
     pub code: String,
+    /// Its message, which `gcloud sql operations wait` prints.
     #[serde(default = "internal_message")]
     pub message: String,
 }
@@ -402,10 +415,12 @@ impl Scenario {
         serde_saphyr::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// Read a scenario file, YAML or JSON.
+    /// Read a scenario file, YAML or JSON; its faults are checked too.
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let scenario = Self::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        scenario.faults.validate().map_err(|e| format!("{}: faults.{e}", path.display()))?;
+        Ok(scenario)
     }
 
     /// The Pegasus deployment of `runbooks/rollback.yaml`: its production and staging projects,

@@ -25,8 +25,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(scenario: Scenario) -> Self {
-        Self { state: Mutex::new(State::new(scenario)), cancel: CancellationToken::new() }
+    pub fn with_state(state: State) -> Self {
+        Self { state: Mutex::new(state), cancel: CancellationToken::new() }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -215,7 +215,9 @@ fn admin(shared: &Shared, method: &str, path: &str, body: &Bytes) -> Response {
                 "GET /__fake/requests": "the API request log, oldest first",
                 "DELETE /__fake/requests": "clear the request log",
                 "GET /__fake/faults": "the faults in force",
-                "POST /__fake/faults": "replace the faults (JSON body, the scenario's `faults` shape)",
+                "POST /__fake/faults": "replace the faults (JSON body, the scenario's `faults` shape; see docs/faults.md)",
+                "GET /__fake/faults/schema": "the JSON Schema of the faults shape (schema/faults.schema.json)",
+                "GET|POST /__fake/marks": "where each step of a run began in the request log ({\"step\": ID}); runbook posts them",
                 "POST /__fake/scenario": "replace the whole scenario (JSON body); keeps the request log",
             }
         })),
@@ -223,21 +225,40 @@ fn admin(shared: &Shared, method: &str, path: &str, body: &Bytes) -> Response {
         ("GET", "/__fake/requests") => to_value(serde_json::to_value(&state.requests)),
         ("DELETE", "/__fake/requests") => {
             state.requests.clear();
+            state.marks.clear();
             ok(json!({}))
         }
         ("GET", "/__fake/faults") => to_value(serde_json::to_value(&state.scenario.faults)),
-        ("POST" | "PUT", "/__fake/faults") => match serde_json::from_slice::<Faults>(body) {
+        ("GET", "/__fake/marks") => to_value(serde_json::to_value(&state.marks)),
+        ("POST", "/__fake/marks") => match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(mark)) if mark.get("step").is_some_and(Value::is_string) => {
+                state.mark(mark.get("step").and_then(Value::as_str).unwrap_or_default());
+                to_value(serde_json::to_value(&state.marks))
+            }
+            _ => error_response(&ApiError::invalid("marks: expected {\"step\": \"<step id>\"}")),
+        },
+        ("GET", "/__fake/faults/schema") => match serde_json::from_str::<Value>(&super::faults::schema_json()) {
+            Ok(schema) => ok(schema),
+            Err(e) => error_response(&ApiError::new(500, e.to_string())),
+        },
+        ("POST" | "PUT", "/__fake/faults") => match super::faults::parse(body) {
             Ok(faults) => {
                 state.scenario.faults = faults;
                 to_value(serde_json::to_value(&state.scenario.faults))
             }
-            Err(e) => error_response(&ApiError::invalid(format!("faults: {e}"))),
+            Err(e) => error_response(&ApiError::invalid(format!("faults: {e} (the format: docs/faults.md)"))),
         },
         ("POST" | "PUT", "/__fake/scenario") => match serde_json::from_slice::<Scenario>(body) {
+            Ok(scenario) if scenario.faults.validate().is_err() => {
+                let reason = scenario.faults.validate().err().unwrap_or_default();
+                error_response(&ApiError::invalid(format!("scenario: faults.{reason} (the format: docs/faults.md)")))
+            }
             Ok(scenario) => {
                 let requests = std::mem::take(&mut state.requests);
+                let marks = std::mem::take(&mut state.marks);
                 *state = State::new(scenario);
                 state.requests = requests;
+                state.marks = marks;
                 to_value(serde_json::to_value(&*state))
             }
             Err(e) => error_response(&ApiError::invalid(format!("scenario: {e}"))),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::scenario::{
@@ -20,12 +20,35 @@ pub struct State {
     /// API requests, oldest first (`GET /__fake/requests`).
     #[serde(skip)]
     pub requests: Vec<RequestRecord>,
+    /// Where each step of a run began in `requests` (`POST /__fake/marks`), so the closing
+    /// report can name the step that made each call: steps run one at a time.
+    #[serde(skip)]
+    pub marks: Vec<StepMark>,
     #[serde(skip)]
     next_operation: u64,
 }
 
+/// The whole state as saved with a rehearsal's run (`<state dir>/simulate/<run id>.json`), so a
+/// resumed rehearsal continues against the same operations, secrets and services.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Saved {
+    pub scenario: Scenario,
+    pub operations: Vec<SqlOperation>,
+    pub requests: Vec<RequestRecord>,
+    #[serde(default)]
+    pub marks: Vec<StepMark>,
+    pub next_operation: u64,
+}
+
+/// A step of a run started when the fake had received `request` API requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMark {
+    pub step: String,
+    pub request: usize,
+}
+
 /// One API request as the fake received it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestRecord {
     pub method: String,
     /// The `Host` (or the absolute URI's authority), e.g. `europe-west1-127.0.0.1:4321` for Cloud Run.
@@ -37,14 +60,14 @@ pub struct RequestRecord {
     /// The body: JSON when it parses, else a string; null when empty.
     pub body: Value,
     /// The gcloud command that sent it, from its user agent, e.g. `gcloud.sql.instances.clone`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// The HTTP status the fake answered with (0 while the request is still in flight).
     pub status: u16,
 }
 
 /// A Cloud SQL Admin operation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SqlOperation {
     pub name: String,
     pub project: String,
@@ -52,20 +75,20 @@ pub struct SqlOperation {
     pub operation_type: String,
     pub target_id: String,
     pub insert_time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<String>,
     /// `operations.get` calls so far.
     pub polls: u32,
     /// The call that answers DONE.
     pub polls_to_done: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<OperationError>,
     pub done: bool,
     pub effect: OperationEffect,
 }
 
 /// What an operation does to the state once it is DONE without error.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OperationEffect {
     Clone { source: String, destination: String, point_in_time: Option<String> },
@@ -125,7 +148,34 @@ impl SqlOperation {
 
 impl State {
     pub fn new(scenario: Scenario) -> Self {
-        Self { scenario, operations: Vec::new(), requests: Vec::new(), next_operation: 1 }
+        Self { scenario, operations: Vec::new(), requests: Vec::new(), marks: Vec::new(), next_operation: 1 }
+    }
+
+    /// Everything, for saving with a rehearsal's run.
+    pub fn save(&self) -> Saved {
+        Saved {
+            scenario: self.scenario.clone(),
+            operations: self.operations.clone(),
+            requests: self.requests.clone(),
+            marks: self.marks.clone(),
+            next_operation: self.next_operation,
+        }
+    }
+
+    /// The state saved by [`State::save`].
+    pub fn restore(saved: Saved) -> Self {
+        Self {
+            scenario: saved.scenario,
+            operations: saved.operations,
+            requests: saved.requests,
+            marks: saved.marks,
+            next_operation: saved.next_operation.max(1),
+        }
+    }
+
+    /// A step starts: the requests from now on are its own.
+    pub fn mark(&mut self, step: &str) {
+        self.marks.push(StepMark { step: step.to_owned(), request: self.requests.len() });
     }
 
     pub fn faults_mut(&mut self) -> &mut Faults {

@@ -219,10 +219,22 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
         restore["body"]["restoreBackupContext"]["backupRunId"].to_string().trim_matches('"'),
         pre_deploy.to_string()
     );
+    // The run told the server where each step began: the restore request is restore_op's.
+    let requests = fake.requests();
+    let index = requests.iter().position(|r| r == &restore).unwrap_or(usize::MAX);
+    let marks = fake.admin("GET", "/__fake/marks", "").as_array().cloned().unwrap_or_default();
+    let maker = marks.iter().rev().find(|m| m["request"].as_u64().is_some_and(|i| i as usize <= index));
+    assert_eq!(maker.map(|m| m["step"].clone()), Some(serde_json::json!("restore_op")), "{marks:?}");
     let traffic = &fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"];
     assert_eq!(traffic[0]["revision_name"], "pegasus-api-00001-k7q");
 
-    runbook(&sandbox, &fake)
+    // Only the marker exported (the CLOUDSDK_* lines not copied): gcloud still reaches the fake.
+    let path = format!("{}:{}", sandbox.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let marker = fake.env.iter().find(|(k, _)| k == "RUNBOOK_REHEARSAL").map(|(_, v)| v.clone()).unwrap_or_default();
+    sandbox
+        .runbook()
+        .env("PATH", path)
+        .env("RUNBOOK_REHEARSAL", marker)
         .args([
             "rollback",
             "revert-traffic",
@@ -250,6 +262,22 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
         .output()
         .success();
     assert!(out.all().contains("GET http://127.0.0.1:"), "{}", out.all());
+    assert!(out.all().contains("`runbook simulate` server at http://127.0.0.1:"), "{}", out.all());
+
+    // Runs pointed at a `runbook simulate` server are rehearsals too, and say so.
+    let history = Run::new(sandbox.path()).args(["history", "--rehearsals", "--format", "json"]).output().success();
+    let runs: serde_json::Value = serde_json::from_str(&history.stdout()).unwrap_or_default();
+    assert_eq!(runs.as_array().map(Vec::len), Some(3), "{}", history.stdout());
+    assert!(runs.as_array().into_iter().flatten().all(|r| r["rehearsal"] == true));
+    let locks: Vec<String> = std::fs::read_dir(sandbox.path().join("state/locks"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert_eq!(locks, vec!["rollback.rehearsal--production.lock".to_owned()], "the rehearsal lock namespace");
+    let real = Run::new(sandbox.path()).args(["history", "--no-rehearsals"]).output().success().stdout();
+    assert!(!real.contains("rollback"), "{real}");
+    let shown = Run::new(sandbox.path()).args(["show", &sandbox.last_run_id()]).output().success().stdout();
+    assert!(shown.contains("REHEARSAL against the `runbook simulate` server at http://127.0.0.1:"), "{shown}");
+    assert!(shown.contains(&format!("--var api_base_url={}", fake.app_url())), "{shown}");
 }
 
 #[test]
@@ -279,6 +307,15 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
     let id = sandbox.last_run_id();
     let shown = Run::new(sandbox.path()).args(["show", &id]).output().success().stdout();
     assert!(shown.contains("failed add_secret_version") && shown.contains("status: failed"), "{shown}");
+    // Rehearsed against a `runbook simulate` server, it resumes only against one.
+    let out = Run::new(sandbox.path()).args(["resume", &id]).output().status(2);
+    assert!(out.stderr().contains("export the settings a `runbook simulate` prints"), "{}", out.stderr());
+    let out = Run::new(sandbox.path()).args(["rollback", "verify", "--env", "production", "--yes"]);
+    let out = out.env("RUNBOOK_REHEARSAL", "https://sqladmin.googleapis.com/").output().status(2);
+    assert!(out.stderr().contains("is not on a loopback IPv4 address"), "{}", out.stderr());
+    let out = Run::new(sandbox.path()).args(["rollback", "verify", "--env", "production", "--dry-run", "--probe"]);
+    let out = out.env("RUNBOOK_REHEARSAL", fake.app_url()).output().status(2);
+    assert!(out.stderr().contains("--probe is not available in a rehearsal"), "{}", out.stderr());
     let clones_before =
         fake.requests().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).count();
     runbook(&sandbox, &fake).args(["resume", &id]).output().success();
@@ -377,4 +414,325 @@ procedures:
     runbook(&sandbox, &fake).args(["hang", "read-patiently", "--yes"]).output().success();
     let statuses: Vec<u64> = fake.requests().iter().filter_map(|r| r["status"].as_u64()).collect();
     assert_eq!(statuses, vec![503, 200], "the 5xx was retried");
+}
+
+/// A listener on a loopback address that is not the fake's, standing for everything outside:
+/// it records every connection it receives.
+struct Recorder {
+    addr: std::net::SocketAddr,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap_or_else(|e| panic!("bind 127.0.0.2: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&hits);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut first = String::new();
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+                let _ = BufReader::new(&stream).read_line(&mut first);
+                seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(first);
+                let _ = (&stream).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        Recorder { addr, hits }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+/// rollback.yaml's procedures run with `--simulate` and the sandbox's gcloud wrapper on PATH.
+fn simulated(sandbox: &Sandbox, args: &[&str]) -> Run {
+    let path = format!("{}:{}", sandbox.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    sandbox.runbook().env("PATH", path).args(args).args(["--simulate", "--yes"])
+}
+
+const PITR_ANSWERS: [&str; 4] = [
+    "--answer",
+    "failing_migration_file=003_add_course_tags.sql",
+    "--answer",
+    "previous_revision=pegasus-api-00002-x9m",
+];
+
+#[test]
+fn a_rehearsal_without_var_sends_nothing_outside_the_fake() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let outside = Recorder::start();
+    // Everything that would leave the machine is offered a way out through the recorder: an
+    // operator's proxy settings and gcloud endpoint overrides that are not the fake.
+    let mut run = simulated(&sandbox, &["rollback", "pitr", "--env", "production", "--timestamp", &recent_timestamp()])
+        .args(PITR_ANSWERS);
+    for key in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
+        run = run.env(key, outside.url());
+    }
+    let out = run.env("CLOUDSDK_API_ENDPOINT_OVERRIDES_SQL", format!("{}/", outside.url())).output();
+    let all = out.all();
+    assert_eq!(out.code(), 0, "{all}");
+    assert_eq!(outside.hits(), Vec::<String>::new(), "requests left the fake: {all}");
+    assert!(all.contains("rehearsal: var api_base_url = http://127.0.0.1:"), "the rehearsal block applied: {all}");
+    assert!(!all.contains("--var api_base_url="), "no hint to pass a var that is already set: {all}");
+    assert!(all.contains("The simulated app received 4 request(s)"), "the verify steps hit the fake app: {all}");
+    assert!(
+        all.contains("step clone_op:") && all.contains("/pegasus-db-eu/clone"),
+        "the clone is listed with its step: {all}"
+    );
+    assert!(all.contains("This was a REHEARSAL"), "{all}");
+
+    // Labelled everywhere a run is shown.
+    let id = sandbox.last_run_id();
+    let history = sandbox.runbook().args(["history", "--format", "json"]).output().success().stdout();
+    let runs: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
+    assert_eq!(runs[0]["id"], id.as_str());
+    assert_eq!(runs[0]["rehearsal"], true, "{history}");
+    let table = sandbox.runbook().args(["history"]).output().success().stdout();
+    assert!(table.contains("KIND") && table.contains(" rehearsal "), "{table}");
+    let real_only = sandbox.runbook().args(["history", "--no-rehearsals", "--format", "json"]).output().success();
+    assert_eq!(real_only.stdout().trim(), "[]");
+    let shown = sandbox.runbook().args(["show", &id]).output().success().stdout();
+    assert!(shown.contains("REHEARSAL against a local fake (--simulate"), "{shown}");
+    assert!(shown.contains("--yes: confirmations answered"), "{shown}");
+}
+
+#[test]
+fn an_http_step_to_a_real_host_is_refused_in_a_rehearsal_without_retry() {
+    let sandbox = Sandbox::new();
+    let outside = Recorder::start();
+    sandbox.file(
+        "probe.yaml",
+        &format!(
+            r#"runbook: probe
+title: Calls the app
+environments:
+  production:
+    vars: {{base: "{}", other: "{}"}}
+procedures:
+  check:
+    summary: One check
+    stages:
+      - name: Check
+        steps:
+          - id: health
+            http: {{method: GET, url: "{{{{ vars.base }}}}/health"}}
+            effect: read
+            retry: {{attempts: 5, interval: 10s}}
+"#,
+            outside.url(),
+            outside.url()
+        ),
+    );
+    let started = std::time::Instant::now();
+    let out = sandbox.runbook().args(["probe", "check", "--env", "production", "--simulate", "--yes"]).output();
+    let stderr = out.stderr();
+    assert_eq!(out.code(), 1, "{stderr}");
+    assert!(stderr.contains("not sent: this is a rehearsal") && stderr.contains("127.0.0.2"), "{stderr}");
+    assert!(!stderr.contains("retrying") && !stderr.contains("attempt"), "a refused request is not retried: {stderr}");
+    let journal = journals(&sandbox);
+    assert_eq!(journal.matches(r#""event":"step_started""#).count(), 1, "one attempt only: {journal}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "no retry wait");
+    assert!(stderr.contains("note: var base points at"), "the unpointed URL var is named: {stderr}");
+    assert_eq!(outside.hits(), Vec::<String>::new());
+
+    // Named by the operator with --var: sent, and the port mismatch is not the fake's concern.
+    let out = sandbox
+        .runbook()
+        .args(["probe", "check", "--env", "production", "--simulate", "--yes"])
+        .args(["--var", &format!("base={}", outside.url())])
+        .output()
+        .success();
+    assert_eq!(outside.hits().len(), 1, "the named host got the one request");
+    assert!(out.stderr().contains("warning: --var base="), "a loopback var off the fake's port is flagged");
+
+    // --output json says so on its first line.
+    let out = sandbox
+        .runbook()
+        .args(["probe", "check", "--env", "production", "--simulate", "--yes", "--output", "json"])
+        .args(["--var", &format!("base={}", outside.url())])
+        .output()
+        .success();
+    let first: serde_json::Value =
+        serde_json::from_str(out.stdout().lines().next().unwrap_or_default()).unwrap_or_default();
+    assert_eq!(first["event"], "rehearsal", "{}", out.stdout());
+    assert_eq!(first["rehearsal"], true);
+}
+
+#[test]
+fn child_output_is_plain_when_piped_and_no_color_reaches_children() {
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "colour.yaml",
+        r#"runbook: colour
+title: Prints colour
+procedures:
+  go:
+    summary: Colourful
+    stages:
+      - name: S
+        steps:
+          - id: paint
+            run: [sh, -c, 'printf "\033[1mbold\033[m nc=%s cc=%s\n" "$NO_COLOR" "$CLOUDSDK_CORE_DISABLE_COLOR"']
+            timeout: 5s
+"#,
+    );
+    let mut run = sandbox.runbook().args(["--color", "never", "colour", "go", "--yes"]);
+    run.cmd.env_remove("NO_COLOR");
+    let out = run.output().success();
+    let all = out.all();
+    assert!(all.contains("bold nc=1 cc=true"), "{all}");
+    assert!(!all.contains('\u{1b}'), "escape sequences stripped: {all:?}");
+}
+
+/// Waits until a journal in the sandbox records `needle`; false after 60 s.
+fn journal_shows(sandbox: &Sandbox, needle: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if journals(sandbox).contains(needle) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn ctrl_c_during_a_slow_simulated_clone_then_resume_finishes_with_one_clone() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let mut scenario: serde_json::Value = serde_json::from_str(&default_scenario_json_plain()).unwrap_or_default();
+    scenario["faults"] = serde_json::json!({"operations": [{"operation_type": "CLONE", "polls": 6}]});
+    sandbox.file("scenarios/slow-clone.json", &scenario.to_string());
+    let ts = recent_timestamp();
+    let mut run = simulated(&sandbox, &["rollback", "pitr", "--env", "production", "--timestamp", &ts])
+        .args(PITR_ANSWERS)
+        .args(["--scenario", "scenarios/slow-clone.json"]);
+    run.cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = run.cmd.spawn().unwrap_or_else(|e| panic!("spawn: {e}"));
+    let waiting = journal_shows(&sandbox, r#""event":"step_started","id":"clone_wait""#);
+
+    // A real run of the same runbook and environment is not blocked by the rehearsal.
+    let stub = sandbox.path().join("real-bin");
+    write_executable(&stub.join("gcloud"), "#!/bin/sh\necho 'real gcloud: no route to Google' >&2\nexit 1\n");
+    let real = sandbox
+        .runbook()
+        .env("PATH", format!("{}:{}", stub.display(), std::env::var("PATH").unwrap_or_default()))
+        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes"])
+        .args(PITR_ANSWERS)
+        .output();
+
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let interrupted = child.wait_with_output().unwrap_or_else(|e| panic!("wait: {e}"));
+    let stderr = String::from_utf8_lossy(&interrupted.stderr).into_owned();
+    assert!(waiting, "the rehearsal reached clone_wait: {stderr}");
+    assert_eq!(interrupted.status.code(), Some(130), "{stderr}");
+    assert!(!real.stderr().contains("already running"), "a rehearsal blocked a real run: {}", real.stderr());
+    assert!(real.stderr().contains("real gcloud: no route to Google"), "the real run ran: {}", real.stderr());
+
+    let history = sandbox.runbook().args(["history", "--rehearsals", "--format", "json"]).output().success().stdout();
+    let runs: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
+    let id = runs[0]["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{history}");
+    let path = format!("{}:{}", sandbox.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let out = sandbox.runbook().env("PATH", path).args(["resume", &id]).output();
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.stderr().contains("state was restored"), "{}", out.stderr());
+    let waits = journals(&sandbox).matches(r#""event":"step_started","id":"clone_wait""#).count();
+    assert_eq!(waits, 2, "interrupted in the wait, and the resume picked up at the wait");
+
+    let saved = std::fs::read_to_string(sandbox.path().join(format!("state/simulate/{id}.json")))
+        .unwrap_or_else(|e| panic!("the fake's state is saved with the run: {e}"));
+    let saved: serde_json::Value = serde_json::from_str(&saved).unwrap_or_default();
+    let marks = saved["fake"]["marks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(marks.iter().filter(|m| m["step"] == "clone_op").count(), 1, "{marks:?}");
+    let clones: Vec<&serde_json::Value> = saved["fake"]["requests"]
+        .as_array()
+        .map(|r| r.iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).collect())
+        .unwrap_or_default();
+    assert_eq!(clones.len(), 1, "exactly one clone: {clones:?}");
+    let operations = saved["fake"]["operations"].as_array().cloned().unwrap_or_default();
+    assert_eq!(operations.iter().filter(|o| o["operation_type"] == "CLONE").count(), 1);
+    assert_eq!(operations[0]["done"], true, "the same operation finished: {operations:?}");
+    assert!(
+        saved["fake"]["scenario"]["projects"][PROJECT]["instances"]["pegasus-db-eu-rollback"].is_object(),
+        "the clone exists in the fake's end state"
+    );
+}
+
+fn default_scenario_json_plain() -> String {
+    let out = Command::new(binary()).args(["simulate", "--print-scenario"]).output();
+    match out {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        _ => panic!("runbook simulate --print-scenario failed"),
+    }
+}
+
+#[test]
+fn bad_faults_are_refused_naming_the_field_and_the_format_is_documented() {
+    let sandbox = Sandbox::new();
+    let help = Run::new(sandbox.path()).args(["simulate", "--help"]).output().success().stdout();
+    assert!(help.contains("docs/faults.md"), "{help}");
+    let schema = Run::new(sandbox.path()).args(["simulate", "--print-faults-schema"]).output().success().stdout();
+    let checked_in = std::fs::read_to_string(repo_root().join("schema/faults.schema.json")).unwrap_or_default();
+    assert_eq!(
+        schema, checked_in,
+        "regenerate: cargo run -- simulate --print-faults-schema > schema/faults.schema.json"
+    );
+
+    sandbox.file("scenarios/bad.yaml", "faults:\n  http_errors:\n    - {path_contains: ':access', status: 200}\n");
+    let out = Run::new(sandbox.path()).args(["simulate", "--scenario", "scenarios/bad.yaml"]).output().status(2);
+    assert!(out.stderr().contains("faults.http_errors[0].status: 200 is not an HTTP error status"), "{}", out.stderr());
+    sandbox.file("scenarios/typo.yaml", "faults:\n  operation: []\n");
+    let out = Run::new(sandbox.path()).args(["simulate", "--scenario", "scenarios/typo.yaml"]).output().status(2);
+    assert!(out.stderr().contains("unknown field `operation`"), "{}", out.stderr());
+
+    let fake = Fake::start(&sandbox);
+    let answer = fake.admin("POST", "/__fake/faults", r#"{"hangs": [{"seconds": "long"}]}"#);
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(answer["error"]["code"], 400, "{answer}");
+    assert!(message.starts_with("faults: hangs[0].seconds: invalid type"), "{message}");
+    assert_eq!(
+        fake.admin("GET", "/__fake/faults", "")["hangs"],
+        serde_json::json!([]),
+        "the bad faults were not applied"
+    );
+    assert_eq!(fake.admin("GET", "/__fake/faults/schema", "")["title"], "Faults");
+    assert!(fake.env.iter().any(|(k, v)| k == "RUNBOOK_REHEARSAL" && v.contains(&fake.port.to_string())));
+}
+
+#[test]
+fn a_rehearsal_block_names_only_the_environments_vars_and_gives_paths() {
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "bad-rehearsal.yaml",
+        r#"runbook: bad-rehearsal
+title: Bad rehearsal blocks
+environments:
+  production:
+    vars: {api_base_url: "https://api.example.com"}
+    rehearsal: {api_url: /app, api_base_url: "http://127.0.0.1:1/app"}
+procedures:
+  go:
+    summary: Nothing
+    stages:
+      - name: S
+        steps:
+          - id: check
+            http: {method: GET, url: "{{ vars.api_base_url }}/health"}
+            effect: read
+"#,
+    );
+    let out = sandbox.runbook().args(["validate"]).output().status(1);
+    let all = out.all();
+    assert!(all.contains("names `api_url`, which is not one of its vars (api_base_url)"), "{all}");
+    assert!(all.contains("rehearsal var `api_base_url` must be a path on the local fake"), "{all}");
+    let out = sandbox.runbook().args(["bad-rehearsal", "go", "--env", "production", "--simulate", "--yes"]).output();
+    assert_eq!(out.code(), 2, "nothing runs: {}", out.all());
 }
