@@ -240,7 +240,7 @@ fn write_step(out: &mut String, plan: &Plan, step: &DryStep, number: &str, inden
                 let _ = writeln!(out, "{pad}│ {line}");
             }
         }
-        Action::Prompt { question, choices, choices_from, default, secret } => {
+        Action::Prompt { question, choices, choices_from, default, secret, .. } => {
             let _ = writeln!(out, "{pad}asks: {question}{}", if *secret { " (hidden input)" } else { "" });
             if let Some(choices) = choices {
                 let _ = writeln!(out, "{pad}choices: {}", choices.join(", "));

@@ -58,9 +58,10 @@ pub fn host() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown".into())
 }
 
-/// `20261124T212700Z-3f9a1c`: sortable by start time, unique enough for one state dir.
+/// `20261124T212700.123Z-3f9a1c`: sorts by start time to the millisecond (two runs started in
+/// the same second are in order), unique enough for one state dir.
 pub fn new_run_id() -> String {
     let now = chrono::Utc::now();
     let entropy = u64::from(std::process::id()) ^ u64::from(now.timestamp_subsec_nanos()).rotate_left(20);
-    format!("{}-{:06x}", now.format("%Y%m%dT%H%M%SZ"), entropy & 0xff_ffff)
+    format!("{}-{:06x}", now.format("%Y%m%dT%H%M%S%.3fZ"), entropy & 0xff_ffff)
 }

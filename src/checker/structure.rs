@@ -148,6 +148,7 @@ impl Structure {
                 secret: false,
                 not_after: None,
                 not_before: None,
+                hint: crate::step::AnswerHint::default(),
             });
             out.insert(name, param);
         }
@@ -178,6 +179,7 @@ impl Structure {
             secret: self.r.opt_bool(&fields, "secret").unwrap_or(false),
             not_after,
             not_before,
+            hint: self.hint(&fields),
         };
         if let Some((text, span)) = default {
             // Bounds such as `now` are checked when the run starts, not here.
@@ -247,6 +249,14 @@ impl Structure {
                 );
                 None
             }
+        }
+    }
+
+    /// `example:` and `pattern_help:` (params and prompts).
+    fn hint(&mut self, fields: &Fields<'_>) -> crate::step::AnswerHint {
+        crate::step::AnswerHint {
+            example: self.r.opt_string(fields, "example"),
+            pattern_help: self.r.opt_string(fields, "pattern_help"),
         }
     }
 
@@ -569,7 +579,10 @@ impl Structure {
                 });
                 let default = fields.get("default").and_then(|n| self.r.template(n, "`default`"));
                 let pattern = self.pattern(fields);
-                Some(StepKind::Prompt(PromptStep { question, ty, choices, default, pattern }))
+                let hint = self.hint(fields);
+                let label = fields.get("label").and_then(|n| self.r.template(n, "`label`"));
+                let value = fields.get("value").and_then(|n| self.r.template(n, "`value`"));
+                Some(StepKind::Prompt(PromptStep { question, ty, choices, default, pattern, hint, label, value }))
             }
             "assert" => {
                 let expr = self.r.expr(node, "`assert`")?;

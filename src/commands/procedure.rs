@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::cli::{OutputFormat, ProcedureCall};
 use crate::error::Error;
 use crate::exec::event::Outcome;
+use crate::exec::operator::Confirmations;
 use crate::exec::terminal::{JsonLines, Terminal};
 use crate::exec::{DEFAULT_CAPTURE_LIMIT, Options, Runner};
 use crate::journal::{Header, Journal};
@@ -24,6 +25,8 @@ pub struct Settings {
 pub struct Execution {
     pub run_id: String,
     pub yes: bool,
+    /// `--confirm-env` / `--confirm-target`, never carried over to a resume.
+    pub confirmations: Confirmations,
     pub output: OutputFormat,
     /// For `resume`: steps finished before, and whether a changed file was accepted.
     pub completed: Option<HashMap<String, Option<StepOutput>>>,
@@ -62,6 +65,7 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
     let execution = Execution {
         run_id: crate::state::new_run_id(),
         yes: call.exec.yes,
+        confirmations: confirmations(call.exec.confirm_env.clone(), &call.exec.confirm_target)?,
         output: call.exec.output,
         completed: None,
         forced: false,
@@ -71,6 +75,18 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
             .then(|| super::rehearse::Settings { scenario: call.exec.scenario.clone(), port: call.exec.simulate_port }),
     };
     execute(&plan, execution, settings)
+}
+
+/// `--confirm-env NAME` and `--confirm-target STEP=VALUE` as given.
+pub fn confirmations(env: Option<String>, targets: &[String]) -> Result<Confirmations, Error> {
+    let mut parsed = HashMap::new();
+    for item in targets {
+        let Some((id, value)) = item.split_once('=') else {
+            return Err(Error::Usage(format!("invalid --confirm-target '{item}': expected STEP_ID=VALUE")));
+        };
+        parsed.insert(id.to_owned(), value.to_owned());
+    }
+    Ok(Confirmations { env, targets: parsed })
 }
 
 fn interactive() -> bool {
@@ -85,9 +101,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Io(format!("cannot start the runtime: {e}")))
 }
 
-fn options(yes: bool) -> Result<Options, Error> {
+fn options(yes: bool, confirmations: Confirmations) -> Result<Options, Error> {
     Ok(Options {
         yes,
+        confirmations,
         interactive: interactive(),
         capture_limit: capture_limit()?,
         base_dir: std::env::current_dir().map_err(|e| Error::Io(format!("cannot read the current directory: {e}")))?,
@@ -99,7 +116,7 @@ fn options(yes: bool) -> Result<Options, Error> {
 fn dry_run(plan: &Plan, probe: bool, output: OutputFormat) -> Result<(), Error> {
     let mut outputs = Outputs::dry_run();
     if probe {
-        let mut runner = Runner::new(plan, options(false)?, Vec::new());
+        let mut runner = Runner::new(plan, options(false, Confirmations::default())?, Vec::new());
         runtime()?.block_on(async {
             let cancel = runner.cancel.clone();
             let signals = tokio::spawn(async move {
@@ -125,7 +142,7 @@ fn dry_run(plan: &Plan, probe: bool, output: OutputFormat) -> Result<(), Error> 
 
 /// Runs the plan: preflight, lock, journal, then the steps.
 pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result<(), Error> {
-    let mut runner = Runner::new(plan, options(execution.yes)?, Vec::new());
+    let mut runner = Runner::new(plan, options(execution.yes, execution.confirmations.clone())?, Vec::new());
     let resumed = execution.completed.is_some();
     if let Some(completed) = execution.completed {
         runner.completed = completed;
@@ -192,6 +209,16 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
         }
         Ok::<_, Error>(outcome)
     })?;
+    if runner.refused_answer {
+        // Nothing was changed: a wrong `--answer` is the caller's mistake (exit 2).
+        if !json {
+            eprintln!(
+                "Nothing was changed. Continue with a corrected answer: runbook resume {} --answer STEP_ID=VALUE",
+                execution.run_id
+            );
+        }
+        return Err(Error::Reported(crate::error::exit::USAGE));
+    }
     match outcome {
         Outcome::Done => Ok(()),
         other => {

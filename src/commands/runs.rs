@@ -40,6 +40,10 @@ pub fn history(settings: &Settings, format: OutputFormat) -> Result<(), Error> {
             Err(err) => eprintln!("warning: {err}"),
         }
     }
+    // Newest first by the time the run started (journals record milliseconds), then by id:
+    // ids of older versions carry whole seconds only.
+    let started = |s: &Summary| chrono::DateTime::parse_from_rfc3339(&s.started).ok();
+    summaries.sort_by(|a, b| started(b).cmp(&started(a)).then_with(|| b.id.cmp(&a.id)));
     match format {
         OutputFormat::Json => {
             let json = serde_json::to_string_pretty(&summaries).map_err(|e| Error::Io(e.to_string()))?;
@@ -51,13 +55,13 @@ pub fn history(settings: &Settings, format: OutputFormat) -> Result<(), Error> {
                 return Ok(());
             }
             let mut out = format!(
-                "{:<24} {:<12} {:<16} {:<11} {:<12} {:<20} {}\n",
+                "{:<28} {:<12} {:<16} {:<11} {:<12} {:<20} {}\n",
                 "RUN", "RUNBOOK", "PROCEDURE", "ENV", "USER", "STARTED", "STATUS"
             );
             for s in &summaries {
                 let _ = writeln!(
                     out,
-                    "{:<24} {:<12} {:<16} {:<11} {:<12} {:<20} {}",
+                    "{:<28} {:<12} {:<16} {:<11} {:<12} {:<20} {}",
                     s.id,
                     s.runbook,
                     s.procedure,
@@ -154,6 +158,8 @@ pub struct ResumeArgs {
     pub yes: bool,
     pub force: bool,
     pub answers: Vec<String>,
+    /// `--confirm-env`, `--confirm-target`.
+    pub confirm: (Option<String>, Vec<String>),
     pub output: OutputFormat,
 }
 
@@ -190,10 +196,18 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
                 .filter_map(|name| std::env::var(crate::cli::secret_env_name(name)).ok().map(|v| (name.clone(), v))),
         )
         .collect();
+    // A typed target given with --answer confirmed that attempt only: it is asked again.
+    let typed = |id: &str| {
+        runbook
+            .procedures
+            .values()
+            .flat_map(|p| p.stages.iter().flat_map(|s| &s.steps))
+            .any(|s| s.id == id && s.confirm.is_some())
+    };
     let mut answers: Vec<String> = header
         .answers
         .iter()
-        .filter(|(_, v)| v.as_str() != crate::redact::MASK)
+        .filter(|(k, v)| v.as_str() != crate::redact::MASK && !typed(k))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     answers.extend(args.answers);
@@ -211,7 +225,9 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     let completed = completed_steps(&plan, &recorded)?;
     let execution = Execution {
         run_id: args.run_id,
-        yes: args.yes || header.yes,
+        // SPEC §3 rule 5: a resume asks again unless given --yes (and the names) again.
+        yes: args.yes,
+        confirmations: super::procedure::confirmations(args.confirm.0, &args.confirm.1)?,
         output: args.output,
         completed: Some(completed),
         forced,

@@ -324,6 +324,8 @@ fn select_prompt_arrow_down_picks_the_second_choice() {
     pty.answer("y");
     pty.expect("Which one?");
     pty.expect("gamma");
+    // Nothing is preselected: the first line asks to move, the second is `alpha`.
+    pty.send("\x1b[B");
     pty.send("\x1b[B");
     pty.send("\r");
     let (code, transcript) = pty.finish();

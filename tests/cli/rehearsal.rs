@@ -140,7 +140,7 @@ fn pitr_rehearsal_clones_repoints_the_secret_reverts_traffic_and_verifies() {
     fake.faults(r#"{"operations": [{"operation_type": "CLONE", "polls": 3}]}"#);
     let ts = recent_timestamp();
     let out = runbook(&sandbox, &fake)
-        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes"])
+        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes", "--confirm-env", "production"])
         .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
         .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
         .args(["--var", &format!("api_base_url={}", fake.app_url())])
@@ -203,7 +203,8 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
         .and_then(|b| b["id"].as_i64())
         .unwrap_or_else(|| panic!("the scenario has a pre-deploy backup"));
     runbook(&sandbox, &fake)
-        .args(["rollback", "snapshot", "--env", "production", "--yes"])
+        .args(["rollback", "snapshot", "--env", "production", "--yes", "--confirm-env", "production"])
+        .args(["--confirm-target", "restore_op=pegasus-db-eu"])
         .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
         .args(["--answer", &format!("backup_id={pre_deploy}")])
         .args(["--answer", "previous_revision=pegasus-api-00001-k7q"])
@@ -229,6 +230,8 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
             "--env",
             "production",
             "--yes",
+            "--confirm-env",
+            "production",
             "--answer",
             "previous_revision=pegasus-api-00003-zt4",
         ])
@@ -244,6 +247,8 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
             "--env",
             "production",
             "--yes",
+            "--confirm-env",
+            "production",
             "--var",
             &format!("api_base_url={}", fake.app_url()),
         ])
@@ -260,7 +265,17 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
     let ts = recent_timestamp();
     let pitr = |extra: &[&str]| {
         runbook(&sandbox, &fake)
-            .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes"])
+            .args([
+                "rollback",
+                "pitr",
+                "--env",
+                "production",
+                "--timestamp",
+                &ts,
+                "--yes",
+                "--confirm-env",
+                "production",
+            ])
             .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
             .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
             .args(["--var", &format!("api_base_url={}", fake.app_url())])
@@ -281,7 +296,7 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
     assert!(shown.contains("failed add_secret_version") && shown.contains("status: failed"), "{shown}");
     let clones_before =
         fake.requests().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).count();
-    runbook(&sandbox, &fake).args(["resume", &id]).output().success();
+    runbook(&sandbox, &fake).args(["resume", &id, "--yes", "--confirm-env", "production"]).output().success();
     let clones_after =
         fake.requests().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).count();
     assert_eq!(clones_before, clones_after, "resume did not clone again");
@@ -368,7 +383,7 @@ procedures:
     let out = runbook(&sandbox, &fake).args(["hang", "read", "--yes"]).output().status(1);
     assert!(out.stderr().contains("timed out after 10s"), "{}", out.stderr());
     let id = sandbox.last_run_id();
-    let out = runbook(&sandbox, &fake).args(["resume", &id]).output().success();
+    let out = runbook(&sandbox, &fake).args(["resume", &id, "--yes"]).output().success();
     assert!(!out.all().contains("s3cr3t-pw"), "the secret output is masked: {}", out.all());
 
     // One 503: gcloud retries it itself, and the step succeeds.
