@@ -82,11 +82,9 @@ pub fn stage_preview(
     outputs: &Outputs,
 ) -> String {
     let mut out = String::new();
-    let mut dry = dry_stage(plan, procedure, stage, outputs);
-    // Included procedures are shown and confirmed stage by stage when they run.
-    for step in &mut dry.steps {
-        step.stages.clear();
-    }
+    // Included procedures are shown inline, numbered as in the dry-run: confirming the
+    // stage confirms them too.
+    let dry = dry_stage(plan, procedure, stage, outputs);
     write_stages(&mut out, plan, std::slice::from_ref(&dry), "", index + 1);
     out
 }

@@ -99,6 +99,9 @@ pub struct Runner<'p> {
     pub completed: HashMap<String, Option<StepOutput>>,
     /// A mutating step has started in this attempt.
     mutated: bool,
+    /// How deep the walk is inside `include` steps of a confirmed stage: their stages were
+    /// shown inline and are not asked again.
+    included: usize,
     /// An `--answer` was refused before anything changed: a usage error (exit 2).
     pub refused_answer: bool,
 }
@@ -124,6 +127,7 @@ impl<'p> Runner<'p> {
             probing: false,
             completed: HashMap::new(),
             mutated: false,
+            included: 0,
             refused_answer: false,
         }
     }
@@ -357,7 +361,7 @@ impl<'p> Runner<'p> {
             return Flow::Continue;
         }
         let mutates = stage.steps.iter().any(|s| s.mutates() && !self.completed.contains_key(&s.id));
-        let choice = if self.operator.yes {
+        let choice = if self.operator.yes || self.included > 0 {
             StageChoice::Run
         } else if self.operator.interactive {
             self.show_stage(procedure, index, stage);
@@ -457,7 +461,9 @@ impl<'p> Runner<'p> {
             }
         }
         if let StepKind::Include(include) = &step.kind {
+            self.included += 1;
             let flow = self.procedure(include.procedure.clone()).await;
+            self.included -= 1;
             return flow;
         }
         if let Some(target) = &step.confirm {
@@ -581,7 +587,11 @@ impl<'p> Runner<'p> {
                     id: step.id.clone(),
                     text: format!("running on_failure procedure `{handler}`"),
                 });
-                match self.procedure(handler.clone()).await {
+                // A handler's stages are confirmed on their own, even inside an include.
+                let included = std::mem::take(&mut self.included);
+                let flow = self.procedure(handler.clone()).await;
+                self.included = included;
+                match flow {
                     Flow::Continue => {
                         Flow::Stop(Outcome::Failed, format!("{message}; on_failure procedure `{handler}` ran"))
                     }

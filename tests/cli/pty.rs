@@ -380,3 +380,204 @@ fn stage_preview_numbers_steps_like_the_dry_run() {
     let (_, transcript) = pty.finish();
     assert!(transcript.contains("2.1 touch_b"), "step numbering in the stage preview\n--- transcript\n{transcript}");
 }
+
+// Issue 10: the 3 a.m. decisions.
+
+/// Whether the real gcloud is installed (the `--simulate` runs need it); a loud skip if not.
+fn has_gcloud() -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("gcloud").is_file()));
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "gcloud is not installed, and CI machines must have it");
+        eprintln!("\n*** SKIP: gcloud is not installed; this rehearsal test did not run ***\n");
+    }
+    found
+}
+
+#[test]
+fn enter_at_the_revision_list_does_not_route_traffic_to_the_serving_revision() {
+    if !has_gcloud() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    sandbox.copy_rollback();
+    let mut pty = Pty::spawn(&sandbox, &["rollback", "revert-traffic", "--env", "production", "--simulate"]);
+    pty.expect("type `production` to continue");
+    pty.answer("production");
+    pty.expect("Run stage `Choose the revision`?");
+    pty.answer("y");
+    // Labels: creation time, image, traffic share; the serving revision is marked.
+    // (needles are ASCII: rexpect hands over one char per byte)
+    pty.expect("move to your choice");
+    pty.expect("SERVING NOW");
+    pty.expect("api:v1.4.0");
+    // Nothing is preselected: Enter picks nothing and the list is shown again.
+    pty.send("\r");
+    pty.expect("Nothing chosen yet");
+    pty.expect("api:v1.4.0");
+    // Choosing the serving revision on purpose is refused by the runbook's assert.
+    pty.send("\x1b[B");
+    pty.send("\r");
+    pty.expect("already serves 100% of the traffic");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 1, "exit code\n--- transcript\n{transcript}");
+    assert!(
+        !transcript.contains("services update-traffic"),
+        "traffic was routed to the serving revision\n--- transcript\n{transcript}"
+    );
+    assert!(
+        transcript.contains("pegasus-api-00003-zt4 · created ")
+            && transcript.contains("· image api:v1.6.0 · 100% of traffic · SERVING NOW")
+            && transcript.contains("· image api:v1.5.0 · 0% of traffic\r\n"),
+        "revisions are labelled with creation time, image and traffic share\n--- transcript\n{transcript}"
+    );
+}
+
+#[test]
+fn a_failed_backup_is_not_offered_and_ctrl_c_at_the_list_exits_130() {
+    if !has_gcloud() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    sandbox.copy_rollback();
+    let mut pty = Pty::spawn(
+        &sandbox,
+        &[
+            "rollback",
+            "snapshot",
+            "--env",
+            "production",
+            "--simulate",
+            "--answer",
+            "stop_rollout=done",
+            "--answer",
+            "keep_healthy_version=done",
+            "--answer",
+            "failing_migration_file=003_add_course_tags.sql",
+        ],
+    );
+    pty.expect("type `production` to continue");
+    pty.answer("production");
+    pty.expect("Run stage `Immediate response`?");
+    pty.answer("y");
+    pty.expect("Run stage `Choose the backup and the revision`?");
+    pty.answer("y");
+    pty.expect("Backup to restore onto pegasus-db-eu");
+    pty.expect("move to your choice");
+    pty.expect("T02:00:00.000000Z");
+    pty.expect("T02:00:00.000000Z");
+    pty.send("\x03");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 130, "Ctrl-C at a choice list\n--- transcript\n{transcript}");
+    assert!(transcript.contains("· SUCCESSFUL"), "backups are labelled\n--- transcript\n{transcript}");
+    assert!(!transcript.contains("· FAILED"), "a FAILED backup was offered\n--- transcript\n{transcript}");
+    assert!(!transcript.contains("IO error"), "Ctrl-C is not an IO error\n--- transcript\n{transcript}");
+    assert!(transcript.contains("runbook resume"), "the run is resumable\n--- transcript\n{transcript}");
+}
+
+const MIGRATION_PROMPT: &str = r#"
+runbook: ask
+title: Ask for a migration
+procedures:
+  go:
+    summary: Ask, then record
+    stages:
+      - name: Ask
+        steps:
+          - id: migration
+            prompt: Failing migration filename
+            pattern: '[0-9]+_[a-z_]+\.sql'
+            pattern_help: a migration filename such as NNN_name.sql
+            example: 001_add_course_tags.sql
+          - id: record
+            run: [sh, -c, 'echo "$1" > got.txt', x, "{{ steps.migration.output }}"]
+            timeout: 10s
+"#;
+
+#[test]
+fn an_invalid_typed_answer_is_explained_and_asked_again() {
+    let sandbox = Sandbox::new();
+    sandbox.file("ask.yaml", MIGRATION_PROMPT);
+    let mut pty = Pty::spawn(&sandbox, &["ask", "go"]);
+    pty.expect("Run stage `Ask`?");
+    pty.answer("y");
+    pty.expect("Failing migration filename");
+    pty.answer("add_tags.sql");
+    pty.expect("is not a migration filename such as NNN_name.sql (e.g. 001_add_course_tags.sql)");
+    pty.expect("please try again");
+    pty.answer("004_fix_tags.sql");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
+    assert_eq!(read(&sandbox.path().join("got.txt")), "004_fix_tags.sql\n", "--- transcript\n{transcript}");
+    assert!(!transcript.contains("^(?:"), "the internal regex was shown\n--- transcript\n{transcript}");
+}
+
+#[test]
+fn ctrl_c_at_a_prompt_exits_130_with_one_clean_line_and_is_resumable() {
+    let sandbox = Sandbox::new();
+    sandbox.file("ask.yaml", MIGRATION_PROMPT);
+    let mut pty = Pty::spawn(&sandbox, &["ask", "go"]);
+    pty.expect("Run stage `Ask`?");
+    pty.answer("y");
+    pty.expect("Failing migration filename");
+    pty.send("\x03");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 130, "exit code\n--- transcript\n{transcript}");
+    assert!(!transcript.contains("IO error"), "--- transcript\n{transcript}");
+    assert!(!transcript.contains("cannot ask the operator"), "--- transcript\n{transcript}");
+    assert_eq!(
+        transcript.matches("interrupted at the question").count(),
+        1,
+        "one line says what happened\n--- transcript\n{transcript}"
+    );
+    assert!(transcript.contains("runbook resume"), "--- transcript\n{transcript}");
+    let history = sandbox.runbook().args(["history", "--format", "json"]).output().success().stdout();
+    let runs: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
+    assert_eq!(runs[0]["status"], "interrupted", "{history}");
+}
+
+const GUARDED: &str = r#"
+runbook: guarded
+title: A protected target
+environments:
+  prod: {protected: true}
+procedures:
+  go:
+    summary: Touch a file, or fail until it may
+    stages:
+      - name: Touch
+        steps:
+          - id: touch
+            run: [sh, -c, 'test -f allowed && touch done.txt']
+            timeout: 10s
+"#;
+
+#[test]
+fn yes_at_a_terminal_still_asks_for_the_protected_environment_name() {
+    let sandbox = Sandbox::new();
+    sandbox.file("guarded.yaml", GUARDED);
+    std::fs::write(sandbox.path().join("allowed"), "").unwrap_or_else(|e| panic!("{e}"));
+    let mut pty = Pty::spawn(&sandbox, &["guarded", "go", "--env", "prod", "--yes"]);
+    pty.expect("type `prod` to continue");
+    pty.answer("prod");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
+    assert!(exists(&sandbox, "done.txt"), "--- transcript\n{transcript}");
+}
+
+#[test]
+fn resume_of_a_yes_run_asks_again() {
+    let sandbox = Sandbox::new();
+    sandbox.file("guarded.yaml", GUARDED);
+    sandbox.runbook().args(["guarded", "go", "--env", "prod", "--yes", "--confirm-env", "prod"]).output().status(1);
+    let id = sandbox.last_run_id();
+    std::fs::write(sandbox.path().join("allowed"), "").unwrap_or_else(|e| panic!("{e}"));
+    let mut pty = Pty::spawn(&sandbox, &["resume", &id]);
+    pty.expect("type `prod` to continue");
+    pty.answer("prod");
+    pty.expect("Run stage `Touch`?");
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
+    assert!(exists(&sandbox, "done.txt"), "--- transcript\n{transcript}");
+}
