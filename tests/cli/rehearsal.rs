@@ -393,3 +393,69 @@ procedures:
     let statuses: Vec<u64> = fake.requests().iter().filter_map(|r| r["status"].as_u64()).collect();
     assert_eq!(statuses, vec![503, 200], "the 5xx was retried");
 }
+
+/// Requests that change something (anything but GET) the fake received.
+fn mutating_requests(fake: &Fake) -> Vec<serde_json::Value> {
+    fake.requests().into_iter().filter(|r| r["method"] != "GET").collect()
+}
+
+#[test]
+fn a_bad_answer_for_any_pitr_prompt_exits_2_before_anything_changes() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let ts = recent_timestamp();
+    let good = [("failing_migration_file", "003_add_course_tags.sql"), ("previous_revision", "pegasus-api-00002-x9m")];
+    let bad = [
+        ("failing_migration_file", "add_course_tags.sql"),
+        ("previous_revision", "pegasus-api-0002-x9m"),
+        ("previous_revision", "Pegasus API"),
+    ];
+    for (id, value) in bad {
+        let mut run = runbook(&sandbox, &fake)
+            .args([
+                "rollback",
+                "pitr",
+                "--env",
+                "production",
+                "--timestamp",
+                &ts,
+                "--yes",
+                "--confirm-env",
+                "production",
+            ])
+            .args(["--var", &format!("api_base_url={}", fake.app_url())]);
+        for (other, answer) in good.iter().filter(|(other, _)| *other != id) {
+            run = run.args(["--answer", &format!("{other}={answer}")]);
+        }
+        let out = run.args(["--answer", &format!("{id}={value}")]).output().status(2);
+        assert!(out.stderr().contains(value), "{id}={value}: {}", out.stderr());
+        assert_eq!(mutating_requests(&fake), Vec::<serde_json::Value>::new(), "{id}={value}: something changed");
+    }
+}
+
+#[test]
+fn a_failed_backup_given_with_answer_is_refused_before_the_restore() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let backups = fake.state()["projects"][PROJECT]["instances"]["pegasus-db-eu"]["backup_runs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let failed = backups
+        .iter()
+        .find(|b| b["status"] == "FAILED")
+        .and_then(|b| b["id"].as_i64())
+        .unwrap_or_else(|| panic!("the scenario has a FAILED backup: {backups:?}"));
+    let out = runbook(&sandbox, &fake)
+        .args(["rollback", "snapshot", "--env", "production", "--yes", "--confirm-env", "production"])
+        .args(["--confirm-target", "restore_op=pegasus-db-eu"])
+        .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
+        .args(["--answer", &format!("backup_id={failed}")])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .output()
+        .status(2);
+    assert!(out.stderr().contains("is not one of the choices"), "{}", out.stderr());
+    assert_eq!(mutating_requests(&fake), Vec::<serde_json::Value>::new(), "the FAILED backup was restored");
+}
