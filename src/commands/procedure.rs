@@ -176,7 +176,9 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
     if json {
         runner.subscribe(Box::new(JsonLines));
     } else {
-        runner.subscribe(Box::new(Terminal::new(std::io::stderr().is_terminal(), settings.quiet)));
+        let mut terminal = Terminal::new(std::io::stderr().is_terminal(), settings.quiet);
+        terminal.context = summary_context(plan, &runner.completed);
+        runner.subscribe(Box::new(terminal));
         if !settings.quiet {
             let verb = if resumed { "Resuming" } else { "Starting" };
             eprintln!("{verb} run {} (journal: {})", execution.run_id, journal_path.display());
@@ -219,6 +221,11 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
         }
         return Err(Error::Reported(crate::error::exit::USAGE));
     }
+    // The run id and what to do with it come last, after the summary and the rehearsal report.
+    if !json {
+        let id = &execution.run_id;
+        eprintln!("Run {id}: see it again with `runbook show {id}`");
+    }
     match outcome {
         Outcome::Done => Ok(()),
         other => {
@@ -228,6 +235,42 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
             Err(Error::Reported(other.exit_code()))
         }
     }
+}
+
+/// What the summary needs to know: the mutating steps, and what earlier attempts decided
+/// and changed (in step order).
+fn summary_context(
+    plan: &Plan,
+    completed: &HashMap<String, Option<StepOutput>>,
+) -> crate::exec::terminal::SummaryContext {
+    let mutating = mutating_steps(plan);
+    let mut order = Vec::new();
+    if let Some(procedure) = plan.runbook.procedures.get(&plan.procedure) {
+        crate::plan::steps_in_order(&plan.runbook, procedure, &mut order);
+    }
+    let (mut decisions, mut changes) = (Vec::new(), Vec::new());
+    for step in order {
+        let Some(Some(output)) = completed.get(&step.id) else { continue };
+        if matches!(step.kind, crate::step::StepKind::Prompt(_)) && !step.secret {
+            decisions.extend(output.output.clone().map(|answer| (step.id.clone(), answer)));
+        } else if mutating.contains(&step.id)
+            && let Some(text) = serde_json::to_value(output).ok().as_ref().and_then(crate::exec::terminal::what_changed)
+        {
+            changes.push((step.id.clone(), text));
+        }
+    }
+    crate::exec::terminal::SummaryContext {
+        mutating,
+        earlier: completed.len(),
+        earlier_decisions: decisions,
+        earlier_changes: changes,
+    }
+}
+
+/// Ids of every step of the runbook that changes something.
+pub fn mutating_steps(plan: &Plan) -> std::collections::HashSet<String> {
+    let steps = plan.runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps));
+    steps.filter(|s| s.mutates()).map(|s| s.id.clone()).collect()
 }
 
 fn header(plan: &Plan, run_id: &str, holder: &crate::lock::Holder, yes: bool, forced: bool) -> Header {

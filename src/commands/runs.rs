@@ -119,12 +119,64 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
             }
         }
     }
+    for line in decisions_and_changes(&recorded) {
+        let _ = writeln!(out, "{line}");
+    }
     let _ = writeln!(out, "status: {}", recorded.status());
     if recorded.truncated {
         let _ = writeln!(out, "note: the last record was cut off (the process died while writing it)");
     }
+    if recorded.status() != "done" {
+        let _ = writeln!(out, "continue it with: runbook resume {run_id}");
+    }
     crate::output::print(&out);
     Ok(())
+}
+
+/// What the operator decided (prompt answers) and what the mutating steps produced, over
+/// every attempt of the run: the summary a run ends with, rebuilt from the journal.
+fn decisions_and_changes(recorded: &Recorded) -> Vec<String> {
+    // Which steps change something comes from the runbook file, when it is still readable.
+    let mutating: std::collections::HashSet<String> = recorded
+        .header()
+        .and_then(|h| crate::library::load_entry(&h.file).checked.runbook.clone())
+        .map(|runbook| {
+            let steps = runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps));
+            steps.filter(|s| s.mutates()).map(|s| s.id.clone()).collect()
+        })
+        .unwrap_or_default();
+    let mut kinds: HashMap<String, String> = HashMap::new();
+    let (mut decisions, mut changes) = (Vec::new(), Vec::new());
+    for record in &recorded.records {
+        let Record::Event { event, .. } = record else { continue };
+        let id = event["id"].as_str().unwrap_or_default().to_owned();
+        match event["event"].as_str() {
+            Some("step_started") => {
+                kinds.insert(id, event["kind"].as_str().unwrap_or_default().to_owned());
+            }
+            Some("step_finished") if event["status"] == "done" => {
+                if let (Some("prompt"), Some(answer)) = (kinds.get(&id).map(String::as_str), event["answer"].as_str()) {
+                    decisions.push(format!("  {id}: {answer}"));
+                }
+                if mutating.contains(&id)
+                    && let Some(text) = crate::exec::terminal::what_changed(&event["output"])
+                {
+                    changes.push(format!("  {id}: {text}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut lines = Vec::new();
+    if !decisions.is_empty() {
+        lines.push("decisions:".to_owned());
+        lines.extend(decisions);
+    }
+    if !changes.is_empty() {
+        lines.push("changes:".to_owned());
+        lines.extend(changes);
+    }
+    lines
 }
 
 fn describe(event: &serde_json::Value) -> Option<String> {

@@ -230,3 +230,61 @@ procedures:
     assert!(out.all().contains("RB104"), "{}", out.all());
     assert!(out.all().contains("prompt `ask` is asked after the mutating step `act`"), "{}", out.all());
 }
+
+const CHANGES: &str = r#"
+runbook: change
+title: Decide, change, verify
+procedures:
+  go:
+    summary: Pick a colour, change two things, then check
+    stages:
+      - name: Decide
+        steps:
+          - id: colour
+            prompt: Which colour?
+            choices: [blue, green]
+      - name: Change
+        steps:
+          - id: start_op
+            run: [sh, -c, 'echo "{\"name\": \"op-42\", \"operationType\": \"UPDATE\", \"status\": \"PENDING\", \"colour\": \"$1\"}"', x, "{{ steps.colour.output }}"]
+            capture: json
+            timeout: 5s
+          - id: add_version
+            run: [sh, -c, 'echo "Created version [3] of the secret [db-url]." >&2']
+            timeout: 5s
+      - name: Check
+        steps:
+          - id: check
+            run: [sh, -c, 'test -f ok']
+            effect: read
+"#;
+
+/// The end of a run's output with times, durations, run ids and paths made stable.
+fn stable_summary(stderr: &str) -> String {
+    let start = stderr.find("Summary:").unwrap_or(0);
+    stderr[start..].to_owned()
+}
+
+#[test]
+fn the_summary_lists_decisions_changes_earlier_steps_and_ends_with_the_run_id() {
+    let sandbox = Sandbox::new();
+    sandbox.file("change.yaml", CHANGES);
+    let first = sandbox.runbook().args(["change", "go", "--yes", "--answer", "colour=green"]).output().status(1);
+    let id = sandbox.last_run_id();
+    std::fs::write(sandbox.path().join("ok"), "").unwrap_or_else(|e| panic!("{e}"));
+    let resumed = sandbox.runbook().args(["resume", &id, "--yes"]).output().success();
+    let filters = vec![
+        (r"\[\d\d:\d\d:\d\d\] ", ""),
+        (r"\d+\.\ds", "[DURATION]"),
+        (r"\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}", "[RUN_ID]"),
+    ];
+    insta::with_settings!({ filters => filters, prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!("summary_of_a_failed_run", stable_summary(&first.stderr()));
+        insta::assert_snapshot!("summary_of_a_resumed_run", stable_summary(&resumed.stderr()));
+    });
+    let last = resumed.stderr().trim_end().lines().last().unwrap_or_default().to_owned();
+    assert!(last.contains(&format!("runbook show {id}")), "the run id comes last: {last}");
+    let shown = sandbox.runbook().args(["show", &id]).output().success().stdout();
+    assert!(shown.contains("decisions:\n  colour: green\n"), "{shown}");
+    assert!(shown.contains("changes:\n  start_op: operationType UPDATE, name op-42, status PENDING\n"), "{shown}");
+}

@@ -581,3 +581,52 @@ fn resume_of_a_yes_run_asks_again() {
     assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
     assert!(exists(&sandbox, "done.txt"), "--- transcript\n{transcript}");
 }
+
+const WITH_INCLUDE: &str = r#"
+runbook: nest
+title: A stage with an include
+procedures:
+  inner:
+    summary: Two steps
+    stages:
+      - name: Inner work
+        steps:
+          - id: inner_a
+            run: [touch, a]
+            timeout: 10s
+          - id: inner_b
+            run: [touch, b]
+            timeout: 10s
+  go:
+    summary: Outer, including inner
+    stages:
+      - name: Outer
+        steps:
+          - id: before
+            run: [touch, before]
+            timeout: 10s
+          - id: include_inner
+            include: inner
+"#;
+
+#[test]
+fn a_stage_confirmation_shows_included_steps_inline_and_asks_once() {
+    let sandbox = Sandbox::new();
+    sandbox.file("nest.yaml", WITH_INCLUDE);
+    let mut pty = Pty::spawn(&sandbox, &["nest", "go"]);
+    pty.expect("Run stage `Outer`?");
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
+    assert!(
+        !transcript.contains("Run stage `Inner work`"),
+        "the inner stage asked again\n--- transcript\n{transcript}"
+    );
+    assert!(exists(&sandbox, "a") && exists(&sandbox, "b"), "--- transcript\n{transcript}");
+    let text = transcript.replace('\r', "");
+    let start = text.find("Stage 1:").unwrap_or_else(|| panic!("no preview\n--- transcript\n{transcript}"));
+    let end = text[start..].find("? Run stage").map_or(text.len(), |i| start + i);
+    insta::with_settings!({ prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!("stage_confirmation_with_an_include", text[start..end].trim_end());
+    });
+}
