@@ -225,8 +225,13 @@ impl<'p> Runner<'p> {
                 }
                 _ => {}
             }
-        } else if let Some(name) = &given.env {
-            return Err(format!("--confirm-env {name}: the run does not target a protected environment"));
+        } else if let Some(name) = &given.env
+            && plan.environment.as_deref() != Some(name.as_str())
+        {
+            // The name of an unprotected target is accepted (a workflow passes it for every
+            // environment); any other name is a mistake.
+            let target = plan.environment.as_deref().map_or("no environment".to_owned(), |e| format!("`{e}`"));
+            return Err(format!("--confirm-env {name}: the run targets {target}"));
         }
         let typed: Vec<&Step> = steps_of(plan).into_iter().filter(|s| s.confirm.is_some()).collect();
         for id in given.targets.keys() {

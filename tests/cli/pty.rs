@@ -630,3 +630,29 @@ fn a_stage_confirmation_shows_included_steps_inline_and_asks_once() {
         insta::assert_snapshot!("stage_confirmation_with_an_include", text[start..end].trim_end());
     });
 }
+
+#[test]
+fn the_command_using_a_just_made_choice_is_shown_final_before_it_runs() {
+    if !has_gcloud() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    sandbox.copy_rollback();
+    let mut pty = Pty::spawn(&sandbox, &["rollback", "revert-traffic", "--env", "production", "--simulate"]);
+    pty.expect("type `production` to continue");
+    pty.answer("production");
+    pty.expect("Run stage `Choose the revision`?");
+    pty.answer("y");
+    pty.expect("move to your choice");
+    pty.expect("api:v1.4.0");
+    // The placeholder line, the serving revision, then the previous one.
+    pty.send("\x1b[B");
+    pty.send("\x1b[B");
+    pty.send("\r");
+    pty.expect("--to-revisions=pegasus-api-00002-x9m=100");
+    pty.expect("Run stage `Revert Cloud Run traffic`?");
+    pty.answer("n");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "stopped before the change\n--- transcript\n{transcript}");
+    assert!(!transcript.contains("--to-revisions=<steps."), "--- transcript\n{transcript}");
+}
