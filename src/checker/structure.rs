@@ -582,6 +582,15 @@ impl Structure {
                 let hint = self.hint(fields);
                 let label = fields.get("label").and_then(|n| self.r.template(n, "`label`"));
                 let value = fields.get("value").and_then(|n| self.r.template(n, "`value`"));
+                for (key, given) in [("label", &label), ("value", &value)] {
+                    if let (Some(template), false) = (given, matches!(choices, Some(Choices::Expr(_)))) {
+                        self.r.error(
+                            Code::InvalidValue,
+                            template.span,
+                            format!("`{key}` applies to the items of `choices` given as an expression"),
+                        );
+                    }
+                }
                 Some(StepKind::Prompt(PromptStep { question, ty, choices, default, pattern, hint, label, value }))
             }
             "assert" => {

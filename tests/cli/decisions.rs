@@ -288,3 +288,14 @@ fn the_summary_lists_decisions_changes_earlier_steps_and_ends_with_the_run_id() 
     assert!(shown.contains("decisions:\n  colour: green\n"), "{shown}");
     assert!(shown.contains("changes:\n  start_op: operationType UPDATE, name op-42, status PENDING\n"), "{shown}");
 }
+
+#[test]
+fn a_label_on_a_static_choice_list_is_a_validation_error() {
+    let sandbox = Sandbox::new();
+    let path = sandbox.file(
+        "lbl.yaml",
+        "runbook: lbl\ntitle: L\nprocedures:\n  go:\n    summary: s\n    stages:\n      - name: S\n        steps:\n          - {id: p, prompt: Q, choices: [a, b], label: 'x {{ item }}'}\n",
+    );
+    let out = sandbox.runbook().args(["validate".as_ref(), path.as_os_str()]).output().status(1);
+    assert!(out.all().contains("`label` applies to the items of `choices` given as an expression"), "{}", out.all());
+}
