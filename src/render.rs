@@ -251,7 +251,16 @@ fn labelled_choices(
         };
         if let Some(template) = &prompt.label {
             match template.render(&scope) {
-                Ok(label) => labels.push(label.split_whitespace().collect::<Vec<_>>().join(" ")),
+                // One line, and nothing that could drive the terminal (escape sequences).
+                Ok(label) => labels.push(
+                    label
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .collect(),
+                ),
                 Err(err) => return Some(Err(err)),
             }
         }
