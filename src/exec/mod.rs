@@ -102,6 +102,9 @@ pub struct Runner<'p> {
     /// How deep the walk is inside `include` steps of a confirmed stage: their stages were
     /// shown inline and are not asked again.
     included: usize,
+    /// Mutating steps of the confirmed stage whose command was not known when it was shown
+    /// (it uses a choice made in the stage): shown final and confirmed before they run.
+    unseen: std::collections::HashSet<String>,
     /// An `--answer` was refused before anything changed: a usage error (exit 2).
     pub refused_answer: bool,
 }
@@ -128,6 +131,7 @@ impl<'p> Runner<'p> {
             completed: HashMap::new(),
             mutated: false,
             included: 0,
+            unseen: std::collections::HashSet::new(),
             refused_answer: false,
         }
     }
@@ -370,6 +374,7 @@ impl<'p> Runner<'p> {
             StageChoice::Run
         } else if self.operator.interactive {
             self.show_stage(procedure, index, stage);
+            self.unseen = self.not_yet_known(stage);
             match self.operator.confirm_stage(&stage.name) {
                 Ok(choice) => choice,
                 Err(err) => return unanswered(err),
@@ -427,6 +432,33 @@ impl<'p> Runner<'p> {
             &outputs,
         ));
         eprint!("\n{text}");
+    }
+
+    /// Mutating steps of `stage` (included ones too) whose shown command still holds a
+    /// placeholder for an output the stage itself produces.
+    fn not_yet_known(&self, stage: &Stage) -> std::collections::HashSet<String> {
+        let mut outputs = self.outputs.clone();
+        outputs.placeholders = true;
+        let mut order = Vec::new();
+        for step in &stage.steps {
+            order.push(step);
+            if let StepKind::Include(include) = &step.kind
+                && let Some(inner) = self.plan.runbook.procedures.get(&include.procedure)
+            {
+                crate::plan::steps_in_order(&self.plan.runbook, inner, &mut order);
+            }
+        }
+        order
+            .into_iter()
+            .filter(|s| s.mutates() && !self.completed.contains_key(&s.id))
+            .filter(|s| {
+                render(self.plan, s, &outputs).map_or(true, |r| {
+                    let shown = r.command_line(self.plan).or_else(|| http_line(self.plan, &r));
+                    shown.is_some_and(|c| c.contains("<steps."))
+                })
+            })
+            .map(|s| s.id.clone())
+            .collect()
     }
 
     /// A step finished by an earlier attempt: its outputs are back, it does not run again.
@@ -502,11 +534,30 @@ impl<'p> Runner<'p> {
                     return self.fail(step, Attempt::failed(format!("cannot render the step: {err}")), started).await;
                 }
             };
+            let command = rendered.command_line(self.plan).or_else(|| http_line(self.plan, &rendered));
+            if self.unseen.remove(&step.id) && self.operator.interactive && !self.operator.yes {
+                // See before you confirm: the stage was shown with a placeholder here.
+                let shown = command.clone().unwrap_or_else(|| step.id.clone());
+                self.emit(Event::Notice {
+                    id: step.id.clone(),
+                    text: format!("{} will now run, with the choice just made:\n$ {shown}", step.id),
+                });
+                match self.operator.confirm_step(&step.id) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Flow::Stop(
+                            Outcome::Aborted,
+                            format!("the operator stopped the run before step `{}`", step.id),
+                        );
+                    }
+                    Err(err) => return unanswered(err),
+                }
+            }
             self.emit(Event::StepStarted {
                 id: step.id.clone(),
                 name: step.name.clone(),
                 kind: step.kind_name(),
-                command: rendered.command_line(self.plan).or_else(|| http_line(self.plan, &rendered)),
+                command,
                 attempt,
             });
             if step.mutates() {

@@ -85,6 +85,23 @@ impl Operator {
         }
     }
 
+    /// A mutating step whose command was not known when its stage was confirmed (it uses a
+    /// choice made in that stage): y / N (default).
+    pub fn confirm_step(&self, id: &str) -> Result<bool, AskError> {
+        loop {
+            let answer: String = Input::with_theme(&Self::theme())
+                .with_prompt(format!("Run `{id}` with this command? [y]es / [N]o, stop here"))
+                .allow_empty(true)
+                .interact_text()
+                .map_err(ask_error)?;
+            match answer.trim().to_ascii_lowercase().as_str() {
+                "y" | "yes" => return Ok(true),
+                "" | "n" | "no" | "q" | "quit" => return Ok(false),
+                _ => eprintln!("Please answer y or n."),
+            }
+        }
+    }
+
     /// The operator types `expected` (an environment or instance name) to go on. `given` is
     /// the name typed ahead (`--confirm-env`, `--confirm-target`); `--yes` never stands in.
     pub fn type_to_confirm(&self, given: Option<&str>, expected: &str, what: &str) -> Result<bool, AskError> {

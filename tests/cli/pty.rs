@@ -328,6 +328,10 @@ fn select_prompt_arrow_down_picks_the_second_choice() {
     pty.send("\x1b[B");
     pty.send("\x1b[B");
     pty.send("\r");
+    // The stage was shown with a placeholder for the choice: the final command is shown now.
+    pty.expect("chosen.txt' x beta");
+    pty.expect("Run `record` with this command?");
+    pty.answer("y");
     let (code, transcript) = pty.finish();
     assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
     assert_eq!(read(&sandbox.path().join("chosen.txt")), "beta\n", "the chosen value\n--- transcript\n{transcript}");
@@ -506,6 +510,8 @@ fn an_invalid_typed_answer_is_explained_and_asked_again() {
     pty.expect("is not a migration filename such as NNN_name.sql (e.g. 001_add_course_tags.sql)");
     pty.expect("please try again");
     pty.answer("004_fix_tags.sql");
+    pty.expect("Run `record` with this command?");
+    pty.answer("y");
     let (code, transcript) = pty.finish();
     assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
     assert_eq!(read(&sandbox.path().join("got.txt")), "004_fix_tags.sql\n", "--- transcript\n{transcript}");
@@ -655,4 +661,22 @@ fn the_command_using_a_just_made_choice_is_shown_final_before_it_runs() {
     let (code, transcript) = pty.finish();
     assert_eq!(code, 3, "stopped before the change\n--- transcript\n{transcript}");
     assert!(!transcript.contains("--to-revisions=<steps."), "--- transcript\n{transcript}");
+}
+
+#[test]
+fn no_to_the_final_command_of_a_just_chosen_value_runs_nothing() {
+    let sandbox = Sandbox::new();
+    sandbox.file("select.yaml", SELECT);
+    let mut pty = Pty::spawn(&sandbox, &["select", "go"]);
+    pty.expect("Run stage `Pick`?");
+    pty.answer("y");
+    pty.expect("gamma");
+    pty.send("\x1b[B");
+    pty.send("\r");
+    pty.expect("chosen.txt' x alpha");
+    pty.expect("Run `record` with this command?");
+    pty.answer("");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "exit code (operator stopped)\n--- transcript\n{transcript}");
+    assert!(!exists(&sandbox, "chosen.txt"), "--- transcript\n{transcript}");
 }
