@@ -222,7 +222,7 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
         return Err(Error::Reported(crate::error::exit::USAGE));
     }
     // The run id and what to do with it come last, after the summary and the rehearsal report.
-    if !json {
+    if !json && !settings.quiet {
         let id = &execution.run_id;
         eprintln!("Run {id}: see it again with `runbook show {id}`");
     }

@@ -233,8 +233,10 @@ impl Subscriber for Terminal {
                         self.say(&format!("  {mark} {id:<28} {}", format_duration(*took)));
                     }
                 }
-                for line in self.report(self.context.earlier) {
-                    self.say(&line);
+                if !self.quiet {
+                    for line in self.report(self.context.earlier) {
+                        self.say(&line);
+                    }
                 }
                 if let Some(message) = message {
                     self.say(message);
