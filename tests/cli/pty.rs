@@ -680,3 +680,28 @@ fn no_to_the_final_command_of_a_just_chosen_value_runs_nothing() {
     assert_eq!(code, 3, "exit code (operator stopped)\n--- transcript\n{transcript}");
     assert!(!exists(&sandbox, "chosen.txt"), "--- transcript\n{transcript}");
 }
+
+#[test]
+fn ctrl_c_at_a_confirmation_exits_130_and_runs_nothing() {
+    let sandbox = Sandbox::new();
+    sandbox.file("guarded.yaml", GUARDED);
+    std::fs::write(sandbox.path().join("allowed"), "").unwrap_or_else(|e| panic!("{e}"));
+    // At the protected environment's name...
+    let mut pty = Pty::spawn(&sandbox, &["guarded", "go", "--env", "prod"]);
+    pty.expect("type `prod` to continue");
+    pty.send("\x03");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 130, "exit code\n--- transcript\n{transcript}");
+    assert!(!transcript.contains("IO error"), "--- transcript\n{transcript}");
+    // ...and at a stage confirmation.
+    let mut pty = Pty::spawn(&sandbox, &["guarded", "go", "--env", "prod"]);
+    pty.expect("type `prod` to continue");
+    pty.answer("prod");
+    pty.expect("Run stage `Touch`?");
+    pty.send("\x03");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 130, "exit code\n--- transcript\n{transcript}");
+    assert!(!transcript.contains("IO error"), "--- transcript\n{transcript}");
+    assert!(!exists(&sandbox, "done.txt"), "--- transcript\n{transcript}");
+    assert!(transcript.contains("runbook resume"), "--- transcript\n{transcript}");
+}
