@@ -110,6 +110,12 @@ pub enum Builtin {
         /// Answer a prompt or manual step ahead of time
         #[arg(long, value_name = "STEP_ID=VALUE")]
         answer: Vec<String>,
+        /// The protected environment's name, typed ahead (asked again otherwise)
+        #[arg(long, value_name = "NAME")]
+        confirm_env: Option<String>,
+        /// The target of a `confirm: typed` step, typed ahead (asked again otherwise)
+        #[arg(long, value_name = "STEP_ID=VALUE")]
+        confirm_target: Vec<String>,
         /// Output format
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
@@ -178,6 +184,12 @@ pub struct ExecArgs {
     /// Answer a prompt or manual step ahead of time
     #[arg(long, value_name = "STEP_ID=VALUE")]
     pub answer: Vec<String>,
+    /// The protected environment's name, typed ahead (needed without a terminal; --yes does not confirm it)
+    #[arg(long, value_name = "NAME")]
+    pub confirm_env: Option<String>,
+    /// The target of a `confirm: typed` step, typed ahead (needed without a terminal)
+    #[arg(long, value_name = "STEP_ID=VALUE")]
+    pub confirm_target: Vec<String>,
     /// Rehearse: every step's gcloud talks to a local fake of the Google APIs
     #[arg(long)]
     pub simulate: bool,

@@ -39,6 +39,7 @@ pub enum Code {
     NoTimeout,
     ShellCouldBeRun,
     ConditionalOutput,
+    PromptAfterMutation,
 }
 
 impl Code {
@@ -66,6 +67,7 @@ impl Code {
         Code::NoTimeout,
         Code::ShellCouldBeRun,
         Code::ConditionalOutput,
+        Code::PromptAfterMutation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +94,7 @@ impl Code {
             Code::NoTimeout => "RB101",
             Code::ShellCouldBeRun => "RB102",
             Code::ConditionalOutput => "RB103",
+            Code::PromptAfterMutation => "RB104",
         }
     }
 
@@ -121,6 +124,7 @@ impl Code {
             Code::ConditionalOutput => {
                 "warning: the output of a step that may be skipped (`when:`) is used unconditionally"
             }
+            Code::PromptAfterMutation => "warning: a prompt comes after a mutating step of the same procedure",
         }
     }
 }

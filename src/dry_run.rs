@@ -82,11 +82,9 @@ pub fn stage_preview(
     outputs: &Outputs,
 ) -> String {
     let mut out = String::new();
-    let mut dry = dry_stage(plan, procedure, stage, outputs);
-    // Included procedures are shown and confirmed stage by stage when they run.
-    for step in &mut dry.steps {
-        step.stages.clear();
-    }
+    // Included procedures are shown inline, numbered as in the dry-run: confirming the
+    // stage confirms them too.
+    let dry = dry_stage(plan, procedure, stage, outputs);
     write_stages(&mut out, plan, std::slice::from_ref(&dry), "", index + 1);
     out
 }
@@ -240,7 +238,7 @@ fn write_step(out: &mut String, plan: &Plan, step: &DryStep, number: &str, inden
                 let _ = writeln!(out, "{pad}│ {line}");
             }
         }
-        Action::Prompt { question, choices, choices_from, default, secret } => {
+        Action::Prompt { question, choices, choices_from, default, secret, .. } => {
             let _ = writeln!(out, "{pad}asks: {question}{}", if *secret { " (hidden input)" } else { "" });
             if let Some(choices) = choices {
                 let _ = writeln!(out, "{pad}choices: {}", choices.join(", "));

@@ -42,6 +42,9 @@ fn main() -> ExitCode {
         Ok(matches) => matches,
         Err(err) => {
             let _ = err.print();
+            if let Some(hint) = wrong_folder_hint(&err, &library) {
+                eprintln!("{hint}");
+            }
             return ExitCode::from(if err.use_stderr() { error::exit::USAGE } else { error::exit::OK });
         }
     };
@@ -107,8 +110,9 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             commands::runs::history(&settings(global), format, only)
         }
         Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
-        Builtin::Resume { run_id, yes, force, answer, output } => {
-            let args = commands::runs::ResumeArgs { run_id, yes, force, answers: answer, output };
+        Builtin::Resume { run_id, yes, force, answer, confirm_env, confirm_target, output } => {
+            let confirm = (confirm_env, confirm_target);
+            let args = commands::runs::ResumeArgs { run_id, yes, force, answers: answer, confirm, output };
             commands::runs::resume(&settings(global), args)
         }
     }
@@ -148,6 +152,31 @@ fn settings(global: &GlobalArgs) -> commands::procedure::Settings {
 
 fn empty_call() -> cli::ProcedureCall {
     cli::ProcedureCall { procedure: String::new(), exec: cli::ExecArgs::default(), params: indexmap::IndexMap::new() }
+}
+
+/// `runbook rollback pitr` from a folder without runbooks: say where they were looked for
+/// and how to point at them, instead of only "unrecognized subcommand".
+fn wrong_folder_hint(err: &clap::Error, library: &Library) -> Option<String> {
+    if err.kind() != clap::error::ErrorKind::InvalidSubcommand || !library.entries.is_empty() {
+        return None;
+    }
+    let name = match err.get(clap::error::ContextKind::InvalidSubcommand)? {
+        clap::error::ContextValue::String(name) => name.clone(),
+        _ => return None,
+    };
+    let looks_like_runbook = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !name.starts_with('-');
+    if !looks_like_runbook {
+        return None;
+    }
+    let dir = &library.dir;
+    let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+    let state = if dir.is_dir() { "has no runbook files" } else { "does not exist" };
+    Some(format!(
+        "\nNo runbook `{name}`: runbooks are looked for in {} (--dir, RUNBOOK_DIR, default `runbooks` in the current folder), which {state}.\nRun from the folder that holds `runbooks/`, or point at it: `runbook --dir PATH {name} ...` or `RUNBOOK_DIR=PATH runbook {name} ...`; a single file runs with `runbook run FILE PROCEDURE`.",
+        shown.display()
+    ))
 }
 
 fn use_color(global: &GlobalArgs) -> bool {

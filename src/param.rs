@@ -124,6 +124,9 @@ pub struct Param {
     pub secret: bool,
     pub not_after: Option<TimeBound>,
     pub not_before: Option<TimeBound>,
+    /// `example:` / `pattern_help:` shown when a value is refused.
+    #[serde(flatten)]
+    pub hint: crate::step::AnswerHint,
 }
 
 #[allow(clippy::ref_option)] // serde's serialize_with signature
@@ -165,7 +168,7 @@ impl Param {
         if let (Some(pattern), ParamValue::String(text)) = (&self.pattern, &value)
             && !pattern.is_match(text)
         {
-            return Err(format!("does not match the pattern `{}`", pattern.as_str()));
+            return Err(self.hint.pattern_mismatch(pattern));
         }
         if self.ty == ParamType::Timestamp {
             let at = DateTime::parse_from_rfc3339(raw.trim()).map_err(|e| e.to_string())?.with_timezone(&Utc);
@@ -242,6 +245,7 @@ mod tests {
             secret: false,
             not_after: TimeBound::parse(not_after).ok(),
             not_before: TimeBound::parse(not_before).ok(),
+            hint: crate::step::AnswerHint::default(),
         }
     }
 

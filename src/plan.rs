@@ -65,6 +65,8 @@ pub enum PlanError {
     NonUtf8Env { step: String, name: String },
     #[error("step `{step}`: cannot render {what}: {message}")]
     Render { step: String, what: String, message: String },
+    #[error("invalid --answer {id}=…: {reason}")]
+    InvalidAnswer { id: String, reason: String },
 }
 
 /// Inputs to bind, as given on the command line.
@@ -332,9 +334,22 @@ fn bind_answers(
         if !answerable.contains(&id.to_owned()) {
             return Err(PlanError::UnknownAnswer { id: id.into(), procedure: proc.name.clone() });
         }
+        // SPEC §3 rule 5: a decision given ahead is checked before the first step runs.
+        if let Some(step) = find_step(runbook, id)
+            && let StepKind::Prompt(prompt) = &step.kind
+        {
+            let shown = if step.secret { crate::redact::MASK } else { value };
+            prompt
+                .check_answer(value, prompt.static_choices(), shown, Utc::now())
+                .map_err(|reason| PlanError::InvalidAnswer { id: id.to_owned(), reason })?;
+        }
         answers.insert(id.to_owned(), value.to_owned());
     }
     Ok(answers)
+}
+
+fn find_step<'a>(runbook: &'a crate::model::Runbook, id: &str) -> Option<&'a Step> {
+    runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps)).find(|s| s.id == id)
 }
 
 fn collect_answerable(

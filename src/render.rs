@@ -81,6 +81,9 @@ pub enum Action {
     Prompt {
         question: String,
         choices: Option<Vec<String>>,
+        /// What the operator sees for each choice (`label:`), in the order of `choices`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        labels: Option<Vec<String>>,
         /// Choices that come from an expression not evaluable yet (dry-run).
         choices_from: Option<String>,
         default: Option<String>,
@@ -176,13 +179,16 @@ pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, R
         },
         StepKind::Manual(template) => Action::Manual { text: plain(template)? },
         StepKind::Prompt(prompt) => {
-            let (choices, choices_from) = match &prompt.choices {
-                None => (None, None),
-                Some(Choices::List(list)) => (Some(list.clone()), None),
+            let (mut labels, mut choices, mut choices_from) = (None, None, None);
+            match &prompt.choices {
+                None => {}
+                Some(Choices::List(list)) => choices = Some(list.clone()),
                 Some(Choices::Expr(expr)) => match expr.eval(&context) {
-                    Ok(value) => match list_of_strings(&value) {
-                        Some(list) => (Some(list), None),
-                        None if outputs.placeholders => (None, Some(expr.text.clone())),
+                    Ok(value) => match labelled_choices(prompt, &value, &context) {
+                        Some(Ok((values, shown))) => (choices, labels) = (Some(values), shown),
+                        Some(Err(_)) if outputs.placeholders => choices_from = Some(expr.text.clone()),
+                        Some(Err(err)) => return Err(err),
+                        None if outputs.placeholders => choices_from = Some(expr.text.clone()),
                         None => {
                             return Err(RenderError(format!(
                                 "`choices` must evaluate to a list, got {}",
@@ -190,13 +196,14 @@ pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, R
                             )));
                         }
                     },
-                    Err(_) if outputs.placeholders => (None, Some(expr.text.clone())),
+                    Err(_) if outputs.placeholders => choices_from = Some(expr.text.clone()),
                     Err(err) => return Err(err),
                 },
-            };
+            }
             Action::Prompt {
                 question: plain(&prompt.question)?,
                 choices,
+                labels,
                 choices_from,
                 default: prompt.default.as_ref().map(plain).transpose()?,
                 secret: step.secret,
@@ -217,12 +224,49 @@ pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, R
     })
 }
 
-fn list_of_strings(value: &Value) -> Option<Vec<String>> {
-    if crate::template::is_placeholder(value) {
+type ChoiceList = (Vec<String>, Option<Vec<String>>);
+
+/// The values of an expression's choices and, with `label:`, what the operator sees for
+/// each; `value:`/`label:` are rendered once per item, with the item as `item`.
+/// `None`: not a list (or not known yet).
+fn labelled_choices(
+    prompt: &crate::step::PromptStep,
+    list: &Value,
+    context: &Value,
+) -> Option<Result<ChoiceList, RenderError>> {
+    if crate::template::is_placeholder(list) {
         return None;
     }
-    let iter = value.try_iter().ok()?;
-    Some(iter.map(|v| v.to_string()).collect())
+    let iter = list.try_iter().ok()?;
+    let mut values = Vec::new();
+    let mut labels = Vec::new();
+    for item in iter {
+        let scope = minijinja::context! { item => item.clone(), ..context.clone() };
+        let value = match &prompt.value {
+            Some(template) => match template.render(&scope) {
+                Ok(value) => value,
+                Err(err) => return Some(Err(err)),
+            },
+            None => item.to_string(),
+        };
+        if let Some(template) = &prompt.label {
+            match template.render(&scope) {
+                // One line, and nothing that could drive the terminal (escape sequences).
+                Ok(label) => labels.push(
+                    label
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .collect(),
+                ),
+                Err(err) => return Some(Err(err)),
+            }
+        }
+        values.push(value);
+    }
+    Some(Ok((values, prompt.label.is_some().then_some(labels))))
 }
 
 /// Joins argv for pasting into a terminal. `shell_words::quote` also quotes `=`, which is

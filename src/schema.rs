@@ -79,6 +79,10 @@ pub struct ParamDef {
     pub not_before: Option<String>,
     /// For `type: enum`.
     pub values: Option<Vec<String>>,
+    /// A valid value, shown when a value is refused.
+    pub example: Option<String>,
+    /// What `pattern` means in words, shown instead of the regular expression.
+    pub pattern_help: Option<String>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -177,6 +181,16 @@ pub struct StepDef {
     pub choices: Option<ChoicesDef>,
     pub default: Option<String>,
     pub pattern: Option<String>,
+    /// For `prompt`: a valid answer, shown when an answer is refused.
+    pub example: Option<String>,
+    /// For `prompt`: what `pattern` means in words, shown instead of the regular expression.
+    pub pattern_help: Option<String>,
+    /// For `prompt` with `choices` from an expression: what the operator sees for each
+    /// item (a template; the item is `item`).
+    pub label: Option<String>,
+    /// For `prompt` with `choices` from an expression: the answer for each item (a
+    /// template; the item is `item`; default: the item itself).
+    pub value: Option<String>,
     /// For `assert`: the failure message (a template).
     pub message: Option<String>,
 }

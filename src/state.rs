@@ -58,30 +58,32 @@ pub fn host() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown".into())
 }
 
-/// `20261124T212700Z-3f9a1c`: sortable by start time, unique enough for one state dir.
+/// `20261124T212700.123Z-3f9a1c`: sorts by start time to the millisecond (two runs started in
+/// the same second are in order), unique enough for one state dir.
 pub fn new_run_id() -> String {
     let now = chrono::Utc::now();
     let entropy = u64::from(std::process::id()) ^ u64::from(now.timestamp_subsec_nanos()).rotate_left(20);
-    format!("{}-{:06x}", now.format("%Y%m%dT%H%M%SZ"), entropy & 0xff_ffff)
+    format!("{}-{:06x}", now.format("%Y%m%dT%H%M%S%.3fZ"), entropy & 0xff_ffff)
 }
 
-/// The longest run id accepted (ours are 23 characters).
+/// The longest run id accepted (ours are 27 characters).
 const MAX_RUN_ID: usize = 64;
 
-/// A run id names a file in the state dir and nothing else: letters, digits, `-` and `_`,
+/// A run id names a file in the state dir and nothing else: letters, digits, `-`, `_`, `.`,
 /// starting with a letter or digit, so no path separator, no `..`, no hidden file.
 pub fn check_run_id(id: &str) -> Result<(), String> {
     let shape = !id.is_empty()
         && id.len() <= MAX_RUN_ID
         && id.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && !id.contains("..")
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if shape {
         return Ok(());
     }
     let shown: String = id.chars().take(MAX_RUN_ID).collect::<String>().escape_debug().to_string();
     let cut = if id.chars().count() > MAX_RUN_ID { "…" } else { "" };
     Err(format!(
-        "invalid run id `{shown}{cut}`: a run id is up to {MAX_RUN_ID} letters, digits, `-` and `_`, like {} (see `runbook history`)",
+        "invalid run id `{shown}{cut}`: a run id is up to {MAX_RUN_ID} letters, digits, `-`, `_` and `.` (never `..`), like {} (see `runbook history`)",
         new_run_id()
     ))
 }
@@ -93,7 +95,7 @@ mod tests {
     #[test]
     fn run_ids_cannot_name_a_path() {
         assert_eq!(check_run_id(&new_run_id()), Ok(()));
-        for bad in ["", "../../x", "a/b", "..", ".hidden", "-rf", "a\u{1b}b", "a b", &"x".repeat(65)] {
+        for bad in ["", "../../x", "a..b", "x/..", "a/b", "..", ".hidden", "-rf", "a\u{1b}b", "a b", &"x".repeat(65)] {
             assert!(check_run_id(bad).is_err(), "{bad:?}");
         }
     }

@@ -125,6 +125,86 @@ pub struct PromptStep {
     pub default: Option<Template>,
     #[serde(serialize_with = "serialize_regex")]
     pub pattern: Option<Regex>,
+    /// `example:` / `pattern_help:`: what a wrong answer is told instead of the regex.
+    #[serde(flatten)]
+    pub hint: AnswerHint,
+    /// `label:`: a template per choice item (`item`), shown instead of the value.
+    pub label: Option<Template>,
+    /// `value:`: a template per choice item (`item`); the answer. Default: the item itself.
+    pub value: Option<Template>,
+}
+
+/// Help for an operator whose answer was refused (params and prompts).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AnswerHint {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub example: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern_help: Option<String>,
+}
+
+impl AnswerHint {
+    /// Why `value` does not match `pattern`, in the runbook author's words when given.
+    pub fn pattern_mismatch(&self, pattern: &Regex) -> String {
+        let mut text = match &self.pattern_help {
+            Some(help) => format!("is not {}", help.trim()),
+            None => format!("does not match the pattern `{}`", pattern_source(pattern)),
+        };
+        if let Some(example) = &self.example {
+            text.push_str(&format!(" (e.g. {})", example.trim()));
+        }
+        text
+    }
+
+    /// `reason`, followed by the example when there is one.
+    pub fn explain(&self, reason: &str) -> String {
+        match &self.example {
+            Some(example) => format!("{reason} (e.g. {})", example.trim()),
+            None => reason.to_owned(),
+        }
+    }
+}
+
+/// A `pattern` as the runbook wrote it: without the `^(?:…)$` that anchors it.
+pub fn pattern_source(pattern: &Regex) -> &str {
+    let text = pattern.as_str();
+    text.strip_prefix("^(?:").and_then(|t| t.strip_suffix(")$")).unwrap_or(text)
+}
+
+impl PromptStep {
+    /// Checks an answer: one of `choices` (when known), the prompt's type and pattern.
+    /// The error is a sentence for the operator; `shown` is how the answer may be printed.
+    pub fn check_answer(
+        &self,
+        answer: &str,
+        choices: Option<&[String]>,
+        shown: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::param::ParamValue, String> {
+        if let Some(choices) = choices
+            && !choices.iter().any(|c| c == answer)
+        {
+            let list: Vec<&str> = choices.iter().take(10).map(String::as_str).collect();
+            let more = if choices.len() > 10 { ", …" } else { "" };
+            return Err(format!("`{shown}` is not one of the choices: {}{more}", list.join(", ")));
+        }
+        let value = crate::param::check_typed(&self.ty, answer, now)
+            .map_err(|reason| format!("`{shown}`: {}", self.hint.explain(&reason)))?;
+        if let Some(pattern) = &self.pattern
+            && !pattern.is_match(answer)
+        {
+            return Err(format!("`{shown}` {}", self.hint.pattern_mismatch(pattern)));
+        }
+        Ok(value)
+    }
+
+    /// Choices given in the runbook itself, known before anything runs.
+    pub fn static_choices(&self) -> Option<&[String]> {
+        match &self.choices {
+            Some(Choices::List(list)) => Some(list),
+            _ => None,
+        }
+    }
 }
 
 #[allow(clippy::ref_option)] // serde's serialize_with signature

@@ -2,8 +2,19 @@
 
 pub const TOP: &[&str] = &["runbook", "title", "description", "notes", "environments", "params", "procedures"];
 pub const ENVIRONMENT: &[&str] = &["vars", "protected", "description", "rehearsal"];
-pub const PARAM: &[&str] =
-    &["type", "required", "default", "help", "pattern", "secret", "not_after", "not_before", "values"];
+pub const PARAM: &[&str] = &[
+    "type",
+    "required",
+    "default",
+    "help",
+    "pattern",
+    "secret",
+    "not_after",
+    "not_before",
+    "values",
+    "example",
+    "pattern_help",
+];
 pub const PROCEDURE: &[&str] = &["summary", "description", "params", "stages"];
 pub const STAGE: &[&str] = &["name", "description", "steps"];
 pub const KINDS: &[&str] = &["run", "shell", "http", "manual", "prompt", "assert", "include"];
@@ -12,7 +23,8 @@ pub const COMMON_KEYS: &[&str] =
 pub const PROCESS_KEYS: &[&str] = &["env", "stdin", "cwd", "capture"];
 pub const SHELL_KEYS: &[&str] = &["args"];
 pub const HTTP_STEP_KEYS: &[&str] = &["capture"];
-pub const PROMPT_KEYS: &[&str] = &["type", "choices", "default", "pattern"];
+pub const PROMPT_KEYS: &[&str] =
+    &["type", "choices", "default", "pattern", "example", "pattern_help", "label", "value"];
 pub const ASSERT_KEYS: &[&str] = &["message"];
 pub const HTTP: &[&str] = &["method", "url", "headers", "body", "expect", "connect_timeout"];
 pub const EXPECT: &[&str] = &["status", "body_contains", "json"];

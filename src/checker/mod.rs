@@ -40,6 +40,8 @@ pub const RESERVED_FLAGS: &[&str] = &[
     "probe",
     "yes",
     "answer",
+    "confirm-env",
+    "confirm-target",
     "output",
     "help",
     "dir",

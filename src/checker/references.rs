@@ -222,6 +222,23 @@ impl<'a> References<'a> {
                         }
                     }
                 }
+                // `label:` / `value:` see each choice as `item`.
+                for template in prompt.label.iter().chain(&prompt.value) {
+                    match template.references() {
+                        Ok(refs) => {
+                            let refs = refs.into_iter().filter(|r| r != "item" && !r.starts_with("item.")).collect();
+                            let sink = Sink::Public("in the choices shown on the terminal");
+                            self.references(&scope, template.span, &template.text, &refs, sink, false);
+                        }
+                        Err(err) => {
+                            self.error(
+                                Code::TemplateSyntax,
+                                template.span,
+                                format!("template does not parse: {}", err.message),
+                            );
+                        }
+                    }
+                }
             }
             StepKind::Assert(assert) => {
                 exprs.push((&assert.expr, false));
@@ -424,6 +441,7 @@ impl<'a> References<'a> {
 
     /// Things that work but that a careful reviewer would question; they fail only `--strict`.
     fn warnings(&mut self) {
+        self.prompts_after_mutation();
         for step in self.all_steps() {
             if step.mutates() && step.timeout.is_none() {
                 let default = humantime::format_duration(step.timeout_or_default());
@@ -455,10 +473,59 @@ impl<'a> References<'a> {
         }
     }
 
+    /// Ask first, act after: a decision taken after something changed can leave the target
+    /// half-changed when the answer turns out wrong (RB104). Included procedures count.
+    fn prompts_after_mutation(&mut self) {
+        let mut reported: BTreeSet<&str> = BTreeSet::new();
+        for procedure in self.runbook.procedures.values() {
+            let mut order = Vec::new();
+            in_order(self.runbook, procedure, &mut Vec::new(), &mut order);
+            let mut mutated: Option<&Step> = None;
+            for step in order {
+                if let (StepKind::Prompt(_), Some(before)) = (&step.kind, mutated)
+                    && reported.insert(step.id.as_str())
+                {
+                    self.diagnostics.push(
+                        Diagnostic::warning(
+                            Code::PromptAfterMutation,
+                            &self.source,
+                            step.span,
+                            format!(
+                                "prompt `{}` is asked after the mutating step `{}` in procedure `{}`",
+                                step.id, before.id, procedure.name
+                            ),
+                        )
+                        .help("ask every decision before the first mutating step (read what it needs in a preflight stage)"),
+                    );
+                }
+                if step.mutates() && mutated.is_none() {
+                    mutated = Some(step);
+                }
+            }
+        }
+    }
+
     fn secret_exposed(&mut self, span: Span, what: &str, place: &str) {
         self.error(Code::SecretExposed, span, format!("{what} would appear {place}")).help =
             Some("secrets reach a child only through `stdin`, `env`, or an HTTP header or body".into());
     }
+}
+
+/// Steps as they run, included procedures inline; an include cycle is cut where it closes.
+fn in_order<'a>(runbook: &'a Runbook, procedure: &'a Procedure, path: &mut Vec<&'a str>, out: &mut Vec<&'a Step>) {
+    if path.contains(&procedure.name.as_str()) {
+        return;
+    }
+    path.push(&procedure.name);
+    for step in procedure.stages.iter().flat_map(|s| &s.steps) {
+        out.push(step);
+        if let StepKind::Include(include) = &step.kind
+            && let Some(inner) = runbook.procedures.get(&include.procedure)
+        {
+            in_order(runbook, inner, path, out);
+        }
+    }
+    path.pop();
 }
 
 struct Scope<'s, 'a> {

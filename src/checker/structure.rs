@@ -179,6 +179,7 @@ impl Structure {
                 secret: false,
                 not_after: None,
                 not_before: None,
+                hint: crate::step::AnswerHint::default(),
             });
             out.insert(name, param);
         }
@@ -209,6 +210,7 @@ impl Structure {
             secret: self.r.opt_bool(&fields, "secret").unwrap_or(false),
             not_after,
             not_before,
+            hint: self.hint(&fields),
         };
         if let Some((text, span)) = default {
             // Bounds such as `now` are checked when the run starts, not here.
@@ -278,6 +280,14 @@ impl Structure {
                 );
                 None
             }
+        }
+    }
+
+    /// `example:` and `pattern_help:` (params and prompts).
+    fn hint(&mut self, fields: &Fields<'_>) -> crate::step::AnswerHint {
+        crate::step::AnswerHint {
+            example: self.r.opt_string(fields, "example"),
+            pattern_help: self.r.opt_string(fields, "pattern_help"),
         }
     }
 
@@ -600,7 +610,19 @@ impl Structure {
                 });
                 let default = fields.get("default").and_then(|n| self.r.template(n, "`default`"));
                 let pattern = self.pattern(fields);
-                Some(StepKind::Prompt(PromptStep { question, ty, choices, default, pattern }))
+                let hint = self.hint(fields);
+                let label = fields.get("label").and_then(|n| self.r.template(n, "`label`"));
+                let value = fields.get("value").and_then(|n| self.r.template(n, "`value`"));
+                for (key, given) in [("label", &label), ("value", &value)] {
+                    if let (Some(template), false) = (given, matches!(choices, Some(Choices::Expr(_)))) {
+                        self.r.error(
+                            Code::InvalidValue,
+                            template.span,
+                            format!("`{key}` applies to the items of `choices` given as an expression"),
+                        );
+                    }
+                }
+                Some(StepKind::Prompt(PromptStep { question, ty, choices, default, pattern, hint, label, value }))
             }
             "assert" => {
                 let expr = self.r.expr(node, "`assert`")?;

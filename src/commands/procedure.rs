@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::cli::{OutputFormat, ProcedureCall};
 use crate::error::Error;
 use crate::exec::event::Outcome;
+use crate::exec::operator::Confirmations;
 use crate::exec::terminal::{JsonLines, Terminal};
 use crate::exec::{DEFAULT_CAPTURE_LIMIT, Options, Runner};
 use crate::journal::{Header, Journal};
@@ -26,6 +27,8 @@ pub struct Settings {
 pub struct Execution {
     pub run_id: String,
     pub yes: bool,
+    /// `--confirm-env` / `--confirm-target`, never carried over to a resume.
+    pub confirmations: Confirmations,
     pub output: OutputFormat,
     /// For `resume`: steps finished before, and whether a changed file was accepted.
     pub completed: Option<HashMap<String, Option<StepOutput>>>,
@@ -71,6 +74,7 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
     let execution = Execution {
         run_id: crate::state::new_run_id(),
         yes: call.exec.yes,
+        confirmations: confirmations(call.exec.confirm_env.clone(), &call.exec.confirm_target)?,
         output: call.exec.output,
         completed: None,
         forced: false,
@@ -82,6 +86,18 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
         }),
     };
     execute(&mut plan, execution, settings)
+}
+
+/// `--confirm-env NAME` and `--confirm-target STEP=VALUE` as given.
+pub fn confirmations(env: Option<String>, targets: &[String]) -> Result<Confirmations, Error> {
+    let mut parsed = HashMap::new();
+    for item in targets {
+        let Some((id, value)) = item.split_once('=') else {
+            return Err(Error::Usage(format!("invalid --confirm-target '{item}': expected STEP_ID=VALUE")));
+        };
+        parsed.insert(id.to_owned(), value.to_owned());
+    }
+    Ok(Confirmations { env, targets: parsed })
 }
 
 fn interactive() -> bool {
@@ -96,9 +112,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Io(format!("cannot start the runtime: {e}")))
 }
 
-fn options(yes: bool) -> Result<Options, Error> {
+fn options(yes: bool, confirmations: Confirmations) -> Result<Options, Error> {
     Ok(Options {
         yes,
+        confirmations,
         interactive: interactive(),
         capture_limit: capture_limit()?,
         base_dir: std::env::current_dir().map_err(|e| Error::Io(format!("cannot read the current directory: {e}")))?,
@@ -112,7 +129,7 @@ fn options(yes: bool) -> Result<Options, Error> {
 fn dry_run(plan: &Plan, probe: bool, output: OutputFormat) -> Result<(), Error> {
     let mut outputs = Outputs::dry_run();
     if probe {
-        let mut runner = Runner::new(plan, options(false)?, Vec::new());
+        let mut runner = Runner::new(plan, options(false, Confirmations::default())?, Vec::new());
         runtime()?.block_on(async {
             let cancel = runner.cancel.clone();
             let signals = tokio::spawn(async move {
@@ -139,7 +156,14 @@ fn dry_run(plan: &Plan, probe: bool, output: OutputFormat) -> Result<(), Error> 
 /// Runs the plan: preflight, lock, journal, then the steps.
 pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Result<(), Error> {
     let rehearsal_settings = rehearsal_settings(&execution)?;
-    Runner::new(plan, options(execution.yes)?, Vec::new()).preflight().map_err(Error::Usage)?;
+    {
+        // Every answer and decision is checked before anything (lock, journal, fake) starts.
+        let mut preflight = Runner::new(plan, options(execution.yes, execution.confirmations.clone())?, Vec::new());
+        if let Some(completed) = &execution.completed {
+            preflight.completed = completed.clone();
+        }
+        preflight.preflight().map_err(Error::Usage)?;
+    }
     let resumed = execution.completed.is_some();
 
     let state = StateDir::resolve(settings.state_dir.as_deref()).map_err(Error::Io)?;
@@ -167,7 +191,7 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
         .as_ref()
         .map(super::rehearse::Rehearsal::url)
         .or_else(|| rehearsal_settings.as_ref().and_then(|s| s.server.clone()));
-    let mut options = options(execution.yes)?;
+    let mut options = options(execution.yes, execution.confirmations.clone())?;
     let mut notes = Vec::new();
     if let Some(base) = &fake_base {
         notes = bind_rehearsal_vars(plan, base);
@@ -201,7 +225,9 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
         }
         runner.subscribe(Box::new(JsonLines));
     } else {
-        runner.subscribe(Box::new(Terminal::new(std::io::stderr().is_terminal(), settings.quiet)));
+        let mut terminal = Terminal::new(std::io::stderr().is_terminal(), settings.quiet);
+        terminal.context = summary_context(plan, &runner.completed);
+        runner.subscribe(Box::new(terminal));
         if !settings.quiet {
             let verb = if resumed { "Resuming" } else { "Starting" };
             let what = if fake_base.is_some() { "rehearsal" } else { "run" };
@@ -247,6 +273,22 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
     }
     if fake_base.is_some() && !json && !settings.quiet {
         eprintln!("This was a REHEARSAL: only the local fake was called; nothing real was changed.");
+    }
+    if runner.refused_answer {
+        // Nothing was changed: a wrong `--answer` is the caller's mistake (exit 2).
+        if !json {
+            let _ = writeln!(
+                std::io::stderr(),
+                "Nothing was changed. Continue with a corrected answer: runbook resume {} --answer STEP_ID=VALUE",
+                execution.run_id
+            );
+        }
+        return Err(Error::Reported(crate::error::exit::USAGE));
+    }
+    // The run id and what to do with it come last, after the summary and the rehearsal report.
+    if !json && !settings.quiet {
+        let id = &execution.run_id;
+        let _ = writeln!(std::io::stderr(), "Run {id}: see it again with `runbook show {id}`");
     }
     match outcome {
         Outcome::Done => Ok(()),
@@ -309,6 +351,42 @@ fn bind_rehearsal_vars(plan: &mut Plan, base: &str) -> Vec<String> {
         }
     }
     notes
+}
+
+/// What the summary needs to know: the mutating steps, and what earlier attempts decided
+/// and changed (in step order).
+fn summary_context(
+    plan: &Plan,
+    completed: &HashMap<String, Option<StepOutput>>,
+) -> crate::exec::terminal::SummaryContext {
+    let mutating = mutating_steps(plan);
+    let mut order = Vec::new();
+    if let Some(procedure) = plan.runbook.procedures.get(&plan.procedure) {
+        crate::plan::steps_in_order(&plan.runbook, procedure, &mut order);
+    }
+    let (mut decisions, mut changes) = (Vec::new(), Vec::new());
+    for step in order {
+        let Some(Some(output)) = completed.get(&step.id) else { continue };
+        if matches!(step.kind, crate::step::StepKind::Prompt(_)) && !step.secret {
+            decisions.extend(output.output.clone().map(|answer| (step.id.clone(), answer)));
+        } else if mutating.contains(&step.id)
+            && let Some(text) = serde_json::to_value(output).ok().as_ref().and_then(crate::exec::terminal::what_changed)
+        {
+            changes.push((step.id.clone(), text));
+        }
+    }
+    crate::exec::terminal::SummaryContext {
+        mutating,
+        earlier: completed.len(),
+        earlier_decisions: decisions,
+        earlier_changes: changes,
+    }
+}
+
+/// Ids of every step of the runbook that changes something.
+pub fn mutating_steps(plan: &Plan) -> std::collections::HashSet<String> {
+    let steps = plan.runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps));
+    steps.filter(|s| s.mutates()).map(|s| s.id.clone()).collect()
 }
 
 fn header(plan: &Plan, run_id: &str, holder: &crate::lock::Holder, yes: bool, forced: bool) -> Header {

@@ -42,6 +42,10 @@ pub fn history(settings: &Settings, format: OutputFormat, rehearsals: Option<boo
         }
     }
     summaries.retain(|s| rehearsals.is_none_or(|wanted| s.rehearsal == wanted));
+    // Newest first by the time the run started (journals record milliseconds), then by id:
+    // ids of older versions carry whole seconds only.
+    let started = |s: &Summary| chrono::DateTime::parse_from_rfc3339(&s.started).ok();
+    summaries.sort_by(|a, b| started(b).cmp(&started(a)).then_with(|| b.id.cmp(&a.id)));
     match format {
         OutputFormat::Json => {
             let json = serde_json::to_string_pretty(&summaries).map_err(|e| Error::Io(e.to_string()))?;
@@ -53,13 +57,13 @@ pub fn history(settings: &Settings, format: OutputFormat, rehearsals: Option<boo
                 return Ok(());
             }
             let mut out = format!(
-                "{:<24} {:<12} {:<16} {:<11} {:<9} {:<12} {:<20} {}\n",
+                "{:<28} {:<12} {:<16} {:<11} {:<9} {:<12} {:<20} {}\n",
                 "RUN", "RUNBOOK", "PROCEDURE", "ENV", "KIND", "USER", "STARTED", "STATUS"
             );
             for s in &summaries {
                 let _ = writeln!(
                     out,
-                    "{:<24} {:<12} {:<16} {:<11} {:<9} {:<12} {:<20} {}",
+                    "{:<28} {:<12} {:<16} {:<11} {:<9} {:<12} {:<20} {}",
                     s.id,
                     s.runbook,
                     s.procedure,
@@ -121,9 +125,15 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
             }
         }
     }
+    for line in decisions_and_changes(&recorded) {
+        let _ = writeln!(out, "{line}");
+    }
     let _ = writeln!(out, "status: {}", recorded.status());
     if recorded.truncated {
         let _ = writeln!(out, "note: the last record was cut off (the process died while writing it)");
+    }
+    if recorded.status() != "done" {
+        let _ = writeln!(out, "continue it with: runbook resume {run_id}");
     }
     crate::output::print(&out);
     Ok(())
@@ -150,6 +160,52 @@ fn describe_rehearsal(out: &mut String, header: &crate::journal::Header) {
     if header.yes {
         let _ = writeln!(out, "{:26}--yes: confirmations answered without asking", "");
     }
+}
+
+/// What the operator decided (prompt answers) and what the mutating steps produced, over
+/// every attempt of the run: the summary a run ends with, rebuilt from the journal.
+fn decisions_and_changes(recorded: &Recorded) -> Vec<String> {
+    // Which steps change something comes from the runbook file, when it is still readable.
+    let mutating: std::collections::HashSet<String> = recorded
+        .header()
+        .and_then(|h| crate::library::load_entry(&h.file).checked.runbook.clone())
+        .map(|runbook| {
+            let steps = runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps));
+            steps.filter(|s| s.mutates()).map(|s| s.id.clone()).collect()
+        })
+        .unwrap_or_default();
+    let mut kinds: HashMap<String, String> = HashMap::new();
+    let (mut decisions, mut changes) = (Vec::new(), Vec::new());
+    for record in &recorded.records {
+        let Record::Event { event, .. } = record else { continue };
+        let id = event["id"].as_str().unwrap_or_default().to_owned();
+        match event["event"].as_str() {
+            Some("step_started") => {
+                kinds.insert(id, event["kind"].as_str().unwrap_or_default().to_owned());
+            }
+            Some("step_finished") if event["status"] == "done" => {
+                if let (Some("prompt"), Some(answer)) = (kinds.get(&id).map(String::as_str), event["answer"].as_str()) {
+                    decisions.push(format!("  {id}: {answer}"));
+                }
+                if mutating.contains(&id)
+                    && let Some(text) = crate::exec::terminal::what_changed(&event["output"])
+                {
+                    changes.push(format!("  {id}: {text}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut lines = Vec::new();
+    if !decisions.is_empty() {
+        lines.push("decisions:".to_owned());
+        lines.extend(decisions);
+    }
+    if !changes.is_empty() {
+        lines.push("changes:".to_owned());
+        lines.extend(changes);
+    }
+    lines
 }
 
 fn describe(event: &serde_json::Value) -> Option<String> {
@@ -183,6 +239,8 @@ pub struct ResumeArgs {
     pub yes: bool,
     pub force: bool,
     pub answers: Vec<String>,
+    /// `--confirm-env`, `--confirm-target`.
+    pub confirm: (Option<String>, Vec<String>),
     pub output: OutputFormat,
 }
 
@@ -219,10 +277,18 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
                 .filter_map(|name| std::env::var(crate::cli::secret_env_name(name)).ok().map(|v| (name.clone(), v))),
         )
         .collect();
+    // A typed target given with --answer confirmed that attempt only: it is asked again.
+    let typed = |id: &str| {
+        runbook
+            .procedures
+            .values()
+            .flat_map(|p| p.stages.iter().flat_map(|s| &s.steps))
+            .any(|s| s.id == id && s.confirm.is_some())
+    };
     let mut answers: Vec<String> = header
         .answers
         .iter()
-        .filter(|(_, v)| v.as_str() != crate::redact::MASK)
+        .filter(|(k, v)| v.as_str() != crate::redact::MASK && !typed(k))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     answers.extend(args.answers);
@@ -240,7 +306,9 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     let completed = completed_steps(&plan, &recorded)?;
     let execution = Execution {
         run_id: args.run_id,
-        yes: args.yes || header.yes,
+        // SPEC §3 rule 5: a resume asks again unless given --yes (and the names) again.
+        yes: args.yes,
+        confirmations: super::procedure::confirmations(args.confirm.0, &args.confirm.1)?,
         output: args.output,
         completed: Some(completed),
         forced,

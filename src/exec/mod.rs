@@ -21,7 +21,7 @@ use crate::plan::{Outputs, Plan, StepOutput};
 use crate::render::{Action, Rendered, render};
 use crate::step::{Capture, OnFailure, Step, StepKind};
 use event::{Event, Outcome, StepStatus, Stream, Subscriber};
-use operator::{Operator, StageChoice};
+use operator::{AskError, Confirmations, Operator, StageChoice};
 
 /// Captured output above this is an error, not a memory problem (`RUNBOOK_CAPTURE_LIMIT`).
 pub const DEFAULT_CAPTURE_LIMIT: usize = 16 * 1024 * 1024;
@@ -40,6 +40,17 @@ pub struct Options {
     pub http_guard: Option<crate::rehearsal::HostGuard>,
     /// Remove terminal escape sequences from children's output (ours is not a terminal).
     pub strip_ansi: bool,
+    /// `--confirm-env` / `--confirm-target`: names typed ahead.
+    pub confirmations: Confirmations,
+}
+
+/// A question that got no answer ends the run: Ctrl-C as an interruption (exit 130,
+/// resumable), anything else as the operator's abort.
+fn unanswered(err: AskError) -> Flow {
+    match err {
+        AskError::Interrupted => Flow::Stop(Outcome::Interrupted, "interrupted at a question to the operator".into()),
+        AskError::Failed(_) => Flow::Stop(Outcome::Aborted, err.to_string()),
+    }
 }
 
 /// How a walk through steps goes on.
@@ -94,11 +105,26 @@ pub struct Runner<'p> {
     probing: bool,
     /// Steps finished by an earlier attempt of this run (`resume`), with their outputs.
     pub completed: HashMap<String, Option<StepOutput>>,
+    /// A mutating step has started in this attempt.
+    mutated: bool,
+    /// How deep the walk is inside `include` steps of a confirmed stage: their stages were
+    /// shown inline and are not asked again.
+    included: usize,
+    /// Mutating steps of the confirmed stage whose command was not known when it was shown
+    /// (it uses a choice made in the stage): shown final and confirmed before they run.
+    unseen: std::collections::HashSet<String>,
+    /// An `--answer` was refused before anything changed: a usage error (exit 2).
+    pub refused_answer: bool,
 }
 
 impl<'p> Runner<'p> {
     pub fn new(plan: &'p Plan, options: Options, subscribers: Vec<Box<dyn Subscriber>>) -> Self {
-        let operator = Operator { interactive: options.interactive, yes: options.yes, answers: plan.answers.clone() };
+        let operator = Operator {
+            interactive: options.interactive,
+            yes: options.yes,
+            answers: plan.answers.clone(),
+            confirmations: options.confirmations.clone(),
+        };
         Runner {
             plan,
             operator,
@@ -111,6 +137,10 @@ impl<'p> Runner<'p> {
             failed: 0,
             probing: false,
             completed: HashMap::new(),
+            mutated: false,
+            included: 0,
+            unseen: std::collections::HashSet::new(),
+            refused_answer: false,
         }
     }
 
@@ -136,6 +166,7 @@ impl<'p> Runner<'p> {
         let plan = self.plan;
         let runbook = &plan.runbook;
         let what = format!("`{} {}`", runbook.name, plan.procedure);
+        self.preflight_confirmations(&what)?;
         if self.options.interactive {
             return Ok(());
         }
@@ -182,6 +213,58 @@ impl<'p> Runner<'p> {
                 "{what} needs answers and there is no terminal: give --answer ID=VALUE (or --yes for manual steps) for {}",
                 unanswered.join(", ")
             ));
+        }
+        Ok(())
+    }
+
+    /// Names typed ahead must be right, and without a terminal they must be there:
+    /// `--yes` does not stand in for a protected environment or a typed target.
+    fn preflight_confirmations(&self, what: &str) -> Result<(), String> {
+        let plan = self.plan;
+        let given = &self.options.confirmations;
+        if let Some(env) = plan.environment().filter(|e| e.protected) {
+            match &given.env {
+                Some(name) if *name != env.name => {
+                    return Err(format!(
+                        "--confirm-env {name}: the run targets the protected environment `{}`",
+                        env.name
+                    ));
+                }
+                None if !self.options.interactive => {
+                    return Err(format!(
+                        "{what} targets the protected environment `{0}` and there is no terminal to type its name: pass --confirm-env {0} (--yes does not confirm it)",
+                        env.name
+                    ));
+                }
+                _ => {}
+            }
+        } else if let Some(name) = &given.env
+            && plan.environment.as_deref() != Some(name.as_str())
+        {
+            // The name of an unprotected target is accepted (a workflow passes it for every
+            // environment); any other name is a mistake.
+            let target = plan.environment.as_deref().map_or("no environment".to_owned(), |e| format!("`{e}`"));
+            return Err(format!("--confirm-env {name}: the run targets {target}"));
+        }
+        let typed: Vec<&Step> = steps_of(plan).into_iter().filter(|s| s.confirm.is_some()).collect();
+        for id in given.targets.keys() {
+            if !typed.iter().any(|s| s.id == *id) {
+                return Err(format!("--confirm-target {id}=…: {what} has no `confirm: typed` step `{id}`"));
+            }
+        }
+        if !self.options.interactive {
+            let missing: Vec<String> = typed
+                .iter()
+                .filter(|s| !given.targets.contains_key(&s.id) && !plan.answers.contains_key(&s.id))
+                .filter(|s| !self.completed.contains_key(&s.id))
+                .map(|s| format!("--confirm-target {}=VALUE", s.id))
+                .collect();
+            if !missing.is_empty() {
+                return Err(format!(
+                    "{what} has steps that need their target typed and there is no terminal: give {} (--yes does not confirm them)",
+                    missing.join(" ")
+                ));
+            }
         }
         Ok(())
     }
@@ -254,12 +337,13 @@ impl<'p> Runner<'p> {
             return Flow::Continue;
         }
         let name = env.name.clone();
-        match self.operator.type_to_confirm("environment", &name, &format!("`{name}` is a protected environment")) {
+        let given = self.operator.confirmations.env.clone();
+        match self.operator.type_to_confirm(given.as_deref(), &name, &format!("`{name}` is a protected environment")) {
             Ok(true) => Flow::Continue,
             Ok(false) => {
                 Flow::Stop(Outcome::Aborted, format!("the operator did not confirm the protected environment `{name}`"))
             }
-            Err(err) => Flow::Stop(Outcome::Aborted, err.to_string()),
+            Err(err) => unanswered(err),
         }
     }
 
@@ -295,13 +379,14 @@ impl<'p> Runner<'p> {
             return Flow::Continue;
         }
         let mutates = stage.steps.iter().any(|s| s.mutates() && !self.completed.contains_key(&s.id));
-        let choice = if self.operator.yes {
+        let choice = if self.operator.yes || self.included > 0 {
             StageChoice::Run
         } else if self.operator.interactive {
             self.show_stage(procedure, index, stage);
+            self.unseen = self.not_yet_known(stage);
             match self.operator.confirm_stage(&stage.name) {
                 Ok(choice) => choice,
-                Err(err) => return Flow::Stop(Outcome::Aborted, err.to_string()),
+                Err(err) => return unanswered(err),
             }
         } else if mutates {
             StageChoice::Stop
@@ -358,6 +443,33 @@ impl<'p> Runner<'p> {
         eprint!("\n{text}");
     }
 
+    /// Mutating steps of `stage` (included ones too) whose shown command still holds a
+    /// placeholder for an output the stage itself produces.
+    fn not_yet_known(&self, stage: &Stage) -> std::collections::HashSet<String> {
+        let mut outputs = self.outputs.clone();
+        outputs.placeholders = true;
+        let mut order = Vec::new();
+        for step in &stage.steps {
+            order.push(step);
+            if let StepKind::Include(include) = &step.kind
+                && let Some(inner) = self.plan.runbook.procedures.get(&include.procedure)
+            {
+                crate::plan::steps_in_order(&self.plan.runbook, inner, &mut order);
+            }
+        }
+        order
+            .into_iter()
+            .filter(|s| s.mutates() && !self.completed.contains_key(&s.id))
+            .filter(|s| {
+                render(self.plan, s, &outputs).map_or(true, |r| {
+                    let shown = r.command_line(self.plan).or_else(|| http_line(self.plan, &r));
+                    shown.is_some_and(|c| c.contains("<steps."))
+                })
+            })
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
     /// A step finished by an earlier attempt: its outputs are back, it does not run again.
     fn restore(&mut self, step: &Step) -> bool {
         let Some(output) = self.completed.get(&step.id).cloned() else { return false };
@@ -395,7 +507,9 @@ impl<'p> Runner<'p> {
             }
         }
         if let StepKind::Include(include) = &step.kind {
+            self.included += 1;
             let flow = self.procedure(include.procedure.clone()).await;
+            self.included -= 1;
             return flow;
         }
         if let Some(target) = &step.confirm {
@@ -408,7 +522,8 @@ impl<'p> Runner<'p> {
                 }
             };
             let what = format!("step `{}` is destructive", step.id);
-            match self.operator.type_to_confirm(&step.id, &target, &what) {
+            let given = self.operator.confirmations.targets.get(&step.id).or_else(|| self.plan.answers.get(&step.id));
+            match self.operator.type_to_confirm(given.map(String::as_str), &target, &what) {
                 Ok(true) => {}
                 Ok(false) => {
                     return Flow::Stop(
@@ -416,7 +531,7 @@ impl<'p> Runner<'p> {
                         format!("the operator did not confirm `{target}` for step `{}`", step.id),
                     );
                 }
-                Err(err) => return Flow::Stop(Outcome::Aborted, err.to_string()),
+                Err(err) => return unanswered(err),
             }
         }
         let attempts = step.retry.as_ref().map_or(1, |r| r.attempts);
@@ -428,6 +543,25 @@ impl<'p> Runner<'p> {
                     return self.fail(step, Attempt::failed(format!("cannot render the step: {err}")), started).await;
                 }
             };
+            let command = rendered.command_line(self.plan).or_else(|| http_line(self.plan, &rendered));
+            if self.unseen.remove(&step.id) && self.operator.interactive && !self.operator.yes {
+                // See before you confirm: the stage was shown with a placeholder here.
+                let shown = command.clone().unwrap_or_else(|| step.id.clone());
+                self.emit(Event::Notice {
+                    id: step.id.clone(),
+                    text: format!("{} will now run, with the choice just made:\n$ {shown}", step.id),
+                });
+                match self.operator.confirm_step(&step.id) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Flow::Stop(
+                            Outcome::Aborted,
+                            format!("the operator stopped the run before step `{}`", step.id),
+                        );
+                    }
+                    Err(err) => return unanswered(err),
+                }
+            }
             if let Some(stop) = self.unrecorded(step) {
                 return stop;
             }
@@ -435,11 +569,14 @@ impl<'p> Runner<'p> {
                 id: step.id.clone(),
                 name: step.name.clone(),
                 kind: step.kind_name(),
-                command: rendered.command_line(self.plan).or_else(|| http_line(self.plan, &rendered)),
+                command,
                 attempt,
             });
             if let Some(stop) = self.unrecorded(step) {
                 return stop;
+            }
+            if step.mutates() {
+                self.mutated = true;
             }
             let mut result = self.execute(step, &rendered).await;
             if result.status == StepStatus::Interrupted {
@@ -525,7 +662,11 @@ impl<'p> Runner<'p> {
                     id: step.id.clone(),
                     text: format!("running on_failure procedure `{handler}`"),
                 });
-                match self.procedure(handler.clone()).await {
+                // A handler's stages are confirmed on their own, even inside an include.
+                let included = std::mem::take(&mut self.included);
+                let flow = self.procedure(handler.clone()).await;
+                self.included = included;
+                match flow {
                     Flow::Continue => {
                         Flow::Stop(Outcome::Failed, format!("{message}; on_failure procedure `{handler}` ran"))
                     }
@@ -575,11 +716,14 @@ impl<'p> Runner<'p> {
                     Ok(false) => {
                         Attempt::with_status(StepStatus::Failed, "the operator did not acknowledge the manual step")
                     }
+                    Err(AskError::Interrupted) => {
+                        Attempt::with_status(StepStatus::Interrupted, "interrupted at the question")
+                    }
                     Err(err) => Attempt::failed(err.to_string()),
                 }
             }
-            Action::Prompt { question, choices, default, secret, .. } => {
-                self.prompt(step, question, choices.as_deref(), default.as_deref(), *secret)
+            Action::Prompt { question, choices, labels, default, secret, .. } => {
+                self.prompt(step, question, choices.as_deref(), labels.as_deref(), default.as_deref(), *secret)
             }
             Action::Assert { expr, message } => {
                 let StepKind::Assert(assert) = &step.kind else { return Attempt::failed("not an assert") };
@@ -600,41 +744,65 @@ impl<'p> Runner<'p> {
         step: &Step,
         question: &str,
         choices: Option<&[String]>,
+        labels: Option<&[String]>,
         default: Option<&str>,
         secret: bool,
     ) -> Attempt {
         let StepKind::Prompt(prompt) = &step.kind else { return Attempt::failed("not a prompt") };
-        let answer = match self.operator.prompt(&step.id, question, choices, default, secret) {
-            Ok(Some(answer)) => answer,
-            Ok(None) => return Attempt::failed(format!("no answer: pass --answer {}=VALUE", step.id)),
-            Err(err) => return Attempt::failed(err.to_string()),
-        };
-        if secret {
-            if answer.chars().count() < crate::redact::MIN_SECRET_LEN {
-                return Attempt::failed(format!(
+        let check = |answer: &str| -> Result<crate::param::ParamValue, String> {
+            let shown = if secret { crate::redact::MASK } else { answer };
+            if secret && answer.chars().count() < crate::redact::MIN_SECRET_LEN {
+                return Err(format!(
                     "the secret answer is shorter than {} characters, too short to be masked reliably",
                     crate::redact::MIN_SECRET_LEN
                 ));
             }
+            prompt.check_answer(answer, choices, shown, chrono::Utc::now())
+        };
+        let given = self.plan.answers.get(&step.id).cloned();
+        let answer = match given {
+            Some(answer) => answer,
+            None => {
+                let items: Option<Vec<operator::Choice<'_>>> = choices.map(|values| {
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, value)| operator::Choice {
+                            value,
+                            label: labels.and_then(|l| l.get(i)).map(String::as_str),
+                        })
+                        .collect()
+                });
+                match self.operator.prompt(question, items.as_deref(), default, secret, &|a| check(a).map(|_| ())) {
+                    Ok(Some(answer)) => answer,
+                    Ok(None) => return Attempt::failed(format!("no answer: pass --answer {}=VALUE", step.id)),
+                    Err(AskError::Interrupted) => {
+                        return Attempt::with_status(StepStatus::Interrupted, "interrupted at the question");
+                    }
+                    Err(err) => return Attempt::failed(err.to_string()),
+                }
+            }
+        };
+        let value = match check(&answer) {
+            Ok(value) => value,
+            Err(reason) => {
+                // A wrong `--answer` found before anything changed is a usage error.
+                self.refused_answer = self.plan.answers.contains_key(&step.id) && !self.mutated;
+                let from = if self.plan.answers.contains_key(&step.id) { "--answer: " } else { "" };
+                return Attempt::failed(format!("{from}{reason}"));
+            }
+        };
+        if secret {
             self.plan.redactor.add(&answer);
         }
-        let shown = if secret { crate::redact::MASK.to_owned() } else { answer.clone() };
-        if let Some(choices) = choices
-            && !choices.contains(&answer)
-        {
-            return Attempt::failed(format!("`{shown}` is not one of the choices: {}", choices.join(", ")));
-        }
-        let value = match crate::param::check_typed(&prompt.ty, &answer, chrono::Utc::now()) {
-            Ok(value) => value,
-            Err(reason) => return Attempt::failed(format!("answer `{shown}`: {reason}")),
-        };
-        if let Some(pattern) = &prompt.pattern
-            && !pattern.is_match(&answer)
-        {
-            return Attempt::failed(format!("answer `{shown}` does not match the pattern `{}`", pattern.as_str()));
-        }
+        let label =
+            labels.and_then(|l| choices.and_then(|c| c.iter().position(|v| *v == answer)).and_then(|i| l.get(i)));
         let output = StepOutput { output: Some(value.as_text()), ..StepOutput::default() };
-        Attempt { answer: (!secret).then_some(answer), ..Attempt::done(Some(output)) }
+        let recorded = match label {
+            Some(label) if !secret => Some(format!("{answer} ({label})")),
+            _ => (!secret).then_some(answer),
+        };
+        Attempt { answer: recorded, ..Attempt::done(Some(output)) }
     }
 
     async fn process(&mut self, step: &Step, rendered: &Rendered) -> Attempt {

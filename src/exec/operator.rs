@@ -1,5 +1,5 @@
 //! Questions to the operator: stage confirmations, typed confirmations, manual steps and
-//! prompts. Answers come from `--yes`/`--answer` first, then the terminal.
+//! prompts. Answers come from `--yes`/`--answer`/`--confirm-*` first, then the terminal.
 
 use std::collections::HashMap;
 
@@ -14,19 +14,46 @@ pub enum StageChoice {
     Stop,
 }
 
+/// Names typed ahead on the command line: they are never implied by `--yes` (SPEC §3 rule 5).
+#[derive(Debug, Clone, Default)]
+pub struct Confirmations {
+    /// `--confirm-env NAME`: the protected environment's name.
+    pub env: Option<String>,
+    /// `--confirm-target STEP=VALUE`: the target of a `confirm: typed` step.
+    pub targets: HashMap<String, String>,
+}
+
 pub struct Operator {
     pub interactive: bool,
     pub yes: bool,
     pub answers: HashMap<String, String>,
+    pub confirmations: Confirmations,
 }
 
-/// The operator's terminal went away or refused input.
+/// The operator's terminal went away or refused input, or the operator pressed Ctrl-C.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot ask the operator: {0}")]
-pub struct AskError(String);
+pub enum AskError {
+    #[error("cannot ask the operator: {0}")]
+    Failed(String),
+    #[error("interrupted at the question")]
+    Interrupted,
+}
 
 fn ask_error(err: dialoguer::Error) -> AskError {
-    AskError(err.to_string())
+    let dialoguer::Error::IO(io) = &err;
+    if io.kind() == std::io::ErrorKind::Interrupted {
+        // Select hides the cursor; Ctrl-C must not leave the terminal without one.
+        let _ = console::Term::stderr().show_cursor();
+        eprintln!();
+        return AskError::Interrupted;
+    }
+    AskError::Failed(err.to_string())
+}
+
+/// A choice list item as the operator sees it.
+pub struct Choice<'a> {
+    pub value: &'a str,
+    pub label: Option<&'a str>,
 }
 
 impl Operator {
@@ -58,13 +85,28 @@ impl Operator {
         }
     }
 
-    /// The operator types `expected` (an environment or instance name) to go on.
-    pub fn type_to_confirm(&self, id: &str, expected: &str, what: &str) -> Result<bool, AskError> {
-        if let Some(answer) = self.answers.get(id) {
-            return Ok(answer == expected);
+    /// A mutating step whose command was not known when its stage was confirmed (it uses a
+    /// choice made in that stage): y / N (default).
+    pub fn confirm_step(&self, id: &str) -> Result<bool, AskError> {
+        loop {
+            let answer: String = Input::with_theme(&Self::theme())
+                .with_prompt(format!("Run `{id}` with this command? [y]es / [N]o, stop here"))
+                .allow_empty(true)
+                .interact_text()
+                .map_err(ask_error)?;
+            match answer.trim().to_ascii_lowercase().as_str() {
+                "y" | "yes" => return Ok(true),
+                "" | "n" | "no" | "q" | "quit" => return Ok(false),
+                _ => eprintln!("Please answer y or n."),
+            }
         }
-        if self.yes {
-            return Ok(true);
+    }
+
+    /// The operator types `expected` (an environment or instance name) to go on. `given` is
+    /// the name typed ahead (`--confirm-env`, `--confirm-target`); `--yes` never stands in.
+    pub fn type_to_confirm(&self, given: Option<&str>, expected: &str, what: &str) -> Result<bool, AskError> {
+        if let Some(given) = given {
+            return Ok(given == expected);
         }
         if !self.interactive {
             return Ok(false);
@@ -105,42 +147,74 @@ impl Operator {
         }
     }
 
-    /// A value for a prompt step. `None`: no answer is available (non-interactive).
+    /// A value for a prompt step, asked again until `check` accepts it at a terminal.
+    /// `None`: no answer is available (non-interactive). With choices and no declared
+    /// default nothing is preselected: the operator has to move to an item.
     pub fn prompt(
         &self,
-        id: &str,
         question: &str,
-        choices: Option<&[String]>,
+        choices: Option<&[Choice<'_>]>,
         default: Option<&str>,
         secret: bool,
+        check: &dyn Fn(&str) -> Result<(), String>,
     ) -> Result<Option<String>, AskError> {
-        if let Some(answer) = self.answers.get(id) {
-            return Ok(Some(answer.clone()));
-        }
         if !self.interactive {
             return Ok(if self.yes { default.map(str::to_owned) } else { None });
         }
         if let Some(choices) = choices {
-            if choices.is_empty() {
-                return Err(AskError("there is nothing to choose from".into()));
+            return self.select(question, choices, default, check).map(Some);
+        }
+        loop {
+            let answer = if secret {
+                Password::with_theme(&Self::theme()).with_prompt(question).interact().map_err(ask_error)?
+            } else {
+                let theme = Self::theme();
+                let mut input = Input::<String>::with_theme(&theme).with_prompt(question);
+                if let Some(default) = default {
+                    input = input.default(default.to_owned());
+                }
+                input.interact_text().map_err(ask_error)?
+            };
+            match check(&answer) {
+                Ok(()) => return Ok(Some(answer)),
+                Err(reason) => eprintln!("{reason}; please try again (Ctrl-C stops the run)."),
             }
-            let start = default.and_then(|d| choices.iter().position(|c| c == d)).unwrap_or(0);
+        }
+    }
+
+    fn select(
+        &self,
+        question: &str,
+        choices: &[Choice<'_>],
+        default: Option<&str>,
+        check: &dyn Fn(&str) -> Result<(), String>,
+    ) -> Result<String, AskError> {
+        if choices.is_empty() {
+            return Err(AskError::Failed("there is nothing to choose from".into()));
+        }
+        const PICK: &str = "(move to your choice with the arrow keys, then press Enter)";
+        let declared = default.and_then(|d| choices.iter().position(|c| c.value == d));
+        let mut items: Vec<String> = Vec::with_capacity(choices.len() + 1);
+        if declared.is_none() {
+            items.push(PICK.to_owned());
+        }
+        items.extend(choices.iter().map(|c| c.label.unwrap_or(c.value).to_owned()));
+        let offset = usize::from(declared.is_none());
+        loop {
             let index = Select::with_theme(&Self::theme())
                 .with_prompt(question)
-                .items(choices)
-                .default(start)
+                .items(&items)
+                .default(declared.unwrap_or(0))
                 .interact()
                 .map_err(ask_error)?;
-            return Ok(choices.get(index).cloned());
+            let Some(choice) = index.checked_sub(offset).and_then(|i| choices.get(i)) else {
+                eprintln!("Nothing chosen yet: move to an item first.");
+                continue;
+            };
+            match check(choice.value) {
+                Ok(()) => return Ok(choice.value.to_owned()),
+                Err(reason) => eprintln!("{reason}; please choose again (Ctrl-C stops the run)."),
+            }
         }
-        if secret {
-            return Password::with_theme(&Self::theme()).with_prompt(question).interact().map(Some).map_err(ask_error);
-        }
-        let theme = Self::theme();
-        let mut input = Input::<String>::with_theme(&theme).with_prompt(question);
-        if let Some(default) = default {
-            input = input.default(default.to_owned());
-        }
-        input.interact_text().map(Some).map_err(ask_error)
     }
 }

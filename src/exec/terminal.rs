@@ -14,6 +14,16 @@ pub struct Terminal {
     fancy: bool,
     quiet: bool,
     finished: Vec<(String, StepStatus, Duration)>,
+    /// What the end-of-run summary needs beyond the events.
+    pub context: SummaryContext,
+    /// Step kinds by id, from `StepStarted`.
+    kinds: std::collections::HashMap<String, &'static str>,
+    /// Prompt answers in the order given: (step, answer as journaled).
+    decisions: Vec<(String, String)>,
+    /// What finished mutating steps produced or said last: (step, text).
+    changes: Vec<(String, String)>,
+    /// The last output line of the running mutating step.
+    last_line: Option<(String, String)>,
     /// Child output not written yet (see `flush_output`).
     stdout: String,
     stderr: String,
@@ -21,7 +31,40 @@ pub struct Terminal {
 
 impl Terminal {
     pub fn new(fancy: bool, quiet: bool) -> Self {
-        Terminal { spinner: None, fancy, quiet, finished: Vec::new(), stdout: String::new(), stderr: String::new() }
+        Terminal {
+            spinner: None,
+            fancy,
+            quiet,
+            finished: Vec::new(),
+            context: SummaryContext::default(),
+            kinds: std::collections::HashMap::new(),
+            decisions: Vec::new(),
+            changes: Vec::new(),
+            last_line: None,
+            stdout: String::new(),
+            stderr: String::new(),
+        }
+    }
+
+    /// The decisions and changes of the run, for the end-of-run summary.
+    fn report(&self, earlier: usize) -> Vec<String> {
+        let mut lines = Vec::new();
+        if earlier > 0 {
+            lines.push(format!("  ({earlier} step(s) finished in an earlier attempt of this run)"));
+        }
+        let before = &self.context;
+        for (title, earlier, now) in [
+            ("Decisions:", &before.earlier_decisions, &self.decisions),
+            ("Changes:", &before.earlier_changes, &self.changes),
+        ] {
+            if earlier.is_empty() && now.is_empty() {
+                continue;
+            }
+            lines.push(title.to_owned());
+            lines.extend(earlier.iter().map(|(id, text)| format!("  {id}: {text} (earlier attempt)")));
+            lines.extend(now.iter().map(|(id, text)| format!("  {id}: {text}")));
+        }
+        lines
     }
 
     fn say(&self, line: &str) {
@@ -95,6 +138,8 @@ impl Subscriber for Terminal {
             }
             Event::StageSkipped { name, reason, .. } => self.say(&format!("== Stage skipped: {name} ({reason})")),
             Event::StepStarted { id, name, kind, command, attempt } => {
+                self.kinds.insert(id.clone(), kind);
+                self.last_line = None;
                 let title = name.as_deref().map(|n| format!(" — {n}")).unwrap_or_default();
                 let retry = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
                 if !self.quiet {
@@ -115,15 +160,34 @@ impl Subscriber for Terminal {
                     self.spinner = Some(spinner);
                 }
             }
-            Event::Output { stream, line, .. } => self.output(*stream, line),
+            Event::Output { id, stream, line } => {
+                if self.context.mutating.contains(id) {
+                    let plain = strip_escapes(line);
+                    if !plain.trim().is_empty() {
+                        self.last_line = Some((id.clone(), plain.trim().chars().take(120).collect()));
+                    }
+                }
+                self.output(*stream, line);
+            }
             Event::Notice { text, .. } => {
                 self.stop_spinner();
                 for line in text.lines() {
                     self.say(&format!("  {line}"));
                 }
             }
-            Event::StepFinished { id, status, duration, message, .. } => {
+            Event::StepFinished { id, status, duration, message, output, answer, .. } => {
                 self.stop_spinner();
+                if *status == StepStatus::Done {
+                    if let (Some("prompt"), Some(answer)) = (self.kinds.get(id).copied(), answer) {
+                        self.decisions.push((id.clone(), answer.clone()));
+                    }
+                    if self.context.mutating.contains(id) {
+                        let said = self.last_line.take().filter(|(step, _)| step == id).map(|(_, line)| line);
+                        if let Some(text) = output.as_ref().and_then(what_changed).or(said) {
+                            self.changes.push((id.clone(), text));
+                        }
+                    }
+                }
                 let took = format_duration(*duration);
                 let line = match status {
                     StepStatus::Done => format!("✓ {id} ({took})"),
@@ -169,12 +233,70 @@ impl Subscriber for Terminal {
                         self.say(&format!("  {mark} {id:<28} {}", format_duration(*took)));
                     }
                 }
+                if !self.quiet {
+                    for line in self.report(self.context.earlier) {
+                        self.say(&line);
+                    }
+                }
                 if let Some(message) = message {
                     self.say(message);
                 }
             }
         }
     }
+}
+
+/// What the summary needs that the events do not carry.
+#[derive(Debug, Default, Clone)]
+pub struct SummaryContext {
+    /// Ids of steps that change something (`effect: mutate` run/shell/http steps).
+    pub mutating: std::collections::HashSet<String>,
+    /// Steps finished in an earlier attempt (`resume`).
+    pub earlier: usize,
+    /// Decisions and changes of earlier attempts, listed before this attempt's.
+    pub earlier_decisions: Vec<(String, String)>,
+    pub earlier_changes: Vec<(String, String)>,
+}
+
+/// `line` without terminal escape sequences (gcloud prints bold names) or control characters.
+fn strip_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // CSI: parameters and intermediates up to a final byte in @..~.
+                for next in chars.by_ref() {
+                    if ('@'..='~').contains(&next) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if !c.is_control() || c == '\t' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The part of a mutating step's captured output worth repeating: an operation's name,
+/// type, target and status, or the first line of text.
+pub fn what_changed(output: &serde_json::Value) -> Option<String> {
+    if let Some(json) = output.get("json").filter(|j| j.is_object()) {
+        let parts: Vec<String> = ["operationType", "targetId", "name", "status"]
+            .iter()
+            .filter_map(|key| json.get(*key).and_then(|v| v.as_str()).map(|v| format!("{key} {v}")))
+            .collect();
+        if !parts.is_empty() {
+            return Some(parts.join(", "));
+        }
+    }
+    let text = output.get("output").and_then(|o| o.as_str())?.lines().find(|l| !l.trim().is_empty())?;
+    let short: String = strip_escapes(text.trim()).chars().take(120).collect();
+    Some(short)
 }
 
 fn format_duration(duration: Duration) -> String {

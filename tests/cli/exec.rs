@@ -337,7 +337,7 @@ procedures:
     assert!(out.stderr().contains("--answer pick=VALUE"), "{}", out.stderr());
     sandbox.runbook().args(["ask", "go", "--yes", "--answer", "pick=beta"]).output().success();
     assert_eq!(std::fs::read_to_string(sandbox.path().join("picked.txt")).unwrap_or_default(), "beta\n");
-    let out = sandbox.runbook().args(["ask", "go", "--yes", "--answer", "pick=gamma"]).output().status(1);
+    let out = sandbox.runbook().args(["ask", "go", "--yes", "--answer", "pick=gamma"]).output().status(2);
     assert!(out.stderr().contains("not one of the choices"), "{}", out.stderr());
     let out = sandbox.runbook().args(["ask", "go", "--yes", "--answer", "nosuch=1"]).output().status(2);
     assert!(out.stderr().contains("no prompt or manual step `nosuch`"), "{}", out.stderr());

@@ -51,7 +51,7 @@ fn a_failed_run_resumes_at_its_first_unfinished_step() {
     assert_eq!(list[0]["status"], "failed");
 
     std::fs::write(sandbox.path().join("fixed"), "").unwrap_or_else(|e| panic!("{e}"));
-    sandbox.runbook().args(["resume", &id]).output().success();
+    sandbox.runbook().args(["resume", &id, "--yes"]).output().success();
     let log = std::fs::read_to_string(sandbox.path().join("ran.log")).unwrap_or_default();
     assert_eq!(log, "one\ntwo\nthree 10.9.8.7\n", "step one once, then two and three with one's output");
     let out = sandbox.runbook().args(["show", &id]).output().success();
@@ -70,7 +70,7 @@ fn resume_refuses_a_changed_runbook_unless_forced() {
     let out = sandbox.runbook().args(["resume", &id]).output().status(2);
     assert!(out.stderr().contains("changed since the run started"), "{}", out.stderr());
     assert!(!std::fs::read_to_string(sandbox.path().join("ran.log")).unwrap_or_default().contains("two"));
-    sandbox.runbook().args(["resume", &id, "--force"]).output().success();
+    sandbox.runbook().args(["resume", &id, "--force", "--yes"]).output().success();
     let journal = sandbox.journals().pop().unwrap_or_default();
     assert_eq!(count_lines(&journal, r#""forced":true"#), 1, "the override is recorded");
 }
@@ -114,7 +114,7 @@ procedures:
     let history = sandbox.runbook().args(["history"]).output().success();
     assert!(history.stdout().contains("interrupted"), "{}", history.stdout());
     std::fs::write(sandbox.path().join("fast"), "").unwrap_or_else(|e| panic!("{e}"));
-    sandbox.runbook().args(["resume", &id]).output().success();
+    sandbox.runbook().args(["resume", &id, "--yes"]).output().success();
     let log = std::fs::read_to_string(sandbox.path().join("ran.log")).unwrap_or_default();
     assert_eq!(log, "before\nslow-start\nslow-start\nafter\n");
 }

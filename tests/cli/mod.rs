@@ -1,3 +1,4 @@
+mod decisions;
 mod dry_run;
 mod exec;
 mod faults;

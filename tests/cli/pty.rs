@@ -324,8 +324,14 @@ fn select_prompt_arrow_down_picks_the_second_choice() {
     pty.answer("y");
     pty.expect("Which one?");
     pty.expect("gamma");
+    // Nothing is preselected: the first line asks to move, the second is `alpha`.
+    pty.send("\x1b[B");
     pty.send("\x1b[B");
     pty.send("\r");
+    // The stage was shown with a placeholder for the choice: the final command is shown now.
+    pty.expect("chosen.txt' x beta");
+    pty.expect("Run `record` with this command?");
+    pty.answer("y");
     let (code, transcript) = pty.finish();
     assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
     assert_eq!(read(&sandbox.path().join("chosen.txt")), "beta\n", "the chosen value\n--- transcript\n{transcript}");
@@ -377,4 +383,325 @@ fn stage_preview_numbers_steps_like_the_dry_run() {
     pty.answer("n");
     let (_, transcript) = pty.finish();
     assert!(transcript.contains("2.1 touch_b"), "step numbering in the stage preview\n--- transcript\n{transcript}");
+}
+
+// Issue 10: the 3 a.m. decisions.
+
+/// Whether the real gcloud is installed (the `--simulate` runs need it); a loud skip if not.
+fn has_gcloud() -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("gcloud").is_file()));
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "gcloud is not installed, and CI machines must have it");
+        eprintln!("\n*** SKIP: gcloud is not installed; this rehearsal test did not run ***\n");
+    }
+    found
+}
+
+#[test]
+fn enter_at_the_revision_list_does_not_route_traffic_to_the_serving_revision() {
+    if !has_gcloud() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    sandbox.copy_rollback();
+    let mut pty = Pty::spawn(&sandbox, &["rollback", "revert-traffic", "--env", "production", "--simulate"]);
+    pty.expect("type `production` to continue");
+    pty.answer("production");
+    pty.expect("Run stage `Choose the revision`?");
+    pty.answer("y");
+    // Labels: creation time, image, traffic share; the serving revision is marked.
+    // (needles are ASCII: rexpect hands over one char per byte)
+    pty.expect("move to your choice");
+    pty.expect("SERVING NOW");
+    pty.expect("api:v1.4.0");
+    // Nothing is preselected: Enter picks nothing and the list is shown again.
+    pty.send("\r");
+    pty.expect("Nothing chosen yet");
+    pty.expect("api:v1.4.0");
+    // Choosing the serving revision on purpose is refused by the runbook's assert.
+    pty.send("\x1b[B");
+    pty.send("\r");
+    pty.expect("already serves 100% of the traffic");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 1, "exit code\n--- transcript\n{transcript}");
+    assert!(
+        !transcript.contains("services update-traffic"),
+        "traffic was routed to the serving revision\n--- transcript\n{transcript}"
+    );
+    assert!(
+        transcript.contains("pegasus-api-00003-zt4 · created ")
+            && transcript.contains("· image api:v1.6.0 · 100% of traffic · SERVING NOW")
+            && transcript.contains("· image api:v1.5.0 · 0% of traffic\r\n"),
+        "revisions are labelled with creation time, image and traffic share\n--- transcript\n{transcript}"
+    );
+}
+
+#[test]
+fn a_failed_backup_is_not_offered_and_ctrl_c_at_the_list_exits_130() {
+    if !has_gcloud() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    sandbox.copy_rollback();
+    let mut pty = Pty::spawn(
+        &sandbox,
+        &[
+            "rollback",
+            "snapshot",
+            "--env",
+            "production",
+            "--simulate",
+            "--answer",
+            "stop_rollout=done",
+            "--answer",
+            "keep_healthy_version=done",
+            "--answer",
+            "failing_migration_file=003_add_course_tags.sql",
+        ],
+    );
+    pty.expect("type `production` to continue");
+    pty.answer("production");
+    pty.expect("Run stage `Immediate response`?");
+    pty.answer("y");
+    pty.expect("Run stage `Choose the backup and the revision`?");
+    pty.answer("y");
+    pty.expect("Backup to restore onto pegasus-db-eu");
+    pty.expect("move to your choice");
+    pty.expect("T02:00:00.000000Z");
+    pty.expect("T02:00:00.000000Z");
+    pty.send("\x03");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 130, "Ctrl-C at a choice list\n--- transcript\n{transcript}");
+    assert!(transcript.contains("· SUCCESSFUL"), "backups are labelled\n--- transcript\n{transcript}");
+    assert!(!transcript.contains("· FAILED"), "a FAILED backup was offered\n--- transcript\n{transcript}");
+    assert!(!transcript.contains("IO error"), "Ctrl-C is not an IO error\n--- transcript\n{transcript}");
+    assert!(transcript.contains("runbook resume"), "the run is resumable\n--- transcript\n{transcript}");
+}
+
+const MIGRATION_PROMPT: &str = r#"
+runbook: ask
+title: Ask for a migration
+procedures:
+  go:
+    summary: Ask, then record
+    stages:
+      - name: Ask
+        steps:
+          - id: migration
+            prompt: Failing migration filename
+            pattern: '[0-9]+_[a-z_]+\.sql'
+            pattern_help: a migration filename such as NNN_name.sql
+            example: 001_add_course_tags.sql
+          - id: record
+            run: [sh, -c, 'echo "$1" > got.txt', x, "{{ steps.migration.output }}"]
+            timeout: 10s
+"#;
+
+#[test]
+fn an_invalid_typed_answer_is_explained_and_asked_again() {
+    let sandbox = Sandbox::new();
+    sandbox.file("ask.yaml", MIGRATION_PROMPT);
+    let mut pty = Pty::spawn(&sandbox, &["ask", "go"]);
+    pty.expect("Run stage `Ask`?");
+    pty.answer("y");
+    pty.expect("Failing migration filename");
+    pty.answer("add_tags.sql");
+    pty.expect("is not a migration filename such as NNN_name.sql (e.g. 001_add_course_tags.sql)");
+    pty.expect("please try again");
+    pty.answer("004_fix_tags.sql");
+    pty.expect("Run `record` with this command?");
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
+    assert_eq!(read(&sandbox.path().join("got.txt")), "004_fix_tags.sql\n", "--- transcript\n{transcript}");
+    assert!(!transcript.contains("^(?:"), "the internal regex was shown\n--- transcript\n{transcript}");
+}
+
+#[test]
+fn ctrl_c_at_a_prompt_exits_130_with_one_clean_line_and_is_resumable() {
+    let sandbox = Sandbox::new();
+    sandbox.file("ask.yaml", MIGRATION_PROMPT);
+    let mut pty = Pty::spawn(&sandbox, &["ask", "go"]);
+    pty.expect("Run stage `Ask`?");
+    pty.answer("y");
+    pty.expect("Failing migration filename");
+    pty.send("\x03");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 130, "exit code\n--- transcript\n{transcript}");
+    assert!(!transcript.contains("IO error"), "--- transcript\n{transcript}");
+    assert!(!transcript.contains("cannot ask the operator"), "--- transcript\n{transcript}");
+    assert_eq!(
+        transcript.matches("interrupted at the question").count(),
+        1,
+        "one line says what happened\n--- transcript\n{transcript}"
+    );
+    assert!(transcript.contains("runbook resume"), "--- transcript\n{transcript}");
+    let history = sandbox.runbook().args(["history", "--format", "json"]).output().success().stdout();
+    let runs: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
+    assert_eq!(runs[0]["status"], "interrupted", "{history}");
+}
+
+const GUARDED: &str = r#"
+runbook: guarded
+title: A protected target
+environments:
+  prod: {protected: true}
+procedures:
+  go:
+    summary: Touch a file, or fail until it may
+    stages:
+      - name: Touch
+        steps:
+          - id: touch
+            run: [sh, -c, 'test -f allowed && touch done.txt']
+            timeout: 10s
+"#;
+
+#[test]
+fn yes_at_a_terminal_still_asks_for_the_protected_environment_name() {
+    let sandbox = Sandbox::new();
+    sandbox.file("guarded.yaml", GUARDED);
+    std::fs::write(sandbox.path().join("allowed"), "").unwrap_or_else(|e| panic!("{e}"));
+    let mut pty = Pty::spawn(&sandbox, &["guarded", "go", "--env", "prod", "--yes"]);
+    pty.expect("type `prod` to continue");
+    pty.answer("prod");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
+    assert!(exists(&sandbox, "done.txt"), "--- transcript\n{transcript}");
+}
+
+#[test]
+fn resume_of_a_yes_run_asks_again() {
+    let sandbox = Sandbox::new();
+    sandbox.file("guarded.yaml", GUARDED);
+    sandbox.runbook().args(["guarded", "go", "--env", "prod", "--yes", "--confirm-env", "prod"]).output().status(1);
+    let id = sandbox.last_run_id();
+    std::fs::write(sandbox.path().join("allowed"), "").unwrap_or_else(|e| panic!("{e}"));
+    let mut pty = Pty::spawn(&sandbox, &["resume", &id]);
+    pty.expect("type `prod` to continue");
+    pty.answer("prod");
+    pty.expect("Run stage `Touch`?");
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
+    assert!(exists(&sandbox, "done.txt"), "--- transcript\n{transcript}");
+}
+
+const WITH_INCLUDE: &str = r#"
+runbook: nest
+title: A stage with an include
+procedures:
+  inner:
+    summary: Two steps
+    stages:
+      - name: Inner work
+        steps:
+          - id: inner_a
+            run: [touch, a]
+            timeout: 10s
+          - id: inner_b
+            run: [touch, b]
+            timeout: 10s
+  go:
+    summary: Outer, including inner
+    stages:
+      - name: Outer
+        steps:
+          - id: before
+            run: [touch, before]
+            timeout: 10s
+          - id: include_inner
+            include: inner
+"#;
+
+#[test]
+fn a_stage_confirmation_shows_included_steps_inline_and_asks_once() {
+    let sandbox = Sandbox::new();
+    sandbox.file("nest.yaml", WITH_INCLUDE);
+    let mut pty = Pty::spawn(&sandbox, &["nest", "go"]);
+    pty.expect("Run stage `Outer`?");
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
+    assert!(
+        !transcript.contains("Run stage `Inner work`"),
+        "the inner stage asked again\n--- transcript\n{transcript}"
+    );
+    assert!(exists(&sandbox, "a") && exists(&sandbox, "b"), "--- transcript\n{transcript}");
+    let text = transcript.replace('\r', "");
+    let start = text.find("Stage 1:").unwrap_or_else(|| panic!("no preview\n--- transcript\n{transcript}"));
+    let end = text[start..].find("? Run stage").map_or(text.len(), |i| start + i);
+    insta::with_settings!({ prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!("stage_confirmation_with_an_include", text[start..end].trim_end());
+    });
+}
+
+#[test]
+fn the_command_using_a_just_made_choice_is_shown_final_before_it_runs() {
+    if !has_gcloud() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    sandbox.copy_rollback();
+    let mut pty = Pty::spawn(&sandbox, &["rollback", "revert-traffic", "--env", "production", "--simulate"]);
+    pty.expect("type `production` to continue");
+    pty.answer("production");
+    pty.expect("Run stage `Choose the revision`?");
+    pty.answer("y");
+    pty.expect("move to your choice");
+    pty.expect("api:v1.4.0");
+    // The placeholder line, the serving revision, then the previous one.
+    pty.send("\x1b[B");
+    pty.send("\x1b[B");
+    pty.send("\r");
+    pty.expect("--to-revisions=pegasus-api-00002-x9m=100");
+    pty.expect("Run stage `Revert Cloud Run traffic`?");
+    pty.answer("n");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "stopped before the change\n--- transcript\n{transcript}");
+    assert!(!transcript.contains("--to-revisions=<steps."), "--- transcript\n{transcript}");
+}
+
+#[test]
+fn no_to_the_final_command_of_a_just_chosen_value_runs_nothing() {
+    let sandbox = Sandbox::new();
+    sandbox.file("select.yaml", SELECT);
+    let mut pty = Pty::spawn(&sandbox, &["select", "go"]);
+    pty.expect("Run stage `Pick`?");
+    pty.answer("y");
+    pty.expect("gamma");
+    pty.send("\x1b[B");
+    pty.send("\r");
+    pty.expect("chosen.txt' x alpha");
+    pty.expect("Run `record` with this command?");
+    pty.answer("");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "exit code (operator stopped)\n--- transcript\n{transcript}");
+    assert!(!exists(&sandbox, "chosen.txt"), "--- transcript\n{transcript}");
+}
+
+#[test]
+fn ctrl_c_at_a_confirmation_exits_130_and_runs_nothing() {
+    let sandbox = Sandbox::new();
+    sandbox.file("guarded.yaml", GUARDED);
+    std::fs::write(sandbox.path().join("allowed"), "").unwrap_or_else(|e| panic!("{e}"));
+    // At the protected environment's name...
+    let mut pty = Pty::spawn(&sandbox, &["guarded", "go", "--env", "prod"]);
+    pty.expect("type `prod` to continue");
+    pty.send("\x03");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 130, "exit code\n--- transcript\n{transcript}");
+    assert!(!transcript.contains("IO error"), "--- transcript\n{transcript}");
+    // ...and at a stage confirmation.
+    let mut pty = Pty::spawn(&sandbox, &["guarded", "go", "--env", "prod"]);
+    pty.expect("type `prod` to continue");
+    pty.answer("prod");
+    pty.expect("Run stage `Touch`?");
+    pty.send("\x03");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 130, "exit code\n--- transcript\n{transcript}");
+    assert!(!transcript.contains("IO error"), "--- transcript\n{transcript}");
+    assert!(!exists(&sandbox, "done.txt"), "--- transcript\n{transcript}");
+    assert!(transcript.contains("runbook resume"), "--- transcript\n{transcript}");
 }

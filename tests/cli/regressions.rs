@@ -195,7 +195,7 @@ procedures:
     );
     std::fs::write(sandbox.path().join("ok"), "").unwrap_or_else(|e| panic!("{e}"));
     let id = sandbox.last_run_id();
-    sandbox.runbook().args(["resume", &id]).output().success();
+    sandbox.runbook().args(["resume", &id, "--yes"]).output().success();
 }
 
 #[test]

@@ -140,7 +140,7 @@ fn pitr_rehearsal_clones_repoints_the_secret_reverts_traffic_and_verifies() {
     fake.faults(r#"{"operations": [{"operation_type": "CLONE", "polls": 3}]}"#);
     let ts = recent_timestamp();
     let out = runbook(&sandbox, &fake)
-        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes"])
+        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes", "--confirm-env", "production"])
         .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
         .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
         .args(["--var", &format!("api_base_url={}", fake.app_url())])
@@ -203,7 +203,8 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
         .and_then(|b| b["id"].as_i64())
         .unwrap_or_else(|| panic!("the scenario has a pre-deploy backup"));
     runbook(&sandbox, &fake)
-        .args(["rollback", "snapshot", "--env", "production", "--yes"])
+        .args(["rollback", "snapshot", "--env", "production", "--yes", "--confirm-env", "production"])
+        .args(["--confirm-target", "restore_op=pegasus-db-eu"])
         .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
         .args(["--answer", &format!("backup_id={pre_deploy}")])
         .args(["--answer", "previous_revision=pegasus-api-00001-k7q"])
@@ -241,6 +242,8 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
             "--env",
             "production",
             "--yes",
+            "--confirm-env",
+            "production",
             "--answer",
             "previous_revision=pegasus-api-00003-zt4",
         ])
@@ -256,6 +259,8 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
             "--env",
             "production",
             "--yes",
+            "--confirm-env",
+            "production",
             "--var",
             &format!("api_base_url={}", fake.app_url()),
         ])
@@ -288,7 +293,17 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
     let ts = recent_timestamp();
     let pitr = |extra: &[&str]| {
         runbook(&sandbox, &fake)
-            .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes"])
+            .args([
+                "rollback",
+                "pitr",
+                "--env",
+                "production",
+                "--timestamp",
+                &ts,
+                "--yes",
+                "--confirm-env",
+                "production",
+            ])
             .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
             .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
             .args(["--var", &format!("api_base_url={}", fake.app_url())])
@@ -310,7 +325,15 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
     // Rehearsed against a `runbook simulate` server, it resumes only against one.
     let out = Run::new(sandbox.path()).args(["resume", &id]).output().status(2);
     assert!(out.stderr().contains("export the settings a `runbook simulate` prints"), "{}", out.stderr());
-    let out = Run::new(sandbox.path()).args(["rollback", "verify", "--env", "production", "--yes"]);
+    let out = Run::new(sandbox.path()).args([
+        "rollback",
+        "verify",
+        "--env",
+        "production",
+        "--yes",
+        "--confirm-env",
+        "production",
+    ]);
     let out = out.env("RUNBOOK_REHEARSAL", "https://sqladmin.googleapis.com/").output().status(2);
     assert!(out.stderr().contains("is not on a loopback IPv4 address"), "{}", out.stderr());
     let out = Run::new(sandbox.path()).args(["rollback", "verify", "--env", "production", "--dry-run", "--probe"]);
@@ -318,7 +341,7 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
     assert!(out.stderr().contains("--probe is not available in a rehearsal"), "{}", out.stderr());
     let clones_before =
         fake.requests().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).count();
-    runbook(&sandbox, &fake).args(["resume", &id]).output().success();
+    runbook(&sandbox, &fake).args(["resume", &id, "--yes", "--confirm-env", "production"]).output().success();
     let clones_after =
         fake.requests().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).count();
     assert_eq!(clones_before, clones_after, "resume did not clone again");
@@ -405,7 +428,7 @@ procedures:
     let out = runbook(&sandbox, &fake).args(["hang", "read", "--yes"]).output().status(1);
     assert!(out.stderr().contains("timed out after 10s"), "{}", out.stderr());
     let id = sandbox.last_run_id();
-    let out = runbook(&sandbox, &fake).args(["resume", &id]).output().success();
+    let out = runbook(&sandbox, &fake).args(["resume", &id, "--yes"]).output().success();
     assert!(!out.all().contains("s3cr3t-pw"), "the secret output is masked: {}", out.all());
 
     // One 503: gcloud retries it itself, and the step succeeds.
@@ -453,7 +476,7 @@ impl Recorder {
 /// rollback.yaml's procedures run with `--simulate` and the sandbox's gcloud wrapper on PATH.
 fn simulated(sandbox: &Sandbox, args: &[&str]) -> Run {
     let path = format!("{}:{}", sandbox.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
-    sandbox.runbook().env("PATH", path).args(args).args(["--simulate", "--yes"])
+    sandbox.runbook().env("PATH", path).args(args).args(["--simulate", "--yes", "--confirm-env", "production"])
 }
 
 const PITR_ANSWERS: [&str; 4] = [
@@ -624,7 +647,7 @@ fn ctrl_c_during_a_slow_simulated_clone_then_resume_finishes_with_one_clone() {
     let real = sandbox
         .runbook()
         .env("PATH", format!("{}:{}", stub.display(), std::env::var("PATH").unwrap_or_default()))
-        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes"])
+        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes", "--confirm-env", "production"])
         .args(PITR_ANSWERS)
         .output();
 
@@ -641,7 +664,8 @@ fn ctrl_c_during_a_slow_simulated_clone_then_resume_finishes_with_one_clone() {
     let id = runs[0]["id"].as_str().unwrap_or_default().to_owned();
     assert_eq!(runs.as_array().map(Vec::len), Some(1), "{history}");
     let path = format!("{}:{}", sandbox.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
-    let out = sandbox.runbook().env("PATH", path).args(["resume", &id]).output();
+    let out =
+        sandbox.runbook().env("PATH", path).args(["resume", &id, "--yes", "--confirm-env", "production"]).output();
     assert_eq!(out.code(), 0, "{}", out.all());
     assert!(out.stderr().contains("state was restored"), "{}", out.stderr());
     let waits = journals(&sandbox).matches(r#""event":"step_started","id":"clone_wait""#).count();
@@ -735,4 +759,70 @@ procedures:
     assert!(all.contains("rehearsal var `api_base_url` must be a path on the local fake"), "{all}");
     let out = sandbox.runbook().args(["bad-rehearsal", "go", "--env", "production", "--simulate", "--yes"]).output();
     assert_eq!(out.code(), 2, "nothing runs: {}", out.all());
+}
+
+/// Requests that change something (anything but GET) the fake received.
+fn mutating_requests(fake: &Fake) -> Vec<serde_json::Value> {
+    fake.requests().into_iter().filter(|r| r["method"] != "GET").collect()
+}
+
+#[test]
+fn a_bad_answer_for_any_pitr_prompt_exits_2_before_anything_changes() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let ts = recent_timestamp();
+    let good = [("failing_migration_file", "003_add_course_tags.sql"), ("previous_revision", "pegasus-api-00002-x9m")];
+    let bad = [
+        ("failing_migration_file", "add_course_tags.sql"),
+        ("previous_revision", "pegasus-api-0002-x9m"),
+        ("previous_revision", "Pegasus API"),
+    ];
+    for (id, value) in bad {
+        let mut run = runbook(&sandbox, &fake)
+            .args([
+                "rollback",
+                "pitr",
+                "--env",
+                "production",
+                "--timestamp",
+                &ts,
+                "--yes",
+                "--confirm-env",
+                "production",
+            ])
+            .args(["--var", &format!("api_base_url={}", fake.app_url())]);
+        for (other, answer) in good.iter().filter(|(other, _)| *other != id) {
+            run = run.args(["--answer", &format!("{other}={answer}")]);
+        }
+        let out = run.args(["--answer", &format!("{id}={value}")]).output().status(2);
+        assert!(out.stderr().contains(value), "{id}={value}: {}", out.stderr());
+        assert_eq!(mutating_requests(&fake), Vec::<serde_json::Value>::new(), "{id}={value}: something changed");
+    }
+}
+
+#[test]
+fn a_failed_backup_given_with_answer_is_refused_before_the_restore() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let backups = fake.state()["projects"][PROJECT]["instances"]["pegasus-db-eu"]["backup_runs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let failed = backups
+        .iter()
+        .find(|b| b["status"] == "FAILED")
+        .and_then(|b| b["id"].as_i64())
+        .unwrap_or_else(|| panic!("the scenario has a FAILED backup: {backups:?}"));
+    let out = runbook(&sandbox, &fake)
+        .args(["rollback", "snapshot", "--env", "production", "--yes", "--confirm-env", "production"])
+        .args(["--confirm-target", "restore_op=pegasus-db-eu"])
+        .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
+        .args(["--answer", &format!("backup_id={failed}")])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .output()
+        .status(2);
+    assert!(out.stderr().contains("is not one of the choices"), "{}", out.stderr());
+    assert_eq!(mutating_requests(&fake), Vec::<serde_json::Value>::new(), "the FAILED backup was restored");
 }

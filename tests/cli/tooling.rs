@@ -154,4 +154,6 @@ fn workflows_parse_and_run_the_checks() {
     assert!(ci.contains("validate runbooks/ --format github"));
     assert!(ci.contains(".ci/run"));
     assert!(dispatch.contains("workflow_dispatch") && dispatch.contains("environment: ${{ inputs.environment }}"));
+    // --yes never confirms a protected environment: the approved environment is named.
+    assert!(dispatch.contains("--yes --confirm-env \"$TARGET_ENV\""), "run-runbook.yml must pass --confirm-env");
 }
