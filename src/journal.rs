@@ -37,6 +37,14 @@ pub struct Header {
     /// A rehearsal against the local fake (`--simulate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<crate::commands::rehearse::Settings>,
+    /// Who allowed this run besides its operator: an applied plan and its approvers, or a
+    /// break-glass reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<String>,
 }
 
 /// One line of the journal.
@@ -171,6 +179,10 @@ pub struct Summary {
     pub started: String,
     pub status: String,
     pub file: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<String>,
 }
 
 impl Recorded {
@@ -216,6 +228,8 @@ impl Recorded {
             started: self.started(),
             status: self.status(),
             file: header.file.clone(),
+            plan_id: header.plan_id.clone(),
+            break_glass: header.break_glass.clone(),
         })
     }
 

@@ -1,5 +1,6 @@
 //! `runbook`: parse the command line, load the runbook folder, run the command.
 
+mod approvals;
 mod checker;
 mod cli;
 mod commands;
@@ -15,6 +16,7 @@ mod model;
 mod output;
 mod param;
 mod plan;
+mod plan_file;
 mod redact;
 mod render;
 mod schema;
@@ -92,7 +94,15 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             output::print(&schema::json());
             Ok(())
         }
-        Builtin::History { format } => commands::runs::history(&settings(global), format),
+        Builtin::History { format, break_glass } => commands::runs::history(&settings(global), format, break_glass),
+        Builtin::ShowPlan { file } => commands::plan::show(&file, &settings(global)),
+        Builtin::Approve { file, comment, plan_id, approver_from_github } => {
+            commands::plan::approve(&file, comment, plan_id, approver_from_github, &settings(global))
+        }
+        Builtin::Apply { file, confirm_env, answer, output } => {
+            let args = commands::plan::ApplyArgs { file: &file, confirm_env, answers: answer, output };
+            commands::plan::apply(args, &settings(global))
+        }
         Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
         Builtin::Resume { run_id, yes, force, answer, output } => {
             let args = commands::runs::ResumeArgs { run_id, yes, force, answers: answer, output };

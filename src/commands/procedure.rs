@@ -30,6 +30,8 @@ pub struct Execution {
     pub forced: bool,
     /// `--simulate`: run against the local fake of the Google APIs.
     pub rehearsal: Option<super::rehearse::Settings>,
+    /// An applied plan and its approvers, or a break-glass reason (journaled).
+    pub audit: super::plan::Audit,
 }
 
 pub fn checked_runbook(entry: &Entry) -> Result<crate::model::RunbookRef, Error> {
@@ -46,6 +48,9 @@ pub fn checked_runbook(entry: &Entry) -> Result<crate::model::RunbookRef, Error>
 
 pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) -> Result<(), Error> {
     let runbook = checked_runbook(entry)?;
+    if let Some(file) = call.exec.save_plan.clone() {
+        return super::plan::save(runbook, call, &file, settings);
+    }
     let inputs = Inputs {
         environment: call.exec.env.clone(),
         params: call.params,
@@ -56,6 +61,7 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
     if call.exec.dry_run {
         return dry_run(&plan, call.exec.probe, call.exec.output);
     }
+    let break_glass = super::plan::break_glass(&plan, call.exec.break_glass.as_deref(), call.exec.simulate)?;
     if interactive() {
         ask_missing_secrets(&mut plan)?;
     }
@@ -69,11 +75,12 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
             .exec
             .simulate
             .then(|| super::rehearse::Settings { scenario: call.exec.scenario.clone(), port: call.exec.simulate_port }),
+        audit: super::plan::Audit { break_glass, ..super::plan::Audit::default() },
     };
     execute(&plan, execution, settings)
 }
 
-fn interactive() -> bool {
+pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
@@ -96,22 +103,25 @@ fn options(yes: bool) -> Result<Options, Error> {
     })
 }
 
-fn dry_run(plan: &Plan, probe: bool, output: OutputFormat) -> Result<(), Error> {
-    let mut outputs = Outputs::dry_run();
-    if probe {
-        let mut runner = Runner::new(plan, options(false)?, Vec::new());
-        runtime()?.block_on(async {
-            let cancel = runner.cancel.clone();
-            let signals = tokio::spawn(async move {
-                if wait_for_signal().await {
-                    cancel.cancel();
-                }
-            });
-            runner.probe().await;
-            signals.abort();
+/// Runs the plan's read-only steps (`--probe`, `--save-plan`, `apply`'s drift check);
+/// also says whether a signal cut the probing short.
+pub fn probe_outputs(plan: &Plan) -> Result<(Outputs, bool), Error> {
+    let mut runner = Runner::new(plan, options(false)?, Vec::new());
+    runtime()?.block_on(async {
+        let cancel = runner.cancel.clone();
+        let signals = tokio::spawn(async move {
+            if wait_for_signal().await {
+                cancel.cancel();
+            }
         });
-        outputs = runner.outputs.clone();
-    }
+        runner.probe().await;
+        signals.abort();
+    });
+    Ok((runner.outputs.clone(), runner.cancel.is_cancelled()))
+}
+
+fn dry_run(plan: &Plan, probe: bool, output: OutputFormat) -> Result<(), Error> {
+    let outputs = if probe { probe_outputs(plan)?.0 } else { Outputs::dry_run() };
     let dry = crate::dry_run::build(plan, &outputs);
     match output {
         OutputFormat::Human => crate::output::print(&plan.redactor.redact(&crate::dry_run::human(plan, &dry))),
@@ -152,6 +162,12 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
         crate::lock::acquire(&state.locks(), &lock_name, plan.environment.as_deref(), &holder).map_err(Error::Usage)?;
     let mut header = header(plan, &execution.run_id, &holder, execution.yes, execution.forced);
     header.rehearsal = execution.rehearsal.clone();
+    execution.audit.stamp(&mut header);
+    // `apply` marks its plan used only once the lock is held, so a plan is not spent on a
+    // run that could not start.
+    if let Some(claim) = execution.audit.claim.as_ref() {
+        claim(&execution.run_id)?;
+    }
     let journal_path = state.journal_path(&execution.run_id);
     let journal = Journal::open(&journal_path, header, resumed).map_err(Error::Io)?;
 
@@ -163,6 +179,9 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
         if !settings.quiet {
             let verb = if resumed { "Resuming" } else { "Starting" };
             eprintln!("{verb} run {} (journal: {})", execution.run_id, journal_path.display());
+            if let Some(line) = execution.audit.banner() {
+                eprintln!("{line}");
+            }
         }
     }
     runner.subscribe(Box::new(journal));
@@ -192,6 +211,9 @@ pub fn execute(plan: &Plan, execution: Execution, settings: &Settings) -> Result
         }
         Ok::<_, Error>(outcome)
     })?;
+    if !json && let Some(line) = execution.audit.banner() {
+        eprintln!("{line}");
+    }
     match outcome {
         Outcome::Done => Ok(()),
         other => {
@@ -229,6 +251,9 @@ fn header(plan: &Plan, run_id: &str, holder: &crate::lock::Holder, yes: bool, fo
         yes,
         forced,
         rehearsal: None,
+        plan_id: None,
+        approvers: Vec::new(),
+        break_glass: None,
     }
 }
 

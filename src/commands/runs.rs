@@ -31,7 +31,7 @@ fn runs(state: &StateDir) -> Vec<(String, Result<Recorded, String>)> {
     runs
 }
 
-pub fn history(settings: &Settings, format: OutputFormat) -> Result<(), Error> {
+pub fn history(settings: &Settings, format: OutputFormat, break_glass: bool) -> Result<(), Error> {
     let state = state(settings)?;
     let mut summaries: Vec<Summary> = Vec::new();
     for (id, recorded) in runs(&state) {
@@ -39,6 +39,9 @@ pub fn history(settings: &Settings, format: OutputFormat) -> Result<(), Error> {
             Ok(recorded) => summaries.extend(recorded.summary(&id)),
             Err(err) => eprintln!("warning: {err}"),
         }
+    }
+    if break_glass {
+        summaries.retain(|s| s.break_glass.is_some());
     }
     match format {
         OutputFormat::Json => {
@@ -66,6 +69,9 @@ pub fn history(settings: &Settings, format: OutputFormat) -> Result<(), Error> {
                     s.started.get(..19).unwrap_or(&s.started),
                     s.status
                 );
+                if let Some(reason) = &s.break_glass {
+                    let _ = writeln!(out, "{:<24} BREAK GLASS: {reason}", "");
+                }
             }
             crate::output::print(&out);
         }
@@ -103,6 +109,13 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
                 let _ = writeln!(out, "{:26}file {} (sha256 {})", "", header.file.display(), header.sha256);
                 for (name, value) in &header.params {
                     let _ = writeln!(out, "{:26}--{} {value}", "", crate::param::flag_name(name));
+                }
+                if let Some(reason) = &header.break_glass {
+                    let _ = writeln!(out, "{:26}BREAK GLASS (run without an approved plan): {reason}", "");
+                }
+                if let Some(plan_id) = &header.plan_id {
+                    let _ =
+                        writeln!(out, "{:26}applied plan {plan_id}, approved by {}", "", header.approvers.join(", "));
                 }
                 if header.forced {
                     let _ = writeln!(out, "{:26}resumed with --force although the runbook file changed", "");
@@ -217,6 +230,7 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         forced,
         // A rehearsal resumes as a rehearsal, against a fresh fake from the same scenario.
         rehearsal: header.rehearsal.clone(),
+        audit: super::plan::Audit::resumed(&header),
     };
     execute(&plan, execution, settings)
 }

@@ -2,6 +2,7 @@ mod dry_run;
 mod exec;
 mod journal;
 mod params;
+mod plans;
 mod pty;
 mod regressions;
 mod rehearsal;

@@ -141,6 +141,7 @@ fn pitr_rehearsal_clones_repoints_the_secret_reverts_traffic_and_verifies() {
     let ts = recent_timestamp();
     let out = runbook(&sandbox, &fake)
         .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes"])
+        .args(["--break-glass", "rehearsal against the local fake"])
         .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
         .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
         .args(["--var", &format!("api_base_url={}", fake.app_url())])
@@ -203,7 +204,15 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
         .and_then(|b| b["id"].as_i64())
         .unwrap_or_else(|| panic!("the scenario has a pre-deploy backup"));
     runbook(&sandbox, &fake)
-        .args(["rollback", "snapshot", "--env", "production", "--yes"])
+        .args([
+            "rollback",
+            "snapshot",
+            "--env",
+            "production",
+            "--yes",
+            "--break-glass",
+            "rehearsal against the local fake",
+        ])
         .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
         .args(["--answer", &format!("backup_id={pre_deploy}")])
         .args(["--answer", "previous_revision=pegasus-api-00001-k7q"])
@@ -229,6 +238,8 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
             "--env",
             "production",
             "--yes",
+            "--break-glass",
+            "rehearsal against the local fake",
             "--answer",
             "previous_revision=pegasus-api-00003-zt4",
         ])
@@ -261,6 +272,7 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
     let pitr = |extra: &[&str]| {
         runbook(&sandbox, &fake)
             .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes"])
+            .args(["--break-glass", "rehearsal against the local fake"])
             .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
             .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
             .args(["--var", &format!("api_base_url={}", fake.app_url())])
