@@ -126,13 +126,26 @@ pub fn store(state: &crate::state::StateDir) -> Box<dyn Store> {
     Box::new(LocalStore { root: state.root.join("plans") })
 }
 
-/// Who is acting: the active gcloud account (`gcloud config get-value account`, which
-/// honours `CLOUDSDK_CORE_ACCOUNT`), else user@host. Returns (identity, source).
+/// Who is acting: in a GitHub Actions job the person who started the workflow
+/// (`github:<actor>`: the job's gcloud account is a service account shared by everyone);
+/// else the active gcloud account (`gcloud config get-value account`, which honours
+/// `CLOUDSDK_CORE_ACCOUNT`), else user@host. Returns (identity, source).
 pub fn identity() -> (String, &'static str) {
+    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true")
+        && let Some(actor) = std::env::var("GITHUB_ACTOR").ok().filter(|a| github_login(a))
+    {
+        return (format!("github:{actor}"), "github");
+    }
     match gcloud_account() {
         Some(account) => (account, "gcloud"),
         None => (format!("{}@{}", crate::state::user(), crate::state::host()), "user@host"),
     }
+}
+
+/// A GitHub login: letters, digits and `-` (bots end in `[bot]`), at most 39 characters.
+pub fn github_login(text: &str) -> bool {
+    let name = text.strip_suffix("[bot]").unwrap_or(text);
+    !name.is_empty() && text.len() <= 45 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 fn gcloud_account() -> Option<String> {

@@ -481,10 +481,7 @@ fn github_reviewer() -> Result<(String, &'static str), Error> {
     }
     let reviewer = std::env::var("RUNBOOK_GITHUB_REVIEWER").unwrap_or_default();
     let reviewer = reviewer.trim();
-    let valid = !reviewer.is_empty()
-        && reviewer.len() <= 39
-        && reviewer.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '[' || c == ']');
-    if !valid {
+    if !crate::approvals::github_login(reviewer) {
         return Err(refuse("--approver-from-github: RUNBOOK_GITHUB_REVIEWER must hold the reviewer's GitHub login"));
     }
     Ok((format!("github:{reviewer}"), "github"))

@@ -276,3 +276,53 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+#[test]
+fn github_mode_names_the_actor_as_author_and_the_environment_reviewer_as_approver() {
+    let sandbox = sandbox();
+    let github = |run: Run| run.env("GITHUB_ACTIONS", "true").env("GITHUB_ACTOR", "alice");
+    let out = github(as_user(&sandbox, "deployer@project.iam.gserviceaccount.com"))
+        .args(["svc", "switch", "--env", "production", "--answer", "reason=gh", "--save-plan", "switch.plan"])
+        .output()
+        .success();
+    assert!(out.stderr().contains("made by github:alice"), "{}", out.stderr());
+    let prefix: String = plan_id(&plan_path(&sandbox)).chars().take(8).collect();
+    let approve = |reviewer: &str| {
+        github(as_user(&sandbox, "deployer@project.iam.gserviceaccount.com"))
+            .env("RUNBOOK_GITHUB_REVIEWER", reviewer)
+            .args(["approve", "switch.plan", "--plan-id", &prefix, "--approver-from-github"])
+            .output()
+    };
+    let out = approve("alice").status(2);
+    assert!(out.stderr().contains("someone else must approve it"), "{}", out.stderr());
+    let out = approve("bob; rm -rf /").status(2);
+    assert!(out.stderr().contains("GitHub login"), "{}", out.stderr());
+    let out = as_user(&sandbox, "b@x")
+        .env("RUNBOOK_GITHUB_REVIEWER", "bob")
+        .args(["approve", "switch.plan", "--plan-id", &prefix, "--approver-from-github"])
+        .output()
+        .status(2);
+    assert!(out.stderr().contains("only in a GitHub Actions job"), "{}", out.stderr());
+    approve("bob").success();
+    github(as_user(&sandbox, "deployer@project.iam.gserviceaccount.com"))
+        .args(["apply", "switch.plan", "--confirm-env", "production"])
+        .output()
+        .success();
+    let journal = std::fs::read_to_string(sandbox.journals().pop().unwrap_or_default()).unwrap_or_default();
+    assert!(journal.contains("\"approvers\":[\"github:bob\"]"), "{journal}");
+}
+
+#[test]
+fn the_github_workflow_plans_then_applies_production_behind_the_environment_review() {
+    let text = std::fs::read_to_string(crate::support::repo_root().join(".github/workflows/run-runbook.yml"))
+        .unwrap_or_default();
+    let parsed: serde_json::Value = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("not YAML: {e}"));
+    let jobs = &parsed["jobs"];
+    assert_eq!(jobs["apply"]["needs"], "plan");
+    assert_eq!(jobs["apply"]["environment"], "${{ inputs.environment }}");
+    let steps = |job: &str| jobs[job]["steps"].to_string();
+    assert!(steps("plan").contains("--save-plan run.plan") && steps("plan").contains("upload-artifact"));
+    for needle in ["download-artifact", "/approvals", "--approver-from-github", "apply run.plan --confirm-env"] {
+        assert!(steps("apply").contains(needle), "apply job lacks {needle}");
+    }
+}
