@@ -43,7 +43,7 @@ procedures:
 /// A sandbox with the runbook, the serving revision `rev-1`, and a `gcloud` that reports
 /// `CLOUDSDK_CORE_ACCOUNT` as the active account the way the real one does (the rehearsal
 /// test below uses the real gcloud).
-fn sandbox() -> Sandbox {
+pub(super) fn sandbox() -> Sandbox {
     let sandbox = Sandbox::new();
     sandbox.file("svc.yaml", SVC);
     sandbox.file("./serving.txt", "rev-1\n");
@@ -54,28 +54,28 @@ fn sandbox() -> Sandbox {
     sandbox
 }
 
-fn as_user(sandbox: &Sandbox, who: &str) -> Run {
+pub(super) fn as_user(sandbox: &Sandbox, who: &str) -> Run {
     let path = format!("{}:{}", sandbox.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
     sandbox.runbook().env("PATH", path).env("CLOUDSDK_CORE_ACCOUNT", who).env("RUNBOOK_PARAM_TOKEN", "t0ken-default")
 }
 
-fn plan_path(sandbox: &Sandbox) -> PathBuf {
+pub(super) fn plan_path(sandbox: &Sandbox) -> PathBuf {
     sandbox.path().join("switch.plan")
 }
 
-fn save_plan(sandbox: &Sandbox, who: &str, extra: &[&str]) -> Finished {
+pub(super) fn save_plan(sandbox: &Sandbox, who: &str, extra: &[&str]) -> Finished {
     as_user(sandbox, who)
         .args(["svc", "switch", "--env", "production", "--answer", "reason=rollback", "--save-plan", "switch.plan"])
         .args(extra)
         .output()
 }
 
-fn plan_id(path: &Path) -> String {
+pub(super) fn plan_id(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines().next().and_then(|l| l.strip_prefix("runbook plan ")).unwrap_or_default().to_owned()
 }
 
-fn approve(sandbox: &Sandbox, who: &str) -> Finished {
+pub(super) fn approve(sandbox: &Sandbox, who: &str) -> Finished {
     let prefix: String = plan_id(&plan_path(sandbox)).chars().take(8).collect();
     as_user(sandbox, who).args(["approve", "switch.plan", "--plan-id", &prefix, "--comment", "looks right"]).output()
 }
@@ -84,7 +84,7 @@ fn apply(sandbox: &Sandbox, who: &str) -> Finished {
     as_user(sandbox, who).args(["apply", "switch.plan", "--confirm-env", "production"]).output()
 }
 
-fn switched(sandbox: &Sandbox) -> String {
+pub(super) fn switched(sandbox: &Sandbox) -> String {
     std::fs::read_to_string(sandbox.path().join("switched.log")).unwrap_or_default()
 }
 
