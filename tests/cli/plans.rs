@@ -226,6 +226,16 @@ fn a_tampered_plan_file_is_refused_and_old_approvals_do_not_carry_over() {
     std::fs::write(&path, format!("runbook plan {id}\n{json}")).unwrap_or_else(|e| panic!("{e}"));
     let out = apply(&sandbox, "a@x").status(2);
     assert!(out.stderr().contains("has 0 of 1 approval"), "{}", out.stderr());
+    // An approval file copied over from the original plan names the original id.
+    let old_id = text.lines().next().and_then(|l| l.strip_prefix("runbook plan ")).unwrap_or_default();
+    let from = sandbox.path().join("state/plans").join(old_id).join("approvals");
+    let to = sandbox.path().join("state/plans").join(&id).join("approvals");
+    std::fs::create_dir_all(&to).unwrap_or_else(|e| panic!("{e}"));
+    for entry in std::fs::read_dir(&from).unwrap_or_else(|e| panic!("{e}")).flatten() {
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = apply(&sandbox, "a@x").status(2);
+    assert!(out.stderr().contains("is for another plan"), "{}", out.stderr());
     assert_eq!(switched(&sandbox), "");
 }
 
