@@ -149,7 +149,11 @@ fn a_direct_run_of_an_environment_that_needs_approvals_is_refused_without_break_
         .output()
         .success();
     assert!(out.stderr().contains("BREAK GLASS"), "{}", out.stderr());
-    let id = sandbox.last_run_id();
+    // Two runs may start in the same second, so ids need not sort by start: ask history.
+    let json = sandbox.runbook().args(["history", "--break-glass", "--format", "json"]).output().success();
+    let list: serde_json::Value = serde_json::from_str(&json.stdout()).unwrap_or_default();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{}", json.stdout());
+    let id = list[0]["id"].as_str().unwrap_or_default().to_owned();
     let show = sandbox.runbook().args(["show", &id]).output().success();
     assert!(
         show.stdout().contains("BREAK GLASS (run without an approved plan): prod is down, nobody answers"),

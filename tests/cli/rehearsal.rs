@@ -255,6 +255,8 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
             "--env",
             "production",
             "--yes",
+            "--break-glass",
+            "rehearsal against the local fake",
             "--var",
             &format!("api_base_url={}", fake.app_url()),
         ])
