@@ -367,6 +367,10 @@ fn describe(planned: &PlanFile, store: &dyn Store) -> Result<String, Error> {
     let _ = writeln!(out, "\nApply runs it only if:");
     let _ = writeln!(out, "  - this file is unchanged (its content hashes to the id above)");
     let _ = writeln!(out, "  - {} is unchanged (sha256 {})", body.runbook.path.display(), short(&body.runbook.sha256));
+    let now = std::fs::read(&body.runbook.path).map(|b| crate::plan_file::sha256_hex(&b)).unwrap_or_default();
+    if now != body.runbook.sha256 {
+        let _ = writeln!(out, "      (it is gone or changed now: apply will refuse this plan)");
+    }
     let _ = writeln!(out, "  - it runs before {}", body.expires);
     let _ = writeln!(
         out,

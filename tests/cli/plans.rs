@@ -179,6 +179,8 @@ fn apply_after_the_runbook_was_edited_is_refused() {
     save_plan(&sandbox, "a@x", &[]).success();
     approve(&sandbox, "b@x").success();
     sandbox.file("svc.yaml", &SVC.replace("-next", "-after"));
+    let shown = as_user(&sandbox, "b@x").args(["show-plan", "switch.plan"]).output().success();
+    assert!(shown.stdout().contains("apply will refuse this plan"), "{}", shown.stdout());
     let out = apply(&sandbox, "a@x").status(2);
     assert!(out.stderr().contains("changed since plan") && out.stderr().contains("sha256"), "{}", out.stderr());
     assert_eq!(switched(&sandbox), "");
@@ -338,5 +340,22 @@ fn the_github_workflow_plans_then_applies_production_behind_the_environment_revi
     assert!(steps("plan").contains("--save-plan run.plan") && steps("plan").contains("upload-artifact"));
     for needle in ["download-artifact", "/approvals", "--approver-from-github", "apply run.plan --confirm-env"] {
         assert!(steps("apply").contains(needle), "apply job lacks {needle}");
+    }
+}
+
+#[test]
+fn a_file_that_is_not_a_plan_is_refused_whatever_it_holds() {
+    let sandbox = sandbox();
+    let valid_looking = format!("runbook plan {}\n{{}}", "a".repeat(64));
+    let cases: [&[u8]; 5] =
+        [b"", b"runbook plan \n{}", b"\xff\xfe\x00garbage\n", b"runbook plan 0123\n{}", valid_looking.as_bytes()];
+    for bytes in cases {
+        std::fs::write(plan_path(&sandbox), bytes).unwrap_or_else(|e| panic!("{e}"));
+        for command in ["show-plan", "approve", "apply"] {
+            let extra: &[&str] = if command == "approve" { &["--plan-id", "aaaaaaaa"] } else { &[] };
+            let out = as_user(&sandbox, "b@x").args([command, "switch.plan"]).args(extra).output().status(2);
+            let err = out.stderr();
+            assert!(err.contains("is not a runbook plan") || err.contains("was altered"), "{command}: {err}");
+        }
     }
 }
