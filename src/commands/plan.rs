@@ -201,6 +201,7 @@ pub fn save(runbook: RunbookRef, call: ProcedureCall, file: &Path, settings: &Se
     let mut plan = Plan::bind(runbook.clone(), &call.procedure, inputs, created)?;
     let (outputs, interrupted) = probe_outputs(&plan)?;
     if interrupted {
+        eprintln!("interrupted: no plan was written");
         return Err(Error::Reported(exit::INTERRUPTED));
     }
     answer_prompts(&mut plan, &outputs)?;
@@ -637,6 +638,7 @@ fn confirm_environment(name: &str, given: Option<&str>) -> Result<(), Error> {
 fn check_drift(planned: &PlanFile, plan: Plan) -> Result<(), Error> {
     let (outputs, interrupted) = probe_outputs(&plan)?;
     if interrupted {
+        eprintln!("interrupted while checking for drift: nothing was applied");
         return Err(Error::Reported(exit::INTERRUPTED));
     }
     let now = probes(&plan, &outputs);
