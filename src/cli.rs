@@ -91,6 +91,9 @@ pub enum Builtin {
         /// Only real runs, no rehearsals
         #[arg(long)]
         no_rehearsals: bool,
+        /// Only runs that broke glass (ran an environment that needs approvals without a plan)
+        #[arg(long)]
+        break_glass: bool,
     },
     /// The timeline of one run
     Show {
@@ -156,6 +159,40 @@ pub enum Builtin {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// Print a saved plan (`--save-plan`) the way a dry-run does, and what apply will check
+    ShowPlan {
+        /// The plan file
+        file: PathBuf,
+    },
+    /// Approve a saved plan made by someone else (recorded against the plan's id)
+    Approve {
+        /// The plan file
+        file: PathBuf,
+        /// Why, or what you checked (recorded with the approval)
+        #[arg(long)]
+        comment: Option<String>,
+        /// The first 8 characters of the plan id, when there is no terminal to type them
+        #[arg(long, value_name = "PREFIX")]
+        plan_id: Option<String>,
+        /// In a GitHub Actions job: the approver is the environment's reviewer, given by
+        /// the workflow in RUNBOOK_GITHUB_REVIEWER (see docs/plans.md)
+        #[arg(long)]
+        approver_from_github: bool,
+    },
+    /// Run exactly an approved plan, refusing if anything changed since it was made
+    Apply {
+        /// The plan file
+        file: PathBuf,
+        /// The protected environment's name, when there is no terminal to type it
+        #[arg(long, value_name = "NAME")]
+        confirm_env: Option<String>,
+        /// Answer a secret prompt (secrets are never written into a plan)
+        #[arg(long, value_name = "STEP_ID=VALUE")]
+        answer: Vec<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
+    },
     /// Run a procedure of a runbook file outside the runbook folder
     Run {
         /// The runbook file
@@ -205,6 +242,15 @@ pub struct ExecArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+    /// Write a plan for `runbook approve` and `runbook apply`: probes run, nothing changes
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["dry_run", "simulate"])]
+    pub save_plan: Option<PathBuf>,
+    /// How long a saved plan can be applied [default: 1h]
+    #[arg(long, value_name = "DURATION", requires = "save_plan")]
+    pub plan_ttl: Option<String>,
+    /// Run an environment that needs approvals without a plan; the reason is journaled
+    #[arg(long, value_name = "REASON", conflicts_with = "save_plan")]
+    pub break_glass: Option<String>,
 }
 
 pub struct ProcedureCall {

@@ -37,6 +37,14 @@ pub struct Header {
     /// A rehearsal: against a local fake (`--simulate`) or a `runbook simulate` server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<crate::rehearsal::Settings>,
+    /// Who allowed this run besides its operator: an applied plan and its approvers, or a
+    /// break-glass reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<String>,
 }
 
 /// One line of the journal.
@@ -218,6 +226,10 @@ pub struct Summary {
     pub file: PathBuf,
     /// A rehearsal against the local fake, not a real run.
     pub rehearsal: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<String>,
 }
 
 impl Recorded {
@@ -264,6 +276,8 @@ impl Recorded {
             status: self.status(),
             file: header.file.clone(),
             rehearsal: header.rehearsal.is_some(),
+            plan_id: header.plan_id.clone(),
+            break_glass: header.break_glass.clone(),
         })
     }
 

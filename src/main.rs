@@ -1,5 +1,6 @@
 //! `runbook`: parse the command line, load the runbook folder, run the command.
 
+mod approvals;
 mod checker;
 mod cli;
 mod commands;
@@ -15,6 +16,7 @@ mod model;
 mod output;
 mod param;
 mod plan;
+mod plan_file;
 mod redact;
 mod rehearsal;
 mod render;
@@ -99,7 +101,7 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             output::print(&schema::json());
             Ok(())
         }
-        Builtin::History { format, rehearsals, no_rehearsals } => {
+        Builtin::History { format, rehearsals, no_rehearsals, break_glass } => {
             let only = if rehearsals {
                 Some(true)
             } else if no_rehearsals {
@@ -107,7 +109,15 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             } else {
                 None
             };
-            commands::runs::history(&settings(global), format, only)
+            commands::runs::history(&settings(global), format, only, break_glass)
+        }
+        Builtin::ShowPlan { file } => commands::plan::show(&file, &settings(global)),
+        Builtin::Approve { file, comment, plan_id, approver_from_github } => {
+            commands::plan::approve(&file, comment, plan_id, approver_from_github, &settings(global))
+        }
+        Builtin::Apply { file, confirm_env, answer, output } => {
+            let args = commands::plan::ApplyArgs { file: &file, confirm_env, answers: answer, output };
+            commands::plan::apply(args, &settings(global))
         }
         Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
         Builtin::Resume { run_id, yes, force, answer, confirm_env, confirm_target, output } => {

@@ -31,6 +31,8 @@ pub type RunbookRef = Arc<Runbook>;
 pub struct Environment {
     pub name: String,
     pub protected: bool,
+    /// Approvals a saved plan needs before `apply` runs it; a direct run needs `--break-glass`.
+    pub approvals: u32,
     pub description: Option<String>,
     pub vars: IndexMap<String, String>,
     /// `rehearsal:`: vars replaced in a rehearsal, each by a path on the local fake (`/app`).

@@ -42,6 +42,10 @@ pub struct EnvironmentDef {
     pub vars: Option<BTreeMap<String, String>>,
     /// The operator types the environment's name before a run.
     pub protected: Option<bool>,
+    /// How many people other than the plan's author must approve a saved plan
+    /// (`runbook approve`) before `runbook apply` runs it; a direct run needs `--break-glass`.
+    #[schemars(range(min = 0, max = 10))]
+    pub approvals: Option<u32>,
     pub description: Option<String>,
     /// In a rehearsal (`--simulate`, or a run pointed at `runbook simulate`), these vars are
     /// replaced by the local fake's base URL joined to the path given here (e.g.

@@ -30,8 +30,22 @@ pub struct Checked {
 }
 
 /// Built-in commands a runbook name must not shadow.
-pub const BUILTINS: &[&str] =
-    &["list", "validate", "run", "docs", "history", "show", "resume", "schema", "completions", "man", "help"];
+pub const BUILTINS: &[&str] = &[
+    "list",
+    "validate",
+    "run",
+    "docs",
+    "history",
+    "show",
+    "resume",
+    "schema",
+    "completions",
+    "man",
+    "help",
+    "show-plan",
+    "approve",
+    "apply",
+];
 
 /// Flags every procedure has; a param whose flag is one of these is an error.
 pub const RESERVED_FLAGS: &[&str] = &[
@@ -55,6 +69,9 @@ pub const RESERVED_FLAGS: &[&str] = &[
     "scenario",
     "simulate-port",
     "version",
+    "save-plan",
+    "plan-ttl",
+    "break-glass",
 ];
 
 pub fn check_file(path: &Path) -> Result<Checked, std::io::Error> {

@@ -106,6 +106,7 @@ impl Structure {
                 continue;
             };
             let protected = self.r.opt_bool(&fields, "protected").unwrap_or(false);
+            let approvals = self.approvals(fields.get("approvals"));
             let description = self.r.opt_string(&fields, "description");
             let mut vars = IndexMap::new();
             if let Some(vars_node) = fields.get("vars") {
@@ -117,7 +118,7 @@ impl Structure {
                 }
             }
             let rehearsal = fields.get("rehearsal").map(|n| self.rehearsal(n, &name, &vars)).unwrap_or_default();
-            out.insert(name.clone(), Environment { name, protected, description, vars, rehearsal });
+            out.insert(name.clone(), Environment { name, protected, approvals, description, vars, rehearsal });
         }
         out
     }
@@ -547,6 +548,18 @@ impl Structure {
                     .error(Code::MissingKey, confirm.span, "`confirm: typed` needs a `target` the operator must type")
                     .help = Some("e.g. `target: \"{{ vars.instance }}\"`".into());
                 None
+            }
+        }
+    }
+
+    /// `approvals: N`: how many other people must approve a saved plan (0 = none).
+    fn approvals(&mut self, node: Option<&Node>) -> u32 {
+        let Some(node) = node else { return 0 };
+        match node.value {
+            Value::Int(i) if (0..=10).contains(&i) => u32::try_from(i).unwrap_or(0),
+            _ => {
+                self.r.wrong_type(node, "`approvals` must be a whole number from 0 to 10");
+                0
             }
         }
     }

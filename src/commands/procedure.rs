@@ -35,6 +35,8 @@ pub struct Execution {
     pub forced: bool,
     /// `--simulate`: run against the local fake of the Google APIs.
     pub rehearsal: Option<crate::rehearsal::Settings>,
+    /// An applied plan and its approvers, or a break-glass reason (journaled).
+    pub audit: super::plan::Audit,
 }
 
 pub fn checked_runbook(entry: &Entry) -> Result<crate::model::RunbookRef, Error> {
@@ -51,6 +53,9 @@ pub fn checked_runbook(entry: &Entry) -> Result<crate::model::RunbookRef, Error>
 
 pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) -> Result<(), Error> {
     let runbook = checked_runbook(entry)?;
+    if let Some(file) = call.exec.save_plan.clone() {
+        return super::plan::save(runbook, call, &file, settings);
+    }
     let inputs = Inputs {
         environment: call.exec.env.clone(),
         params: call.params,
@@ -68,6 +73,11 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
         }
         return dry_run(&plan, call.exec.probe, call.exec.output);
     }
+    let break_glass = super::plan::break_glass(
+        &plan,
+        call.exec.break_glass.as_deref(),
+        call.exec.simulate || crate::rehearsal::detect().is_some(),
+    )?;
     if interactive() {
         ask_missing_secrets(&mut plan)?;
     }
@@ -84,6 +94,7 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
             port: call.exec.simulate_port,
             server: None,
         }),
+        audit: super::plan::Audit { break_glass, ..super::plan::Audit::default() },
     };
     execute(&mut plan, execution, settings)
 }
@@ -100,7 +111,7 @@ pub fn confirmations(env: Option<String>, targets: &[String]) -> Result<Confirma
     Ok(Confirmations { env, targets: parsed })
 }
 
-fn interactive() -> bool {
+pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
@@ -126,22 +137,25 @@ fn options(yes: bool, confirmations: Confirmations) -> Result<Options, Error> {
     })
 }
 
-fn dry_run(plan: &Plan, probe: bool, output: OutputFormat) -> Result<(), Error> {
-    let mut outputs = Outputs::dry_run();
-    if probe {
-        let mut runner = Runner::new(plan, options(false, Confirmations::default())?, Vec::new());
-        runtime()?.block_on(async {
-            let cancel = runner.cancel.clone();
-            let signals = tokio::spawn(async move {
-                if wait_for_signal().await {
-                    cancel.cancel();
-                }
-            });
-            runner.probe().await;
-            signals.abort();
+/// Runs the plan's read-only steps (`--probe`, `--save-plan`, `apply`'s drift check);
+/// also says whether a signal cut the probing short.
+pub fn probe_outputs(plan: &Plan) -> Result<(Outputs, bool), Error> {
+    let mut runner = Runner::new(plan, options(false, Confirmations::default())?, Vec::new());
+    runtime()?.block_on(async {
+        let cancel = runner.cancel.clone();
+        let signals = tokio::spawn(async move {
+            if wait_for_signal().await {
+                cancel.cancel();
+            }
         });
-        outputs = runner.outputs.clone();
-    }
+        runner.probe().await;
+        signals.abort();
+    });
+    Ok((runner.outputs.clone(), runner.cancel.is_cancelled()))
+}
+
+fn dry_run(plan: &Plan, probe: bool, output: OutputFormat) -> Result<(), Error> {
+    let outputs = if probe { probe_outputs(plan)?.0 } else { Outputs::dry_run() };
     let dry = crate::dry_run::build(plan, &outputs);
     match output {
         OutputFormat::Human => crate::output::print(&plan.redactor.redact(&crate::dry_run::human(plan, &dry))),
@@ -215,6 +229,12 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
     }
     let mut header = header(plan, &execution.run_id, &holder, execution.yes, execution.forced);
     header.rehearsal = rehearsal_settings.clone();
+    execution.audit.stamp(&mut header);
+    // `apply` marks its plan used only once the lock is held, so a plan is not spent on a
+    // run that could not start.
+    if let Some(claim) = execution.audit.claim.as_ref() {
+        claim(&execution.run_id)?;
+    }
     let journal_path = state.journal_path(&execution.run_id);
     let journal = Journal::open(&journal_path, header, resumed).map_err(Error::Io)?;
 
@@ -241,6 +261,9 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
             }
             for note in &notes {
                 eprintln!("{note}");
+            }
+            if let Some(line) = execution.audit.banner() {
+                eprintln!("{line}");
             }
         }
     }
@@ -270,6 +293,9 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
         if !json && !settings.quiet {
             eprint!("{}", fake.report());
         }
+    }
+    if !json && let Some(line) = execution.audit.banner() {
+        let _ = writeln!(std::io::stderr(), "{line}");
     }
     if fake_base.is_some() && !json && !settings.quiet {
         eprintln!("This was a REHEARSAL: only the local fake was called; nothing real was changed.");
@@ -415,6 +441,9 @@ fn header(plan: &Plan, run_id: &str, holder: &crate::lock::Holder, yes: bool, fo
         yes,
         forced,
         rehearsal: None,
+        plan_id: None,
+        approvers: Vec::new(),
+        break_glass: None,
     }
 }
 

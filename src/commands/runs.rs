@@ -31,8 +31,14 @@ fn runs(state: &StateDir) -> Vec<(String, Result<Recorded, String>)> {
     runs
 }
 
-/// `rehearsals`: `Some(true)` lists only rehearsals, `Some(false)` only real runs.
-pub fn history(settings: &Settings, format: OutputFormat, rehearsals: Option<bool>) -> Result<(), Error> {
+/// `rehearsals`: `Some(true)` lists only rehearsals, `Some(false)` only real runs;
+/// `break_glass` only runs that broke glass.
+pub fn history(
+    settings: &Settings,
+    format: OutputFormat,
+    rehearsals: Option<bool>,
+    break_glass: bool,
+) -> Result<(), Error> {
     let state = state(settings)?;
     let mut summaries: Vec<Summary> = Vec::new();
     for (id, recorded) in runs(&state) {
@@ -40,6 +46,9 @@ pub fn history(settings: &Settings, format: OutputFormat, rehearsals: Option<boo
             Ok(recorded) => summaries.extend(recorded.summary(&id)),
             Err(err) => eprintln!("warning: {err}"),
         }
+    }
+    if break_glass {
+        summaries.retain(|s| s.break_glass.is_some());
     }
     summaries.retain(|s| rehearsals.is_none_or(|wanted| s.rehearsal == wanted));
     // Newest first by the time the run started (journals record milliseconds), then by id:
@@ -73,6 +82,9 @@ pub fn history(settings: &Settings, format: OutputFormat, rehearsals: Option<boo
                     s.started.get(..19).unwrap_or(&s.started),
                     s.status
                 );
+                if let Some(reason) = &s.break_glass {
+                    let _ = writeln!(out, "{:<24} BREAK GLASS: {reason}", "");
+                }
             }
             crate::output::print(&out);
         }
@@ -114,6 +126,13 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
                     let _ = writeln!(out, "{:26}--{} {value}", "", crate::param::flag_name(name));
                 }
                 describe_rehearsal(&mut out, header);
+                if let Some(reason) = &header.break_glass {
+                    let _ = writeln!(out, "{:26}BREAK GLASS (run without an approved plan): {reason}", "");
+                }
+                if let Some(plan_id) = &header.plan_id {
+                    let _ =
+                        writeln!(out, "{:26}applied plan {plan_id}, approved by {}", "", header.approvers.join(", "));
+                }
                 if header.forced {
                     let _ = writeln!(out, "{:26}resumed with --force although the runbook file changed", "");
                 }
@@ -314,6 +333,7 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         forced,
         // A rehearsal resumes as a rehearsal, against its fake restored from the state dir.
         rehearsal: header.rehearsal.clone(),
+        audit: super::plan::Audit::resumed(&header),
     };
     execute(&mut plan, execution, settings)
 }

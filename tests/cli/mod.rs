@@ -4,6 +4,7 @@ mod exec;
 mod faults;
 mod journal;
 mod params;
+mod plans;
 mod props;
 mod pty;
 mod regressions;

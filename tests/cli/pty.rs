@@ -705,3 +705,47 @@ fn ctrl_c_at_a_confirmation_exits_130_and_runs_nothing() {
     assert!(!exists(&sandbox, "done.txt"), "--- transcript\n{transcript}");
     assert!(transcript.contains("runbook resume"), "--- transcript\n{transcript}");
 }
+
+/// Issue 15 at a terminal: the approver types the plan id's first 8 characters; a wrong
+/// prefix approves nothing (exit 3).
+#[test]
+fn approve_at_a_terminal_needs_the_plan_id_typed() {
+    use super::plans;
+    let sandbox = plans::sandbox();
+    plans::save_plan(&sandbox, "a@x", &[]).success();
+    let id = plans::plan_id(&plans::plan_path(&sandbox));
+    let question = "type the first 8 characters of the plan id";
+    let mut pty = Pty::spawn(&sandbox, &["approve", "switch.plan"]);
+    pty.expect(question);
+    pty.answer("00000000");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "a wrong prefix aborts\n--- transcript\n{transcript}");
+    let mut pty = Pty::spawn(&sandbox, &["approve", "switch.plan"]);
+    pty.expect(question);
+    pty.answer(&id[..8]);
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
+    assert!(transcript.contains("Approved plan"), "{transcript}");
+
+    // Apply at a terminal still asks for the protected environment and the secret.
+    let mut pty = Pty::spawn(&sandbox, &["apply", "switch.plan"]);
+    pty.expect("type `production` to apply the plan");
+    pty.answer("production");
+    pty.expect("(--token, hidden)");
+    pty.answer("typed-t0ken");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
+    assert_eq!(plans::switched(&sandbox), "rev-1-next rollback typed-t0ken\n", "{transcript}");
+}
+
+#[test]
+fn a_refused_direct_run_at_a_terminal_asks_for_a_break_glass_reason() {
+    let sandbox = super::plans::sandbox();
+    let mut pty = Pty::spawn(&sandbox, &["svc", "switch", "--env", "production"]);
+    pty.expect("Reason to break glass");
+    pty.answer("");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 2, "no reason, no run\n--- transcript\n{transcript}");
+    assert!(transcript.contains("needs an approved plan or a break-glass reason"), "{transcript}");
+    assert!(sandbox.journals().is_empty());
+}

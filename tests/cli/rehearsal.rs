@@ -648,6 +648,7 @@ fn ctrl_c_during_a_slow_simulated_clone_then_resume_finishes_with_one_clone() {
         .runbook()
         .env("PATH", format!("{}:{}", stub.display(), std::env::var("PATH").unwrap_or_default()))
         .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes", "--confirm-env", "production"])
+        .args(["--break-glass", "a real run beside a rehearsal"])
         .args(PITR_ANSWERS)
         .output();
 
@@ -825,4 +826,63 @@ fn a_failed_backup_given_with_answer_is_refused_before_the_restore() {
         .status(2);
     assert!(out.stderr().contains("is not one of the choices"), "{}", out.stderr());
     assert_eq!(mutating_requests(&fake), Vec::<serde_json::Value>::new(), "the FAILED backup was restored");
+}
+
+/// Issue 15 against the fake with the real gcloud: a plan of `revert-traffic` made by one
+/// account and approved by another applies; a second plan goes stale when a new revision
+/// starts serving in the fake, and apply refuses it with the difference.
+#[test]
+fn a_revert_traffic_plan_applies_once_approved_and_is_refused_after_the_serving_revision_changed() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let as_user = |who: &str| runbook(&sandbox, &fake).env("CLOUDSDK_CORE_ACCOUNT", who);
+    let plan = |revision: &str| {
+        as_user("a@x")
+            .args(["rollback", "revert-traffic", "--env", "production", "--save-plan", "revert.plan"])
+            .args(["--answer", &format!("previous_revision={revision}")])
+            .output()
+            .success()
+    };
+    let approve = || {
+        let text = std::fs::read_to_string(sandbox.path().join("revert.plan")).unwrap_or_default();
+        let prefix: String = text.trim_start_matches("runbook plan ").chars().take(8).collect();
+        as_user("b@x").args(["approve", "revert.plan", "--plan-id", &prefix]).output().success()
+    };
+    let apply = || as_user("a@x").args(["apply", "revert.plan", "--confirm-env", "production"]).output();
+
+    plan("pegasus-api-00002-x9m");
+    let requests = fake.requests().len();
+    assert!(requests > 0, "the plan probed the fake");
+    assert!(!fake.requests().iter().any(|r| r["method"] != "GET"), "a plan only reads: {:?}", fake.requests());
+    approve();
+    let out = apply();
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let traffic = &fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"];
+    assert_eq!(traffic, &serde_json::json!([{"percent": 100, "revision_name": "pegasus-api-00002-x9m"}]));
+    assert!(journals(&sandbox).contains("\"approvers\":[\"b@x\"]"), "{}", journals(&sandbox));
+
+    plan("pegasus-api-00001-k7q");
+    approve();
+    // Someone deploys: a new revision appears and serves.
+    let mut scenario = fake.state();
+    let service = &mut scenario["projects"][PROJECT]["services"]["pegasus-api"];
+    if let Some(revisions) = service["revisions"].as_array_mut() {
+        let mut newer = revisions.last().cloned().unwrap_or_default();
+        newer["name"] = "pegasus-api-00004-hot".into();
+        revisions.push(newer);
+    }
+    service["traffic"] = serde_json::json!([{"percent": 100, "latest_revision": true}]);
+    let scenario = serde_json::json!({"projects": scenario["projects"]});
+    fake.admin("POST", "/__fake/scenario", &scenario.to_string());
+    let out = apply();
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(
+        out.stderr().contains("is stale") && out.stderr().contains("revisions: the output changed"),
+        "{}",
+        out.stderr()
+    );
+    assert!(out.stderr().contains("pegasus-api-00004-hot"), "{}", out.stderr());
+    let traffic = &fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"];
+    assert_eq!(traffic, &serde_json::json!([{"percent": 100, "latest_revision": true}]), "nothing changed");
 }
