@@ -22,6 +22,7 @@ mod simulate;
 mod source;
 mod state;
 mod step;
+mod store;
 mod template;
 mod yaml;
 
@@ -88,6 +89,7 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
                 commands::rehearse::serve(scenario.as_deref(), port, global.state_dir.as_deref())
             }
         }
+        Builtin::Lock(command) => commands::lock::lock(&settings(global), command),
         Builtin::Schema => {
             output::print(&schema::json());
             Ok(())
@@ -128,7 +130,13 @@ fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>, global: &Glob
 }
 
 fn settings(global: &GlobalArgs) -> commands::procedure::Settings {
-    commands::procedure::Settings { quiet: global.quiet, state_dir: global.state_dir.clone() }
+    commands::procedure::Settings {
+        quiet: global.quiet,
+        state_dir: global.state_dir.clone(),
+        state_url: global.state_url.clone(),
+        lock_lease: global.lock_lease,
+        dir: global.dir.clone(),
+    }
 }
 
 fn empty_call() -> cli::ProcedureCall {

@@ -31,7 +31,7 @@ pub struct Checked {
 
 /// Built-in commands a runbook name must not shadow.
 pub const BUILTINS: &[&str] =
-    &["list", "validate", "run", "docs", "history", "show", "resume", "schema", "completions", "man", "help"];
+    &["list", "validate", "run", "docs", "history", "show", "resume", "lock", "schema", "completions", "man", "help"];
 
 /// Flags every procedure has; a param whose flag is one of these is an error.
 pub const RESERVED_FLAGS: &[&str] = &[
@@ -44,6 +44,8 @@ pub const RESERVED_FLAGS: &[&str] = &[
     "help",
     "dir",
     "state-dir",
+    "state-url",
+    "lock-lease",
     "color",
     "quiet",
     "verbose",

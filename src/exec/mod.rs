@@ -122,6 +122,18 @@ impl<'p> Runner<'p> {
         }
     }
 
+    fn emit_before_mutation(&mut self, event: &Event) -> Result<(), String> {
+        let mut refused = Ok(());
+        for subscriber in &mut self.subscribers {
+            if let Err(reason) = subscriber.before_mutation(event)
+                && refused.is_ok()
+            {
+                refused = Err(reason);
+            }
+        }
+        refused
+    }
+
     /// Refuses, before anything runs, a run that would need an answer it cannot get.
     pub fn preflight(&self) -> Result<(), String> {
         let plan = self.plan;
@@ -419,13 +431,23 @@ impl<'p> Runner<'p> {
                     return self.fail(step, Attempt::failed(format!("cannot render the step: {err}")), started).await;
                 }
             };
-            self.emit(Event::StepStarted {
+            let event = Event::StepStarted {
                 id: step.id.clone(),
                 name: step.name.clone(),
                 kind: step.kind_name(),
                 command: rendered.command_line(self.plan).or_else(|| http_line(self.plan, &rendered)),
                 attempt,
-            });
+            };
+            if step.mutates() {
+                // No mutation without its record: a subscriber that cannot record it stops it.
+                if let Err(reason) = self.emit_before_mutation(&event) {
+                    let message = format!("step `{}` did not start: {reason}", step.id);
+                    self.finish(step, Attempt::failed(message.clone()), started);
+                    return Flow::Stop(Outcome::Failed, message);
+                }
+            } else {
+                self.emit(event);
+            }
             let mut result = self.execute(step, &rendered).await;
             if result.status == StepStatus::Interrupted {
                 self.finish(step, result, started);
