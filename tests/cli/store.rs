@@ -236,3 +236,38 @@ fn lock_break_needs_the_typed_name_and_is_journaled_with_who_and_why() {
     let shown = b.runbook().args(["show", &id]).output().success().stdout();
     assert!(shown.contains("lock demo/staging broken by bob: alice's laptop died"), "{shown}");
 }
+
+#[test]
+fn the_runbook_folders_config_file_names_the_shared_store() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let (a, b) = (Machine::new(&gcs, "alice"), Machine::new(&gcs, "bob"));
+    // Bob has no RUNBOOK_STATE_URL, only the folder's config file (checked in with the runbooks).
+    b.sandbox.file("runbook-state.json", &format!(r#"{{"state_url": "gs://{BUCKET}/ops", "lock_lease": "30s"}}"#));
+    a.go().output().success();
+    let out =
+        b.sandbox.runbook().env("STORAGE_EMULATOR_HOST", gcs.host()).args(["history", "--format", "json"]).output();
+    let history: serde_json::Value = serde_json::from_str(&out.success().stdout()).unwrap_or_default();
+    assert_eq!(ids(&history), ids(&a.history()));
+    b.sandbox.file("runbook-state.json", r#"{"state_url": "gs://ok-bucket/x", "lease": "30s"}"#);
+    let out = b.sandbox.runbook().args(["history"]).output().status(2);
+    assert!(out.stderr().contains("runbook-state.json") && out.stderr().contains("lease"), "{}", out.stderr());
+}
+
+#[test]
+fn a_state_url_that_is_not_gs_is_refused_before_anything_runs() {
+    let sandbox = Sandbox::new();
+    sandbox.file("demo.yaml", DEMO);
+    let out = sandbox.runbook().args(["--state-url", "s3://bucket/x", "demo", "go", "--env", "staging", "--yes"]);
+    let out = out.env("WHO", "x").output().status(2);
+    assert!(out.stderr().contains("expected gs://BUCKET/PREFIX"), "{}", out.stderr());
+    assert!(!sandbox.path().join("b.log").exists());
+    let out = sandbox.runbook().args(["history", "--lock-lease", "0s"]).output().status(2);
+    assert!(out.stderr().contains("between 1s and 24h"), "{}", out.stderr());
+}
+
+#[test]
+fn the_run_workflow_shares_the_teams_state_url() {
+    let workflow = std::fs::read_to_string(crate::support::repo_root().join(".github/workflows/run-runbook.yml"))
+        .unwrap_or_default();
+    assert!(workflow.contains("RUNBOOK_STATE_URL: ${{ vars.RUNBOOK_STATE_URL }}"), "{workflow}");
+}
