@@ -137,7 +137,10 @@ fn describe(event: &serde_json::Value) -> Option<String> {
                 previous["identity"].as_str().unwrap_or("?")
             )
         }
-        "lock_broken" => format!("lock {} broken by {}: {}", s("lock"), s("by"), s("reason")),
+        "lock_broken" => {
+            let reason = s("reason").replace(char::is_control, " ");
+            format!("lock {} broken by {}: {reason}", s("lock"), s("by"))
+        }
         "run_finished" => {
             let message = event["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
             format!("run finished: {} in {}{message}", s("outcome"), s("duration"))

@@ -64,3 +64,99 @@ impl Remote {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::Remote;
+    use crate::store::{Acquired, HeldLock, Holder, LockName, LockState, RunEntry, Store};
+
+    /// A store that takes records only while `up`, and remembers what it took.
+    #[derive(Default)]
+    struct Flaky {
+        up: Mutex<bool>,
+        taken: Mutex<Vec<(u64, String)>>,
+    }
+
+    impl Store for Flaky {
+        fn location(&self) -> String {
+            "flaky".into()
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+        fn identity(&self) -> String {
+            "tester".into()
+        }
+        fn acquire(&self, _: &LockName, _: &Holder) -> Result<Acquired, String> {
+            Err("unused".into())
+        }
+        fn status(&self, _: Option<&str>, _: Option<&str>) -> Result<Vec<LockState>, String> {
+            Ok(Vec::new())
+        }
+        fn break_lock(&self, _: &LockName, _: &str, _: &str) -> Result<Holder, String> {
+            Err("unused".into())
+        }
+        fn put_record(&self, _: &str, seq: u64, _: &str, line: &str) -> Result<(), String> {
+            if !*self.up.lock().map_err(|e| e.to_string())? {
+                return Err("store down".into());
+            }
+            self.taken.lock().map_err(|e| e.to_string())?.push((seq, line.to_owned()));
+            Ok(())
+        }
+        fn next_seq(&self, _: &str) -> Result<u64, String> {
+            Ok(0)
+        }
+        fn history(&self) -> Result<Vec<RunEntry>, String> {
+            Ok(Vec::new())
+        }
+        fn run(&self, _: &str) -> Result<Option<crate::journal::Recorded>, String> {
+            Ok(None)
+        }
+    }
+
+    struct Lock(Mutex<Option<String>>);
+
+    impl HeldLock for Lock {
+        fn check(&self) -> Result<(), String> {
+            match self.0.lock().map_err(|e| e.to_string())?.clone() {
+                Some(reason) => Err(reason),
+                None => Ok(()),
+            }
+        }
+    }
+
+    fn set_up(store: &Flaky, up: bool) {
+        if let Ok(mut flag) = store.up.lock() {
+            *flag = up;
+        }
+    }
+
+    #[test]
+    fn records_the_store_missed_go_out_in_order_before_a_mutating_step() {
+        let store = Arc::new(Flaky::default());
+        let lock = Arc::new(Lock(Mutex::new(None)));
+        let mut remote = Remote::new(store.clone(), lock.clone(), "r1", 5);
+        set_up(&store, false);
+        assert_eq!(remote.send("stage_started", "one", false), Ok(()), "an ordinary record waits");
+        assert!(remote.send("step_started", "two", true).is_err(), "a mutating step's record must be stored");
+        set_up(&store, true);
+        assert_eq!(remote.send("step_started", "three", true), Ok(()));
+        let taken = store.taken.lock().map(|t| t.clone()).unwrap_or_default();
+        assert_eq!(taken, [(5, "one".to_owned()), (6, "two".to_owned()), (7, "three".to_owned())]);
+    }
+
+    #[test]
+    fn a_lost_lock_stops_every_later_shared_write() {
+        let store = Arc::new(Flaky::default());
+        set_up(&store, true);
+        let lock = Arc::new(Lock(Mutex::new(Some("taken over".into()))));
+        let mut remote = Remote::new(store.clone(), lock, "r1", 0);
+        let refused = remote.check_lock().err().unwrap_or_default();
+        assert!(refused.contains("taken over") && refused.contains("runbook resume r1"), "{refused}");
+        assert!(remote.send("step_started", "x", true).is_err());
+        assert_eq!(remote.send("run_finished", "y", false), Ok(()));
+        assert!(store.taken.lock().map(|t| t.is_empty()).unwrap_or(false), "nothing written after the loss");
+    }
+}
