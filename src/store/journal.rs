@@ -3,6 +3,7 @@
 //! and in a queue, and go out before the next one; a mutating step waits for all of them.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::{HeldLock, Store};
 
@@ -16,11 +17,25 @@ pub struct Remote {
     /// Set once the lock is lost: this process no longer writes the shared journal.
     stopped: Option<String>,
     warned: bool,
+    /// After a failed send, ordinary records wait this long before the store is tried again,
+    /// so a store that is down does not slow every step by its timeouts.
+    quiet_until: Option<Instant>,
 }
+
+const BACK_OFF: Duration = Duration::from_secs(5);
 
 impl Remote {
     pub fn new(store: Arc<dyn Store>, lock: Arc<dyn HeldLock>, run_id: &str, next: u64) -> Remote {
-        Remote { store, lock, run_id: run_id.to_owned(), next, pending: Vec::new(), stopped: None, warned: false }
+        Remote {
+            store,
+            lock,
+            run_id: run_id.to_owned(),
+            next,
+            pending: Vec::new(),
+            stopped: None,
+            warned: false,
+            quiet_until: None,
+        }
     }
 
     /// Queues a record and sends everything queued. With `required`, any record still not
@@ -31,23 +46,32 @@ impl Remote {
         }
         self.pending.push((self.next, kind.to_owned(), line.to_owned()));
         self.next += 1;
-        while let Some((seq, kind, line)) = self.pending.first() {
-            match self.store.put_record(&self.run_id, *seq, kind, line) {
-                Ok(()) => {
-                    self.pending.remove(0);
+        if !required && self.quiet_until.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
+        match self.flush() {
+            Ok(()) => Ok(()),
+            Err(err) if required => Err(err),
+            Err(err) => {
+                self.quiet_until = Some(Instant::now() + BACK_OFF);
+                if !self.warned {
+                    self.warned = true;
+                    eprintln!(
+                        "warning: {err}; records stay in the local journal and go to the store before the next mutating step"
+                    );
                 }
-                Err(err) if required => return Err(err),
-                Err(err) => {
-                    if !self.warned {
-                        self.warned = true;
-                        eprintln!(
-                            "warning: {err}; records stay in the local journal and go to the store before the next mutating step"
-                        );
-                    }
-                    return Ok(());
-                }
+                Ok(())
             }
         }
+    }
+
+    /// Sends the queue, oldest first, stopping at the first failure.
+    fn flush(&mut self) -> Result<(), String> {
+        while let Some((seq, kind, line)) = self.pending.first() {
+            self.store.put_record(&self.run_id, *seq, kind, line)?;
+            self.pending.remove(0);
+        }
+        self.quiet_until = None;
         Ok(())
     }
 
@@ -62,6 +86,22 @@ impl Remote {
             self.stopped = Some(reason.clone());
             reason
         })
+    }
+}
+
+impl Drop for Remote {
+    /// At the end of the run, one more try for records the store missed (it may be back).
+    fn drop(&mut self) {
+        if self.stopped.is_some() || self.pending.is_empty() {
+            return;
+        }
+        if let Err(err) = self.flush() {
+            eprintln!(
+                "warning: {} record(s) of run {} are only in the local journal: {err}",
+                self.pending.len(),
+                self.run_id
+            );
+        }
     }
 }
 

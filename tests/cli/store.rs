@@ -79,17 +79,19 @@ fn ids(history: &serde_json::Value) -> Vec<String> {
     history.as_array().into_iter().flatten().filter_map(|r| r["id"].as_str().map(str::to_owned)).collect()
 }
 
-/// Waits until `machine`'s lock status shows a holder (the run has started).
+/// Waits until `machine`'s run holds its lock and is in step `a` (its local journal says
+/// so; polling a file keeps this quick on a busy machine).
 fn wait_until_held(machine: &Machine) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        let out = machine.runbook().args(["lock", "status"]).output();
-        if out.stdout().contains("held:") {
+        let journal = machine.sandbox.journals().pop().unwrap_or_default();
+        let text = std::fs::read_to_string(journal).unwrap_or_default();
+        if text.contains(r#""event":"step_started","id":"a""#) {
             return;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("the run never took its lock");
+    panic!("the run never reached step a");
 }
 
 fn finish(child: Child) -> (i32, String) {
@@ -160,7 +162,7 @@ fn a_killed_holder_blocks_until_its_lease_runs_out_then_is_taken_over() {
 fn a_holder_stopped_past_its_lease_finds_it_lost_and_stops_before_its_next_mutating_step() {
     let Some(gcs) = FakeGcs::start(BUCKET) else { return };
     let (a, b) = (Machine::new(&gcs, "alice"), Machine::new(&gcs, "bob"));
-    let holder = Machine::spawn(a.go().env("HOLD", "1").env("RUNBOOK_LOCK_LEASE", "2s"));
+    let holder = Machine::spawn(a.go().env("HOLD", "2").env("RUNBOOK_LOCK_LEASE", "2s"));
     wait_until_held(&a);
     signal(holder.id(), "STOP");
     std::thread::sleep(Duration::from_secs(4));
@@ -177,7 +179,7 @@ fn a_holder_stopped_past_its_lease_finds_it_lost_and_stops_before_its_next_mutat
 fn a_mutating_step_does_not_run_when_the_store_stops_answering() {
     let Some(gcs) = FakeGcs::start(BUCKET) else { return };
     let a = Machine::new(&gcs, "alice");
-    let holder = Machine::spawn(a.go().env("HOLD", "2").env("RUNBOOK_LOCK_LEASE", "3s"));
+    let holder = Machine::spawn(a.go().env("HOLD", "4").env("RUNBOOK_LOCK_LEASE", "3s"));
     wait_until_held(&a);
     gcs.pause();
     let (code, stderr) = finish(holder);
@@ -220,7 +222,7 @@ fn a_run_failed_on_one_machine_is_finished_on_another_and_shown_on_both() {
 fn lock_break_needs_the_typed_name_and_is_journaled_with_who_and_why() {
     let Some(gcs) = FakeGcs::start(BUCKET) else { return };
     let (a, b) = (Machine::new(&gcs, "alice"), Machine::new(&gcs, "bob"));
-    let holder = Machine::spawn(a.go().env("HOLD", "3"));
+    let holder = Machine::spawn(a.go().env("HOLD", "8"));
     wait_until_held(&a);
     let breaking = ["lock", "break", "demo", "--env", "staging", "--reason", "alice's laptop died"];
     let out = b.runbook().args(breaking).output().status(2);
