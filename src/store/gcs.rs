@@ -122,7 +122,7 @@ impl Store for GcsStore {
         for _ in 0..8 {
             let sent = Instant::now();
             let (observed, took_over) = match self.client.insert(&object, &body, 0, &[]) {
-                Ok(created) => return Ok(self.held(object, body, created.generation, sent, None)),
+                Ok(created) => return Ok(self.held(object, body, created.generation, sent, None, holder)),
                 Err(GcsError::Precondition) => match self.read_lock(&object) {
                     Ok(Some((LockObject::Free { .. }, generation, _))) => (generation, None),
                     Ok(Some((LockObject::Held { holder: other, lease_seconds }, generation, age))) => {
@@ -145,7 +145,7 @@ impl Store for GcsStore {
             };
             let sent = Instant::now();
             match self.client.insert(&object, &body, observed, &[]) {
-                Ok(written) => return Ok(self.held(object, body, written.generation, sent, took_over)),
+                Ok(written) => return Ok(self.held(object, body, written.generation, sent, took_over, holder)),
                 Err(GcsError::Precondition) => continue,
                 Err(err) => return Err(self.fail("take the run lock", &err)),
             }
@@ -295,12 +295,14 @@ impl GcsStore {
         generation: i64,
         sent: Instant,
         took_over: Option<Holder>,
+        holder: &Holder,
     ) -> Acquired {
         let lease = Arc::new(Lease {
             client: self.client.clone(),
             object,
             body,
             lease: self.lease,
+            released_by: format!("run {} ({})", holder.run_id, holder.identity),
             state: Mutex::new(LeaseState { generation, renewed: sent, lost: None }),
             stop: AtomicBool::new(false),
         });
@@ -327,6 +329,8 @@ struct Lease {
     object: String,
     body: Vec<u8>,
     lease: Duration,
+    /// Written into the "free" marker on release.
+    released_by: String,
     state: Mutex<LeaseState>,
     stop: AtomicBool,
 }
@@ -408,7 +412,7 @@ impl Drop for GcsLock {
         if state.lost.is_some() {
             return;
         }
-        let free = LockObject::Free { by: "release".into(), at: now(), reason: None };
+        let free = LockObject::Free { by: self.lease.released_by.clone(), at: now(), reason: None };
         let Ok(body) = serde_json::to_vec(&free) else { return };
         if let Err(err) = self.lease.client.insert(&self.lease.object, &body, state.generation, &[]) {
             eprintln!("warning: cannot release the shared run lock: {err}; it frees itself when its lease runs out");

@@ -123,6 +123,8 @@ fn a_second_machine_is_refused_at_once_naming_the_first_and_both_share_one_histo
     assert_eq!(on_a, on_b, "one history for both machines");
     let users: Vec<String> = a.history().as_array().into_iter().flatten().map(|r| r["status"].to_string()).collect();
     assert_eq!(users, ["\"done\"", "\"done\""]);
+    let status = a.runbook().args(["lock", "status"]).output().success().stdout();
+    assert_eq!(status.split_whitespace().collect::<Vec<_>>(), ["demo/staging", "free"], "released at the end");
     // The local spool still has each machine's own run.
     assert_eq!(a.sandbox.journals().len(), 1);
     assert_eq!(b.sandbox.journals().len(), 1);
