@@ -200,6 +200,14 @@ impl Client {
         Ok(objects)
     }
 
+    /// Makes the bucket (tests against the emulator start with none).
+    #[cfg(test)]
+    pub fn create_bucket(&self) -> Result<(), GcsError> {
+        let url = format!("{}/storage/v1/b", self.base);
+        let request = self.request(reqwest::Method::POST, url)?.json(&serde_json::json!({"name": self.bucket}));
+        self.call(async move { checked(request.send().await).map(|_| ()) })
+    }
+
     /// Fetches several objects at once (history reads a few records of every run).
     pub fn media_many(&self, names: Vec<String>) -> Vec<Result<Vec<u8>, GcsError>> {
         let requests: Vec<Result<reqwest::RequestBuilder, GcsError>> = names

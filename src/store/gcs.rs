@@ -47,6 +47,11 @@ enum LockObject {
 impl GcsStore {
     pub fn new(url: StateUrl, lease: Duration, timeout: Duration) -> Result<GcsStore, String> {
         let emulator = std::env::var("STORAGE_EMULATOR_HOST").ok().filter(|h| !h.trim().is_empty());
+        GcsStore::at(url, lease, timeout, emulator)
+    }
+
+    /// The store at Google, or at an emulator (`HOST:PORT` or a URL) without credentials.
+    fn at(url: StateUrl, lease: Duration, timeout: Duration, emulator: Option<String>) -> Result<GcsStore, String> {
         let endpoint = match &emulator {
             Some(host) if host.contains("://") => host.clone(),
             Some(host) => format!("http://{host}"),
@@ -417,5 +422,53 @@ impl Drop for GcsLock {
         if let Err(err) = self.lease.client.insert(&self.lease.object, &body, state.generation, &[]) {
             eprintln!("warning: cannot release the shared run lock: {err}; it frees itself when its lease runs out");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{GcsStore, StateUrl, Store};
+
+    /// Against the real emulator when `scripts/test` exported it (FAKE_GCS_SERVER).
+    fn emulator() -> Option<(std::process::Child, String)> {
+        let Some(binary) = std::env::var_os("FAKE_GCS_SERVER") else {
+            assert!(std::env::var_os("CI").is_none(), "FAKE_GCS_SERVER is not set: run scripts/test");
+            eprintln!("*** SKIP: FAKE_GCS_SERVER is not set (scripts/test sets it) ***");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).ok()?.port();
+        let child = std::process::Command::new(binary)
+            .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-backend", "memory"])
+            .args(["-log-level", "error"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start FAKE_GCS_SERVER: {e}"));
+        Some((child, format!("127.0.0.1:{port}")))
+    }
+
+    #[test]
+    fn a_retried_record_write_that_had_landed_is_accepted_and_a_foreign_one_is_not() {
+        let Some((mut child, host)) = emulator() else { return };
+        let url = StateUrl { bucket: "retry-check".into(), prefix: "p".into() };
+        let store = GcsStore::at(url, Duration::from_secs(90), Duration::from_secs(5), Some(host));
+        let Ok(store) = store else { panic!("client") };
+        let made = (0..100).any(|_| {
+            let done = store.client.create_bucket().is_ok();
+            if !done {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            done
+        });
+        assert!(made, "the emulator did not come up");
+        assert_eq!(store.put_record("r1", 0, "run_started", "{\"a\":1}\n"), Ok(()));
+        assert_eq!(store.put_record("r1", 0, "run_started", "{\"a\":1}\n"), Ok(()), "our own earlier write");
+        let other = store.put_record("r1", 0, "run_started", "{\"a\":2}\n").err().unwrap_or_default();
+        assert!(other.contains("already written by another process"), "{other}");
+        assert_eq!(store.next_seq("r1"), Ok(1));
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
