@@ -34,6 +34,12 @@ pub struct GlobalArgs {
     /// Where journals and locks live [default: $XDG_STATE_HOME/runbook]
     #[arg(long, global = true, env = "RUNBOOK_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Share the lock, journal and history with the team: gs://BUCKET/PREFIX
+    #[arg(long, global = true, env = "RUNBOOK_STATE_URL", value_name = "URL")]
+    pub state_url: Option<String>,
+    /// Lease of a shared run lock; the holder renews it [default: 90s]
+    #[arg(long, global = true, env = "RUNBOOK_LOCK_LEASE", value_name = "DURATION", value_parser = crate::store::parse_lease)]
+    pub lock_lease: Option<std::time::Duration>,
     /// When to use colour
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
@@ -123,6 +129,9 @@ pub enum Builtin {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
     },
+    /// The run locks: who holds them, and breaking one (shared when a state URL is set)
+    #[command(subcommand)]
+    Lock(LockCommand),
     /// Print the JSON Schema of the runbook format
     Schema,
     /// Render a runbook as a Markdown document
@@ -200,6 +209,33 @@ pub enum Builtin {
         /// Procedure and its flags (see `runbook run FILE --help`)
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         rest: Vec<OsString>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Show the run locks and who holds them
+    Status {
+        /// Only this runbook's locks
+        runbook: Option<String>,
+        /// Only this environment's locks
+        #[arg(long, value_name = "ENV")]
+        env: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// Free a held lock (recorded in the holder's journal with who and why)
+    Break {
+        runbook: String,
+        /// The environment of the lock (omit for a runbook without environments)
+        #[arg(long, value_name = "ENV")]
+        env: Option<String>,
+        /// Why: recorded in the journal of the run whose lock is broken
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// Without a terminal: the lock's name as typed confirmation (RUNBOOK/ENV)
+        #[arg(long, value_name = "RUNBOOK/ENV")]
+        confirm: Option<String>,
     },
 }
 
@@ -411,6 +447,8 @@ pub fn global_args(matches: &clap::ArgMatches) -> GlobalArgs {
     GlobalArgs::from_arg_matches(matches).unwrap_or(GlobalArgs {
         dir: PathBuf::from("runbooks"),
         state_dir: None,
+        state_url: None,
+        lock_lease: None,
         color: ColorChoice::Auto,
         quiet: false,
         verbose: 0,

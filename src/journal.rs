@@ -18,6 +18,9 @@ pub struct Header {
     pub host: String,
     pub pid: u32,
     pub version: String,
+    /// Who, as the shared store knows them (the gcloud account), when one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     pub file: PathBuf,
     pub sha256: String,
     pub runbook: String,
@@ -76,6 +79,9 @@ pub struct Journal {
     /// The first write that failed; nothing is written after it, so the file stays a
     /// readable prefix of the run.
     failed: Option<String>,
+    /// The record `open` wrote, sent to the shared store once one is attached.
+    opening: (String, String),
+    remote: Option<crate::store::journal::Remote>,
 }
 
 fn now() -> String {
@@ -122,17 +128,46 @@ impl Journal {
                 len = whole;
             }
         }
-        let mut journal = Journal { file, path: path.to_path_buf(), len, failed: None };
+        let opening = (kind(&record), encode(&record)?);
+        let mut journal = Journal { file, path: path.to_path_buf(), len, failed: None, opening, remote: None };
         if resumed {
-            journal.append(&record)?;
+            journal.write_local(&journal.opening.1.clone())?;
         }
         Ok(journal)
     }
 
+    /// Also sends every record to the shared store, starting with the opening one: a run
+    /// whose start the store cannot take does not start.
+    pub fn share(&mut self, remote: crate::store::journal::Remote) -> Result<(), String> {
+        let remote = self.remote.insert(remote);
+        let (kind, line) = &self.opening;
+        remote.send(kind, line, true)
+    }
+
+    /// Appends a record locally, then (when shared) to the store; a store failure is
+    /// reported but does not fail the local record.
+    pub fn append(&mut self, record: &Record) -> Result<(), String> {
+        self.append_checked(record, false)
+    }
+
+    /// An event that is not the executor's (a lock taken over or broken).
+    pub fn append_event(&mut self, event: serde_json::Value) -> Result<(), String> {
+        self.append(&Record::Event { ts: now(), event })
+    }
+
+    /// `required`: the shared store must have the record (with every one before it) too.
+    fn append_checked(&mut self, record: &Record, required: bool) -> Result<(), String> {
+        let line = encode(record)?;
+        self.write_local(&line)?;
+        match &mut self.remote {
+            Some(remote) => remote.send(&kind(record), &line, required),
+            None => Ok(()),
+        }
+    }
+
     /// Writes one record and syncs it. On failure (a full disk) the half-written line is
     /// cut off again, so the file still ends with a whole record.
-    pub fn append(&mut self, record: &Record) -> Result<(), String> {
-        let line = encode(record)?;
+    fn write_local(&mut self, line: &str) -> Result<(), String> {
         match self.file.write_all(line.as_bytes()).and_then(|()| self.file.sync_data()) {
             Ok(()) => {
                 self.len += line.len() as u64;
@@ -153,6 +188,15 @@ fn whole_records_len(path: &Path) -> Result<u64, String> {
     Ok(bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i as u64 + 1))
 }
 
+/// What kind of record a line is, for the shared store's listing.
+fn kind(record: &Record) -> String {
+    match record {
+        Record::RunStarted { .. } => "run_started".into(),
+        Record::RunResumed { .. } => "run_resumed".into(),
+        Record::Event { event, .. } => event["event"].as_str().unwrap_or("event").to_owned(),
+    }
+}
+
 fn encode(record: &Record) -> Result<String, String> {
     let mut line = serde_json::to_string(record).map_err(|e| format!("cannot encode a journal record: {e}"))?;
     line.push('\n');
@@ -160,6 +204,19 @@ fn encode(record: &Record) -> Result<String, String> {
 }
 
 impl Subscriber for Journal {
+    /// A mutating step starts only once its record is durable here and, when shared, in
+    /// the store, and only while this run still holds its lock.
+    fn before_mutation(&mut self, event: &Event) -> Result<(), String> {
+        if let Some(failed) = &self.failed {
+            return Err(failed.clone());
+        }
+        if let Some(remote) = &mut self.remote {
+            remote.check_lock()?;
+        }
+        let value = serde_json::to_value(event).map_err(|e| format!("cannot encode a journal record: {e}"))?;
+        self.append_checked(&Record::Event { ts: now(), event: value }, true)
+    }
+
     fn event(&mut self, event: &Event) {
         // Live output is the terminal's; the journal keeps what happened, not every line.
         if matches!(event, Event::Output { .. }) {
@@ -182,6 +239,20 @@ impl Subscriber for Journal {
     fn broken(&self) -> Option<String> {
         self.failed.clone()
     }
+}
+
+/// Writes the records of a run read from the shared store as a local journal, so a run
+/// resumed on another machine has its whole story in this machine's spool too.
+pub fn seed(path: &Path, records: &[Record]) -> Result<(), String> {
+    let mut text = String::new();
+    for record in records {
+        text.push_str(&encode(record)?);
+    }
+    let aside = path.with_extension("jsonl.new");
+    std::fs::write(&aside, text)
+        .and_then(|()| File::open(&aside).and_then(|f| f.sync_all()))
+        .and_then(|()| std::fs::rename(&aside, path))
+        .map_err(|e| format!("cannot write the journal {}: {e}", path.display()))
 }
 
 /// A journal read back: its records, and whether the last line was cut off.

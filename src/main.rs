@@ -25,6 +25,7 @@ mod simulate;
 mod source;
 mod state;
 mod step;
+mod store;
 mod template;
 mod yaml;
 
@@ -97,6 +98,7 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
                 commands::rehearse::serve(scenario.as_deref(), port, global.state_dir.as_deref())
             }
         }
+        Builtin::Lock(command) => commands::lock::lock(&settings(global), command),
         Builtin::Schema => {
             output::print(&schema::json());
             Ok(())
@@ -157,7 +159,14 @@ fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>, global: &Glob
 fn settings(global: &GlobalArgs) -> commands::procedure::Settings {
     let no_color =
         matches!(global.color, ColorChoice::Never) || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    commands::procedure::Settings { quiet: global.quiet, state_dir: global.state_dir.clone(), no_color }
+    commands::procedure::Settings {
+        quiet: global.quiet,
+        state_dir: global.state_dir.clone(),
+        state_url: global.state_url.clone(),
+        lock_lease: global.lock_lease,
+        dir: global.dir.clone(),
+        no_color,
+    }
 }
 
 fn empty_call() -> cli::ProcedureCall {

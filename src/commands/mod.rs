@@ -1,6 +1,7 @@
 //! One file per command.
 
 pub mod list;
+pub mod lock;
 pub mod plan;
 pub mod procedure;
 pub mod rehearse;

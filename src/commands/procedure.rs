@@ -21,6 +21,24 @@ pub struct Settings {
     pub state_dir: Option<PathBuf>,
     /// `--color never` or `NO_COLOR`: passed on to children.
     pub no_color: bool,
+    /// The shared store (`--state-url`, `RUNBOOK_STATE_URL`), its lock lease, and the runbook
+    /// folder whose config file may name one.
+    pub state_url: Option<String>,
+    pub lock_lease: Option<std::time::Duration>,
+    pub dir: PathBuf,
+}
+
+impl Settings {
+    /// Where the lock, the journal and the history live.
+    pub fn store(&self) -> Result<std::sync::Arc<dyn crate::store::Store>, Error> {
+        crate::store::open(&crate::store::Config {
+            state_dir: self.state_dir.clone(),
+            state_url: self.state_url.clone(),
+            lock_lease: self.lock_lease,
+            runbook_dir: self.dir.clone(),
+        })
+        .map_err(Error::Usage)
+    }
 }
 
 /// How to execute a bound plan.
@@ -182,17 +200,20 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
 
     let state = StateDir::resolve(settings.state_dir.as_deref()).map_err(Error::Io)?;
     state.create().map_err(Error::Io)?;
+    let store = settings.store()?;
     let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let holder = crate::lock::Holder {
         run_id: execution.run_id.clone(),
         user: crate::state::user(),
+        identity: store.identity(),
         host: crate::state::host(),
         pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
         started,
     };
     let lock_name = crate::lock::namespace(&plan.runbook.name, rehearsal_settings.is_some());
-    let _lock =
-        crate::lock::acquire(&state.locks(), &lock_name, plan.environment.as_deref(), &holder).map_err(Error::Usage)?;
+    let name = crate::store::LockName { runbook: lock_name, environment: plan.environment.clone() };
+    let acquired = store.acquire(&name, &holder).map_err(Error::Usage)?;
     let json = execution.output == OutputFormat::Json;
     let runtime = runtime()?;
     // A rehearsal's fake starts before the steps are bound to it: the environment's
@@ -229,6 +250,7 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
     }
     let mut header = header(plan, &execution.run_id, &holder, execution.yes, execution.forced);
     header.rehearsal = rehearsal_settings.clone();
+    header.identity = store.shared().then(|| holder.identity.clone());
     execution.audit.stamp(&mut header);
     // `apply` marks its plan used only once the lock is held, so a plan is not spent on a
     // run that could not start.
@@ -236,7 +258,17 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
         claim(&execution.run_id)?;
     }
     let journal_path = state.journal_path(&execution.run_id);
-    let journal = Journal::open(&journal_path, header, resumed).map_err(Error::Io)?;
+    let mut journal = Journal::open(&journal_path, header, resumed).map_err(Error::Io)?;
+    if store.shared() {
+        let next = if resumed { store.next_seq(&execution.run_id).map_err(Error::Io)? } else { 0 };
+        let remote = crate::store::journal::Remote::new(store.clone(), acquired.lock.clone(), &execution.run_id, next);
+        journal.share(remote).map_err(|e| Error::Io(format!("{e}; nothing was run")))?;
+    }
+    if let Some(previous) = &acquired.took_over {
+        let event = serde_json::json!({"event": "lock_taken_over", "previous": previous, "by": holder.identity});
+        journal.append_event(event).map_err(Error::Io)?;
+        eprintln!("Took over the lock of `{}`, whose lease ran out: {}", name.display(), previous.describe());
+    }
 
     if json {
         if let Some(base) = &fake_base {
@@ -251,7 +283,8 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
         if !settings.quiet {
             let verb = if resumed { "Resuming" } else { "Starting" };
             let what = if fake_base.is_some() { "rehearsal" } else { "run" };
-            eprintln!("{verb} {what} {} (journal: {})", execution.run_id, journal_path.display());
+            let shared = if store.shared() { format!(", shared in {}", store.location()) } else { String::new() };
+            eprintln!("{verb} {what} {} (journal: {}{shared})", execution.run_id, journal_path.display());
             match (&fake, &fake_base) {
                 (Some(fake), _) => eprintln!("{}", fake.banner()),
                 (None, Some(base)) => eprintln!(
@@ -425,6 +458,7 @@ fn header(plan: &Plan, run_id: &str, holder: &crate::lock::Holder, yes: bool, fo
         host: holder.host.clone(),
         pid: holder.pid,
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        identity: None,
         file,
         sha256: runbook.sha256.clone(),
         runbook: runbook.name.clone(),

@@ -8,27 +8,13 @@ use indexmap::IndexMap;
 use super::procedure::{Execution, Settings, ask_missing_secrets, checked_runbook, execute};
 use crate::cli::OutputFormat;
 use crate::error::Error;
-use crate::journal::{Record, Recorded, Summary, read};
+use crate::journal::{Record, Recorded, Summary};
 use crate::plan::{Inputs, Plan, StepOutput};
 use crate::state::StateDir;
 use crate::step::{Effect, StepKind};
 
 fn state(settings: &Settings) -> Result<StateDir, Error> {
     StateDir::resolve(settings.state_dir.as_deref()).map_err(Error::Io)
-}
-
-/// Every run's journal, newest first. Unreadable journals are reported, not fatal.
-fn runs(state: &StateDir) -> Vec<(String, Result<Recorded, String>)> {
-    let Ok(entries) = std::fs::read_dir(state.runs()) else { return Vec::new() };
-    let mut runs: Vec<(String, Result<Recorded, String>)> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .filter_map(|p| p.file_stem().map(|s| (s.to_string_lossy().into_owned(), p.clone())))
-        .map(|(id, path)| (id, read(&path)))
-        .collect();
-    runs.sort_by(|a, b| b.0.cmp(&a.0));
-    runs
 }
 
 /// `rehearsals`: `Some(true)` lists only rehearsals, `Some(false)` only real runs;
@@ -39,9 +25,9 @@ pub fn history(
     rehearsals: Option<bool>,
     break_glass: bool,
 ) -> Result<(), Error> {
-    let state = state(settings)?;
+    let store = settings.store()?;
     let mut summaries: Vec<Summary> = Vec::new();
-    for (id, recorded) in runs(&state) {
+    for (id, recorded) in store.history().map_err(Error::Io)? {
         match recorded {
             Ok(recorded) => summaries.extend(recorded.summary(&id)),
             Err(err) => eprintln!("warning: {err}"),
@@ -62,7 +48,7 @@ pub fn history(
         }
         OutputFormat::Human => {
             if summaries.is_empty() {
-                crate::output::print(&format!("no runs recorded in {}\n", state.runs().display()));
+                crate::output::print(&format!("no runs recorded in {}\n", store.location()));
                 return Ok(());
             }
             let mut out = format!(
@@ -93,14 +79,14 @@ pub fn history(
 }
 
 fn find(settings: &Settings, run_id: &str) -> Result<Recorded, Error> {
-    // Before any path is built: `../../x` must not open (or resume) a file outside the state dir.
+    // Before any path or object name is built: `../../x` must not open (or resume) a journal
+    // outside the state dir or the store's prefix.
     crate::state::check_run_id(run_id).map_err(Error::Usage)?;
-    let state = state(settings)?;
-    let path = state.journal_path(run_id);
-    if !path.exists() {
-        return Err(Error::Usage(format!("no run `{run_id}` in {} (see `runbook history`)", state.runs().display())));
+    let store = settings.store()?;
+    match store.run(run_id).map_err(Error::Io)? {
+        Some(recorded) => Ok(recorded),
+        None => Err(Error::Usage(format!("no run `{run_id}` in {} (see `runbook history`)", store.location()))),
     }
-    read(&path).map_err(Error::Io)
 }
 
 pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(), Error> {
@@ -116,9 +102,11 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
             Record::RunStarted { ts, header } | Record::RunResumed { ts, header } => {
                 let verb = if matches!(record, Record::RunStarted { .. }) { "started" } else { "resumed" };
                 let env = header.environment.as_deref().map(|e| format!(" --env {e}")).unwrap_or_default();
+                let who = header.identity.as_ref().map(|i| format!("{i} (")).unwrap_or_default();
+                let close = if who.is_empty() { "" } else { ")" };
                 let _ = writeln!(
                     out,
-                    "{ts}  run {verb}: {} {}{env} by {}@{} (pid {}, runbook {})",
+                    "{ts}  run {verb}: {} {}{env} by {who}{}@{}{close} (pid {}, runbook {})",
                     header.runbook, header.procedure, header.user, header.host, header.pid, header.version
                 );
                 let _ = writeln!(out, "{:26}file {} (sha256 {})", "", header.file.display(), header.sha256);
@@ -245,6 +233,19 @@ fn describe(event: &serde_json::Value) -> Option<String> {
             format!("  {} {} after {}{exit}{answer}{message}", s("status"), s("id"), s("duration"))
         }
         "notice" => format!("  note ({}): {}", s("id"), s("text").replace('\n', " ")),
+        "lock_taken_over" => {
+            let previous = &event["previous"];
+            format!(
+                "lock taken over by {} after the lease of run {} ({}) ran out",
+                s("by"),
+                previous["run_id"].as_str().unwrap_or("?"),
+                previous["identity"].as_str().unwrap_or("?")
+            )
+        }
+        "lock_broken" => {
+            let reason = s("reason").replace(char::is_control, " ");
+            format!("lock {} broken by {}: {reason}", s("lock"), s("by"))
+        }
         "run_finished" => {
             let message = event["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
             format!("run finished: {} in {}{message}", s("outcome"), s("duration"))
@@ -269,16 +270,32 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     if recorded.status() == "done" {
         return Err(Error::Usage(format!("run {} finished successfully; there is nothing to resume", args.run_id)));
     }
-    if !header.file.is_file() {
-        return Err(Error::Usage(format!("the runbook file {} of run {} is gone", header.file.display(), args.run_id)));
-    }
-    let entry = crate::library::load_entry(&header.file);
+    // On another machine the file is wherever that machine keeps the runbook folder: found
+    // by name there, and held to the journaled sha256 like any other.
+    let file = if header.file.is_file() {
+        header.file.clone()
+    } else {
+        let library = crate::library::Library::load(&settings.dir);
+        match library.find(&header.runbook) {
+            Some(entry) => entry.path.clone(),
+            None => {
+                return Err(Error::Usage(format!(
+                    "the runbook file {} of run {} is not here, and {} has no runbook `{}`",
+                    header.file.display(),
+                    args.run_id,
+                    settings.dir.display(),
+                    header.runbook
+                )));
+            }
+        }
+    };
+    let entry = crate::library::load_entry(&file);
     let runbook = checked_runbook(&entry)?;
     if runbook.sha256 != header.sha256 && !args.force {
         return Err(Error::Usage(format!(
             "refusing to resume run {}: {} changed since the run started (sha256 {} → {}); pass --force to resume with the new file",
             args.run_id,
-            header.file.display(),
+            file.display(),
             short(&header.sha256),
             short(&runbook.sha256)
         )));
@@ -323,6 +340,13 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         ask_missing_secrets(&mut plan)?;
     }
     let completed = completed_steps(&plan, &recorded)?;
+    // Resumed from the shared store on a machine that never saw the run: its spool starts
+    // with the story so far.
+    let spool = state(settings)?;
+    if !spool.journal_path(&args.run_id).exists() && settings.store()?.shared() {
+        spool.create().map_err(Error::Io)?;
+        crate::journal::seed(&spool.journal_path(&args.run_id), &recorded.records).map_err(Error::Io)?;
+    }
     let execution = Execution {
         run_id: args.run_id,
         // SPEC §3 rule 5: a resume asks again unless given --yes (and the names) again.

@@ -110,6 +110,13 @@ impl Outcome {
 pub trait Subscriber: Send {
     fn event(&mut self, event: &Event);
 
+    /// A mutating step is about to start with `event` (its `StepStarted`). An error keeps
+    /// the step from starting: the journal refuses when it cannot make the record durable.
+    fn before_mutation(&mut self, event: &Event) -> Result<(), String> {
+        self.event(event);
+        Ok(())
+    }
+
     /// The end of a burst of output lines: anything buffered goes out now, so output
     /// stays live while a chatty child costs one write per burst, not one per line.
     fn flush(&mut self) {}

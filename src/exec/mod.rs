@@ -161,6 +161,18 @@ impl<'p> Runner<'p> {
         Some(Flow::Stop(Outcome::Failed, format!("stopped before step `{}` ran: {err}", step.id)))
     }
 
+    fn emit_before_mutation(&mut self, event: &Event) -> Result<(), String> {
+        let mut refused = Ok(());
+        for subscriber in &mut self.subscribers {
+            if let Err(reason) = subscriber.before_mutation(event)
+                && refused.is_ok()
+            {
+                refused = Err(reason);
+            }
+        }
+        refused
+    }
+
     /// Refuses, before anything runs, a run that would need an answer it cannot get.
     pub fn preflight(&self) -> Result<(), String> {
         let plan = self.plan;
@@ -565,13 +577,23 @@ impl<'p> Runner<'p> {
             if let Some(stop) = self.unrecorded(step) {
                 return stop;
             }
-            self.emit(Event::StepStarted {
+            let event = Event::StepStarted {
                 id: step.id.clone(),
                 name: step.name.clone(),
                 kind: step.kind_name(),
                 command,
                 attempt,
-            });
+            };
+            if step.mutates() {
+                // No mutation without its record: a subscriber that cannot record it stops it.
+                if let Err(reason) = self.emit_before_mutation(&event) {
+                    let message = format!("step `{}` did not start: {reason}", step.id);
+                    self.finish(step, Attempt::failed(message.clone()), started);
+                    return Flow::Stop(Outcome::Failed, message);
+                }
+            } else {
+                self.emit(event);
+            }
             if let Some(stop) = self.unrecorded(step) {
                 return stop;
             }

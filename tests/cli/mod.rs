@@ -9,5 +9,6 @@ mod props;
 mod pty;
 mod regressions;
 mod rehearsal;
+mod store;
 mod tooling;
 mod validate;

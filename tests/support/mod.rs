@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod gcs;
 pub mod http;
 
 use std::path::{Path, PathBuf};
@@ -104,7 +105,14 @@ impl Run {
     pub fn new(cwd: &Path) -> Run {
         let mut cmd = std::process::Command::new(binary());
         cmd.current_dir(cwd);
-        for var in ["RUNBOOK_DIR", "GITHUB_ACTIONS", "RUST_LOG", "XDG_STATE_HOME"] {
+        for var in [
+            "RUNBOOK_DIR",
+            "GITHUB_ACTIONS",
+            "RUST_LOG",
+            "XDG_STATE_HOME",
+            "RUNBOOK_STATE_URL",
+            "STORAGE_EMULATOR_HOST",
+        ] {
             cmd.env_remove(var);
         }
         cmd.env("RUNBOOK_STATE_DIR", cwd.join("state")).env("NO_COLOR", "1").env("COLUMNS", "100");
@@ -212,4 +220,9 @@ pub fn live_processes(needle: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// Sends a signal (`STOP`, `CONT`, `KILL`, ...) to a process with kill(1).
+pub fn signal(pid: u32, name: &str) {
+    let _ = std::process::Command::new("kill").args([format!("-{name}"), pid.to_string()]).status();
 }

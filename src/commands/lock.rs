@@ -1,0 +1,106 @@
+//! `runbook lock status [RUNBOOK] [--env ENV]` and `runbook lock break RUNBOOK --env ENV
+//! --reason TEXT`: the run locks, local or shared.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+
+use super::procedure::Settings;
+use crate::cli::{LockCommand, OutputFormat};
+use crate::error::Error;
+use crate::store::LockName;
+
+pub fn lock(settings: &Settings, command: LockCommand) -> Result<(), Error> {
+    match command {
+        LockCommand::Status { runbook, env, format } => status(settings, runbook.as_deref(), env.as_deref(), format),
+        LockCommand::Break { runbook, env, reason, confirm } => {
+            breaks(settings, LockName { runbook, environment: env }, &reason, confirm.as_deref())
+        }
+    }
+}
+
+fn status(settings: &Settings, runbook: Option<&str>, env: Option<&str>, format: OutputFormat) -> Result<(), Error> {
+    let store = settings.store()?;
+    let locks = store.status(runbook, env).map_err(Error::Io)?;
+    if format == OutputFormat::Json {
+        let list: Vec<serde_json::Value> = locks
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "lock": l.name.display(), "runbook": l.name.runbook, "environment": l.name.environment,
+                    "held": l.holder.is_some(), "holder": l.holder, "renewed_ago_seconds": l.renewed_ago,
+                    "lease_seconds": l.lease,
+                })
+            })
+            .collect();
+        let json = serde_json::to_string_pretty(&list).map_err(|e| Error::Io(e.to_string()))?;
+        crate::output::print(&(json + "\n"));
+        return Ok(());
+    }
+    let mut out = String::new();
+    for lock in &locks {
+        match &lock.holder {
+            None => {
+                let _ = writeln!(out, "{:<28} free", lock.name.display());
+            }
+            Some(holder) => {
+                let lease = match (lock.renewed_ago, lock.lease) {
+                    (Some(ago), Some(lease)) if ago > i64::try_from(lease).unwrap_or(i64::MAX) => {
+                        format!("; lease expired {}s ago (can be taken over)", ago - i64::try_from(lease).unwrap_or(0))
+                    }
+                    (Some(ago), Some(lease)) => format!("; renewed {ago}s ago, lease {lease}s"),
+                    _ => String::new(),
+                };
+                let _ = writeln!(out, "{:<28} held: {}{lease}", lock.name.display(), holder.describe());
+            }
+        }
+    }
+    if locks.is_empty() {
+        let _ = writeln!(out, "no run locks in {}", store.location());
+    }
+    crate::output::print(&out);
+    Ok(())
+}
+
+fn breaks(settings: &Settings, name: LockName, reason: &str, confirm: Option<&str>) -> Result<(), Error> {
+    if reason.trim().is_empty() {
+        return Err(Error::Usage("--reason must say why the lock is broken".into()));
+    }
+    let expected = name.display();
+    // Like a destructive step: the operator types the lock's name; `--yes` never stands in.
+    let confirmed = match confirm {
+        Some(typed) => typed == expected,
+        None if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => {
+            eprintln!("Breaking the lock lets another run start while `{expected}` may still be running.");
+            let typed: String = dialoguer::Input::new()
+                .with_prompt(format!("Type `{expected}` to break its lock"))
+                .allow_empty(true)
+                .interact_text()
+                .map_err(|e| Error::Usage(format!("cannot ask for confirmation: {e}")))?;
+            typed.trim() == expected
+        }
+        None => {
+            return Err(Error::Usage(format!(
+                "breaking a lock needs typed confirmation and there is no terminal: pass --confirm {expected}"
+            )));
+        }
+    };
+    if !confirmed {
+        eprintln!("The lock of `{expected}` was not broken: the name typed did not match.");
+        return Err(Error::Reported(crate::error::exit::ABORTED));
+    }
+    let store = settings.store()?;
+    let by = store.identity();
+    let holder = store.break_lock(&name, &by, reason).map_err(Error::Usage)?;
+    // Journaled in the run that held it, so its story says who broke its lock and why.
+    let event =
+        serde_json::json!({"event": "lock_broken", "lock": expected, "by": by, "reason": reason, "holder": holder});
+    let record = crate::journal::Record::Event { ts: chrono::Utc::now().to_rfc3339(), event };
+    let line = serde_json::to_string(&record).map_err(|e| Error::Io(e.to_string()))?;
+    let journaled =
+        store.next_seq(&holder.run_id).and_then(|seq| store.put_record(&holder.run_id, seq, "lock_broken", &line));
+    eprintln!("Broke the lock of `{expected}` held by {}.", holder.describe());
+    if let Err(err) = journaled {
+        eprintln!("warning: the break is not in run {}'s journal: {err}", holder.run_id);
+    }
+    Ok(())
+}
