@@ -5,6 +5,8 @@
 //! to, where secrets go, and how procedures include each other. A runbook with any error
 //! is never handed to planning or execution.
 
+#[cfg(test)]
+mod fuzz;
 pub mod keys;
 mod reader;
 mod references;
@@ -57,10 +59,30 @@ pub const RESERVED_FLAGS: &[&str] = &[
 
 pub fn check_file(path: &Path) -> Result<Checked, std::io::Error> {
     let bytes = std::fs::read(path)?;
-    let text = String::from_utf8(bytes.clone())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is not UTF-8 text"))?;
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    Ok(check_source(Source::new(path, text), sha256))
+    Ok(check_bytes(path, &bytes))
+}
+
+/// Checks a file's bytes; text that is not UTF-8 is reported at the first bad byte.
+pub fn check_bytes(path: &Path, bytes: &[u8]) -> Checked {
+    let sha256 = hex::encode(Sha256::digest(bytes));
+    match std::str::from_utf8(bytes) {
+        Ok(text) => check_source(Source::new(path, text), sha256),
+        Err(err) => {
+            // Show the file up to the bad byte so the position and excerpt are right.
+            let good = &bytes[..err.valid_up_to()];
+            let text = String::from_utf8_lossy(good).into_owned();
+            let end = text.len();
+            let source = Source::new(path, text);
+            let diagnostic = Diagnostic::error(
+                Code::Syntax,
+                &source,
+                Span::new(end, end),
+                "the file is not UTF-8 text: invalid byte sequence here",
+            )
+            .help("runbooks are UTF-8 text; re-save the file as UTF-8");
+            Checked { source, runbook: None, name: None, diagnostics: vec![diagnostic] }
+        }
+    }
 }
 
 pub fn check_source(source: SourceRef, sha256: String) -> Checked {

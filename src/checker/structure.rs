@@ -480,6 +480,7 @@ impl Structure {
             on_failure: on_failure.unwrap_or(OnFailure::Abort),
             secret,
             span: id_node.map_or(fields.node.span, |n| n.span),
+            on_failure_span: fields.get("on_failure").map(|n| n.span),
         })
     }
 
