@@ -31,9 +31,22 @@ pub struct Checked {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Built-in commands a runbook name must not shadow.
-pub const BUILTINS: &[&str] =
-    &["list", "validate", "run", "docs", "history", "show", "resume", "schema", "completions", "man", "help"];
+/// Built-in commands a runbook name must not shadow: read from the command line's own
+/// definition, so a new built-in (such as `simulate`) can never be missing.
+pub fn builtins() -> &'static [String] {
+    static BUILTINS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        use clap::CommandFactory;
+        let command = crate::cli::Cli::command();
+        let mut names: Vec<String> = command
+            .get_subcommands()
+            .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_all_aliases()))
+            .map(str::to_owned)
+            .collect();
+        names.push("help".to_owned());
+        names
+    });
+    &BUILTINS
+}
 
 /// Flags every procedure has; a param whose flag is one of these is an error.
 pub const RESERVED_FLAGS: &[&str] = &[
@@ -89,18 +102,23 @@ pub fn check_source(source: SourceRef, sha256: String) -> Checked {
     let options = serde_saphyr::options! {
         strict_booleans: true,
         duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::Error,
+        reject_unsupported_tags: true,
     };
     let root: Node = match serde_saphyr::from_str_with_options(&source.text, options) {
         Ok(root) => root,
         Err(err) => {
-            let span = err.location().map_or_else(Span::default, |l| {
+            let mut span = err.location().map_or_else(Span::default, |l| {
                 let s = Span::from_location(&l);
                 if s == Span::default() { offset_of(&source.text, l.line(), l.column()) } else { s }
             });
-            let message = err.without_snippet().to_string();
-            let message = message.lines().next().unwrap_or("invalid YAML");
-            // The position is shown by the diagnostic itself.
-            let message = message.split(" at line ").next().unwrap_or(message).to_owned();
+            let message = yaml_message(&err);
+            if message.contains("tab") {
+                // The YAML library points at the start of the scalar it was reading; the
+                // tab itself is what to fix.
+                if let Some(at) = source.text.get(span.start..).and_then(|rest| rest.find('\t')) {
+                    span = Span::new(span.start + at, span.start + at + 1);
+                }
+            }
             let diagnostic = Diagnostic::error(Code::Syntax, &source, span, format!("invalid YAML: {message}"));
             return Checked { source, runbook: None, name: None, diagnostics: vec![diagnostic] };
         }
@@ -116,6 +134,47 @@ pub fn check_source(source: SourceRef, sha256: String) -> Checked {
     diagnostics.sort_by_key(|d| (d.span.start, d.severity));
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     Checked { source, runbook: if has_errors { None } else { runbook }, name, diagnostics }
+}
+
+/// The YAML library's error in the words of a runbook author: no library internals
+/// (`budget breached: Depth { .. }`, `set DuplicateKeyPolicy in Options`), no position
+/// (the diagnostic shows it).
+fn yaml_message(err: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    let mut inner = err.without_snippet();
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
+    match inner {
+        E::Budget { breach, .. } => match breach {
+            B::Depth { .. } => "nesting deeper than 64 levels".into(),
+            B::Nodes { .. } | B::Events { .. } => "more than 250000 values; the file is too big".into(),
+            B::Aliases { .. } | B::AliasAnchorRatio { .. } | B::Anchors { .. } | B::MergeKeys { .. } => {
+                "too many anchors or aliases (`&name`, `*name`); the file expands too much".into()
+            }
+            B::Documents { .. } => "more than one YAML document (`---`); a runbook file holds one".into(),
+            _ => "the file is too big or expands too much".into(),
+        },
+        E::DuplicateMappingKey { key: Some(key), .. } => {
+            format!("duplicate key `{}`", crate::diagnostic::clip(key))
+        }
+        E::DuplicateMappingKey { key: None, .. } => "duplicate key".into(),
+        E::MultipleDocuments { .. } => "more than one YAML document (`---`); a runbook file holds one".into(),
+        E::UnsupportedTag { tag, .. } => format!(
+            "unknown tag `{}`; runbooks use no YAML tags (there is no `!include`: use an `include:` step)",
+            crate::diagnostic::clip(tag)
+        ),
+        E::AliasExpansionLimitExceeded { .. } | E::AliasReplayStackDepthExceeded { .. } => {
+            "an alias (`*name`) expands too much".into()
+        }
+        other => {
+            let message = other.to_string();
+            let message = message.lines().next().unwrap_or("invalid YAML");
+            let message = message.split(" at line ").next().unwrap_or(message);
+            crate::diagnostic::clip_quoted(message)
+        }
+    }
 }
 
 /// Byte offset of a 1-based line and column, for errors that carry no byte span.
