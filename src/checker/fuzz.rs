@@ -179,6 +179,7 @@ pub struct Report {
     pub failures: Vec<PathBuf>,
 }
 
+/// A case slower than 5 s is saved as `slow-*` (on a busy machine, check it again alone).
 /// Runs cases until `budget` is spent or `max_cases` have run, on a thread with the stack
 /// of the binary's main thread (8 MiB), so a stack overflow found here is one users hit.
 /// Each input is written to `current.yaml` first: a stack overflow aborts the process, and
@@ -244,7 +245,7 @@ fn run_cases(seed: u64, budget: Duration, max_cases: u64, out_dir: &Path) -> Rep
         let outcome = std::panic::catch_unwind(|| one_case(&input));
         if outcome.is_err() {
             failures.push(save(out_dir, "crash", &input));
-        } else if case_started.elapsed() > Duration::from_secs(2) {
+        } else if case_started.elapsed() > Duration::from_secs(5) {
             failures.push(save(out_dir, "slow", &input));
         }
         executions += 1;

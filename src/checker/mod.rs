@@ -112,13 +112,7 @@ pub fn check_source(source: SourceRef, sha256: String) -> Checked {
                 if s == Span::default() { offset_of(&source.text, l.line(), l.column()) } else { s }
             });
             let message = yaml_message(&err);
-            if message.contains("tab") {
-                // The YAML library points at the start of the scalar it was reading; the
-                // tab itself is what to fix.
-                if let Some(at) = source.text.get(span.start..).and_then(|rest| rest.find('\t')) {
-                    span = Span::new(span.start + at, span.start + at + 1);
-                }
-            }
+            span = yaml_error_span(&source.text, span, &err);
             let diagnostic = Diagnostic::error(Code::Syntax, &source, span, format!("invalid YAML: {message}"));
             return Checked { source, runbook: None, name: None, diagnostics: vec![diagnostic] };
         }
@@ -134,6 +128,39 @@ pub fn check_source(source: SourceRef, sha256: String) -> Checked {
     diagnostics.sort_by_key(|d| (d.span.start, d.severity));
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     Checked { source, runbook: if has_errors { None } else { runbook }, name, diagnostics }
+}
+
+/// Where to point for a YAML error: the library points at the scalar it was reading (or
+/// just past a tab, or at a tagged value); the tab or the tag itself is what to fix.
+fn yaml_error_span(text: &str, span: Span, err: &serde_saphyr::Error) -> Span {
+    let start = span.start.min(text.len());
+    let line_start = text[..floor_boundary(text, start)].rfind('\n').map_or(0, |i| i + 1);
+    let message = err.to_string();
+    if message.contains("tab") {
+        let from = if text[line_start..].starts_with('\t') { line_start } else { start };
+        if let Some(at) = text.get(from..).and_then(|rest| rest.find('\t')) {
+            return Span::new(from + at, from + at + 1);
+        }
+    }
+    let mut inner = err.without_snippet();
+    while let serde_saphyr::Error::AliasError { error, .. } | serde_saphyr::Error::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
+    if let serde_saphyr::Error::UnsupportedTag { tag, .. } = inner
+        && let Some(at) = text.get(line_start..start).and_then(|before| before.rfind('!'))
+    {
+        let tag_start = line_start + at;
+        let len = text[tag_start..].find(char::is_whitespace).unwrap_or(tag.len());
+        return Span::new(tag_start, tag_start + len);
+    }
+    span
+}
+
+fn floor_boundary(text: &str, mut offset: usize) -> usize {
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
 }
 
 /// The YAML library's error in the words of a runbook author: no library internals
@@ -165,6 +192,9 @@ fn yaml_message(err: &serde_saphyr::Error) -> String {
             "unknown tag `{}`; runbooks use no YAML tags (there is no `!include`: use an `include:` step)",
             crate::diagnostic::clip(tag)
         ),
+        E::NonFiniteFloat { value, .. } => {
+            format!("`{}` is not a number a runbook can use", crate::diagnostic::clip(value))
+        }
         E::AliasExpansionLimitExceeded { .. } | E::AliasReplayStackDepthExceeded { .. } => {
             "an alias (`*name`) expands too much".into()
         }

@@ -463,6 +463,8 @@ impl<'a> References<'a> {
                 }
                 ["env" | "environment", ..] => {}
                 [root] if ROOTS.contains(root) => {}
+                // MiniJinja's global functions (`{% for i in range(3) %}`).
+                [root, ..] if ["range", "dict", "namespace", "debug"].contains(root) => {}
                 [root, ..] => {
                     let mut roots: Vec<&str> = ROOTS.to_vec();
                     if allows_result {

@@ -1,5 +1,6 @@
 mod dry_run;
 mod exec;
+mod hostile;
 mod journal;
 mod params;
 mod pty;
