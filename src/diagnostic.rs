@@ -111,7 +111,7 @@ impl Code {
             Code::SecretExposed => "a secret would appear on a command line, URL or screen",
             Code::TemplateInShell => "template syntax in `shell:` text, which is never rendered",
             Code::TemplateSyntax => "a template or expression does not parse",
-            Code::IncludeCycle => "procedures include each other in a cycle",
+            Code::IncludeCycle => "procedures include each other in a cycle, or includes nest more than 64 deep",
             Code::UnknownProcedure => "`include` or `on_failure` names no procedure",
             Code::ShadowsBuiltin => "a runbook name shadows a built-in command",
             Code::UnknownVariable => "a template uses a name outside params, vars, steps, env, environment",
