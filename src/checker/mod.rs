@@ -5,6 +5,7 @@
 //! to, where secrets go, and how procedures include each other. A runbook with any error
 //! is never handed to planning or execution.
 
+mod filters;
 #[cfg(test)]
 mod fuzz;
 pub mod keys;
@@ -47,6 +48,9 @@ pub fn builtins() -> &'static [String] {
     });
     &BUILTINS
 }
+
+/// Most YAML events aliases (`*name`) may replay in one file.
+const MAX_ALIAS_EVENTS: usize = 20_000;
 
 /// Flags every procedure has; a param whose flag is one of these is an error.
 pub const RESERVED_FLAGS: &[&str] = &[
@@ -99,10 +103,15 @@ pub fn check_bytes(path: &Path, bytes: &[u8]) -> Checked {
 }
 
 pub fn check_source(source: SourceRef, sha256: String) -> Checked {
+    // Aliases may repeat what an anchor holds, but not blow it up ("billion laughs"): the
+    // default allows a million replayed events, which takes seconds to build and check.
+    let mut alias_limits = serde_saphyr::options::AliasLimits::default();
+    alias_limits.max_total_replayed_events = MAX_ALIAS_EVENTS;
     let options = serde_saphyr::options! {
         strict_booleans: true,
         duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::Error,
         reject_unsupported_tags: true,
+        alias_limits: alias_limits,
     };
     let root: Node = match serde_saphyr::from_str_with_options(&source.text, options) {
         Ok(root) => root,
@@ -195,9 +204,10 @@ fn yaml_message(err: &serde_saphyr::Error) -> String {
         E::NonFiniteFloat { value, .. } => {
             format!("`{}` is not a number a runbook can use", crate::diagnostic::clip(value))
         }
-        E::AliasExpansionLimitExceeded { .. } | E::AliasReplayStackDepthExceeded { .. } => {
-            "an alias (`*name`) expands too much".into()
-        }
+        E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasReplayCounterOverflow { .. } => "aliases (`*name`) expand too much".into(),
         other => {
             let message = other.to_string();
             let message = message.lines().next().unwrap_or("invalid YAML");

@@ -406,7 +406,10 @@ impl<'a> References<'a> {
         }
         for (template, sink) in templates {
             match template.references() {
-                Ok(refs) => self.references(&scope, template.span, &template.text, &refs, sink, false),
+                Ok(refs) => {
+                    self.filters(template.span, &template.text, false);
+                    self.references(&scope, template.span, &template.text, &refs, sink, false);
+                }
                 Err(err) => {
                     self.error(
                         Code::TemplateSyntax,
@@ -418,11 +421,32 @@ impl<'a> References<'a> {
         }
         for (expr, allows_result) in exprs {
             match expr.references() {
-                Ok(refs) => self.references(&scope, expr.span, &expr.text, &refs, Sink::Private, allows_result),
+                Ok(refs) => {
+                    self.filters(expr.span, &expr.text, true);
+                    self.references(&scope, expr.span, &expr.text, &refs, Sink::Private, allows_result);
+                }
                 Err(err) => {
                     self.error(Code::TemplateSyntax, expr.span, format!("expression does not parse: {}", err.message));
                 }
             }
+        }
+    }
+
+    /// Every `| name` must be a filter the engine knows (it would fail only at render time).
+    fn filters(&mut self, span: Span, text: &str, is_expression: bool) {
+        for name in super::filters::used(text, is_expression) {
+            if crate::template::has_filter(&name) {
+                continue;
+            }
+            // Point at the name when the template is written verbatim in the file.
+            let written = self.source.text.get(span.start..span.end).unwrap_or("");
+            let span =
+                written.find(&format!("| {name}")).or_else(|| written.find(&format!("|{name}"))).map_or(span, |i| {
+                    let start = span.start + i + written[i..].find(&name).unwrap_or(0);
+                    Span::new(start, start + name.len())
+                });
+            self.error(Code::TemplateSyntax, span, format!("unknown filter `{name}`")).help =
+                Some("see the MiniJinja filters and `replace_host` in docs/format.md".into());
         }
     }
 
