@@ -621,6 +621,10 @@ impl<'a> References<'a> {
     /// Things that work but that a careful reviewer would question; they fail only `--strict`.
     fn warnings(&mut self) {
         for step in self.all_steps() {
+            // A step without an id already has an error; a warning naming it `` helps no one.
+            if step.id.is_empty() {
+                continue;
+            }
             if step.mutates() && step.timeout.is_none() {
                 let default = humantime::format_duration(step.timeout_or_default());
                 self.diagnostics.push(

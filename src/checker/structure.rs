@@ -366,13 +366,14 @@ impl Structure {
                 "step id",
                 "lowercase letters, digits and `_` (ids are used as `steps.<id>` in templates)",
             ) {
-                return None;
+                // Reported; the step is still checked so its other mistakes show too.
+                return Some(id);
             }
             if let Some(first) = self.seen_ids.get(&id) {
                 let (line, _) = self.r.source.line_col(first.start);
                 self.r.error(Code::Duplicate, n.span, format!("step id `{id}` is already used on line {line}")).help =
                     Some("step ids are unique within a runbook".into());
-                return None;
+                return Some(id);
             }
             self.seen_ids.insert(id.clone(), n.span);
             Some(id)
@@ -471,7 +472,8 @@ impl Structure {
         let secret = self.r.opt_bool(&fields, "secret").unwrap_or(false);
         let name = self.r.opt_string(&fields, "name");
         Some(Step {
-            id: id?,
+            // A missing id is reported; the step's templates are still checked.
+            id: id.unwrap_or_default(),
             name,
             kind: kind?,
             when,
