@@ -74,8 +74,24 @@ pub const RESERVED_FLAGS: &[&str] = &[
     "version",
 ];
 
+/// Largest runbook file read (a runbook is a page or two; this is generous).
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
 pub fn check_file(path: &Path) -> Result<Checked, std::io::Error> {
-    let bytes = std::fs::read(path)?;
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    // Read at most one byte more than the limit: a huge (or endless) file is not loaded.
+    std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        let source = Source::new(path, String::new());
+        let diagnostic = Diagnostic::error(
+            Code::Syntax,
+            &source,
+            Span::default(),
+            format!("the file is larger than {} MiB; a runbook is much smaller", MAX_FILE_BYTES >> 20),
+        );
+        return Ok(Checked { source, runbook: None, name: None, diagnostics: vec![diagnostic] });
+    }
     Ok(check_bytes(path, &bytes))
 }
 
