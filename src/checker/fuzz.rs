@@ -179,7 +179,8 @@ pub struct Report {
     pub failures: Vec<PathBuf>,
 }
 
-/// A case slower than 5 s is saved as `slow-*` (on a busy machine, check it again alone).
+/// A case using more than 5 s of CPU is saved as `slow-*`; one using 10 s (or 5 minutes of
+/// wall time) stops the run as a hang.
 /// Runs cases until `budget` is spent or `max_cases` have run, on a thread with the stack
 /// of the binary's main thread (8 MiB), so a stack overflow found here is one users hit.
 /// Each input is written to `current.yaml` first: a stack overflow aborts the process, and
@@ -215,14 +216,16 @@ fn run_cases(seed: u64, budget: Duration, max_cases: u64, out_dir: &Path) -> Rep
     let watchdog = {
         let (current, progress, done, out_dir) = (current.clone(), progress.clone(), done.clone(), out_dir.to_owned());
         std::thread::spawn(move || {
+            // CPU time, not wall time: a fuzz run at `nice 19` on a busy machine can wait
+            // seconds for a core without any case being slow. Wall time is the backstop.
             let hang = Duration::from_secs(10);
-            let mut last = (u64::MAX, Instant::now());
+            let mut last = (u64::MAX, cpu_time(), Instant::now());
             while !done.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(200));
                 let now = progress.load(Ordering::Relaxed);
                 if now != last.0 {
-                    last = (now, Instant::now());
-                } else if last.1.elapsed() > hang {
+                    last = (now, cpu_time(), Instant::now());
+                } else if cpu_time().saturating_sub(last.1) > hang || last.2.elapsed() > 30 * hang {
                     let input = current.lock().map(|c| c.clone()).unwrap_or_default();
                     let path = save(&out_dir, "hang", &input);
                     eprintln!("fuzz load: case {now} ran for more than {hang:?}; input saved to {}", path.display());
@@ -241,11 +244,11 @@ fn run_cases(seed: u64, budget: Duration, max_cases: u64, out_dir: &Path) -> Rep
             c.clone_from(&input);
         }
         let _ = std::fs::write(out_dir.join("current.yaml"), &input);
-        let case_started = Instant::now();
+        let case_started = cpu_time();
         let outcome = std::panic::catch_unwind(|| one_case(&input));
         if outcome.is_err() {
             failures.push(save(out_dir, "crash", &input));
-        } else if case_started.elapsed() > Duration::from_secs(5) {
+        } else if cpu_time().saturating_sub(case_started) > Duration::from_secs(5) {
             failures.push(save(out_dir, "slow", &input));
         }
         executions += 1;
@@ -254,6 +257,19 @@ fn run_cases(seed: u64, budget: Duration, max_cases: u64, out_dir: &Path) -> Rep
     done.store(true, Ordering::Relaxed);
     let _ = watchdog.join();
     Report { executions, elapsed: started.elapsed(), failures }
+}
+
+/// CPU time this process has used (user + system), from /proc/self/stat; the fuzz thread
+/// is the only busy one. Without /proc, zero: then only the wall-time backstop applies.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line: indices 11 and 12 after the name.
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok())).sum();
+    // Clock ticks are 1/100 s on Linux.
+    Duration::from_millis(ticks * 10)
 }
 
 fn save(dir: &Path, kind: &str, input: &[u8]) -> PathBuf {
@@ -309,4 +325,16 @@ fn fuzz_load_long() {
     eprintln!("fuzz load: seed {seed}, {seconds}s");
     let report = run(seed, Duration::from_secs(seconds), u64::MAX, &out_dir());
     check(&report);
+}
+
+/// The hang watchdog depends on it: CPU time must grow while the process computes.
+#[test]
+fn cpu_time_grows_while_computing() {
+    let before = cpu_time();
+    let started = Instant::now();
+    let mut x = 0u64;
+    while cpu_time() <= before && started.elapsed() < Duration::from_secs(10) {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+    }
+    assert!(cpu_time() > before, "cpu time did not grow in 10 s ({x})");
 }
