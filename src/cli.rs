@@ -28,11 +28,13 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Folder of runbook files
-    #[arg(long, global = true, env = "RUNBOOK_DIR", default_value = "runbooks", value_name = "DIR")]
+    // The environment variables are read by `global_args`, not by clap: an exported but
+    // empty variable counts as unset, and the flag always wins.
+    /// Folder of runbook files [env: RUNBOOK_DIR]
+    #[arg(long, global = true, default_value = "runbooks", value_name = "DIR")]
     pub dir: PathBuf,
-    /// Where journals and locks live [default: $XDG_STATE_HOME/runbook]
-    #[arg(long, global = true, env = "RUNBOOK_STATE_DIR", value_name = "DIR")]
+    /// Where journals and locks live [env: RUNBOOK_STATE_DIR] [default: $XDG_STATE_HOME/runbook]
+    #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Share the lock, journal and history with the team: gs://BUCKET/PREFIX
     #[arg(long, global = true, env = "RUNBOOK_STATE_URL", value_name = "URL")]
@@ -300,7 +302,7 @@ const PARAM_PREFIX: &str = "param:";
 /// The `runbook` command with a subcommand for every runbook in the folder.
 pub fn command(entries: &[Entry]) -> Command {
     let mut cmd = Cli::command();
-    let mut taken: Vec<String> = crate::checker::BUILTINS.iter().map(|b| (*b).to_owned()).collect();
+    let mut taken: Vec<String> = crate::checker::builtins().to_vec();
     for entry in entries {
         // A name that is taken (a built-in, or a runbook listed earlier) is reported by
         // `validate`; it gets no subcommand of its own.
@@ -326,15 +328,17 @@ fn runbook_command(entry: &Entry) -> Command {
 }
 
 pub fn procedures_command(cmd: Command, runbook: &Runbook) -> Command {
-    let mut cmd = cmd.about(runbook.title.clone());
+    let mut cmd = cmd.about(runbook.title.clone().unwrap_or_default());
     if let Some(description) = &runbook.description {
-        cmd = cmd.long_about(format!("{}\n\n{}", runbook.title, description.trim()));
+        let title = runbook.title.as_deref().unwrap_or(&runbook.name);
+        cmd = cmd.long_about(format!("{title}\n\n{}", description.trim()));
     }
     let mut cmd = cmd.subcommand_required(true).arg_required_else_help(true).subcommand_value_name("PROCEDURE");
     for procedure in runbook.procedures.values() {
-        let mut sub = Command::new(procedure.name.clone()).about(procedure.summary.clone());
+        let mut sub = Command::new(procedure.name.clone()).about(procedure.summary.clone().unwrap_or_default());
         if let Some(description) = &procedure.description {
-            sub = sub.long_about(format!("{}\n\n{}", procedure.summary, description.trim()));
+            let summary = procedure.summary.as_deref().unwrap_or(&procedure.name);
+            sub = sub.long_about(format!("{summary}\n\n{}", description.trim()));
         }
         if !runbook.environments.is_empty() {
             let names: Vec<String> = runbook.environments.keys().cloned().collect();
@@ -439,12 +443,35 @@ pub fn prescan_dir(args: &[OsString]) -> PathBuf {
             return PathBuf::from(value);
         }
     }
-    std::env::var_os("RUNBOOK_DIR").map_or_else(|| PathBuf::from("runbooks"), PathBuf::from)
+    env_path("RUNBOOK_DIR").unwrap_or_else(|| PathBuf::from("runbooks"))
+}
+
+/// An environment variable holding a path; exported but empty counts as unset.
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// The runbook folder (`--dir`, else `RUNBOOK_DIR`, else `runbooks`). A folder named
+/// explicitly must be a readable folder: otherwise every command would say "no runbooks"
+/// or "unrecognized subcommand" instead of what is wrong.
+pub fn runbook_dir(args: &[OsString]) -> Result<PathBuf, String> {
+    let dir = prescan_dir(args);
+    let explicit = dir.as_os_str() != "runbooks" || env_path("RUNBOOK_DIR").is_some();
+    if !explicit {
+        return Ok(dir);
+    }
+    match std::fs::metadata(&dir) {
+        Ok(meta) if meta.is_dir() => std::fs::read_dir(&dir)
+            .map(|_| dir.clone())
+            .map_err(|e| format!("cannot read the runbook folder {}: {e}", dir.display())),
+        Ok(_) => Err(format!("the runbook folder {} is not a folder (--dir / RUNBOOK_DIR)", dir.display())),
+        Err(e) => Err(format!("the runbook folder {} cannot be used: {e} (--dir / RUNBOOK_DIR)", dir.display())),
+    }
 }
 
 /// Global flags wherever they appear, for commands that parse the rest themselves.
 pub fn global_args(matches: &clap::ArgMatches) -> GlobalArgs {
-    GlobalArgs::from_arg_matches(matches).unwrap_or(GlobalArgs {
+    let mut global = GlobalArgs::from_arg_matches(matches).unwrap_or(GlobalArgs {
         dir: PathBuf::from("runbooks"),
         state_dir: None,
         state_url: None,
@@ -452,7 +479,16 @@ pub fn global_args(matches: &clap::ArgMatches) -> GlobalArgs {
         color: ColorChoice::Auto,
         quiet: false,
         verbose: 0,
-    })
+    });
+    if matches.value_source("dir") != Some(clap::parser::ValueSource::CommandLine)
+        && let Some(dir) = env_path("RUNBOOK_DIR")
+    {
+        global.dir = dir;
+    }
+    if global.state_dir.is_none() {
+        global.state_dir = env_path("RUNBOOK_STATE_DIR");
+    }
+    global
 }
 
 #[cfg(test)]

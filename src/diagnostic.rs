@@ -114,7 +114,7 @@ impl Code {
             Code::SecretExposed => "a secret would appear on a command line, URL or screen",
             Code::TemplateInShell => "template syntax in `shell:` text, which is never rendered",
             Code::TemplateSyntax => "a template or expression does not parse",
-            Code::IncludeCycle => "procedures include each other in a cycle",
+            Code::IncludeCycle => "procedures include each other in a cycle, or includes nest more than 64 deep",
             Code::UnknownProcedure => "`include` or `on_failure` names no procedure",
             Code::ShadowsBuiltin => "a runbook name shadows a built-in command",
             Code::UnknownVariable => "a template uses a name outside params, vars, steps, env, environment",
@@ -145,7 +145,7 @@ impl Diagnostic {
         Diagnostic {
             code,
             severity: Severity::Error,
-            message: message.into(),
+            message: clip_quoted(&message.into()),
             source: source.clone(),
             span,
             label: None,
@@ -161,6 +161,11 @@ impl Diagnostic {
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
+    }
+
+    /// The help, with quoted values bounded like the message's.
+    pub fn help_text(&self) -> Option<String> {
+        self.help.as_deref().map(clip_quoted)
     }
 
     pub fn line_col(&self) -> (usize, usize) {
@@ -190,7 +195,8 @@ impl Diagnostic {
         let title = level.primary_title(self.message.as_str()).id(self.code.as_str());
         let mut group =
             Group::with_title(title).element(Snippet::source(text.as_str()).path(path.as_str()).annotation(annotation));
-        if let Some(help) = &self.help {
+        let help = self.help_text();
+        if let Some(help) = &help {
             group = group.element(Level::HELP.message(help.as_str()));
         }
         let renderer = if color { Renderer::styled() } else { Renderer::plain() };
@@ -211,6 +217,53 @@ pub fn render_all(diagnostics: &[Diagnostic], color: bool) -> String {
     let mut out = String::new();
     for diagnostic in diagnostics {
         let _ = writeln!(out, "{}", diagnostic.render(color));
+    }
+    out
+}
+
+/// Longest value quoted in a message: a 1 MB bad value is not echoed whole.
+pub const EXCERPT_CHARS: usize = 80;
+
+/// A value for a message: at most [`EXCERPT_CHARS`] characters (then `…`), control
+/// characters escaped so they cannot act on the terminal.
+pub fn clip(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == EXCERPT_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A message with every `quoted` value clipped (see [`clip`]), and the whole bounded.
+pub fn clip_quoted(message: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        if i % 2 == 1 {
+            out.push_str(&clip(part));
+        } else {
+            // Outside quotes: newlines are the message's own, other control characters not.
+            out.extend(part.chars().take(10 * EXCERPT_CHARS).flat_map(|c| {
+                let escape = c.is_control() && c != '\n';
+                let mut buf = String::new();
+                if escape {
+                    buf.extend(c.escape_default())
+                } else {
+                    buf.push(c)
+                }
+                buf.chars().collect::<Vec<_>>()
+            }));
+        }
     }
     out
 }
@@ -241,7 +294,7 @@ pub fn to_json(diagnostics: &[Diagnostic]) -> String {
                 "severity": d.severity,
                 "code": d.code.as_str(),
                 "message": d.message,
-                "help": d.help,
+                "help": d.help_text(),
             })
         })
         .collect();
@@ -257,9 +310,9 @@ pub fn github_annotation(d: &Diagnostic) -> String {
         Severity::Warning => "warning",
     };
     let mut message = format!("[{}] {}", d.code.as_str(), d.message);
-    if let Some(help) = &d.help {
+    if let Some(help) = d.help_text() {
         message.push_str("\nhelp: ");
-        message.push_str(help);
+        message.push_str(&help);
     }
     format!(
         "::{level} file={},line={line},col={col},endLine={end_line},endColumn={end_col},title={}::{}",

@@ -13,7 +13,7 @@ use crate::template::{Placeholder, Template};
 
 pub fn markdown(runbook: &Runbook) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# {}\n", runbook.title);
+    let _ = writeln!(out, "# {}\n", runbook.title.as_deref().unwrap_or(&runbook.name));
     let _ = writeln!(
         out,
         "<!-- Generated from {} by `runbook docs {}`; edit the YAML, not this file. -->\n",
@@ -32,7 +32,8 @@ pub fn markdown(runbook: &Runbook) -> String {
     params(&mut out, runbook);
     let _ = writeln!(out, "## Procedures\n");
     for procedure in runbook.procedures.values() {
-        let _ = writeln!(out, "- [`{}`](#{}): {}", procedure.name, anchor(&procedure.name), procedure.summary);
+        let summary = procedure.summary.as_deref().map(|s| format!(": {s}")).unwrap_or_default();
+        let _ = writeln!(out, "- [`{}`](#{}){summary}", procedure.name, anchor(&procedure.name));
     }
     out.push('\n');
     for procedure in runbook.procedures.values() {
@@ -140,8 +141,8 @@ fn required(param: &Param) -> String {
 }
 
 fn write_procedure(out: &mut String, runbook: &Runbook, procedure: &Procedure) {
-    let _ =
-        writeln!(out, "<a id=\"{}\"></a>\n### `{}` — {}\n", anchor(&procedure.name), procedure.name, procedure.summary);
+    let summary = procedure.summary.as_deref().map(|s| format!(" — {s}")).unwrap_or_default();
+    let _ = writeln!(out, "<a id=\"{}\"></a>\n### `{}`{summary}\n", anchor(&procedure.name), procedure.name);
     if let Some(description) = &procedure.description {
         let _ = writeln!(out, "{}\n", description.trim());
     }

@@ -38,29 +38,44 @@ impl Library {
         library
     }
 
+    /// The runbook a command name runs; never one named like a built-in (that name is an
+    /// error in its file, and the built-in wins).
     pub fn find(&self, name: &str) -> Option<&Entry> {
+        if crate::checker::builtins().iter().any(|b| b == name) {
+            return None;
+        }
         self.entries.iter().find(|e| e.command_name() == name)
     }
 
-    /// Two files claiming the same command name: the second one is an error.
+    /// Two files claiming the same command name: both are errors, each naming the other,
+    /// so running that name refuses (exit 2) instead of silently picking one.
     fn check_unique_names(&mut self) {
-        let mut seen: Vec<(String, PathBuf)> = Vec::new();
-        for entry in &mut self.entries {
-            let name = entry.command_name();
-            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+        let mut by_name: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+        for (index, entry) in self.entries.iter().enumerate() {
+            by_name.entry(entry.command_name()).or_default().push(index);
+        }
+        for (name, indices) in by_name {
+            if indices.len() < 2 {
+                continue;
+            }
+            for &index in &indices {
+                let others: Vec<String> = indices
+                    .iter()
+                    .filter(|&&i| i != index)
+                    .map(|&i| crate::source::display_path(&self.entries[i].path))
+                    .collect();
+                let entry = &mut self.entries[index];
                 let source = entry.checked.source.clone();
                 let span = name_span(&source.text);
                 let diagnostic = Diagnostic::error(
                     Code::Duplicate,
                     &source,
                     span,
-                    format!("runbook name `{name}` is also used by {}", crate::source::display_path(first)),
+                    format!("runbook name `{name}` is also used by {}", others.join(", ")),
                 )
                 .help("each runbook in a folder needs its own name");
                 entry.checked.diagnostics.push(diagnostic);
                 entry.checked.runbook = None;
-            } else {
-                seen.push((name, entry.path.clone()));
             }
         }
     }
@@ -75,21 +90,32 @@ pub fn load_entry(path: &Path) -> Entry {
         Ok(checked) => checked,
         Err(err) => {
             let source = Source::new(path, String::new());
-            let diagnostic =
-                Diagnostic::error(Code::Syntax, &source, Span::default(), format!("cannot read the file: {err}"));
+            let link = std::fs::read_link(path).ok().map(|target| match err.raw_os_error() {
+                Some(40) => format!(" (a symbolic link to {} that loops)", target.display()),
+                _ => format!(" (a symbolic link to {})", target.display()),
+            });
+            let diagnostic = Diagnostic::error(
+                Code::Syntax,
+                &source,
+                Span::default(),
+                format!("cannot read the file{}: {err}", link.unwrap_or_default()),
+            );
             Checked { source, runbook: None, name: None, diagnostics: vec![diagnostic] }
         }
     };
     Entry { path: path.to_path_buf(), checked }
 }
 
-/// `*.yaml` and `*.yml` files of a folder, sorted by name.
+/// `*.yaml` and `*.yml` files of a folder, sorted by name. A symbolic link that leads
+/// nowhere (dangling, or a loop) is listed too: reading it reports the problem, where
+/// skipping it would validate a folder as "no problems" with a runbook missing.
 pub fn runbook_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(read) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut files: Vec<PathBuf> = read
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .filter(|p| p.is_file() || (p.is_symlink() && std::fs::metadata(p).is_err()))
         .collect();
     files.sort();
     files

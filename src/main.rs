@@ -40,7 +40,14 @@ use crate::library::{Library, load_entry};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let library = Library::load(&cli::prescan_dir(&args));
+    let dir = match cli::runbook_dir(&args) {
+        Ok(dir) => dir,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(error::exit::USAGE);
+        }
+    };
+    let library = Library::load(&dir);
     let matches = match cli::command(&library.entries).try_get_matches_from(&args) {
         Ok(matches) => matches,
         Err(err) => {

@@ -13,7 +13,8 @@ use crate::step::Step;
 #[derive(Debug, Serialize)]
 pub struct Runbook {
     pub name: String,
-    pub title: String,
+    /// One line; optional prose (docs and help fall back to the name).
+    pub title: Option<String>,
     pub description: Option<String>,
     pub notes: Option<String>,
     pub environments: IndexMap<String, Environment>,
@@ -42,7 +43,8 @@ pub struct Environment {
 #[derive(Debug, Serialize)]
 pub struct Procedure {
     pub name: String,
-    pub summary: String,
+    /// One line; optional prose (docs and help fall back to the name).
+    pub summary: Option<String>,
     pub description: Option<String>,
     /// Params it declares itself.
     pub params: Vec<String>,

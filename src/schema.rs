@@ -21,8 +21,8 @@ pub struct RunbookFile {
     /// The command name (`runbook <name> ...`): lowercase letters, digits and `-`.
     #[schemars(regex(pattern = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"))]
     pub runbook: String,
-    /// One line.
-    pub title: String,
+    /// One line (optional; docs fall back to the runbook name).
+    pub title: Option<String>,
     /// Markdown prose: when to use the runbook, trigger conditions.
     pub description: Option<String>,
     /// Markdown prose: constraints, preventive controls.
@@ -100,7 +100,8 @@ pub enum Scalar {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcedureDef {
-    pub summary: String,
+    /// One line (optional; docs fall back to the procedure name).
+    pub summary: Option<String>,
     pub description: Option<String>,
     /// Names of top-level params this procedure takes.
     pub params: Option<Vec<String>>,

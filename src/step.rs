@@ -28,6 +28,9 @@ pub struct Step {
     pub secret: bool,
     #[serde(skip)]
     pub span: Span,
+    /// Where the `on_failure` value is written, for diagnostics about it.
+    #[serde(skip)]
+    pub on_failure_span: Option<Span>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

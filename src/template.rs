@@ -300,6 +300,15 @@ pub fn is_placeholder(value: &Value) -> bool {
     value.downcast_object_ref::<Placeholder>().is_some()
 }
 
+/// Whether the engine knows a filter: `| name` of an unknown filter only fails when the
+/// template renders, so the checker asks here. (Filters handle a `none` argument without
+/// side effects; any error but "unknown filter" means the filter exists.)
+pub fn has_filter(name: &str) -> bool {
+    let source = format!("none | {name}");
+    let Ok(expr) = ENGINE.compile_expression(&source) else { return false };
+    !matches!(expr.eval(Value::UNDEFINED), Err(e) if e.kind() == minijinja::ErrorKind::UnknownFilter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

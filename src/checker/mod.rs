@@ -5,6 +5,9 @@
 //! to, where secrets go, and how procedures include each other. A runbook with any error
 //! is never handed to planning or execution.
 
+mod filters;
+#[cfg(test)]
+mod fuzz;
 pub mod keys;
 mod reader;
 mod references;
@@ -29,24 +32,25 @@ pub struct Checked {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Built-in commands a runbook name must not shadow.
-pub const BUILTINS: &[&str] = &[
-    "list",
-    "validate",
-    "run",
-    "docs",
-    "history",
-    "show",
-    "resume",
-    "lock",
-    "schema",
-    "completions",
-    "man",
-    "help",
-    "show-plan",
-    "approve",
-    "apply",
-];
+/// Built-in commands a runbook name must not shadow: read from the command line's own
+/// definition, so a new built-in (such as `simulate`) can never be missing.
+pub fn builtins() -> &'static [String] {
+    static BUILTINS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        use clap::CommandFactory;
+        let command = crate::cli::Cli::command();
+        let mut names: Vec<String> = command
+            .get_subcommands()
+            .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_all_aliases()))
+            .map(str::to_owned)
+            .collect();
+        names.push("help".to_owned());
+        names
+    });
+    &BUILTINS
+}
+
+/// Most YAML events aliases (`*name`) may replay in one file.
+const MAX_ALIAS_EVENTS: usize = 20_000;
 
 /// Flags every procedure has; a param whose flag is one of these is an error.
 pub const RESERVED_FLAGS: &[&str] = &[
@@ -77,30 +81,70 @@ pub const RESERVED_FLAGS: &[&str] = &[
     "break-glass",
 ];
 
+/// Largest runbook file read (a runbook is a page or two; this is generous).
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
 pub fn check_file(path: &Path) -> Result<Checked, std::io::Error> {
-    let bytes = std::fs::read(path)?;
-    let text = String::from_utf8(bytes.clone())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is not UTF-8 text"))?;
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    Ok(check_source(Source::new(path, text), sha256))
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    // Read at most one byte more than the limit: a huge (or endless) file is not loaded.
+    std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        let source = Source::new(path, String::new());
+        let diagnostic = Diagnostic::error(
+            Code::Syntax,
+            &source,
+            Span::default(),
+            format!("the file is larger than {} MiB; a runbook is much smaller", MAX_FILE_BYTES >> 20),
+        );
+        return Ok(Checked { source, runbook: None, name: None, diagnostics: vec![diagnostic] });
+    }
+    Ok(check_bytes(path, &bytes))
+}
+
+/// Checks a file's bytes; text that is not UTF-8 is reported at the first bad byte.
+pub fn check_bytes(path: &Path, bytes: &[u8]) -> Checked {
+    let sha256 = hex::encode(Sha256::digest(bytes));
+    match std::str::from_utf8(bytes) {
+        Ok(text) => check_source(Source::new(path, text), sha256),
+        Err(err) => {
+            // Show the file up to the bad byte so the position and excerpt are right.
+            let good = &bytes[..err.valid_up_to()];
+            let text = String::from_utf8_lossy(good).into_owned();
+            let end = text.len();
+            let source = Source::new(path, text);
+            let diagnostic = Diagnostic::error(
+                Code::Syntax,
+                &source,
+                Span::new(end, end),
+                "the file is not UTF-8 text: invalid byte sequence here",
+            )
+            .help("runbooks are UTF-8 text; re-save the file as UTF-8");
+            Checked { source, runbook: None, name: None, diagnostics: vec![diagnostic] }
+        }
+    }
 }
 
 pub fn check_source(source: SourceRef, sha256: String) -> Checked {
+    // Aliases may repeat what an anchor holds, but not blow it up ("billion laughs"): the
+    // default allows a million replayed events, which takes seconds to build and check.
+    let mut alias_limits = serde_saphyr::options::AliasLimits::default();
+    alias_limits.max_total_replayed_events = MAX_ALIAS_EVENTS;
     let options = serde_saphyr::options! {
         strict_booleans: true,
         duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::Error,
+        reject_unsupported_tags: true,
+        alias_limits: alias_limits,
     };
     let root: Node = match serde_saphyr::from_str_with_options(&source.text, options) {
         Ok(root) => root,
         Err(err) => {
-            let span = err.location().map_or_else(Span::default, |l| {
+            let mut span = err.location().map_or_else(Span::default, |l| {
                 let s = Span::from_location(&l);
                 if s == Span::default() { offset_of(&source.text, l.line(), l.column()) } else { s }
             });
-            let message = err.without_snippet().to_string();
-            let message = message.lines().next().unwrap_or("invalid YAML");
-            // The position is shown by the diagnostic itself.
-            let message = message.split(" at line ").next().unwrap_or(message).to_owned();
+            let message = yaml_message(&err);
+            span = yaml_error_span(&source.text, span, &err);
             let diagnostic = Diagnostic::error(Code::Syntax, &source, span, format!("invalid YAML: {message}"));
             return Checked { source, runbook: None, name: None, diagnostics: vec![diagnostic] };
         }
@@ -116,6 +160,84 @@ pub fn check_source(source: SourceRef, sha256: String) -> Checked {
     diagnostics.sort_by_key(|d| (d.span.start, d.severity));
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     Checked { source, runbook: if has_errors { None } else { runbook }, name, diagnostics }
+}
+
+/// Where to point for a YAML error: the library points at the scalar it was reading (or
+/// just past a tab, or at a tagged value); the tab or the tag itself is what to fix.
+fn yaml_error_span(text: &str, span: Span, err: &serde_saphyr::Error) -> Span {
+    let start = span.start.min(text.len());
+    let line_start = text[..floor_boundary(text, start)].rfind('\n').map_or(0, |i| i + 1);
+    let message = err.to_string();
+    if message.contains("tab") {
+        let from = if text[line_start..].starts_with('\t') { line_start } else { start };
+        if let Some(at) = text.get(from..).and_then(|rest| rest.find('\t')) {
+            return Span::new(from + at, from + at + 1);
+        }
+    }
+    let mut inner = err.without_snippet();
+    while let serde_saphyr::Error::AliasError { error, .. } | serde_saphyr::Error::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
+    if let serde_saphyr::Error::UnsupportedTag { tag, .. } = inner
+        && let Some(at) = text.get(line_start..start).and_then(|before| before.rfind('!'))
+    {
+        let tag_start = line_start + at;
+        let len = text[tag_start..].find(char::is_whitespace).unwrap_or(tag.len());
+        return Span::new(tag_start, tag_start + len);
+    }
+    span
+}
+
+fn floor_boundary(text: &str, mut offset: usize) -> usize {
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+/// The YAML library's error in the words of a runbook author: no library internals
+/// (`budget breached: Depth { .. }`, `set DuplicateKeyPolicy in Options`), no position
+/// (the diagnostic shows it).
+fn yaml_message(err: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    let mut inner = err.without_snippet();
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
+    match inner {
+        E::Budget { breach, .. } => match breach {
+            B::Depth { .. } => "nesting deeper than 64 levels".into(),
+            B::Nodes { .. } | B::Events { .. } => "more than 250000 values; the file is too big".into(),
+            B::Aliases { .. } | B::AliasAnchorRatio { .. } | B::Anchors { .. } | B::MergeKeys { .. } => {
+                "too many anchors or aliases (`&name`, `*name`); the file expands too much".into()
+            }
+            B::Documents { .. } => "more than one YAML document (`---`); a runbook file holds one".into(),
+            _ => "the file is too big or expands too much".into(),
+        },
+        E::DuplicateMappingKey { key: Some(key), .. } => {
+            format!("duplicate key `{}`", crate::diagnostic::clip(key))
+        }
+        E::DuplicateMappingKey { key: None, .. } => "duplicate key".into(),
+        E::MultipleDocuments { .. } => "more than one YAML document (`---`); a runbook file holds one".into(),
+        E::UnsupportedTag { tag, .. } => format!(
+            "unknown tag `{}`; runbooks use no YAML tags (there is no `!include`: use an `include:` step)",
+            crate::diagnostic::clip(tag)
+        ),
+        E::NonFiniteFloat { value, .. } => {
+            format!("`{}` is not a number a runbook can use", crate::diagnostic::clip(value))
+        }
+        E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasReplayCounterOverflow { .. } => "aliases (`*name`) expand too much".into(),
+        other => {
+            let message = other.to_string();
+            let message = message.lines().next().unwrap_or("invalid YAML");
+            let message = message.split(" at line ").next().unwrap_or(message);
+            crate::diagnostic::clip_quoted(message)
+        }
+    }
 }
 
 /// Byte offset of a 1-based line and column, for errors that carry no byte span.

@@ -129,6 +129,13 @@ impl Reader {
             return None;
         };
         match parse_duration(text) {
+            // A zero timeout kills the step at once (it may have mutated, and resume repeats
+            // it); a zero interval retries in a busy loop. Every duration must be positive.
+            Ok(duration) if duration.is_zero() => {
+                self.error(Code::InvalidValue, node.span, format!("{what} must be longer than zero, found `{text}`"))
+                    .help = Some("give a positive duration such as 30s, 5m or 1h30m".into());
+                None
+            }
             Ok(duration) => Some(duration),
             Err(reason) => {
                 self.error(Code::InvalidValue, node.span, format!("{what}: {reason}"));

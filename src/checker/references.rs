@@ -9,20 +9,65 @@ use crate::step::{Choices, Step, StepKind};
 use crate::template::{Expr, ROOTS, Template};
 
 pub fn check(runbook: &Runbook) -> Vec<Diagnostic> {
-    let mut checker = References { runbook, source: runbook.source.clone(), diagnostics: Vec::new() };
+    let graph = Graph::new(runbook);
+    let mut checker =
+        References { runbook, source: runbook.source.clone(), diagnostics: Vec::new(), steps: HashMap::new() };
+    checker.index_steps();
     checker.procedure_links();
-    let cyclic = checker.cycles();
-    for procedure in runbook.procedures.values() {
-        checker.procedure(procedure, &cyclic);
+    let cyclic = checker.cycles(&graph);
+    let reach = checker.reach(&graph, &cyclic);
+    for (index, procedure) in runbook.procedures.values().enumerate() {
+        checker.procedure(index, procedure, &cyclic, &reach);
     }
     checker.warnings();
     checker.diagnostics
 }
 
+/// Procedures may include each other this deep; planning and running expand includes, so
+/// the bound keeps every later stage bounded too.
+pub const MAX_INCLUDE_DEPTH: usize = 64;
+
 struct References<'a> {
     runbook: &'a Runbook,
     source: SourceRef,
     diagnostics: Vec<Diagnostic>,
+    /// Every step by id (the first one when an id is repeated): procedure index, position.
+    steps: HashMap<&'a str, (usize, usize, &'a Step)>,
+}
+
+/// How procedures refer to each other, by index into `runbook.procedures`.
+struct Graph {
+    /// `include:` edges: (procedure included, span of the `include` value).
+    includes: Vec<Vec<(usize, Span)>>,
+    /// `include:` and `on_failure:` edges, for cycles.
+    links: Vec<Vec<(usize, Span)>>,
+}
+
+impl Graph {
+    fn new(runbook: &Runbook) -> Graph {
+        let mut includes = Vec::new();
+        let mut links = Vec::new();
+        for procedure in runbook.procedures.values() {
+            let mut inc = Vec::new();
+            let mut all = Vec::new();
+            for step in procedure.stages.iter().flat_map(|s| &s.steps) {
+                for name in step.procedures_used() {
+                    let Some(target) = runbook.procedures.get_index_of(name) else { continue };
+                    let span = match &step.kind {
+                        StepKind::Include(include) if include.procedure == name => {
+                            inc.push((target, include.span));
+                            include.span
+                        }
+                        _ => step.on_failure_span.unwrap_or(step.span),
+                    };
+                    all.push((target, span));
+                }
+            }
+            includes.push(inc);
+            links.push(all);
+        }
+        Graph { includes, links }
+    }
 }
 
 /// Where a template is used decides whether a secret may flow into it.
@@ -32,6 +77,117 @@ enum Sink {
     Private,
     /// Visible to others: argv, a URL, a path, text shown on the terminal.
     Public(&'static str),
+}
+
+/// A set of procedure indices.
+#[derive(Clone, Default)]
+struct Set(Vec<u64>);
+
+impl Set {
+    fn insert(&mut self, i: usize) {
+        if self.0.len() <= i / 64 {
+            self.0.resize(i / 64 + 1, 0);
+        }
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+    fn union(&mut self, other: &Set) {
+        if self.0.len() < other.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a |= b;
+        }
+    }
+    fn first_common(&self, other: &Set) -> Option<usize> {
+        self.0.iter().zip(&other.0).enumerate().find_map(|(w, (a, b))| {
+            let both = a & b;
+            (both != 0).then(|| w * 64 + both.trailing_zeros() as usize)
+        })
+    }
+}
+
+/// Strongly connected components (Tarjan's algorithm, without recursion).
+fn components(edges: &[Vec<(usize, Span)>]) -> Vec<Vec<usize>> {
+    let n = edges.len();
+    let mut index = vec![usize::MAX; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut out = Vec::new();
+    let mut next = 0;
+    for root in 0..n {
+        if index[root] != usize::MAX {
+            continue;
+        }
+        let mut work: Vec<(usize, usize)> = vec![(root, 0)];
+        index[root] = next;
+        low[root] = next;
+        next += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (v, ref mut edge)) = work.last_mut() {
+            if let Some(&(w, _)) = edges[v].get(*edge) {
+                *edge += 1;
+                if index[w] == usize::MAX {
+                    index[w] = next;
+                    low[w] = next;
+                    next += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    component.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                component.sort_unstable();
+                out.push(component);
+            }
+        }
+    }
+    out
+}
+
+/// The shortest cycle from `start` back to itself inside `members`, and the span of the
+/// reference that closes it.
+fn cycle_through(edges: &[Vec<(usize, Span)>], start: usize, members: &Set) -> Option<(Vec<usize>, Span)> {
+    let mut parent: HashMap<usize, usize> = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(v) = queue.pop_front() {
+        for &(w, span) in &edges[v] {
+            if w == start {
+                let mut path = vec![v];
+                let mut at = v;
+                while let Some(&p) = parent.get(&at) {
+                    path.push(p);
+                    at = p;
+                }
+                path.reverse();
+                return Some((path, span));
+            }
+            if members.contains(w) && w != start && !parent.contains_key(&w) {
+                parent.insert(w, v);
+                queue.push_back(w);
+            }
+        }
+    }
+    None
 }
 
 impl<'a> References<'a> {
@@ -56,7 +212,7 @@ impl<'a> References<'a> {
                 }
                 let span = match &step.kind {
                     StepKind::Include(include) if include.procedure == name => include.span,
-                    _ => step.span,
+                    _ => step.on_failure_span.unwrap_or(step.span),
                 };
                 let help = did_you_mean(name, names.iter().copied()).unwrap_or_else(|| {
                     format!("procedures are {}; `on_failure` also takes abort or continue", names.join(", "))
@@ -71,71 +227,109 @@ impl<'a> References<'a> {
         }
     }
 
-    /// Procedures that can reach themselves through `include`/`on_failure`; each cycle is
-    /// reported once, at the step that closes it.
-    fn cycles(&mut self) -> BTreeSet<String> {
-        let mut cyclic = BTreeSet::new();
-        let mut reported: BTreeSet<Vec<String>> = BTreeSet::new();
-        for start in self.runbook.procedures.keys() {
-            let mut path = vec![start.clone()];
-            if let Some((cycle, span)) = self.find_cycle(start, &mut path) {
-                cyclic.extend(cycle.iter().cloned());
-                let mut key = cycle.clone();
-                key.sort();
-                if reported.insert(key) {
-                    let chain =
-                        cycle.iter().chain(cycle.first()).map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" → ");
-                    self.error(
-                        Code::IncludeCycle,
-                        span,
-                        format!("procedures include each other in a cycle: {chain}"),
-                    )
-                    .help = Some("a procedure may not include or hand over to itself, directly or indirectly".into());
-                }
+    fn index_steps(&mut self) {
+        for (p, procedure) in self.runbook.procedures.values().enumerate() {
+            for (i, step) in procedure.stages.iter().flat_map(|s| &s.steps).enumerate() {
+                self.steps.entry(step.id.as_str()).or_insert((p, i, step));
             }
+        }
+    }
+
+    /// Procedures that can reach themselves through `include`/`on_failure`; each group of
+    /// such procedures is reported once, at the reference that closes a cycle.
+    fn cycles(&mut self, graph: &Graph) -> Set {
+        let mut cyclic = Set::default();
+        let names: Vec<&String> = self.runbook.procedures.keys().collect();
+        for component in components(&graph.links) {
+            let [first, ..] = component[..] else { continue };
+            let self_loop = graph.links[first].iter().any(|(w, _)| *w == first);
+            if component.len() == 1 && !self_loop {
+                continue;
+            }
+            let mut members = Set::default();
+            for &p in &component {
+                members.insert(p);
+                cyclic.insert(p);
+            }
+            let Some((cycle, span)) = cycle_through(&graph.links, first, &members) else { continue };
+            let chain = cycle.iter().chain(cycle.first()).map(|p| format!("`{}`", names[*p])).collect::<Vec<_>>();
+            self.error(
+                Code::IncludeCycle,
+                span,
+                format!("procedures include each other in a cycle: {}", chain.join(" → ")),
+            )
+            .help = Some("a procedure may not include or hand over to itself, directly or indirectly".into());
         }
         cyclic
     }
 
-    fn find_cycle(&self, current: &str, path: &mut Vec<String>) -> Option<(Vec<String>, Span)> {
-        let procedure = self.runbook.procedures.get(current)?;
-        for step in procedure.stages.iter().flat_map(|s| &s.steps) {
-            for next in step.procedures_used() {
-                if let Some(pos) = path.iter().position(|p| p == next) {
-                    let span = match &step.kind {
-                        StepKind::Include(i) => i.span,
-                        _ => step.span,
-                    };
-                    if pos == 0 {
-                        return Some((path.clone(), span));
-                    }
+    /// Per procedure: itself and every procedure it includes, directly or not (memoised, so
+    /// linear in the size of the runbook times the number of procedures / 64). Includes
+    /// nested deeper than [`MAX_INCLUDE_DEPTH`] are reported.
+    fn reach(&mut self, graph: &Graph, cyclic: &Set) -> Vec<Set> {
+        let n = graph.includes.len();
+        let mut reach: Vec<Option<Set>> = vec![None; n];
+        let mut depth = vec![0usize; n];
+        for root in 0..n {
+            if cyclic.contains(root) || reach[root].is_some() {
+                continue;
+            }
+            let mut work = vec![root];
+            while let Some(&v) = work.last() {
+                let pending: Vec<usize> = graph.includes[v]
+                    .iter()
+                    .map(|(w, _)| *w)
+                    .filter(|w| !cyclic.contains(*w) && reach[*w].is_none())
+                    .collect();
+                if !pending.is_empty() {
+                    work.extend(pending);
                     continue;
                 }
-                path.push(next.to_owned());
-                if let Some(found) = self.find_cycle(next, path) {
-                    return Some(found);
+                work.pop();
+                if reach[v].is_some() {
+                    continue;
                 }
-                path.pop();
+                let mut set = Set::default();
+                set.insert(v);
+                let mut deepest = 0;
+                for &(w, span) in &graph.includes[v] {
+                    if let Some(sub) = &reach[w] {
+                        set.union(sub);
+                        deepest = deepest.max(depth[w]);
+                        if depth[w] == MAX_INCLUDE_DEPTH {
+                            let name = self.runbook.procedures.get_index(w).map_or("", |(k, _)| k.as_str());
+                            self.error(
+                                Code::IncludeCycle,
+                                span,
+                                format!(
+                                    "includes nested more than {MAX_INCLUDE_DEPTH} procedures deep (through `{name}`)"
+                                ),
+                            )
+                            .help = Some("flatten the chain: include the procedures one after another".into());
+                        }
+                    }
+                }
+                depth[v] = deepest + 1;
+                reach[v] = Some(set);
             }
         }
-        None
+        reach.into_iter().map(Option::unwrap_or_default).collect()
     }
 
     /// Steps that have run before each step of `procedure`, including included procedures.
-    fn procedure(&mut self, procedure: &'a Procedure, cyclic: &BTreeSet<String>) {
-        let mut visible: HashMap<&'a str, &'a Step> = HashMap::new();
-        let mut included: Vec<String> = Vec::new();
-        for step in procedure.stages.iter().flat_map(|s| &s.steps) {
+    fn procedure(&mut self, index: usize, procedure: &'a Procedure, cyclic: &Set, reach: &[Set]) {
+        let mut included = Set::default();
+        for (position, step) in procedure.stages.iter().flat_map(|s| &s.steps).enumerate() {
+            let visible = Visible { procedure: index, position, included: &included };
             self.step(procedure, step, &visible);
-            visible.insert(step.id.as_str(), step);
             if let StepKind::Include(include) = &step.kind
-                && !cyclic.contains(&include.procedure)
+                && let Some(target) = self.runbook.procedures.get_index_of(&include.procedure)
+                && !cyclic.contains(target)
             {
-                self.flatten(&include.procedure, &mut visible);
+                let brought = &reach[target];
                 // A step runs at most once per run: the journal and resume know steps by id.
-                let mut brought = Vec::new();
-                self.reach(&include.procedure, &mut brought);
-                if let Some(again) = brought.iter().find(|p| included.contains(p)) {
+                if let Some(again) = included.first_common(brought) {
+                    let again = self.runbook.procedures.get_index(again).map_or("", |(k, _)| k.as_str());
                     self.error(
                         Code::Duplicate,
                         include.span,
@@ -144,36 +338,12 @@ impl<'a> References<'a> {
                     .help =
                         Some("a step runs at most once per run (resume tracks steps by id); include it once".into());
                 }
-                included.extend(brought);
+                included.union(brought);
             }
         }
     }
 
-    /// A procedure and every procedure it includes, each once.
-    fn reach(&self, name: &str, out: &mut Vec<String>) {
-        if out.iter().any(|p| p == name) {
-            return;
-        }
-        out.push(name.to_owned());
-        let Some(procedure) = self.runbook.procedures.get(name) else { return };
-        for step in procedure.stages.iter().flat_map(|s| &s.steps) {
-            if let StepKind::Include(include) = &step.kind {
-                self.reach(&include.procedure, out);
-            }
-        }
-    }
-
-    fn flatten(&self, name: &str, visible: &mut HashMap<&'a str, &'a Step>) {
-        let Some(procedure) = self.runbook.procedures.get(name) else { return };
-        for step in procedure.stages.iter().flat_map(|s| &s.steps) {
-            visible.insert(step.id.as_str(), step);
-            if let StepKind::Include(include) = &step.kind {
-                self.flatten(&include.procedure, visible);
-            }
-        }
-    }
-
-    fn step(&mut self, procedure: &Procedure, step: &Step, visible: &HashMap<&'a str, &'a Step>) {
+    fn step(&mut self, procedure: &Procedure, step: &Step, visible: &Visible<'_>) {
         let scope = Scope { procedure, visible, step };
         let mut templates: Vec<(&Template, Sink)> = Vec::new();
         let mut exprs: Vec<(&Expr, bool)> = Vec::new();
@@ -253,7 +423,10 @@ impl<'a> References<'a> {
         }
         for (template, sink) in templates {
             match template.references() {
-                Ok(refs) => self.references(&scope, template.span, &template.text, &refs, sink, false),
+                Ok(refs) => {
+                    self.filters(template.span, &template.text, false);
+                    self.references(&scope, template.span, &template.text, &refs, sink, false);
+                }
                 Err(err) => {
                     self.error(
                         Code::TemplateSyntax,
@@ -265,7 +438,10 @@ impl<'a> References<'a> {
         }
         for (expr, allows_result) in exprs {
             match expr.references() {
-                Ok(refs) => self.references(&scope, expr.span, &expr.text, &refs, Sink::Private, allows_result),
+                Ok(refs) => {
+                    self.filters(expr.span, &expr.text, true);
+                    self.references(&scope, expr.span, &expr.text, &refs, Sink::Private, allows_result);
+                }
                 Err(err) => {
                     self.error(Code::TemplateSyntax, expr.span, format!("expression does not parse: {}", err.message));
                 }
@@ -273,9 +449,27 @@ impl<'a> References<'a> {
         }
     }
 
+    /// Every `| name` must be a filter the engine knows (it would fail only at render time).
+    fn filters(&mut self, span: Span, text: &str, is_expression: bool) {
+        for name in super::filters::used(text, is_expression) {
+            if crate::template::has_filter(&name) {
+                continue;
+            }
+            // Point at the name when the template is written verbatim in the file.
+            let written = self.source.text.get(span.start..span.end).unwrap_or("");
+            let span =
+                written.find(&format!("| {name}")).or_else(|| written.find(&format!("|{name}"))).map_or(span, |i| {
+                    let start = span.start + i + written[i..].find(&name).unwrap_or(0);
+                    Span::new(start, start + name.len())
+                });
+            self.error(Code::TemplateSyntax, span, format!("unknown filter `{name}`")).help =
+                Some("see the MiniJinja filters and `replace_host` in docs/format.md".into());
+        }
+    }
+
     fn references(
         &mut self,
-        scope: &Scope<'_, 'a>,
+        scope: &Scope<'_>,
         span: Span,
         text: &str,
         refs: &BTreeSet<String>,
@@ -310,6 +504,8 @@ impl<'a> References<'a> {
                 }
                 ["env" | "environment", ..] => {}
                 [root] if ROOTS.contains(root) => {}
+                // MiniJinja's global functions (`{% for i in range(3) %}`).
+                [root, ..] if ["range", "dict", "namespace", "debug"].contains(root) => {}
                 [root, ..] => {
                     let mut roots: Vec<&str> = ROOTS.to_vec();
                     if allows_result {
@@ -325,7 +521,7 @@ impl<'a> References<'a> {
         }
     }
 
-    fn param(&mut self, scope: &Scope<'_, 'a>, span: Span, name: &str, sink: Sink) {
+    fn param(&mut self, scope: &Scope<'_>, span: Span, name: &str, sink: Sink) {
         let Some(param) = self.runbook.params.get(name) else {
             let help = did_you_mean(name, self.runbook.params.keys().map(String::as_str))
                 .unwrap_or_else(|| "declare it under the top-level `params:`".into());
@@ -376,8 +572,8 @@ impl<'a> References<'a> {
         }
     }
 
-    fn output(&mut self, scope: &Scope<'_, 'a>, span: Span, id: &str, field: Option<&str>, sink: Sink) {
-        let Some(target) = scope.visible.get(id).copied().or_else(|| self.all_steps().find(|s| s.id == id)) else {
+    fn output(&mut self, scope: &Scope<'_>, span: Span, id: &str, field: Option<&str>, sink: Sink) {
+        let Some(&(proc_index, position, target)) = self.steps.get(id) else {
             let help = did_you_mean(id, self.all_steps().map(|s| s.id.as_str()));
             let diagnostic = self.error(Code::StepNotYetRun, span, format!("there is no step `{id}`"));
             diagnostic.help = help;
@@ -388,7 +584,7 @@ impl<'a> References<'a> {
                 Some("in `retry.until`, use `result` for the current attempt".into());
             return;
         }
-        if !scope.visible.contains_key(id) {
+        if !scope.visible.contains((proc_index, position)) {
             self.error(
                 Code::StepNotYetRun,
                 span,
@@ -443,6 +639,10 @@ impl<'a> References<'a> {
     fn warnings(&mut self) {
         self.prompts_after_mutation();
         for step in self.all_steps() {
+            // A step without an id already has an error; a warning naming it `` helps no one.
+            if step.id.is_empty() {
+                continue;
+            }
             if step.mutates() && step.timeout.is_none() {
                 let default = humantime::format_duration(step.timeout_or_default());
                 self.diagnostics.push(
@@ -477,31 +677,49 @@ impl<'a> References<'a> {
     /// half-changed when the answer turns out wrong (RB104). Included procedures count.
     fn prompts_after_mutation(&mut self) {
         let mut reported: BTreeSet<&str> = BTreeSet::new();
+        let mut memo = HashMap::new();
+        let mut found: Vec<(&Step, &Step, &str)> = Vec::new();
         for procedure in self.runbook.procedures.values() {
-            let mut order = Vec::new();
-            in_order(self.runbook, procedure, &mut Vec::new(), &mut order);
             let mut mutated: Option<&Step> = None;
-            for step in order {
+            for step in procedure.stages.iter().flat_map(|s| &s.steps) {
                 if let (StepKind::Prompt(_), Some(before)) = (&step.kind, mutated)
                     && reported.insert(step.id.as_str())
                 {
-                    self.diagnostics.push(
-                        Diagnostic::warning(
-                            Code::PromptAfterMutation,
-                            &self.source,
-                            step.span,
-                            format!(
-                                "prompt `{}` is asked after the mutating step `{}` in procedure `{}`",
-                                step.id, before.id, procedure.name
-                            ),
-                        )
-                        .help("ask every decision before the first mutating step (read what it needs in a preflight stage)"),
-                    );
+                    found.push((step, before, &procedure.name));
                 }
                 if step.mutates() && mutated.is_none() {
                     mutated = Some(step);
                 }
+                if let StepKind::Include(include) = &step.kind
+                    && let Some(inner) = self.runbook.procedures.get(&include.procedure)
+                {
+                    let inner = flow_summary(self.runbook, inner, &mut memo, &mut BTreeSet::new());
+                    // Prompts after a mutation inside the included procedure are found when
+                    // that procedure is walked; here, those after one of ours.
+                    if let Some(before) = mutated {
+                        for prompt in &inner.prompts {
+                            if reported.insert(prompt.id.as_str()) {
+                                found.push((prompt, before, &procedure.name));
+                            }
+                        }
+                    }
+                    mutated = mutated.or(inner.first_mutation);
+                }
             }
+        }
+        for (step, before, procedure) in found {
+            self.diagnostics.push(
+                Diagnostic::warning(
+                    Code::PromptAfterMutation,
+                    &self.source,
+                    step.span,
+                    format!(
+                        "prompt `{}` is asked after the mutating step `{}` in procedure `{procedure}`",
+                        step.id, before.id
+                    ),
+                )
+                .help("ask every decision before the first mutating step (read what it needs in a preflight stage)"),
+            );
         }
     }
 
@@ -511,27 +729,72 @@ impl<'a> References<'a> {
     }
 }
 
-/// Steps as they run, included procedures inline; an include cycle is cut where it closes.
-fn in_order<'a>(runbook: &'a Runbook, procedure: &'a Procedure, path: &mut Vec<&'a str>, out: &mut Vec<&'a Step>) {
-    if path.contains(&procedure.name.as_str()) {
-        return;
+/// A procedure as it runs, included procedures inline: its first mutating step and every
+/// prompt it asks. Memoised per procedure, so a diamond of includes costs one walk each.
+#[derive(Default)]
+struct FlowSummary<'a> {
+    first_mutation: Option<&'a Step>,
+    prompts: Vec<&'a Step>,
+}
+
+fn flow_summary<'a>(
+    runbook: &'a Runbook,
+    procedure: &'a Procedure,
+    memo: &mut HashMap<&'a str, std::rc::Rc<FlowSummary<'a>>>,
+    visiting: &mut BTreeSet<&'a str>,
+) -> std::rc::Rc<FlowSummary<'a>> {
+    if let Some(done) = memo.get(procedure.name.as_str()) {
+        return done.clone();
     }
-    path.push(&procedure.name);
+    // An include cycle is reported elsewhere; here it is cut where it closes.
+    if !visiting.insert(&procedure.name) {
+        return std::rc::Rc::default();
+    }
+    let mut summary = FlowSummary::default();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
     for step in procedure.stages.iter().flat_map(|s| &s.steps) {
-        out.push(step);
+        if matches!(step.kind, StepKind::Prompt(_)) && seen.insert(&step.id) {
+            summary.prompts.push(step);
+        }
+        if step.mutates() && summary.first_mutation.is_none() {
+            summary.first_mutation = Some(step);
+        }
         if let StepKind::Include(include) = &step.kind
             && let Some(inner) = runbook.procedures.get(&include.procedure)
         {
-            in_order(runbook, inner, path, out);
+            let inner = flow_summary(runbook, inner, memo, visiting);
+            for prompt in &inner.prompts {
+                if seen.insert(&prompt.id) {
+                    summary.prompts.push(prompt);
+                }
+            }
+            summary.first_mutation = summary.first_mutation.or(inner.first_mutation);
         }
     }
-    path.pop();
+    visiting.remove(procedure.name.as_str());
+    let summary = std::rc::Rc::new(summary);
+    memo.insert(&procedure.name, summary.clone());
+    summary
 }
 
-struct Scope<'s, 'a> {
+struct Scope<'s> {
     procedure: &'s Procedure,
-    visible: &'s HashMap<&'a str, &'a Step>,
+    visible: &'s Visible<'s>,
     step: &'s Step,
+}
+
+/// Which steps have run before the step being checked: earlier steps of its procedure and
+/// every step of the procedures it included so far.
+struct Visible<'s> {
+    procedure: usize,
+    position: usize,
+    included: &'s Set,
+}
+
+impl Visible<'_> {
+    fn contains(&self, at: (usize, usize)) -> bool {
+        (at.0 == self.procedure && at.1 < self.position) || self.included.contains(at.0)
+    }
 }
 
 impl crate::step::Process {

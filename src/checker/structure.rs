@@ -7,7 +7,7 @@ use regex::Regex;
 
 use super::keys;
 use super::reader::{Fields, Reader};
-use super::{BUILTINS, RESERVED_FLAGS};
+use super::{RESERVED_FLAGS, builtins};
 use crate::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::model::{Environment, Procedure, Runbook, Stage};
 use crate::param::{Param, ParamType, TimeBound, flag_name};
@@ -27,6 +27,9 @@ static VAR: LazyLock<Regex> =
 static ENV_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_-]*$").unwrap_or_else(|_| unreachable!()));
 
+/// Most attempts a `retry` may make (a larger number is surely a mistake).
+pub const MAX_ATTEMPTS: u32 = 10_000;
+
 pub struct Structure {
     r: Reader,
     pub name: Option<String>,
@@ -44,30 +47,26 @@ impl Structure {
 
     pub fn runbook(&mut self, root: &Node, sha256: String) -> Option<Runbook> {
         if matches!(root.value, Value::Null) {
-            self.r.error(
-                Code::MissingKey,
-                root.span,
-                "the file is empty; a runbook needs `runbook`, `title` and `procedures`",
-            );
+            self.r.error(Code::MissingKey, root.span, "the file is empty; a runbook needs `runbook` and `procedures`");
             return None;
         }
         let top = self.r.fields(root, "a runbook", keys::TOP)?;
         let name = self.r.required(&top, "runbook", "the runbook").and_then(|n| {
             let name = self.r.string(n, "`runbook`")?;
             self.name = Some(name.clone());
-            if BUILTINS.contains(&name.as_str()) {
+            if builtins().contains(&name) {
                 self.r
                     .error(
                         Code::ShadowsBuiltin,
                         n.span,
                         format!("runbook name `{name}` shadows the built-in command `runbook {name}`"),
                     )
-                    .help = Some("choose another name; built-ins are ".to_owned() + &BUILTINS.join(", "));
+                    .help = Some("choose another name; built-ins are ".to_owned() + &builtins().join(", "));
                 return None;
             }
             self.r.check_name(&name, n.span, &KEBAB, "runbook", "lowercase letters, digits and `-`").then_some(name)
         });
-        let title = self.r.required(&top, "title", "the runbook").and_then(|n| self.r.string(n, "`title`"));
+        let title = self.r.opt_string(&top, "title");
         let description = self.r.opt_string(&top, "description");
         let notes = self.r.opt_string(&top, "notes");
         let environments = top.get("environments").map(|n| self.environments(n)).unwrap_or_default();
@@ -77,8 +76,9 @@ impl Structure {
             None => IndexMap::new(),
         };
         Some(Runbook {
-            name: name?,
-            title: title?,
+            // A name with mistakes (already reported) still lets the references be checked.
+            name: name.or_else(|| self.name.clone()).unwrap_or_default(),
+            title,
             description,
             notes,
             environments,
@@ -326,7 +326,7 @@ impl Structure {
             // Likewise a broken procedure still exists for `include` and `on_failure`.
             let procedure = self.procedure(&name, value, params).unwrap_or_else(|| Procedure {
                 name: name.clone(),
-                summary: String::new(),
+                summary: None,
                 description: None,
                 params: Vec::new(),
                 stages: Vec::new(),
@@ -342,7 +342,7 @@ impl Structure {
     fn procedure(&mut self, name: &str, node: &Node, params: &IndexMap<String, Param>) -> Option<Procedure> {
         let what = format!("procedure `{name}`");
         let fields = self.r.fields(node, &what, keys::PROCEDURE)?;
-        let summary = self.r.required(&fields, "summary", &what).and_then(|n| self.r.string(n, "`summary`"));
+        let summary = self.r.opt_string(&fields, "summary");
         let description = self.r.opt_string(&fields, "description");
         let mut own_params = Vec::new();
         if let Some(list) = fields.get("params") {
@@ -373,7 +373,7 @@ impl Structure {
                 self.r.error(Code::MissingKey, stages_node.span, format!("{what} has no stages"));
             }
         }
-        Some(Procedure { name: name.to_owned(), summary: summary?, description, params: own_params, stages })
+        Some(Procedure { name: name.to_owned(), summary, description, params: own_params, stages })
     }
 
     fn stage(&mut self, node: &Node) -> Option<Stage> {
@@ -388,7 +388,9 @@ impl Structure {
                 }
             }
         }
-        Some(Stage { name: name?, description, steps })
+        // A stage with mistakes (already reported) keeps its steps, so references to them
+        // are checked and do not turn into "no such step".
+        Some(Stage { name: name.unwrap_or_default(), description, steps })
     }
 
     fn step(&mut self, node: &Node) -> Option<Step> {
@@ -406,13 +408,14 @@ impl Structure {
                 "step id",
                 "lowercase letters, digits and `_` (ids are used as `steps.<id>` in templates)",
             ) {
-                return None;
+                // Reported; the step is still checked so its other mistakes show too.
+                return Some(id);
             }
             if let Some(first) = self.seen_ids.get(&id) {
                 let (line, _) = self.r.source.line_col(first.start);
                 self.r.error(Code::Duplicate, n.span, format!("step id `{id}` is already used on line {line}")).help =
                     Some("step ids are unique within a runbook".into());
-                return None;
+                return Some(id);
             }
             self.seen_ids.insert(id.clone(), n.span);
             Some(id)
@@ -511,7 +514,8 @@ impl Structure {
         let secret = self.r.opt_bool(&fields, "secret").unwrap_or(false);
         let name = self.r.opt_string(&fields, "name");
         Some(Step {
-            id: id?,
+            // A missing id is reported; the step's templates are still checked.
+            id: id.unwrap_or_default(),
             name,
             kind: kind?,
             when,
@@ -522,6 +526,7 @@ impl Structure {
             on_failure: on_failure.unwrap_or(OnFailure::Abort),
             secret,
             span: id_node.map_or(fields.node.span, |n| n.span),
+            on_failure_span: fields.get("on_failure").map(|n| n.span),
         })
     }
 
@@ -568,9 +573,17 @@ impl Structure {
         let fields = self.r.fields(node, "`retry`", keys::RETRY)?;
         let attempts = match self.r.required(&fields, "attempts", "`retry`") {
             Some(n) => match n.value {
-                Value::Int(i) if i >= 1 => u32::try_from(i).ok(),
+                Value::Int(i) if (1..=i64::from(MAX_ATTEMPTS)).contains(&i) => u32::try_from(i).ok(),
+                Value::Int(i) if i > 0 => {
+                    self.r.error(
+                        Code::InvalidValue,
+                        n.span,
+                        format!("`attempts` is {i}, more than the maximum of {MAX_ATTEMPTS}"),
+                    );
+                    None
+                }
                 _ => {
-                    self.r.wrong_type(n, "`attempts` must be a positive integer");
+                    self.r.wrong_type(n, &format!("`attempts` must be an integer from 1 to {MAX_ATTEMPTS}"));
                     None
                 }
             },

@@ -21,7 +21,8 @@ pub fn list(library: &Library) -> String {
             );
             continue;
         };
-        let _ = writeln!(out, "{} — {}  ({path})", runbook.name, runbook.title);
+        let title = runbook.title.as_deref().map(|t| format!(" — {t}")).unwrap_or_default();
+        let _ = writeln!(out, "{}{title}  ({path})", runbook.name);
         if !runbook.environments.is_empty() {
             let envs: Vec<String> = runbook
                 .environments
@@ -31,7 +32,8 @@ pub fn list(library: &Library) -> String {
             let _ = writeln!(out, "  environments: {}", envs.join(", "));
         }
         for procedure in runbook.procedures.values() {
-            let _ = writeln!(out, "  {} — {}", procedure.name, procedure.summary);
+            let summary = procedure.summary.as_deref().map(|s| format!(" — {s}")).unwrap_or_default();
+            let _ = writeln!(out, "  {}{summary}", procedure.name);
             for param in runbook.params_of(&procedure.name) {
                 let required = if param.required && param.default.is_none() { ", required" } else { "" };
                 let secret = if param.secret { ", secret" } else { "" };

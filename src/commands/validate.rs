@@ -30,6 +30,8 @@ pub fn validate(
             files.push((target.clone(), true));
         } else if target.is_file() {
             files.push((target.clone(), false));
+        } else if target.exists() {
+            return Err(Error::Usage(format!("{}: not a runbook file or folder", target.display())));
         } else {
             return Err(Error::Usage(format!("{}: no such file or folder", target.display())));
         }

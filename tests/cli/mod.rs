@@ -2,6 +2,7 @@ mod decisions;
 mod dry_run;
 mod exec;
 mod faults;
+mod hostile;
 mod journal;
 mod params;
 mod plans;
