@@ -22,6 +22,7 @@ mod simulate;
 mod source;
 mod state;
 mod step;
+mod taint;
 mod template;
 mod yaml;
 

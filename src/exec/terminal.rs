@@ -15,13 +15,13 @@ pub struct Terminal {
     quiet: bool,
     finished: Vec<(String, StepStatus, Duration)>,
     /// Child output not written yet (see `flush_output`).
-    stdout: String,
-    stderr: String,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
 }
 
 impl Terminal {
     pub fn new(fancy: bool, quiet: bool) -> Self {
-        Terminal { spinner: None, fancy, quiet, finished: Vec::new(), stdout: String::new(), stderr: String::new() }
+        Terminal { spinner: None, fancy, quiet, finished: Vec::new(), stdout: Vec::new(), stderr: Vec::new() }
     }
 
     fn say(&self, line: &str) {
@@ -35,14 +35,20 @@ impl Terminal {
         }
     }
 
-    fn output(&mut self, stream: Stream, line: &str) {
+    /// Child output, indented under its step. Already masked; decoded here, where a person
+    /// reads it (valid UTF-8, the usual case, is checked, not copied).
+    fn output(&mut self, stream: Stream, text: &[u8]) {
+        let decoded = String::from_utf8_lossy(text);
         let buffer = match stream {
             Stream::Stdout => &mut self.stdout,
             Stream::Stderr => &mut self.stderr,
         };
-        buffer.push_str("    │ ");
-        buffer.push_str(line);
-        buffer.push('\n');
+        buffer.reserve(text.len() + text.len() / 16);
+        for line in super::event::lines(decoded.as_bytes()) {
+            buffer.extend_from_slice("    │ ".as_bytes());
+            buffer.extend_from_slice(line);
+            buffer.push(b'\n');
+        }
         if buffer.len() >= 64 * 1024 {
             self.flush_output();
         }
@@ -56,8 +62,8 @@ impl Terminal {
         let (stdout, stderr) = (std::mem::take(&mut self.stdout), std::mem::take(&mut self.stderr));
         let write = || {
             // A closed pipe on our own stdout must not stop the run.
-            let _ = std::io::stdout().lock().write_all(stdout.as_bytes());
-            let _ = std::io::stderr().lock().write_all(stderr.as_bytes());
+            let _ = std::io::stdout().lock().write_all(&stdout);
+            let _ = std::io::stderr().lock().write_all(&stderr);
         };
         match &self.spinner {
             Some(spinner) => spinner.suspend(write),
@@ -115,7 +121,7 @@ impl Subscriber for Terminal {
                     self.spinner = Some(spinner);
                 }
             }
-            Event::Output { stream, line, .. } => self.output(*stream, line),
+            Event::Output { stream, text, .. } => self.output(*stream, text),
             Event::Notice { text, .. } => {
                 self.stop_spinner();
                 for line in text.lines() {
@@ -190,6 +196,20 @@ pub struct JsonLines;
 
 impl Subscriber for JsonLines {
     fn event(&mut self, event: &Event) {
+        if let Event::Output { id, stream, text } = event {
+            // One `output` event per line, as before output came in chunks.
+            let decoded = String::from_utf8_lossy(text);
+            let mut out = Vec::with_capacity(text.len() * 2);
+            for line in super::event::lines(decoded.as_bytes()) {
+                let line = String::from_utf8_lossy(line);
+                let value = serde_json::json!({"event": "output", "id": id, "stream": stream, "line": line});
+                if serde_json::to_writer(&mut out, &value).is_ok() {
+                    out.push(b'\n');
+                }
+            }
+            let _ = std::io::stdout().lock().write_all(&out);
+            return;
+        }
         if let Ok(line) = serde_json::to_string(event) {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         }
