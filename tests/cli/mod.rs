@@ -5,5 +5,6 @@ mod params;
 mod pty;
 mod regressions;
 mod rehearsal;
+mod secrets;
 mod tooling;
 mod validate;
