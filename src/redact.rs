@@ -205,6 +205,11 @@ impl StreamMasker {
         self.raw.extend_from_slice(&data[release..]);
     }
 
+    /// Whether there is anything to mask (without secrets, `push` only copies).
+    pub fn is_active(&self) -> bool {
+        self.matcher.is_some()
+    }
+
     /// The end of the stream: what was held back comes out, masked.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         let held = std::mem::take(&mut self.raw);
@@ -360,7 +365,8 @@ mod fuzz {
         }
     }
 
-    const PIECES: &[&str] = &["a", "b", "é", "ß", "日", "🔑", ".", "*", "?", "\\", "$", "(", "\n", "\r\n", " ", "x", "0"];
+    const PIECES: &[&str] =
+        &["a", "b", "é", "ß", "日", "🔑", ".", "*", "?", "\\", "$", "(", "\n", "\r\n", " ", "x", "0"];
 
     fn secret(rng: &mut Rng) -> String {
         loop {

@@ -664,13 +664,13 @@ impl<'p> Runner<'p> {
                 return;
             };
             if secret {
-                held.push(chunk);
+                held.push(&chunk);
                 return;
             }
             if stream == Stream::Stderr {
-                keep_tail(&mut tail, chunk);
+                keep_tail(&mut tail, &chunk);
             }
-            let event = Event::Output { id: id.clone(), stream, text: chunk.to_vec() };
+            let event = Event::Output { id: id.clone(), stream, text: chunk };
             for subscriber in subscribers.iter_mut() {
                 subscriber.event(&event);
             }

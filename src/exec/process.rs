@@ -53,7 +53,7 @@ pub enum Ended {
 pub async fn run(
     spec: Spec<'_>,
     cancel: &CancellationToken,
-    mut on_output: impl FnMut(Stream, Option<&[u8]>),
+    mut on_output: impl FnMut(Stream, Option<Vec<u8>>),
 ) -> Result<Ended, String> {
     let (program, args) = spec.argv.split_first().ok_or("empty command")?;
     let program_path = resolve_program(program, &spec.cwd);
@@ -115,7 +115,7 @@ pub async fn run(
                         }
                     }
                     if !shown.is_empty() {
-                        on_output(stream, Some(&shown));
+                        on_output(stream, Some(shown));
                         on_output(stream, None);
                     }
                     if overflow {
@@ -224,20 +224,30 @@ impl Reader {
     /// several per message, so a child printing millions of short lines costs one channel
     /// message per read, not one per line. A line longer than `MAX_LINE` goes in pieces.
     async fn run(mut self, mut reader: impl AsyncRead + Unpin, tx: mpsc::Sender<Chunk>) {
-        let mut buf = vec![0u8; READ_SIZE];
+        let mut buf = Vec::new();
         // Masked bytes of the line not complete yet.
         let mut pending: Vec<u8> = Vec::new();
+        let masking = self.masker.as_ref().is_some_and(crate::redact::StreamMasker::is_active);
         loop {
-            let n = match reader.read(&mut buf).await {
+            // Without secrets to mask, a read lands straight after the pending bytes.
+            let into = if masking || self.masker.is_none() { &mut buf } else { &mut pending };
+            let scanned = into.len();
+            into.reserve(READ_SIZE);
+            let n = match reader.read_buf(into).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let read = &buf[..n];
-            let raw = if self.capture { read.to_vec() } else { Vec::new() };
+            let raw = if self.capture { into[scanned..scanned + n].to_vec() } else { Vec::new() };
             let mut shown = Vec::new();
             if let Some(masker) = &mut self.masker {
-                let scanned = pending.len();
-                masker.push(read, &mut pending);
+                let scanned = if masking {
+                    let scanned = pending.len();
+                    masker.push(&buf, &mut pending);
+                    buf.clear();
+                    scanned
+                } else {
+                    scanned
+                };
                 match memchr::memrchr(b'\n', &pending[scanned..]) {
                     Some(last) => {
                         let rest = pending.split_off(scanned + last + 1);
@@ -246,6 +256,8 @@ impl Reader {
                     None if pending.len() >= MAX_LINE => shown = std::mem::take(&mut pending),
                     None => {}
                 }
+            } else {
+                buf.clear();
             }
             if (!raw.is_empty() || !shown.is_empty())
                 && tx.send(Chunk { stream: self.stream, raw, shown }).await.is_err()

@@ -38,7 +38,7 @@ impl Terminal {
     /// Child output, indented under its step. Already masked; decoded here, where a person
     /// reads it (valid UTF-8, the usual case, is checked, not copied).
     fn output(&mut self, stream: Stream, text: &[u8]) {
-        let decoded = String::from_utf8_lossy(text);
+        let decoded = super::event::decode(text);
         let buffer = match stream {
             Stream::Stdout => &mut self.stdout,
             Stream::Stderr => &mut self.stderr,
@@ -198,10 +198,10 @@ impl Subscriber for JsonLines {
     fn event(&mut self, event: &Event) {
         if let Event::Output { id, stream, text } = event {
             // One `output` event per line, as before output came in chunks.
-            let decoded = String::from_utf8_lossy(text);
+            let decoded = super::event::decode(text);
             let mut out = Vec::with_capacity(text.len() * 2);
             for line in super::event::lines(decoded.as_bytes()) {
-                let line = String::from_utf8_lossy(line);
+                let line = super::event::decode(line);
                 let value = serde_json::json!({"event": "output", "id": id, "stream": stream, "line": line});
                 if serde_json::to_writer(&mut out, &value).is_ok() {
                     out.push(b'\n');
