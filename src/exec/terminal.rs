@@ -59,16 +59,20 @@ impl Terminal {
         if self.stdout.is_empty() && self.stderr.is_empty() {
             return;
         }
-        let (stdout, stderr) = (std::mem::take(&mut self.stdout), std::mem::take(&mut self.stderr));
+        let (stdout, stderr) = (&self.stdout, &self.stderr);
         let write = || {
             // A closed pipe on our own stdout must not stop the run.
-            let _ = std::io::stdout().lock().write_all(&stdout);
-            let _ = std::io::stderr().lock().write_all(&stderr);
+            let _ = std::io::stdout().lock().write_all(stdout);
+            let _ = std::io::stderr().lock().write_all(stderr);
         };
         match &self.spinner {
             Some(spinner) => spinner.suspend(write),
             None => write(),
         }
+        // Cleared, not replaced: the buffers keep their memory for the next burst, rather
+        // than growing the heap and giving it back for every 64 KiB of output.
+        self.stdout.clear();
+        self.stderr.clear();
     }
 
     fn stop_spinner(&mut self) {
