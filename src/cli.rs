@@ -119,7 +119,7 @@ pub enum Builtin {
         #[arg(long)]
         force: bool,
         /// Answer a prompt or manual step ahead of time
-        #[arg(long, value_name = "STEP_ID=VALUE")]
+        #[arg(long, value_name = "STEP_ID=VALUE", allow_hyphen_values = true)]
         answer: Vec<String>,
         /// The protected environment's name, typed ahead (asked again otherwise)
         #[arg(long, value_name = "NAME")]
@@ -257,7 +257,7 @@ pub struct ExecArgs {
     #[arg(short, long)]
     pub yes: bool,
     /// Answer a prompt or manual step ahead of time
-    #[arg(long, value_name = "STEP_ID=VALUE")]
+    #[arg(long, value_name = "STEP_ID=VALUE", allow_hyphen_values = true)]
     pub answer: Vec<String>,
     /// The protected environment's name, typed ahead (needed without a terminal; --yes does not confirm it)
     #[arg(long, value_name = "NAME")]
@@ -370,6 +370,9 @@ fn param_arg(param: &Param) -> clap::Arg {
     if let Some(bound) = &param.not_before {
         facts.push(format!("not before {}", String::from(bound.clone())));
     }
+    if let (ParamType::Enum(values), true) = (&param.ty, param.secret) {
+        facts.push(format!("one of {}", values.join(", ")));
+    }
     if param.secret {
         facts.push(format!("secret; prefer the env var {}", secret_env_name(&param.name)));
     }
@@ -394,6 +397,9 @@ fn param_arg(param: &Param) -> clap::Arg {
         ParamType::Bool => {
             arg = arg.num_args(0..=1).require_equals(true).default_missing_value("true").value_name("BOOL");
         }
+        // The argument parser quotes an invalid value in its error: a secret's is checked
+        // later, by `Param::check_value`, which never echoes it.
+        ParamType::Enum(_) if param.secret => {}
         ParamType::Enum(values) => {
             arg = arg.value_parser(clap::builder::PossibleValuesParser::new(values.clone()));
         }
@@ -402,7 +408,8 @@ fn param_arg(param: &Param) -> clap::Arg {
     if param.secret {
         // A secret typed on the command line lands in shell history and `ps`; the env var
         // (or the hidden prompt when neither is given) keeps it out of both.
-        arg = arg.env(secret_env_name(&param.name)).hide_env_values(true);
+        // A value that starts with `-` is the secret, not an unknown flag to quote back.
+        arg = arg.env(secret_env_name(&param.name)).hide_env_values(true).allow_hyphen_values(true);
     }
     arg
 }

@@ -26,6 +26,7 @@ mod source;
 mod state;
 mod step;
 mod store;
+mod taint;
 mod template;
 mod yaml;
 

@@ -32,6 +32,9 @@ pub struct Plan {
     /// The `--var` overrides, as given (recorded in the journal for resume).
     pub var_overrides: Vec<(String, String)>,
     pub redactor: Redactor,
+    /// `RUNBOOK_PARAM_<NAME>` variables in our environment that this procedure does not
+    /// take: its children do not inherit them (see `secret_env`).
+    pub hidden_env: Vec<String>,
 }
 
 /// A reason the inputs do not fit the procedure; one line, exit code 2.
@@ -51,8 +54,9 @@ pub enum PlanError {
     InvalidParam { flag: String, value: String, reason: String },
     #[error("secret --{flag} is shorter than {MIN_SECRET_LEN} characters, too short to be masked reliably")]
     ShortSecret { flag: String },
-    #[error("invalid --answer '{0}': expected STEP_ID=VALUE")]
-    AnswerSyntax(String),
+    /// The value is not quoted: it may be the answer to a secret prompt.
+    #[error("invalid --answer: expected STEP_ID=VALUE (the value given is not shown: it may be a secret)")]
+    AnswerSyntax,
     #[error("invalid --var '{0}': expected NAME=VALUE")]
     VarSyntax(String),
     #[error("--var {name}=…: environment `{environment}` has no var `{name}` (vars: {known})")]
@@ -150,6 +154,7 @@ impl Plan {
             }
         }
         let (vars, var_overrides) = bind_vars(&runbook, environment.as_deref(), inputs.vars)?;
+        let hidden_env = secret_env(&runbook, &proc.name, &redactor);
         let procedure = proc.name.clone();
         let plan = Plan {
             runbook,
@@ -162,6 +167,7 @@ impl Plan {
             vars,
             var_overrides,
             redactor,
+            hidden_env,
         };
         plan.prerender()?;
         Ok(plan)
@@ -258,27 +264,36 @@ impl Plan {
 }
 
 pub fn template_is_secret(runbook: &crate::model::Runbook, template: &Template) -> bool {
+    // A template that does not parse never renders; the checker reports it.
     let Ok(refs) = template.references() else { return false };
-    refs.iter().any(|r| {
-        let parts: Vec<&str> = r.split('.').collect();
-        match parts.as_slice() {
-            ["params", name, ..] => runbook.params.get(*name).is_some_and(|p| p.secret),
-            ["params"] => runbook.params.values().any(|p| p.secret),
-            ["env"] => true,
-            ["env", name, ..] => name.starts_with("RUNBOOK_PARAM_"),
-            ["steps"] => runbook
-                .procedures
-                .values()
-                .flat_map(|p| p.stages.iter().flat_map(|s| &s.steps))
-                .any(crate::step::Step::output_is_secret),
-            ["steps", id, ..] => runbook
-                .procedures
-                .values()
-                .flat_map(|p| p.stages.iter().flat_map(|s| &s.steps))
-                .any(|s| s.id == *id && s.output_is_secret()),
-            _ => false,
+    refs.iter().any(|path| crate::taint::secret_source(runbook, path).is_some())
+}
+
+/// `RUNBOOK_PARAM_<NAME>` is how secret params come in, so every such variable's value is
+/// masked, whether or not this procedure takes the param; and a child gets only the ones
+/// its procedure takes (least privilege: a step has no use for another procedure's secret).
+/// Returns the names to strip from children's environment.
+fn secret_env(runbook: &crate::model::Runbook, procedure: &str, redactor: &Redactor) -> Vec<String> {
+    let taken: Vec<String> = runbook
+        .params_of(procedure)
+        .iter()
+        .filter(|p| p.secret)
+        .map(|p| crate::cli::secret_env_name(&p.name))
+        .collect();
+    let mut hidden = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with("RUNBOOK_PARAM_") {
+            continue;
         }
-    })
+        if let Some(value) = value.to_str() {
+            redactor.add(value);
+        }
+        if !taken.iter().any(|t| t == name) {
+            hidden.push(name.to_owned());
+        }
+    }
+    hidden
 }
 
 fn bind_environment(runbook: &crate::model::Runbook, given: Option<String>) -> Result<Option<String>, PlanError> {
@@ -330,7 +345,7 @@ fn bind_answers(
     collect_answerable(runbook, proc, &mut answerable, &mut Vec::new());
     let mut answers = HashMap::new();
     for item in raw {
-        let Some((id, value)) = item.split_once('=') else { return Err(PlanError::AnswerSyntax(item)) };
+        let Some((id, value)) = item.split_once('=') else { return Err(PlanError::AnswerSyntax) };
         if !answerable.contains(&id.to_owned()) {
             return Err(PlanError::UnknownAnswer { id: id.into(), procedure: proc.name.clone() });
         }

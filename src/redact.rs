@@ -1,7 +1,13 @@
 //! The one redactor: every secret value is registered here and masked wherever text leaves
 //! `runbook` (terminal, child output streamed through, journal, error messages, JSON).
+//!
+//! Two ways in: [`Redactor::redact`] for a whole text (a message, a rendered command), and
+//! [`StreamMasker`] for child output that arrives in reads of any size, which masks a secret
+//! split across two reads too. Both use one multi-pattern matcher built from every secret.
 
 use std::sync::{Arc, RwLock};
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 pub const MASK: &str = "********";
 
@@ -11,52 +17,227 @@ pub const MIN_SECRET_LEN: usize = 3;
 
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
-    secrets: Arc<RwLock<Vec<String>>>,
+    inner: Arc<RwLock<Secrets>>,
+}
+
+#[derive(Debug, Default)]
+struct Secrets {
+    values: Vec<String>,
+    /// Built from `values` on first use after a change.
+    matcher: Option<Arc<Matcher>>,
+}
+
+/// Every secret in one automaton; leftmost-longest, so a secret that contains another is
+/// masked whole.
+#[derive(Debug)]
+pub struct Matcher {
+    automaton: AhoCorasick,
+    /// Bytes of the longest secret.
+    max_len: usize,
+    /// Some secret spans lines (a key file): a line end does not end a possible match.
+    multiline: bool,
+}
+
+impl Matcher {
+    fn new(values: &[String]) -> Option<Matcher> {
+        if values.is_empty() {
+            return None;
+        }
+        // A DFA scans fastest but costs 256 transitions per state to build; values derived
+        // from secrets are registered as they render, so past a few KiB of secrets (long or
+        // many derived values) the build would dominate: an NFA builds in linear time.
+        let total: usize = values.iter().map(String::len).sum();
+        let kind = (total > 16 * 1024).then_some(AhoCorasickKind::ContiguousNFA);
+        let automaton = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(kind)
+            .build(values.iter().map(String::as_bytes))
+            .ok()?;
+        Some(Matcher {
+            automaton,
+            max_len: values.iter().map(String::len).max().unwrap_or(0),
+            multiline: values.iter().any(|v| v.contains('\n')),
+        })
+    }
+
+    /// Appends `input` to `out` with every secret replaced; returns where the last match
+    /// ended (0 without one).
+    fn mask_into(&self, input: &[u8], out: &mut Vec<u8>) -> usize {
+        let mut copied = 0;
+        for found in self.automaton.find_iter(input) {
+            out.extend_from_slice(&input[copied..found.start()]);
+            out.extend_from_slice(MASK.as_bytes());
+            copied = found.end();
+        }
+        out.extend_from_slice(&input[copied..]);
+        copied
+    }
 }
 
 impl Redactor {
+    /// Registers a secret. Values shorter than [`MIN_SECRET_LEN`] characters are ignored:
+    /// callers refuse them before they get here.
     pub fn add(&self, secret: &str) {
         let secret = secret.trim_end_matches(['\n', '\r']);
-        if secret.chars().count() < MIN_SECRET_LEN {
-            return;
+        let mut new = Vec::new();
+        if secret.chars().count() >= MIN_SECRET_LEN {
+            new.push(secret.to_owned());
         }
-        let Ok(mut secrets) = self.secrets.write() else { return };
-        if !secrets.iter().any(|s| s == secret) {
-            secrets.push(secret.to_owned());
-            // Longest first, so a secret that contains another is masked whole.
-            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        }
-        // A multi-line secret (a key file) is also masked line by line, since child output
-        // is streamed a line at a time.
+        // A multi-line secret (a key file) is also masked line by line, so each of its lines
+        // is hidden wherever it turns up alone.
         if secret.contains('\n') {
             for line in secret.lines() {
-                if line.trim().chars().count() >= MIN_SECRET_LEN && !secrets.iter().any(|s| s == line) {
-                    secrets.push(line.to_owned());
+                if line.trim().chars().count() >= MIN_SECRET_LEN {
+                    new.push(line.to_owned());
                 }
             }
-            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         }
+        if new.is_empty() {
+            return;
+        }
+        let Ok(mut secrets) = self.inner.write() else { return };
+        for value in new {
+            if !secrets.values.contains(&value) {
+                secrets.values.push(value);
+                secrets.matcher = None;
+            }
+        }
+    }
+
+    /// The matcher for the secrets known now (`None` when there are none).
+    pub fn matcher(&self) -> Option<Arc<Matcher>> {
+        if let Ok(secrets) = self.inner.read()
+            && let Some(matcher) = &secrets.matcher
+        {
+            return Some(matcher.clone());
+        }
+        let mut secrets = self.inner.write().ok()?;
+        if secrets.matcher.is_none() {
+            secrets.matcher = Matcher::new(&secrets.values).map(Arc::new);
+        }
+        secrets.matcher.clone()
     }
 
     pub fn redact(&self, text: &str) -> String {
-        let Ok(secrets) = self.secrets.read() else { return MASK.to_owned() };
-        let mut out = text.to_owned();
-        for secret in secrets.iter() {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), MASK);
-            }
+        if self.is_empty() {
+            return text.to_owned();
         }
-        out
+        // A poisoned lock or a matcher that cannot be built: show nothing rather than a secret.
+        let Some(matcher) = self.matcher() else { return MASK.to_owned() };
+        let mut out = Vec::with_capacity(text.len());
+        matcher.mask_into(text.as_bytes(), &mut out);
+        // Matches are whole secrets, which are valid UTF-8, so the text stays valid.
+        String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// Masks `text`, then cuts it to `max_chars` characters, then masks what the cut left of
+    /// a secret: a secret's beginning at the end of the excerpt. The order matters: cutting
+    /// first would leave a secret at the cut unrecognised and show it minus its end.
+    pub fn excerpt(&self, text: &str, max_chars: usize) -> (String, bool) {
+        let masked = self.redact(text);
+        let Some((cut, _)) = masked.char_indices().nth(max_chars) else { return (masked, false) };
+        let mut short = masked[..cut].to_owned();
+        let Ok(secrets) = self.inner.read() else { return (MASK.to_owned(), true) };
+        let partial = secrets
+            .values
+            .iter()
+            .filter_map(|secret| {
+                // The longest proper beginning of the secret that ends the excerpt.
+                secret.char_indices().skip(1).map(|(i, _)| i).filter(|&i| short.ends_with(&secret[..i])).max()
+            })
+            .max();
+        if let Some(len) = partial {
+            short.truncate(short.len() - len);
+            short.push_str(MASK);
+        }
+        (short, true)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.secrets.read().map_or(true, |s| s.is_empty())
+        self.inner.read().is_ok_and(|s| s.values.is_empty())
+    }
+
+    /// A masker for one output stream, with the secrets known now.
+    pub fn stream(&self) -> StreamMasker {
+        StreamMasker { matcher: self.matcher(), raw: Vec::new() }
+    }
+}
+
+/// Masks one output stream that arrives in reads of any size and split anywhere. Bytes that
+/// could be the beginning of a secret completed by the next read are held back until that
+/// read or the end of the stream; everything before them comes out masked.
+#[derive(Debug)]
+pub struct StreamMasker {
+    matcher: Option<Arc<Matcher>>,
+    /// Bytes read but not released yet (the possible beginning of a secret).
+    raw: Vec<u8>,
+}
+
+impl StreamMasker {
+    /// Masks `input` (the next read) into `out`, holding back what a secret could still
+    /// continue from.
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let Some(matcher) = &self.matcher else {
+            out.extend_from_slice(input);
+            return;
+        };
+        let held = std::mem::take(&mut self.raw);
+        let data: std::borrow::Cow<'_, [u8]> = if held.is_empty() {
+            std::borrow::Cow::Borrowed(input)
+        } else {
+            let mut joined = held;
+            joined.extend_from_slice(input);
+            std::borrow::Cow::Owned(joined)
+        };
+        // A secret not complete yet must start after every match found, within its
+        // length of the end, and (when no secret spans lines) after the last line end.
+        let mut keep_from = data.len().saturating_sub(matcher.max_len.saturating_sub(1));
+        if !matcher.multiline
+            && let Some(newline) = memchr::memrchr(b'\n', &data)
+        {
+            keep_from = keep_from.max(newline + 1);
+        }
+        let mut copied = 0;
+        for found in matcher.automaton.find_iter(&data[..]) {
+            if found.start() >= keep_from {
+                break;
+            }
+            out.extend_from_slice(&data[copied..found.start()]);
+            out.extend_from_slice(MASK.as_bytes());
+            copied = found.end();
+        }
+        let release = keep_from.max(copied);
+        out.extend_from_slice(&data[copied..release]);
+        self.raw.extend_from_slice(&data[release..]);
+    }
+
+    /// Whether there is anything to mask (without secrets, `push` only copies).
+    pub fn is_active(&self) -> bool {
+        self.matcher.is_some()
+    }
+
+    /// The end of the stream: what was held back comes out, masked.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let held = std::mem::take(&mut self.raw);
+        match &self.matcher {
+            Some(matcher) => {
+                matcher.mask_into(&held, out);
+            }
+            None => out.extend_from_slice(&held),
+        }
+    }
+
+    /// How many bytes are held back.
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        self.raw.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn masks_longest_secret_first_and_multiline_secrets_by_line() {
@@ -68,5 +249,233 @@ mod tests {
         assert_eq!(r.redact("got line-two"), "got ********");
         r.add("ab");
         assert_eq!(r.redact("ab"), "ab");
+    }
+
+    #[test]
+    fn an_excerpt_is_masked_before_it_is_cut_and_a_cut_secret_is_masked_too() {
+        let r = Redactor::default();
+        r.add("s3cr3t-value");
+        let body = format!("{}s3cr3t-value and more", "x".repeat(195));
+        // Cut after 200 characters: 5 characters into the secret.
+        let (short, cut) = r.excerpt(&body, 200);
+        assert!(cut);
+        assert!(!short.contains("s3cr3"), "{short}");
+        // A body that holds only the secret's beginning, cut inside it.
+        let (short, _) = r.excerpt(&format!("{}s3cr", "y".repeat(196)), 199);
+        assert!(!short.contains("s3c"), "{short}");
+        assert!(short.ends_with(MASK), "{short}");
+    }
+
+    fn masked_stream(r: &Redactor, chunks: &[&[u8]]) -> Vec<u8> {
+        let mut masker = r.stream();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            masker.push(chunk, &mut out);
+        }
+        masker.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_secret_split_across_two_reads_is_masked() {
+        let r = Redactor::default();
+        r.add("hunter22");
+        assert_eq!(masked_stream(&r, &[b"pw=hun", b"ter22 ok\n"]), b"pw=******** ok\n");
+        assert_eq!(masked_stream(&r, &[b"pw=hunter2", b"x\n"]), b"pw=hunter2x\n");
+    }
+
+    #[test]
+    fn a_complete_line_is_released_at_once() {
+        let r = Redactor::default();
+        r.add("a-long-secret-value");
+        let mut masker = r.stream();
+        let mut out = Vec::new();
+        masker.push(b"progress 10%\n", &mut out);
+        assert_eq!(out, b"progress 10%\n");
+        assert_eq!(masker.held(), 0);
+    }
+
+    fn secret_strategy() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9]{3,12}",
+            "[\\PC]{3,10}",
+            ".{3,10}",
+            Just(".*+?()[]{}|^$\\".to_owned()),
+            "[ab]{3,6}",
+            "[a-z]{2,5}\n[a-z]{3,5}",
+        ]
+        .prop_filter("long enough", |s| s.trim_end_matches(['\n', '\r']).chars().count() >= MIN_SECRET_LEN)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever the secret and however the output is cut into reads, the masked stream
+        /// never contains the secret, and is what masking the whole output at once gives.
+        #[test]
+        fn the_stream_masker_never_shows_a_secret_whatever_the_chunking(
+            secret in secret_strategy(),
+            parts in proptest::collection::vec(prop_oneof![
+                Just(Vec::new()), Just(b"\n".to_vec()), "[a-z \n]{0,20}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..8),
+            ], 0..8),
+            cuts in proptest::collection::vec(0usize..64, 0..12),
+        ) {
+            let r = Redactor::default();
+            r.add(&secret);
+            let mut output = Vec::new();
+            for part in &parts {
+                output.extend_from_slice(part);
+                output.extend_from_slice(secret.as_bytes());
+            }
+            let mut chunks = Vec::new();
+            let mut rest = &output[..];
+            for cut in cuts {
+                let cut = cut.min(rest.len());
+                chunks.push(&rest[..cut]);
+                rest = &rest[cut..];
+            }
+            chunks.push(rest);
+            let masked = masked_stream(&r, &chunks);
+            let whole = masked_stream(&r, &[&output]);
+            prop_assert_eq!(&masked, &whole);
+            let shown = String::from_utf8_lossy(&masked);
+            prop_assert!(!shown.contains(secret.trim_end_matches(['\n', '\r'])), "leaked in {:?}", shown);
+        }
+    }
+}
+
+/// Fuzz target `mask` (`scripts/fuzz mask [SECONDS]`): the stream masker on random secrets
+/// (any bytes of UTF-8: multi-byte characters, regex metacharacters, line ends, secrets
+/// inside secrets) in random output cut into random reads. Checks that no secret is
+/// released, that the cut does not change the result, and that nothing panics.
+#[cfg(test)]
+mod fuzz {
+    use std::time::{Duration, Instant};
+
+    use super::{MIN_SECRET_LEN, Redactor};
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            usize::try_from(self.next() % (n.max(1) as u64)).unwrap_or(0)
+        }
+    }
+
+    const PIECES: &[&str] =
+        &["a", "b", "é", "ß", "日", "🔑", ".", "*", "?", "\\", "$", "(", "\n", "\r\n", " ", "x", "0"];
+
+    fn secret(rng: &mut Rng) -> String {
+        loop {
+            let len = MIN_SECRET_LEN + rng.below(12);
+            // No `*`: the mask itself would look like such a secret.
+            let s: String = (0..len).map(|_| PIECES[rng.below(PIECES.len())]).filter(|p| *p != "*").collect();
+            if s.trim_end_matches(['\n', '\r']).chars().count() >= MIN_SECRET_LEN {
+                return s;
+            }
+        }
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
+    }
+
+    /// One case; `Err` describes a failure.
+    fn case(rng: &mut Rng) -> Result<(), String> {
+        let redactor = Redactor::default();
+        let secrets: Vec<String> = (0..1 + rng.below(3)).map(|_| secret(rng)).collect();
+        for s in &secrets {
+            redactor.add(s);
+        }
+        let mut output = Vec::new();
+        for _ in 0..rng.below(12) {
+            match rng.below(4) {
+                0 => output.extend_from_slice(secrets[rng.below(secrets.len())].as_bytes()),
+                1 => output.extend((0..rng.below(8)).map(|_| u8::try_from(rng.below(256)).unwrap_or(0))),
+                2 => output.extend_from_slice(PIECES[rng.below(PIECES.len())].as_bytes()),
+                _ => {
+                    // A secret's beginning or end alone.
+                    let s = secrets[rng.below(secrets.len())].as_bytes();
+                    let cut = rng.below(s.len());
+                    output.extend_from_slice(if rng.below(2) == 0 { &s[..cut] } else { &s[cut..] });
+                }
+            }
+        }
+        let run = |cuts: &[usize]| {
+            let mut masker = redactor.stream();
+            let mut out = Vec::new();
+            let mut rest = &output[..];
+            for &cut in cuts {
+                let cut = cut.min(rest.len());
+                masker.push(&rest[..cut], &mut out);
+                rest = &rest[cut..];
+            }
+            masker.push(rest, &mut out);
+            masker.finish(&mut out);
+            out
+        };
+        let cuts: Vec<usize> = (0..rng.below(10)).map(|_| rng.below(24)).collect();
+        let chunked = run(&cuts);
+        let whole = run(&[]);
+        if chunked != whole {
+            return Err(format!("cuts {cuts:?} change the result for {secrets:?} in {output:?}"));
+        }
+        // A secret's lines are secrets too (see `add`); only the whole and those are checked.
+        for s in &secrets {
+            let s = s.trim_end_matches(['\n', '\r']);
+            if contains(&chunked, s.as_bytes()) {
+                return Err(format!("secret {s:?} shown: {secrets:?} in {output:?}, cuts {cuts:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn run(seed: u64, budget: Duration, max_cases: u64) -> (u64, Vec<String>) {
+        let mut rng = Rng(seed | 1);
+        let started = Instant::now();
+        let mut executions = 0;
+        let mut failures = Vec::new();
+        while executions < max_cases && started.elapsed() < budget {
+            if let Err(failure) = case(&mut rng) {
+                failures.push(failure);
+            }
+            executions += 1;
+        }
+        (executions, failures)
+    }
+
+    /// Part of the normal suite: the same few thousand cases every time.
+    #[test]
+    fn fuzz_mask_short() {
+        let (executions, failures) = run(0x5eed, Duration::from_secs(60), 5_000);
+        assert!(failures.is_empty(), "{executions} cases, failures: {failures:#?}");
+    }
+
+    /// `scripts/fuzz mask SECONDS` (FUZZ_SECONDS, FUZZ_SEED).
+    #[test]
+    #[ignore = "long: run through scripts/fuzz"]
+    fn fuzz_mask_long() {
+        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        let seconds = var("FUZZ_SECONDS").unwrap_or(60);
+        let seed = var("FUZZ_SEED").unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs())
+        });
+        let started = Instant::now();
+        let (executions, failures) = run(seed, Duration::from_secs(seconds), u64::MAX);
+        eprintln!(
+            "fuzz mask: seed {seed}, {executions} executions in {:.1}s, {} failure(s)",
+            started.elapsed().as_secs_f64(),
+            failures.len()
+        );
+        assert!(failures.is_empty(), "failures: {:#?}", failures.iter().take(5).collect::<Vec<_>>());
     }
 }

@@ -21,11 +21,10 @@ pub struct Text {
 }
 
 impl Text {
-    fn new(plan: &Plan, template: &Template, value: String) -> Self {
+    fn new(plan: &Plan, template: &Template, value: String, placeholders: bool) -> Self {
         let secret = plan.is_secret(template);
-        if secret && !value.contains('<') {
-            // A derived secret (the new connection string) is registered like any other.
-            plan.redactor.add(&value);
+        if secret {
+            register_derived(plan, &value, placeholders);
         }
         let shown = if secret { MASK.to_owned() } else { plan.redactor.redact(&value) };
         Text { value, shown, secret }
@@ -140,11 +139,30 @@ impl Rendered {
     }
 }
 
+/// A value derived from a secret (a slice of it, the new connection string) is a secret
+/// too, registered like any other, so it is masked wherever it turns up (a child may print
+/// it). Not in a dry-run while it holds placeholders: they are not the value.
+fn register_derived(plan: &Plan, value: &str, placeholders: bool) {
+    if !(placeholders && value.contains('<')) {
+        plan.redactor.add(value);
+    }
+}
+
 /// Renders a step. `outputs` holds finished steps (or placeholders in a dry-run).
 pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, RenderError> {
     let context = plan.context(outputs);
-    let text = |t: &Template| -> Result<Text, RenderError> { Ok(Text::new(plan, t, t.render(&context)?)) };
-    let plain = |t: &Template| -> Result<String, RenderError> { t.render(&context) };
+    let placeholders = outputs.placeholders;
+    let text =
+        |t: &Template| -> Result<Text, RenderError> { Ok(Text::new(plan, t, t.render(&context)?, placeholders)) };
+    // Where the checker lets a secret through unmarked (an expectation, a confirmation
+    // target), the value is still registered.
+    let plain = |t: &Template| -> Result<String, RenderError> {
+        let value = t.render(&context)?;
+        if plan.is_secret(t) {
+            register_derived(plan, &value, placeholders);
+        }
+        Ok(value)
+    };
     let action = match &step.kind {
         StepKind::Run(run) => Action::Run {
             argv: run.argv.iter().map(plain).collect::<Result<_, _>>()?,

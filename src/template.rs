@@ -98,7 +98,11 @@ impl Template {
             return Ok(BTreeSet::new());
         }
         let template = ENGINE.template_from_str(&self.text).map_err(syntax_error)?;
-        Ok(template.undeclared_variables(true).into_iter().collect())
+        let mut refs: BTreeSet<String> = template.undeclared_variables(true).into_iter().collect();
+        // The engine's list misses reads through a slice (`params.token[2:]`): checks and
+        // taint must not.
+        refs.extend(crate::taint::paths(&self.text, false));
+        Ok(refs)
     }
 
     pub fn render(&self, context: &Value) -> Result<String, RenderError> {
@@ -145,7 +149,9 @@ impl Expr {
 
     pub fn references(&self) -> Result<BTreeSet<String>, SyntaxError> {
         let expr = ENGINE.compile_expression(&self.text).map_err(syntax_error)?;
-        Ok(expr.undeclared_variables(true).into_iter().collect())
+        let mut refs: BTreeSet<String> = expr.undeclared_variables(true).into_iter().collect();
+        refs.extend(crate::taint::paths(&self.text, true));
+        Ok(refs)
     }
 
     pub fn eval(&self, context: &Value) -> Result<Value, RenderError> {

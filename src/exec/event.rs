@@ -33,10 +33,14 @@ pub enum Event {
         command: Option<String>,
         attempt: u32,
     },
+    /// Child output, masked: one or more lines, each ending in a line feed except perhaps
+    /// the last (a piece of a line longer than 1 MiB, or output that ends without one).
+    /// Bytes as the child wrote them; decoded only where shown (see `lines`).
     Output {
         id: String,
         stream: Stream,
-        line: String,
+        #[serde(serialize_with = "serialize_lossy")]
+        text: Vec<u8>,
     },
     /// Text the operator must see (manual instructions, a retry notice).
     Notice {
@@ -64,6 +68,31 @@ pub enum Event {
         skipped: usize,
         failed: usize,
     },
+}
+
+fn serialize_lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&decode(bytes))
+}
+
+/// Output as text for a person: valid UTF-8 (the usual case) is checked, not copied; any
+/// other is decoded lossily. `str::from_utf8` checks many times faster than the lossy
+/// decoder walks.
+pub fn decode(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+/// The lines of a chunk of output, without their line endings (`\n` or `\r\n`).
+pub fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len())).map(move |end| {
+        let line = &body[start..end];
+        start = end + 1;
+        line.strip_suffix(b"\r").unwrap_or(line)
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,5 +154,19 @@ pub trait Subscriber: Send {
     /// the runner starts no further step without its durable record.
     fn broken(&self) -> Option<String> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lines;
+
+    #[test]
+    fn a_chunk_splits_into_its_lines_without_endings() {
+        let chunk = b"one\r\ntwo\n\nfour\n";
+        let got: Vec<&[u8]> = lines(chunk).collect();
+        assert_eq!(got, vec![&b"one"[..], b"two", b"", b"four"]);
+        let piece: Vec<&[u8]> = lines(b"no newline yet").collect();
+        assert_eq!(piece, vec![&b"no newline yet"[..]]);
     }
 }

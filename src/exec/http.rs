@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::redact::Redactor;
 use crate::render::Action;
 
 pub struct Response {
@@ -113,11 +114,12 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// Checks the expectations; `Err` says which one failed.
-/// A secret step's body is never quoted in the message.
-pub fn check(action: &Action, response: &Response, secret: bool) -> Result<(), String> {
+/// A secret step's body is never quoted in the message; any other is quoted masked.
+pub fn check(action: &Action, response: &Response, secret: bool, redactor: &Redactor) -> Result<(), String> {
     let Action::Http { expect_status, expect_body_contains, expect_json, .. } = action else { return Ok(()) };
     let body = String::from_utf8_lossy(&response.body);
-    let excerpt = |body: &str| if secret { " (body not shown: secret step)".to_owned() } else { excerpt(body) };
+    let excerpt =
+        |body: &str| if secret { " (body not shown: secret step)".to_owned() } else { excerpt(body, redactor) };
     let status_ok = if expect_status.is_empty() {
         (200..300).contains(&response.status)
     } else {
@@ -157,11 +159,12 @@ pub fn check(action: &Action, response: &Response, secret: bool) -> Result<(), S
     Ok(())
 }
 
-fn excerpt(body: &str) -> String {
+/// The first 200 characters of a body, masked before it is cut (see `Redactor::excerpt`).
+fn excerpt(body: &str, redactor: &Redactor) -> String {
     let trimmed = body.trim();
     if trimmed.is_empty() {
         return String::new();
     }
-    let short: String = trimmed.chars().take(200).collect();
-    format!("; body: {short}{}", if trimmed.chars().count() > 200 { "…" } else { "" })
+    let (short, cut) = redactor.excerpt(trimmed, 200);
+    format!("; body: {short}{}", if cut { "…" } else { "" })
 }

@@ -148,7 +148,10 @@ impl<'p> Runner<'p> {
         self.subscribers.push(subscriber);
     }
 
+    /// Every event passes the redactor here, whatever made it: no subscriber (terminal,
+    /// JSON, journal) sees a registered secret.
     fn emit(&mut self, event: Event) {
+        let event = redact_event(&self.plan.redactor, event);
         for subscriber in &mut self.subscribers {
             subscriber.event(&event);
         }
@@ -847,45 +850,61 @@ impl<'p> Runner<'p> {
                 .cloned()
                 .chain(env.iter().map(|(k, v)| (k.clone(), v.value.clone())))
                 .collect(),
-            remove_env: self.options.remove_env.clone(),
+            remove_env: self.options.remove_env.iter().chain(&self.plan.hidden_env).cloned().collect(),
             stdin: stdin.as_ref().map(|s| s.value.clone()),
             cwd,
             timeout: rendered.timeout,
             capture_limit: capture.map(|_| self.options.capture_limit),
-            // A secret step's output is registered for masking only when the step ends, so
-            // nothing it prints is shown before that.
+            // A secret step's stdout is its secret: never shown. Its stderr is shown masked,
+            // once the step has ended and its output is registered as a secret.
             show_stdout: !step.secret && !self.probing,
-            show_stderr: !step.secret && !self.probing,
+            show_stderr: !self.probing,
+            redactor: self.plan.redactor.clone(),
         };
         let id = step.id.clone();
-        let redactor = self.plan.redactor.clone();
         let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-        let probing = self.probing;
+        let mut held = Held::default();
+        let secret = step.secret;
         let strip_ansi = self.options.strip_ansi;
         let cancel = self.cancel.clone();
         let subscribers = &mut self.subscribers;
-        let ended = process::run(spec, &cancel, |stream, line| {
-            let Some(line) = line else {
+        let ended = process::run(spec, &cancel, |stream, chunk| {
+            let Some(chunk) = chunk else {
                 subscribers.iter_mut().for_each(|s| s.flush());
                 return;
             };
-            let line = if strip_ansi { ansi::strip(line) } else { std::borrow::Cow::Borrowed(line) };
-            let line = if redactor.is_empty() { line.into_owned() } else { redactor.redact(&line) };
-            if stream == Stream::Stderr {
-                if tail.len() == 3 {
-                    tail.pop_front();
-                }
-                tail.push_back(line.clone());
-            }
-            if probing {
+            if secret {
+                held.push(&chunk);
                 return;
             }
-            let event = Event::Output { id: id.clone(), stream, line };
+            // Our output is not a terminal: a child's escape sequences would be noise there.
+            let chunk = if strip_ansi && chunk.contains(&0x1b) {
+                ansi::strip(&event::decode(&chunk)).into_owned().into_bytes()
+            } else {
+                chunk
+            };
+            if stream == Stream::Stderr {
+                keep_tail(&mut tail, &chunk);
+            }
+            let event = Event::Output { id: id.clone(), stream, text: chunk };
             for subscriber in subscribers.iter_mut() {
                 subscriber.event(&event);
             }
         })
         .await;
+        if secret {
+            // Whatever the step printed on stdout is a secret, even when it failed: its
+            // stderr may quote it.
+            if let Ok(process::Ended::Exited { captured, .. }) = &ended {
+                register_captured(&self.plan.redactor, capture, captured);
+            }
+            let shown = held.shown(&self.plan.redactor);
+            if !shown.is_empty() {
+                keep_tail(&mut tail, shown.as_bytes());
+                self.emit(Event::Output { id: step.id.clone(), stream: Stream::Stderr, text: shown.into_bytes() });
+                self.subscribers.iter_mut().for_each(|s| s.flush());
+            }
+        }
         let program = argv.first().cloned().unwrap_or_default();
         match ended {
             Err(message) => Attempt::failed(message),
@@ -911,14 +930,12 @@ impl<'p> Runner<'p> {
                         (None, None) => "ended abnormally".to_owned(),
                     };
                     let tail: Vec<String> = tail.into_iter().collect();
-                    let detail = if step.secret {
-                        " (its output is not shown: secret step)".to_owned()
-                    } else if tail.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", tail.join(" / "))
+                    let hidden = if step.secret { " (its stdout is not shown: secret step)" } else { "" };
+                    let detail = if tail.is_empty() { String::new() } else { format!(": {}", tail.join(" / ")) };
+                    return Attempt {
+                        exit_code: code,
+                        ..Attempt::failed(format!("`{program}` {how}{hidden}{detail}"))
                     };
-                    return Attempt { exit_code: code, ..Attempt::failed(format!("`{program}` {how}{detail}")) };
                 }
                 let output = match capture.map(|c| captured_output(c, &captured)) {
                     None => StepOutput { status: code.map(i64::from), ..StepOutput::default() },
@@ -929,6 +946,9 @@ impl<'p> Runner<'p> {
                     Some(Err(message)) => return Attempt { exit_code: code, ..Attempt::failed(message) },
                 };
                 if step.secret {
+                    if let Err(message) = check_secret_output(&output) {
+                        return Attempt { exit_code: code, ..Attempt::failed(message) };
+                    }
                     register_secret(&self.plan.redactor, &output);
                 }
                 Attempt { exit_code: code, ..Attempt::done(Some(output)) }
@@ -956,7 +976,7 @@ impl<'p> Runner<'p> {
                 human_bytes(limit)
             )),
             http::Ended::Response(response) => {
-                if let Err(message) = http::check(&rendered.action, &response, step.secret) {
+                if let Err(message) = http::check(&rendered.action, &response, step.secret, &self.plan.redactor) {
                     return Attempt { exit_code: Some(i32::from(response.status)), ..Attempt::failed(message) };
                 }
                 let mut output = match capture.map(|c| captured_output(c, &response.body)) {
@@ -966,6 +986,9 @@ impl<'p> Runner<'p> {
                 };
                 output.status = Some(i64::from(response.status));
                 if step.secret {
+                    if let Err(message) = check_secret_output(&output) {
+                        return Attempt { exit_code: Some(i32::from(response.status)), ..Attempt::failed(message) };
+                    }
                     register_secret(&self.plan.redactor, &output);
                 }
                 Attempt { exit_code: Some(i32::from(response.status)), ..Attempt::done(Some(output)) }
@@ -996,6 +1019,69 @@ fn captured_output(capture: Capture, bytes: &[u8]) -> Result<StepOutput, String>
     Ok(output)
 }
 
+/// A secret step's stderr, held until the step has ended (bounded: a secret step that
+/// floods stderr shows its first `HELD_LIMIT` bytes).
+#[derive(Default)]
+struct Held {
+    bytes: Vec<u8>,
+    dropped: usize,
+}
+
+const HELD_LIMIT: usize = 1024 * 1024;
+
+impl Held {
+    fn push(&mut self, chunk: &[u8]) {
+        let room = HELD_LIMIT.saturating_sub(self.bytes.len()).min(chunk.len());
+        self.bytes.extend_from_slice(&chunk[..room]);
+        self.dropped += chunk.len() - room;
+    }
+
+    /// The held text masked with every secret known now (the step's own output included).
+    fn shown(&self, redactor: &crate::redact::Redactor) -> String {
+        let mut text = redactor.redact(&String::from_utf8_lossy(&self.bytes));
+        if self.dropped > 0 {
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&format!("[{} more bytes of stderr not shown]\n", self.dropped));
+        }
+        text
+    }
+}
+
+/// Keeps the last three lines of stderr for the failure message.
+fn keep_tail(tail: &mut std::collections::VecDeque<String>, chunk: &[u8]) {
+    let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+    let last: Vec<&[u8]> = body.rsplitn(4, |b| *b == b'\n').take(3).collect();
+    for line in last.into_iter().rev() {
+        if tail.len() == 3 {
+            tail.pop_front();
+        }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        tail.push_back(String::from_utf8_lossy(line).into_owned());
+    }
+}
+
+/// What a secret step printed on stdout, registered whether or not the step succeeded.
+fn register_captured(redactor: &crate::redact::Redactor, capture: Option<Capture>, captured: &[u8]) {
+    let text = String::from_utf8_lossy(captured);
+    redactor.add(text.trim_end_matches(['\n', '\r']));
+    if let Some(Ok(output)) = capture.map(|c| captured_output(c, captured)) {
+        register_secret(redactor, &output);
+    }
+}
+
+/// A secret output too short to be masked is refused rather than used unmasked.
+fn check_secret_output(output: &StepOutput) -> Result<(), String> {
+    match &output.output {
+        Some(text) if text.trim().chars().count() < crate::redact::MIN_SECRET_LEN => Err(format!(
+            "the secret output is shorter than {} characters, too short to be masked reliably (not shown)",
+            crate::redact::MIN_SECRET_LEN
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A secret step's output and every string inside it are masked from now on.
 fn register_secret(redactor: &crate::redact::Redactor, output: &StepOutput) {
     if let Some(text) = &output.output {
@@ -1011,6 +1097,37 @@ fn register_secret(redactor: &crate::redact::Redactor, output: &StepOutput) {
     }
     if let Some(json) = &output.json {
         walk(redactor, json);
+    }
+}
+
+fn redact_event(redactor: &crate::redact::Redactor, event: Event) -> Event {
+    if redactor.is_empty() {
+        return event;
+    }
+    let text = |t: String| redactor.redact(&t);
+    match event {
+        Event::Notice { id, text: t } => Event::Notice { id, text: text(t) },
+        Event::StepStarted { id, name, kind, command, attempt } => {
+            Event::StepStarted { id, name, kind, command: command.map(text), attempt }
+        }
+        Event::StageSkipped { procedure, index, name, reason } => {
+            Event::StageSkipped { procedure, index, name, reason: text(reason) }
+        }
+        Event::StepFinished { id, status, duration, exit_code, message, output, answer } => Event::StepFinished {
+            id,
+            status,
+            duration,
+            exit_code,
+            message: message.map(text),
+            output: output.map(|o| redact_json(redactor, o)),
+            answer: answer.map(text),
+        },
+        Event::RunFinished { outcome, message, duration, done, skipped, failed } => {
+            Event::RunFinished { outcome, message: message.map(text), duration, done, skipped, failed }
+        }
+        // Child output is masked as it streams (see `process`), with secrets split across
+        // reads; the run's and stages' names are the runbook's own.
+        other @ (Event::Output { .. } | Event::RunStarted { .. } | Event::StageStarted { .. }) => other,
     }
 }
 

@@ -16,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 use super::event::Stream;
 
 /// Lines longer than this are passed on in pieces, so one endless line cannot grow memory.
-/// Large, because secrets are masked within a piece: one split across two pieces of a
-/// line over 1 MiB would not be recognised.
+/// Secrets are masked before lines are cut, so a piece boundary never splits one.
 const MAX_LINE: usize = 1024 * 1024;
+/// One read from a child's pipe (a Linux pipe holds 64 KiB).
+const READ_SIZE: usize = 64 * 1024;
 /// After SIGTERM, how long the group gets before SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);
 
@@ -32,9 +33,11 @@ pub struct Spec<'a> {
     pub timeout: Duration,
     /// Capture stdout up to this many bytes; `None` captures nothing.
     pub capture_limit: Option<usize>,
-    /// Stream stdout / stderr to the operator (neither for `secret: true` steps).
+    /// Stream stdout / stderr to the operator (not a `secret: true` step's stdout).
     pub show_stdout: bool,
     pub show_stderr: bool,
+    /// Masks what is shown.
+    pub redactor: crate::redact::Redactor,
 }
 
 pub enum Ended {
@@ -44,12 +47,13 @@ pub enum Ended {
     Interrupted,
 }
 
-/// Runs the process; `on_line` sees every output line as it arrives, and `None` after each
-/// burst of lines.
+/// Runs the process; `on_output` sees every shown stream's output, masked, as it arrives:
+/// complete lines (or a piece of a line longer than `MAX_LINE`, or the unterminated end of
+/// the output), and `None` after each burst.
 pub async fn run(
     spec: Spec<'_>,
     cancel: &CancellationToken,
-    mut on_line: impl FnMut(Stream, Option<&str>),
+    mut on_output: impl FnMut(Stream, Option<Vec<u8>>),
 ) -> Result<Ended, String> {
     let (program, args) = spec.argv.split_first().ok_or("empty command")?;
     let program_path = resolve_program(program, &spec.cwd);
@@ -81,13 +85,17 @@ pub async fn run(
             let _ = stdin.shutdown().await;
         });
     }
-    let (tx, mut rx) = mpsc::channel::<(Stream, Vec<u8>)>(64);
+    let (tx, mut rx) = mpsc::channel::<Chunk>(32);
     let mut readers = Vec::new();
+    let masker = |shown: bool| shown.then(|| spec.redactor.stream());
     if let Some(stdout) = child.stdout.take() {
-        readers.push(tokio::spawn(read_lines(stdout, Stream::Stdout, tx.clone())));
+        let reader =
+            Reader { stream: Stream::Stdout, masker: masker(spec.show_stdout), capture: spec.capture_limit.is_some() };
+        readers.push(tokio::spawn(reader.run(stdout, tx.clone())));
     }
     if let Some(stderr) = child.stderr.take() {
-        readers.push(tokio::spawn(read_lines(stderr, Stream::Stderr, tx.clone())));
+        let reader = Reader { stream: Stream::Stderr, masker: masker(spec.show_stderr), capture: false };
+        readers.push(tokio::spawn(reader.run(stderr, tx.clone())));
     }
     drop(tx);
 
@@ -99,25 +107,18 @@ pub async fn run(
     let mut streams_open = true;
     let ended = loop {
         tokio::select! {
-            line = rx.recv(), if streams_open => match line {
-                Some((stream, bytes)) => {
-                    if stream == Stream::Stdout
-                        && let Some(limit) = spec.capture_limit {
-                            if captured.len() + bytes.len() > limit {
-                                overflow = true;
-                            } else {
-                                captured.extend_from_slice(&bytes);
-                            }
+            chunk = rx.recv(), if streams_open => match chunk {
+                Some(Chunk { stream, raw, shown }) => {
+                    if let Some(limit) = spec.capture_limit && !raw.is_empty() {
+                        if captured.len() + raw.len() > limit {
+                            overflow = true;
+                        } else {
+                            captured.extend_from_slice(&raw);
                         }
-                    let shown = match stream {
-                        Stream::Stdout => spec.show_stdout,
-                        Stream::Stderr => spec.show_stderr,
-                    };
-                    if shown {
-                        for line in lines(&bytes) {
-                            on_line(stream, Some(&String::from_utf8_lossy(line)));
-                        }
-                        on_line(stream, None);
+                    }
+                    if !shown.is_empty() {
+                        on_output(stream, Some(shown));
+                        on_output(stream, None);
                     }
                     if overflow {
                         break None;
@@ -256,42 +257,76 @@ async fn stop(child: &mut tokio::process::Child, group: &Group) {
     group.signal(Signal::SIGKILL);
 }
 
-/// Sends complete lines, several per message (one per read), so a child printing millions
-/// of short lines costs one channel message per 32 KiB, not one per line. A line longer than
-/// `MAX_LINE` is sent in pieces.
-async fn read_lines(mut reader: impl AsyncRead + Unpin, stream: Stream, tx: mpsc::Sender<(Stream, Vec<u8>)>) {
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let read = &buf[..n];
-        match read.iter().rposition(|b| *b == b'\n') {
-            Some(last) => {
-                let mut batch = std::mem::take(&mut pending);
-                batch.extend_from_slice(&read[..=last]);
-                pending.extend_from_slice(&read[last + 1..]);
-                if tx.send((stream, batch)).await.is_err() {
-                    return;
-                }
-            }
-            None => pending.extend_from_slice(read),
-        }
-        if pending.len() >= MAX_LINE && tx.send((stream, std::mem::take(&mut pending))).await.is_err() {
-            return;
-        }
-    }
-    if !pending.is_empty() {
-        let _ = tx.send((stream, pending)).await;
-    }
+/// What one read of a pipe gives the step: the bytes as read (for the capture) and what
+/// may be shown of them now, masked.
+struct Chunk {
+    stream: Stream,
+    raw: Vec<u8>,
+    shown: Vec<u8>,
 }
 
-/// The lines of a batch, without their line endings.
-fn lines(batch: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let body = batch.strip_suffix(b"\n").unwrap_or(batch);
-    body.split(|b| *b == b'\n').map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+/// Reads one of the child's pipes until it closes.
+struct Reader {
+    stream: Stream,
+    /// `None`: nothing of this stream is shown.
+    masker: Option<crate::redact::StreamMasker>,
+    capture: bool,
+}
+
+impl Reader {
+    /// Bytes are scanned, never decoded: the masker works on the bytes as read (holding back
+    /// the possible beginning of a secret until the next read), then complete lines go out,
+    /// several per message, so a child printing millions of short lines costs one channel
+    /// message per read, not one per line. A line longer than `MAX_LINE` goes in pieces.
+    async fn run(mut self, mut reader: impl AsyncRead + Unpin, tx: mpsc::Sender<Chunk>) {
+        let mut buf = Vec::new();
+        // Masked bytes of the line not complete yet.
+        let mut pending: Vec<u8> = Vec::new();
+        let masking = self.masker.as_ref().is_some_and(crate::redact::StreamMasker::is_active);
+        loop {
+            // Without secrets to mask, a read lands straight after the pending bytes.
+            let into = if masking || self.masker.is_none() { &mut buf } else { &mut pending };
+            let scanned = into.len();
+            into.reserve(READ_SIZE);
+            let n = match reader.read_buf(into).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let raw = if self.capture { into[scanned..scanned + n].to_vec() } else { Vec::new() };
+            let mut shown = Vec::new();
+            if let Some(masker) = &mut self.masker {
+                let scanned = if masking {
+                    let scanned = pending.len();
+                    masker.push(&buf, &mut pending);
+                    buf.clear();
+                    scanned
+                } else {
+                    scanned
+                };
+                match memchr::memrchr(b'\n', &pending[scanned..]) {
+                    Some(last) => {
+                        let rest = pending.split_off(scanned + last + 1);
+                        shown = std::mem::replace(&mut pending, rest);
+                    }
+                    None if pending.len() >= MAX_LINE => shown = std::mem::take(&mut pending),
+                    None => {}
+                }
+            } else {
+                buf.clear();
+            }
+            if (!raw.is_empty() || !shown.is_empty())
+                && tx.send(Chunk { stream: self.stream, raw, shown }).await.is_err()
+            {
+                return;
+            }
+        }
+        if let Some(masker) = &mut self.masker {
+            masker.finish(&mut pending);
+        }
+        if !pending.is_empty() {
+            let _ = tx.send(Chunk { stream: self.stream, raw: Vec::new(), shown: pending }).await;
+        }
+    }
 }
 
 /// `./scripts/x.sh` resolves against the step's directory; bare names go through PATH.
@@ -309,27 +344,5 @@ fn spawn_error(program: &str, cwd: &Path, err: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => format!("program `{program}` not found on PATH"),
         std::io::ErrorKind::PermissionDenied => format!("program `{program}` is not executable"),
         _ => format!("cannot start `{program}`: {err}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{lines, parse_stat};
-
-    #[test]
-    fn the_parent_pid_and_start_time_are_read_after_a_command_name_with_spaces_and_parentheses() {
-        let stat = "4711 (a (b) c) S 42 4711 4711 0 -1 4194304 90 0 0 0 0 0 0 0 20 0 1 0 123456 2318336 132";
-        assert_eq!(parse_stat(stat), Some((42, 123_456)));
-        assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(parse_stat("1 (x) S 0"), None);
-    }
-
-    #[test]
-    fn a_batch_splits_into_its_lines_without_endings() {
-        let batch = b"one\r\ntwo\n\nfour\n";
-        let got: Vec<&[u8]> = lines(batch).collect();
-        assert_eq!(got, vec![&b"one"[..], b"two", b"", b"four"]);
-        let piece: Vec<&[u8]> = lines(b"no newline yet").collect();
-        assert_eq!(piece, vec![&b"no newline yet"[..]]);
     }
 }

@@ -25,8 +25,8 @@ pub struct Terminal {
     /// The last output line of the running mutating step.
     last_line: Option<(String, String)>,
     /// Child output not written yet (see `flush_output`).
-    stdout: String,
-    stderr: String,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
 }
 
 impl Terminal {
@@ -41,8 +41,8 @@ impl Terminal {
             decisions: Vec::new(),
             changes: Vec::new(),
             last_line: None,
-            stdout: String::new(),
-            stderr: String::new(),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
         }
     }
 
@@ -78,14 +78,20 @@ impl Terminal {
         }
     }
 
-    fn output(&mut self, stream: Stream, line: &str) {
+    /// Child output, indented under its step. Already masked; decoded here, where a person
+    /// reads it (valid UTF-8, the usual case, is checked, not copied).
+    fn output(&mut self, stream: Stream, text: &[u8]) {
+        let decoded = super::event::decode(text);
         let buffer = match stream {
             Stream::Stdout => &mut self.stdout,
             Stream::Stderr => &mut self.stderr,
         };
-        buffer.push_str("    │ ");
-        buffer.push_str(line);
-        buffer.push('\n');
+        buffer.reserve(text.len() + text.len() / 16);
+        for line in super::event::lines(decoded.as_bytes()) {
+            buffer.extend_from_slice("    │ ".as_bytes());
+            buffer.extend_from_slice(line);
+            buffer.push(b'\n');
+        }
         if buffer.len() >= 64 * 1024 {
             self.flush_output();
         }
@@ -96,16 +102,20 @@ impl Terminal {
         if self.stdout.is_empty() && self.stderr.is_empty() {
             return;
         }
-        let (stdout, stderr) = (std::mem::take(&mut self.stdout), std::mem::take(&mut self.stderr));
+        let (stdout, stderr) = (&self.stdout, &self.stderr);
         let write = || {
             // A closed pipe on our own stdout must not stop the run.
-            let _ = std::io::stdout().lock().write_all(stdout.as_bytes());
-            let _ = std::io::stderr().lock().write_all(stderr.as_bytes());
+            let _ = std::io::stdout().lock().write_all(stdout);
+            let _ = std::io::stderr().lock().write_all(stderr);
         };
         match &self.spinner {
             Some(spinner) => spinner.suspend(write),
             None => write(),
         }
+        // Cleared, not replaced: the buffers keep their memory for the next burst, rather
+        // than growing the heap and giving it back for every 64 KiB of output.
+        self.stdout.clear();
+        self.stderr.clear();
     }
 
     fn stop_spinner(&mut self) {
@@ -160,14 +170,18 @@ impl Subscriber for Terminal {
                     self.spinner = Some(spinner);
                 }
             }
-            Event::Output { id, stream, line } => {
+            Event::Output { id, stream, text } => {
                 if self.context.mutating.contains(id) {
-                    let plain = strip_escapes(line);
-                    if !plain.trim().is_empty() {
-                        self.last_line = Some((id.clone(), plain.trim().chars().take(120).collect()));
+                    let decoded = super::event::decode(text);
+                    let last = super::event::lines(decoded.as_bytes())
+                        .map(|line| strip_escapes(&String::from_utf8_lossy(line)).trim().to_owned())
+                        .filter(|line| !line.is_empty())
+                        .last();
+                    if let Some(line) = last {
+                        self.last_line = Some((id.clone(), line.chars().take(120).collect()));
                     }
                 }
-                self.output(*stream, line);
+                self.output(*stream, text);
             }
             Event::Notice { text, .. } => {
                 self.stop_spinner();
@@ -260,26 +274,7 @@ pub struct SummaryContext {
 
 /// `line` without terminal escape sequences (gcloud prints bold names) or control characters.
 fn strip_escapes(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                // CSI: parameters and intermediates up to a final byte in @..~.
-                for next in chars.by_ref() {
-                    if ('@'..='~').contains(&next) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        if !c.is_control() || c == '\t' {
-            out.push(c);
-        }
-    }
-    out
+    super::ansi::strip(line).chars().filter(|c| !c.is_control() || *c == '\t').collect()
 }
 
 /// The part of a mutating step's captured output worth repeating: an operation's name,
@@ -312,6 +307,20 @@ pub struct JsonLines;
 
 impl Subscriber for JsonLines {
     fn event(&mut self, event: &Event) {
+        if let Event::Output { id, stream, text } = event {
+            // One `output` event per line, as before output came in chunks.
+            let decoded = super::event::decode(text);
+            let mut out = Vec::with_capacity(text.len() * 2);
+            for line in super::event::lines(decoded.as_bytes()) {
+                let line = super::event::decode(line);
+                let value = serde_json::json!({"event": "output", "id": id, "stream": stream, "line": line});
+                if serde_json::to_writer(&mut out, &value).is_ok() {
+                    out.push(b'\n');
+                }
+            }
+            let _ = std::io::stdout().lock().write_all(&out);
+            return;
+        }
         if let Ok(line) = serde_json::to_string(event) {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         }

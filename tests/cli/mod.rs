@@ -10,6 +10,7 @@ mod props;
 mod pty;
 mod regressions;
 mod rehearsal;
+mod secrets;
 mod store;
 mod tooling;
 mod validate;
