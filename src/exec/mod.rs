@@ -122,6 +122,15 @@ impl<'p> Runner<'p> {
         }
     }
 
+    /// Before the run waits on the operator: what subscribers buffered goes out, and the
+    /// journal makes every record so far durable (a step's end is otherwise synced only with
+    /// the next step's start).
+    fn settle(&mut self) {
+        for subscriber in &mut self.subscribers {
+            subscriber.flush();
+        }
+    }
+
     /// Refuses, before anything runs, a run that would need an answer it cannot get.
     pub fn preflight(&self) -> Result<(), String> {
         let plan = self.plan;
@@ -245,6 +254,7 @@ impl<'p> Runner<'p> {
             return Flow::Continue;
         }
         let name = env.name.clone();
+        self.settle();
         match self.operator.type_to_confirm("environment", &name, &format!("`{name}` is a protected environment")) {
             Ok(true) => Flow::Continue,
             Ok(false) => {
@@ -290,6 +300,7 @@ impl<'p> Runner<'p> {
             StageChoice::Run
         } else if self.operator.interactive {
             self.show_stage(procedure, index, stage);
+            self.settle();
             match self.operator.confirm_stage(&stage.name) {
                 Ok(choice) => choice,
                 Err(err) => return Flow::Stop(Outcome::Aborted, err.to_string()),
@@ -399,6 +410,7 @@ impl<'p> Runner<'p> {
                 }
             };
             let what = format!("step `{}` is destructive", step.id);
+            self.settle();
             match self.operator.type_to_confirm(&step.id, &target, &what) {
                 Ok(true) => {}
                 Ok(false) => {

@@ -1,3 +1,4 @@
+mod bench;
 mod dry_run;
 mod exec;
 mod journal;
