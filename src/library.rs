@@ -29,13 +29,15 @@ impl Entry {
 impl Library {
     /// Reads the folder; a missing folder is an empty library (`list` says so).
     pub fn load(dir: &Path) -> Library {
-        let mut entries = Vec::new();
-        for path in runbook_files(dir) {
-            entries.push(load_entry(&path));
-        }
+        let entries = load_entries(&runbook_files(dir));
         let mut library = Library { dir: dir.to_path_buf(), entries };
         library.check_unique_names();
         library
+    }
+
+    /// No runbooks: for commands that never look at the folder's (start-up time).
+    pub fn empty(dir: &Path) -> Library {
+        Library { dir: dir.to_path_buf(), entries: Vec::new() }
     }
 
     /// The runbook a command name runs; never one named like a built-in (that name is an
@@ -106,6 +108,26 @@ pub fn load_entry(path: &Path) -> Entry {
     Entry { path: path.to_path_buf(), checked }
 }
 
+/// Checks the files, in their order, on every core: each file's check is independent.
+fn load_entries(paths: &[PathBuf]) -> Vec<Entry> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(paths.len());
+    if threads <= 1 {
+        return paths.iter().map(|p| load_entry(p)).collect();
+    }
+    let per_thread = paths.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = paths
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || part.iter().map(|p| load_entry(p)).collect::<Vec<Entry>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
+}
+
+/// `*.yaml` and `*.yml` files of a folder, sorted by name.
 /// `*.yaml` and `*.yml` files of a folder, sorted by name. A symbolic link that leads
 /// nowhere (dangling, or a loop) is listed too: reading it reports the problem, where
 /// skipping it would validate a folder as "no problems" with a runbook missing.

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::from(error::exit::USAGE);
         }
     };
-    let library = Library::load(&dir);
+    let library = if needs_library(&args) { Library::load(&dir) } else { Library::empty(&dir) };
     let matches = match cli::command(&library.entries).try_get_matches_from(&args) {
         Ok(matches) => matches,
         Err(err) => {
@@ -69,6 +69,32 @@ fn main() -> ExitCode {
             ExitCode::from(err.code())
         }
     }
+}
+
+/// Built-ins whose parsing and running never use the folder's runbooks: for them the
+/// command line is built without checking every runbook first (start-up time).
+const WITHOUT_LIBRARY: &[&str] = &["validate", "history", "show", "resume", "schema", "run"];
+
+/// Whether building the command line needs the runbook folder: anything but a built-in of
+/// [`WITHOUT_LIBRARY`] or a bare `--version`. Anything unusual before the command (an
+/// unknown flag, `--help`) loads the folder, as the full command line may be needed.
+fn needs_library(args: &[std::ffi::OsString]) -> bool {
+    let mut version = false;
+    let mut iter = args.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        let Some(text) = arg.to_str() else { return true };
+        match text {
+            "--dir" | "--state-dir" | "--color" => {
+                iter.next();
+            }
+            "-V" | "--version" => version = true,
+            "-q" | "--quiet" | "-v" | "-vv" | "-vvv" | "--verbose" => {}
+            _ if text.starts_with("--dir=") || text.starts_with("--state-dir=") || text.starts_with("--color=") => {}
+            _ if text.starts_with('-') => return true,
+            command => return !WITHOUT_LIBRARY.contains(&command),
+        }
+    }
+    !version
 }
 
 fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, color: bool) -> Result<(), Error> {

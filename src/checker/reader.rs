@@ -82,11 +82,14 @@ impl Reader {
     pub fn required<'n>(&mut self, fields: &Fields<'n>, key: &str, what: &str) -> Option<&'n Node> {
         let node = fields.get(key);
         // A misspelt `procedure:` is already reported with "did you mean `procedures`?".
-        let misspelt = fields
-            .entries
-            .iter()
-            .any(|(k, _)| k.as_str().is_some_and(|k| k != key && strsim::damerau_levenshtein(k, key) <= 2));
-        if node.is_none() && !misspelt {
+        // (Looked for only when the key is missing: edit distances cost start-up time.)
+        let misspelt = || {
+            fields
+                .entries
+                .iter()
+                .any(|(k, _)| k.as_str().is_some_and(|k| k != key && strsim::damerau_levenshtein(k, key) <= 2))
+        };
+        if node.is_none() && !misspelt() {
             self.error(Code::MissingKey, fields.node.span, format!("{what} is missing `{key}`"));
         }
         node

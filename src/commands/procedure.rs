@@ -133,6 +133,10 @@ pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
+/// One thread: a step's output readers, its exit and the signal watcher all wake the same
+/// thread, so each spawn costs no hand-offs between threads (issue 13: per-step overhead).
+/// Two worker threads, not one: prompts block their thread, and the signal task must still
+/// run so that Ctrl-C at a question ends the run cleanly (exit 130) instead of killing it.
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -176,6 +176,13 @@ impl<'p> Runner<'p> {
         refused
     }
 
+    /// Before the run waits on the operator: what subscribers buffered goes out.
+    fn settle(&mut self) {
+        for subscriber in &mut self.subscribers {
+            subscriber.flush();
+        }
+    }
+
     /// Refuses, before anything runs, a run that would need an answer it cannot get.
     pub fn preflight(&self) -> Result<(), String> {
         let plan = self.plan;
@@ -352,6 +359,7 @@ impl<'p> Runner<'p> {
             return Flow::Continue;
         }
         let name = env.name.clone();
+        self.settle();
         let given = self.operator.confirmations.env.clone();
         match self.operator.type_to_confirm(given.as_deref(), &name, &format!("`{name}` is a protected environment")) {
             Ok(true) => Flow::Continue,
@@ -399,6 +407,7 @@ impl<'p> Runner<'p> {
         } else if self.operator.interactive {
             self.show_stage(procedure, index, stage);
             self.unseen = self.not_yet_known(stage);
+            self.settle();
             match self.operator.confirm_stage(&stage.name) {
                 Ok(choice) => choice,
                 Err(err) => return unanswered(err),
@@ -537,6 +546,7 @@ impl<'p> Runner<'p> {
                 }
             };
             let what = format!("step `{}` is destructive", step.id);
+            self.settle();
             let given = self.operator.confirmations.targets.get(&step.id).or_else(|| self.plan.answers.get(&step.id));
             match self.operator.type_to_confirm(given.map(String::as_str), &target, &what) {
                 Ok(true) => {}

@@ -1,3 +1,4 @@
+mod bench;
 mod decisions;
 mod dry_run;
 mod exec;
