@@ -275,3 +275,42 @@ fn the_run_workflow_shares_the_teams_state_url() {
         .unwrap_or_default();
     assert!(workflow.contains("RUNBOOK_STATE_URL: ${{ vars.RUNBOOK_STATE_URL }}"), "{workflow}");
 }
+
+/// A plan's approvals and its applied marker live next to it in the shared store: an
+/// approval given on one machine counts on another, and a plan applied on one machine is
+/// refused on every other (its local state dir knows nothing of it).
+#[test]
+fn an_approval_given_on_one_machine_counts_on_another_and_a_plan_applies_once_across_machines() {
+    use super::plans::{as_user, plan_id, plan_path, sandbox, switched};
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let shared = |run: Run| {
+        run.env("STORAGE_EMULATOR_HOST", gcs.host())
+            .env("RUNBOOK_STATE_URL", format!("gs://{BUCKET}/ops"))
+            .env("RUNBOOK_STORE_TIMEOUT", "2s")
+    };
+    let (one, two) = (sandbox(), sandbox());
+    let in_store = |sandbox: &crate::support::Sandbox, who: &str, args: &[&str]| {
+        shared(as_user(sandbox, who).args(args.iter().copied())).output()
+    };
+    in_store(
+        &one,
+        "a@x",
+        &["svc", "switch", "--env", "production", "--answer", "reason=rollback", "--save-plan", "switch.plan"],
+    )
+    .success();
+    let plan = std::fs::read(plan_path(&one)).unwrap_or_default();
+    std::fs::write(plan_path(&two), &plan).unwrap_or_else(|e| panic!("copy the plan: {e}"));
+
+    let prefix: String = plan_id(&plan_path(&two)).chars().take(8).collect();
+    let out = in_store(&two, "b@x", &["approve", "switch.plan", "--plan-id", &prefix]).success();
+    assert!(out.all().contains("gs://"), "the approval is recorded in the shared store: {}", out.all());
+    let out = in_store(&one, "a@x", &["apply", "switch.plan", "--confirm-env", "production"]).success();
+    assert_eq!(switched(&one), "rev-1-next rollback t0ken-default\n", "{}", out.all());
+
+    let out = in_store(&two, "b@x", &["apply", "switch.plan", "--confirm-env", "production"]).status(2);
+    assert!(out.stderr().contains("was applied already"), "{}", out.stderr());
+    assert_eq!(switched(&two), "", "a plan runs once, whichever machine asks");
+    // Without the shared store, machine two's own state dir has no approval of it.
+    let out = as_user(&two, "c@x").args(["apply", "switch.plan", "--confirm-env", "production"]).output().status(2);
+    assert!(out.stderr().contains("has 0 of 1 approval"), "{}", out.stderr());
+}
