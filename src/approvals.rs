@@ -56,13 +56,24 @@ pub struct LocalStore {
     pub root: PathBuf,
 }
 
+/// The plan id, if it may go into a path or an object name: the id comes from a file a
+/// person may hand us, so only hex is let through.
+pub(crate) fn checked_id(plan_id: &str) -> Result<&str, String> {
+    if plan_id.is_empty() || !plan_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`{plan_id}` is not a plan id"));
+    }
+    Ok(plan_id)
+}
+
+/// The file (object) name of one approver's approval: a digest, so any identity fits.
+pub(crate) fn approval_name(approver: &str) -> String {
+    let digest = crate::plan_file::sha256_hex(approver.as_bytes());
+    format!("{}.json", &digest[..16])
+}
+
 impl LocalStore {
     fn plan_dir(&self, plan_id: &str) -> Result<PathBuf, String> {
-        // The id comes from a file a person may hand us: only hex makes it into a path.
-        if plan_id.is_empty() || !plan_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("`{plan_id}` is not a plan id"));
-        }
-        Ok(self.root.join(plan_id))
+        Ok(self.root.join(checked_id(plan_id)?))
     }
 }
 
@@ -90,8 +101,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &std::path::Path) -> Result<T, 
 impl Store for LocalStore {
     fn add_approval(&self, approval: &Approval) -> Result<(), StoreError> {
         let dir = self.plan_dir(&approval.plan_id).map_err(StoreError::Io)?.join("approvals");
-        let name = crate::plan_file::sha256_hex(approval.approver.as_bytes());
-        create_new(&dir.join(format!("{}.json", &name[..16])), approval)
+        create_new(&dir.join(approval_name(&approval.approver)), approval)
     }
 
     fn approvals(&self, plan_id: &str) -> Result<Vec<Approval>, String> {
@@ -121,9 +131,9 @@ impl Store for LocalStore {
     }
 }
 
-/// The store for this state dir. (The shared store, once configured, is chosen here.)
-pub fn store(state: &crate::state::StateDir) -> Box<dyn Store> {
-    Box::new(LocalStore { root: state.root.join("plans") })
+/// Next to the plan in the shared store when one is configured, else in the state dir.
+pub fn store(shared: &dyn crate::store::Store, state: &crate::state::StateDir) -> Box<dyn Store> {
+    shared.plan_records().unwrap_or_else(|| Box::new(LocalStore { root: state.root.join("plans") }))
 }
 
 /// Who is acting: in a GitHub Actions job the person who started the workflow

@@ -309,7 +309,7 @@ fn read_plan(file: &Path) -> Result<PlanFile, Error> {
 
 fn store(settings: &Settings) -> Result<Box<dyn Store>, Error> {
     let state = StateDir::resolve(settings.state_dir.as_deref()).map_err(Error::Io)?;
-    Ok(crate::approvals::store(&state))
+    Ok(crate::approvals::store(settings.store()?.as_ref(), &state))
 }
 
 /// Approvals that count: for this id, by someone other than the creator. The others are

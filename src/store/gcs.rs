@@ -269,6 +269,14 @@ impl Store for GcsStore {
         let bodies = self.client.media_many(objects.iter().map(|o| o.name.clone()).collect());
         decode(run_id, bodies.iter().map(|b| b.as_ref().map_err(|e| self.fail("read a record", e)))).map(Some)
     }
+
+    fn plan_records(&self) -> Option<Box<dyn crate::approvals::Store>> {
+        Some(Box::new(super::plans::GcsPlans::new(
+            Arc::clone(&self.client),
+            self.object("plans"),
+            format!("gs://{}/{}", self.url.bucket, self.object("plans")),
+        )))
+    }
 }
 
 fn seq_of(name: &str) -> Option<u64> {

@@ -7,6 +7,7 @@ pub mod client;
 pub mod gcs;
 pub mod journal;
 pub mod local;
+pub mod plans;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -125,6 +126,12 @@ pub trait Store: Send + Sync {
     fn history(&self) -> Result<Vec<RunEntry>, String>;
     /// Every record of one run, or `None` when there is no such run.
     fn run(&self, run_id: &str) -> Result<Option<Recorded>, String>;
+
+    /// Where approvals and applied markers of plans go when this store is shared; `None`
+    /// keeps them in the local state dir.
+    fn plan_records(&self) -> Option<Box<dyn crate::approvals::Store>> {
+        None
+    }
 }
 
 /// `--state-url`, `RUNBOOK_STATE_URL` (clap reads both) or the runbook folder's config file.

@@ -275,3 +275,68 @@ fn the_run_workflow_shares_the_teams_state_url() {
         .unwrap_or_default();
     assert!(workflow.contains("RUNBOOK_STATE_URL: ${{ vars.RUNBOOK_STATE_URL }}"), "{workflow}");
 }
+
+/// `runbook` as `who` on a machine of the plan tests, with the shared store `gs://BUCKET/<prefix>`.
+fn in_store(gcs: &FakeGcs, prefix: &str, machine: &Sandbox, who: &str) -> Run {
+    super::plans::as_user(machine, who)
+        .env("STORAGE_EMULATOR_HOST", gcs.host())
+        .env("RUNBOOK_STATE_URL", format!("gs://{BUCKET}/{prefix}"))
+        .env("RUNBOOK_STORE_TIMEOUT", "5s")
+}
+
+/// Two machines; a@x saves a production plan on the first, which is copied to the second.
+/// Returns them and the plan id's first 8 characters.
+fn planned_on_one_copied_to_two(gcs: &FakeGcs, prefix: &str) -> (Sandbox, Sandbox, String) {
+    use super::plans::{plan_id, plan_path, sandbox};
+    let (one, two) = (sandbox(), sandbox());
+    let save = ["svc", "switch", "--env", "production", "--answer", "reason=rollback", "--save-plan", "switch.plan"];
+    in_store(gcs, prefix, &one, "a@x").args(save).output().success();
+    let plan = std::fs::read(plan_path(&one)).unwrap_or_default();
+    std::fs::write(plan_path(&two), &plan).unwrap_or_else(|e| panic!("copy the plan: {e}"));
+    let short: String = plan_id(&plan_path(&one)).chars().take(8).collect();
+    (one, two, short)
+}
+
+const APPLY: [&str; 4] = ["apply", "switch.plan", "--confirm-env", "production"];
+
+/// A plan's approvals and its applied marker live next to it in the shared store: an
+/// approval given on one machine counts on another, and a plan applied on one machine is
+/// refused on every other (its local state dir knows nothing of it).
+#[test]
+fn an_approval_given_on_one_machine_counts_on_another_and_a_plan_applies_once_across_machines() {
+    use super::plans::{as_user, switched};
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let (one, two, short) = planned_on_one_copied_to_two(&gcs, "ops");
+    let out = in_store(&gcs, "ops", &two, "b@x").args(["approve", "switch.plan", "--plan-id", &short]).output();
+    let out = out.success();
+    assert!(out.all().contains("gs://"), "the approval is recorded in the shared store: {}", out.all());
+    let out = in_store(&gcs, "ops", &one, "a@x").args(APPLY).output().success();
+    assert_eq!(switched(&one), "rev-1-next rollback t0ken-default\n", "{}", out.all());
+
+    let out = in_store(&gcs, "ops", &two, "b@x").args(APPLY).output().status(2);
+    assert!(out.stderr().contains("was applied already"), "{}", out.stderr());
+    assert_eq!(switched(&two), "", "a plan runs once, whichever machine asks");
+    // Without the shared store, machine two's own state dir has no approval of it.
+    let out = as_user(&two, "c@x").args(APPLY).output().status(2);
+    assert!(out.stderr().contains("has 0 of 1 approval"), "{}", out.stderr());
+}
+
+/// Two machines apply one approved plan at the same moment: exactly one runs it. The loser
+/// is stopped by the shared run lock or, if it comes after the lock is released, by the
+/// applied mark (created with `ifGenerationMatch=0` before anything runs).
+#[test]
+fn two_machines_applying_one_plan_at_once_run_it_exactly_once() {
+    use super::plans::switched;
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let (one, two, short) = planned_on_one_copied_to_two(&gcs, "race");
+    in_store(&gcs, "race", &one, "b@x").args(["approve", "switch.plan", "--plan-id", &short]).output().success();
+
+    let children: Vec<Child> =
+        [&one, &two].iter().map(|m| Machine::spawn(in_store(&gcs, "race", m, "a@x").args(APPLY))).collect();
+    let results: Vec<(i32, String)> = children.into_iter().map(finish).collect();
+    let codes: Vec<i32> = results.iter().map(|(code, _)| *code).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{results:?}");
+    let refused = |err: &str| err.contains("applied already") || err.contains("is already running");
+    assert!(results.iter().any(|(code, err)| *code == 2 && refused(err)), "{results:?}");
+    assert_eq!(switched(&one).lines().count() + switched(&two).lines().count(), 1, "the plan ran once");
+}
