@@ -9,6 +9,8 @@ mod docs;
 mod dry_run;
 mod error;
 mod exec;
+#[cfg(test)]
+mod fuzz_rng;
 mod journal;
 mod library;
 mod lock;

@@ -355,21 +355,7 @@ mod fuzz {
 
     use super::{MIN_SECRET_LEN, Redactor};
 
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            // xorshift64*
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            usize::try_from(self.next() % (n.max(1) as u64)).unwrap_or(0)
-        }
-    }
+    use crate::fuzz_rng::Rng;
 
     const PIECES: &[&str] =
         &["a", "b", "é", "ß", "日", "🔑", ".", "*", "?", "\\", "$", "(", "\n", "\r\n", " ", "x", "0"];

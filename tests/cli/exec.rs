@@ -2,30 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::Sandbox;
 use crate::support::http::{Reply, Server};
+use crate::support::{Sandbox, live_processes};
 
 fn sandbox_with(name: &str, yaml: &str) -> Sandbox {
     let sandbox = Sandbox::new();
     sandbox.file(name, yaml);
     sandbox
-}
-
-/// Processes whose command line contains `needle`, zombies excluded.
-fn live_processes(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else { continue };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let state = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        let zombie = state.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
-        if cmdline.contains(needle) && !zombie {
-            found.push(format!("{}: {cmdline}", path.display()));
-        }
-    }
-    found
 }
 
 const FLOW: &str = r#"runbook: flow
