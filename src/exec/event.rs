@@ -157,6 +157,50 @@ pub trait Subscriber: Send {
     }
 }
 
+impl Event {
+    /// The event as every subscriber may see it: registered secrets masked.
+    pub fn redacted(self, redactor: &crate::redact::Redactor) -> Event {
+        let event = self;
+        if redactor.is_empty() {
+            return event;
+        }
+        let text = |t: String| redactor.redact(&t);
+        match event {
+            Event::Notice { id, text: t } => Event::Notice { id, text: text(t) },
+            Event::StepStarted { id, name, kind, command, attempt } => {
+                Event::StepStarted { id, name, kind, command: command.map(text), attempt }
+            }
+            Event::StageSkipped { procedure, index, name, reason } => {
+                Event::StageSkipped { procedure, index, name, reason: text(reason) }
+            }
+            Event::StepFinished { id, status, duration, exit_code, message, output, answer } => Event::StepFinished {
+                id,
+                status,
+                duration,
+                exit_code,
+                message: message.map(text),
+                output: output.map(|o| redact_json(redactor, o)),
+                answer: answer.map(text),
+            },
+            Event::RunFinished { outcome, message, duration, done, skipped, failed } => {
+                Event::RunFinished { outcome, message: message.map(text), duration, done, skipped, failed }
+            }
+            // Child output is masked as it streams (see `process`), with secrets split across
+            // reads; the run's and stages' names are the runbook's own.
+            other @ (Event::Output { .. } | Event::RunStarted { .. } | Event::StageStarted { .. }) => other,
+        }
+    }
+}
+
+pub fn redact_json(redactor: &crate::redact::Redactor, value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::String(s) => serde_json::Value::String(redactor.redact(&s)),
+        serde_json::Value::Array(items) => items.into_iter().map(|v| redact_json(redactor, v)).collect(),
+        serde_json::Value::Object(map) => map.into_iter().map(|(k, v)| (k, redact_json(redactor, v))).collect(),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::lines;

@@ -4,8 +4,14 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::plan::{Plan, StepOutput};
 use crate::redact::Redactor;
-use crate::render::Action;
+use crate::render::{Action, Rendered};
+use crate::step::{Capture, Step};
+
+use super::{Attempt, captured_output, check_secret_output, human_bytes, register_secret};
+use crate::exec::Runner;
+use crate::exec::event::StepStatus;
 
 pub struct Response {
     pub status: u16,
@@ -167,4 +173,53 @@ fn excerpt(body: &str, redactor: &Redactor) -> String {
     }
     let (short, cut) = redactor.excerpt(trimmed, 200);
     format!("; body: {short}{}", if cut { "…" } else { "" })
+}
+
+impl Runner<'_> {
+    pub(super) async fn http(&mut self, step: &Step, rendered: &Rendered, capture: Option<Capture>) -> Attempt {
+        let direct = match (&self.options.http_guard, &rendered.action) {
+            (Some(guard), Action::Http { url, .. }) => match guard.check(url) {
+                Ok(fake) => fake,
+                Err(crate::rehearsal::Refused(reason)) => return Attempt { last: true, ..Attempt::failed(reason) },
+            },
+            _ => false,
+        };
+        match send(&rendered.action, rendered.timeout, self.options.capture_limit, &self.cancel, direct).await {
+            Ended::Interrupted => Attempt::with_status(StepStatus::Interrupted, "interrupted"),
+            Ended::TimedOut => Attempt::with_status(
+                StepStatus::TimedOut,
+                format!("no complete response within {}", humantime::format_duration(rendered.timeout)),
+            ),
+            Ended::Failed(message) => Attempt::failed(message),
+            Ended::TooLarge(limit) => Attempt::failed(format!(
+                "the response body is larger than the capture limit of {} (RUNBOOK_CAPTURE_LIMIT)",
+                human_bytes(limit)
+            )),
+            Ended::Response(response) => {
+                if let Err(message) = check(&rendered.action, &response, step.secret, &self.plan.redactor) {
+                    return Attempt { exit_code: Some(i32::from(response.status)), ..Attempt::failed(message) };
+                }
+                let mut output = match capture.map(|c| captured_output(c, &response.body)) {
+                    None => StepOutput::default(),
+                    Some(Ok(output)) => output,
+                    Some(Err(message)) => return Attempt::failed(message),
+                };
+                output.status = Some(i64::from(response.status));
+                if step.secret {
+                    if let Err(message) = check_secret_output(&output) {
+                        return Attempt { exit_code: Some(i32::from(response.status)), ..Attempt::failed(message) };
+                    }
+                    register_secret(&self.plan.redactor, &output);
+                }
+                Attempt { exit_code: Some(i32::from(response.status)), ..Attempt::done(Some(output)) }
+            }
+        }
+    }
+}
+
+pub(in crate::exec) fn http_line(plan: &Plan, rendered: &Rendered) -> Option<String> {
+    match &rendered.action {
+        Action::Http { method, url, .. } => Some(format!("{method} {}", plan.redactor.redact(url))),
+        _ => None,
+    }
 }
