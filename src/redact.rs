@@ -22,9 +22,15 @@ pub struct Redactor {
 
 #[derive(Debug, Default)]
 struct Secrets {
+    /// In the order registered.
     values: Vec<String>,
+    /// The same values, to find one already registered without comparing it to each.
+    known: std::collections::HashSet<String>,
     /// Built from `values` on first use after a change.
     matcher: Option<Arc<Matcher>>,
+    /// How many times a matcher was built (each build costs the total length of the secrets).
+    #[cfg(test)]
+    builds: usize,
 }
 
 /// Every secret in one automaton; leftmost-longest, so a secret that contains another is
@@ -78,18 +84,24 @@ impl Redactor {
     /// Registers a secret. Values shorter than [`MIN_SECRET_LEN`] characters are ignored:
     /// callers refuse them before they get here.
     pub fn add(&self, secret: &str) {
-        let secret = secret.trim_end_matches(['\n', '\r']);
+        self.add_all([secret]);
+    }
+
+    /// Registers several secrets at once: the matcher is rebuilt (on its next use) once for
+    /// the batch, not once per value, and a value already known changes nothing. A build
+    /// costs the secrets' total length, so registering each value derived while rendering
+    /// a step on its own, between uses, made rendering quadratic in the secrets' size.
+    pub fn add_all<'a>(&self, secrets: impl IntoIterator<Item = &'a str>) {
         let mut new = Vec::new();
-        if secret.chars().count() >= MIN_SECRET_LEN {
-            new.push(secret.to_owned());
-        }
-        // A multi-line secret (a key file) is also masked line by line, so each of its lines
-        // is hidden wherever it turns up alone.
-        if secret.contains('\n') {
-            for line in secret.lines() {
-                if line.trim().chars().count() >= MIN_SECRET_LEN {
-                    new.push(line.to_owned());
-                }
+        for secret in secrets {
+            let secret = secret.trim_end_matches(['\n', '\r']);
+            if secret.chars().count() >= MIN_SECRET_LEN {
+                new.push(secret);
+            }
+            // A multi-line secret (a key file) is also masked line by line, so each of its
+            // lines is hidden wherever it turns up alone.
+            if secret.contains('\n') {
+                new.extend(secret.lines().filter(|line| line.trim().chars().count() >= MIN_SECRET_LEN));
             }
         }
         if new.is_empty() {
@@ -97,8 +109,9 @@ impl Redactor {
         }
         let Ok(mut secrets) = self.inner.write() else { return };
         for value in new {
-            if !secrets.values.contains(&value) {
-                secrets.values.push(value);
+            if !secrets.known.contains(value) {
+                secrets.known.insert(value.to_owned());
+                secrets.values.push(value.to_owned());
                 secrets.matcher = None;
             }
         }
@@ -114,6 +127,10 @@ impl Redactor {
         let mut secrets = self.inner.write().ok()?;
         if secrets.matcher.is_none() {
             secrets.matcher = Matcher::new(&secrets.values).map(Arc::new);
+            #[cfg(test)]
+            {
+                secrets.builds += 1;
+            }
         }
         secrets.matcher.clone()
     }
@@ -151,6 +168,12 @@ impl Redactor {
             short.push_str(MASK);
         }
         (short, true)
+    }
+
+    /// How many times the matcher was built: each build costs the secrets' total length.
+    #[cfg(test)]
+    pub fn builds(&self) -> usize {
+        self.inner.read().map_or(0, |s| s.builds)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -21,13 +21,31 @@ pub struct Text {
 }
 
 impl Text {
-    fn new(plan: &Plan, template: &Template, value: String, placeholders: bool) -> Self {
+    /// `shown` is filled in by [`render`] once every value derived from a secret in the
+    /// step is registered.
+    fn new(plan: &Plan, template: &Template, value: String, derived: &Derived) -> Self {
         let secret = plan.is_secret(template);
         if secret {
-            register_derived(plan, &value, placeholders);
+            derived.note(&value);
         }
-        let shown = if secret { MASK.to_owned() } else { plan.redactor.redact(&value) };
-        Text { value, shown, secret }
+        Text { value, shown: MASK.to_owned(), secret }
+    }
+}
+
+/// The values derived from a secret while rendering one step (a slice of it, the new
+/// connection string): secrets too, registered together once the step is rendered, so a
+/// step costs at most one rebuild of the masker however many such values it has. Not in a
+/// dry-run while a value holds placeholders: they are not the value.
+struct Derived {
+    placeholders: bool,
+    values: std::cell::RefCell<Vec<String>>,
+}
+
+impl Derived {
+    fn note(&self, value: &str) {
+        if !(self.placeholders && value.contains('<')) {
+            self.values.borrow_mut().push(value.to_owned());
+        }
     }
 }
 
@@ -125,6 +143,16 @@ impl Rendered {
         }
     }
 
+    /// Every [`Text`] of the step.
+    fn texts_mut(&mut self) -> Vec<&mut Text> {
+        let (list, one) = match &mut self.action {
+            Action::Run { env, stdin, .. } | Action::Shell { env, stdin, .. } => (env, stdin),
+            Action::Http { headers, body, .. } => (headers, body),
+            _ => return Vec::new(),
+        };
+        list.iter_mut().map(|(_, text)| text).chain(one.as_mut()).collect()
+    }
+
     /// The argv as it would be typed in a terminal, secrets masked.
     pub fn command_line(&self, plan: &Plan) -> Option<String> {
         match &self.action {
@@ -139,27 +167,17 @@ impl Rendered {
     }
 }
 
-/// A value derived from a secret (a slice of it, the new connection string) is a secret
-/// too, registered like any other, so it is masked wherever it turns up (a child may print
-/// it). Not in a dry-run while it holds placeholders: they are not the value.
-fn register_derived(plan: &Plan, value: &str, placeholders: bool) {
-    if !(placeholders && value.contains('<')) {
-        plan.redactor.add(value);
-    }
-}
-
 /// Renders a step. `outputs` holds finished steps (or placeholders in a dry-run).
 pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, RenderError> {
     let context = plan.context(outputs);
-    let placeholders = outputs.placeholders;
-    let text =
-        |t: &Template| -> Result<Text, RenderError> { Ok(Text::new(plan, t, t.render(&context)?, placeholders)) };
+    let derived = Derived { placeholders: outputs.placeholders, values: std::cell::RefCell::new(Vec::new()) };
+    let text = |t: &Template| -> Result<Text, RenderError> { Ok(Text::new(plan, t, t.render(&context)?, &derived)) };
     // Where the checker lets a secret through unmarked (an expectation, a confirmation
     // target), the value is still registered.
     let plain = |t: &Template| -> Result<String, RenderError> {
         let value = t.render(&context)?;
         if plan.is_secret(t) {
-            register_derived(plan, &value, placeholders);
+            derived.note(&value);
         }
         Ok(value)
     };
@@ -232,14 +250,24 @@ pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, R
         }
         StepKind::Include(include) => Action::Include { procedure: include.procedure.clone() },
     };
-    Ok(Rendered {
+    let confirm = step.confirm.as_ref().map(plain).transpose()?;
+    // A derived value is a secret wherever it turns up (a child may print it), and so in
+    // this step's own values: registered before any of them is masked for showing.
+    plan.redactor.add_all(derived.values.borrow().iter().map(String::as_str));
+    let mut rendered = Rendered {
         id: step.id.clone(),
         name: step.name.clone(),
         effect: step.effect,
         timeout: step.timeout_or_default(),
         action,
-        confirm: step.confirm.as_ref().map(plain).transpose()?,
-    })
+        confirm,
+    };
+    for text in rendered.texts_mut() {
+        if !text.secret {
+            text.shown = plan.redactor.redact(&text.value);
+        }
+    }
+    Ok(rendered)
 }
 
 type ChoiceList = (Vec<String>, Option<Vec<String>>);
