@@ -300,6 +300,45 @@ impl Redactor {
     }
 }
 
+/// The secrets on a command line that the argument parser refused, before any runbook
+/// input was bound (the parser's message quotes what it refused, `--env <secret>`): the
+/// value of every secret param's flag and of every `--answer` to a secret prompt, of any
+/// of `runbooks`, and every `RUNBOOK_PARAM_*` variable.
+pub fn in_arguments<'a>(
+    runbooks: impl IntoIterator<Item = &'a crate::model::Runbook>,
+    args: &[std::ffi::OsString],
+) -> Redactor {
+    let (mut flags, mut steps) = (Vec::new(), Vec::new());
+    for runbook in runbooks {
+        flags.extend(runbook.params.values().filter(|p| p.secret).map(|p| format!("--{}", p.flag())));
+        let all_steps = runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps));
+        steps.extend(all_steps.filter(|s| s.output_is_secret()).map(|s| s.id.clone()));
+    }
+    let redactor = Redactor::default();
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    for (index, arg) in args.iter().enumerate() {
+        let (name, value) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value)),
+            _ => (*arg, args.get(index + 1).copied()),
+        };
+        let Some(value) = value else { continue };
+        if flags.iter().any(|flag| flag == name) {
+            redactor.add(value);
+        } else if name == "--answer"
+            && let Some((id, answer)) = value.split_once('=')
+            && steps.iter().any(|step| step == id)
+        {
+            redactor.add(answer);
+        }
+    }
+    let env: Vec<String> = std::env::vars_os()
+        .filter(|(name, _)| name.to_str().is_some_and(|n| n.starts_with("RUNBOOK_PARAM_")))
+        .filter_map(|(_, value)| value.into_string().ok())
+        .collect();
+    redactor.add_all(env.iter().map(String::as_str));
+    redactor
+}
+
 /// Masks one output stream that arrives in reads of any size and split anywhere. Bytes that
 /// could be the beginning of a secret completed by the next read are held back until that
 /// read or the end of the stream; everything before them comes out masked.

@@ -430,7 +430,8 @@ mod property {
 /// a typed param, an environment, a var, a prompt with choices, a secret prompt.
 const EARLY: &str = "runbook: early\ntitle: Early\nparams:\n  token: {type: string, secret: true}\n  count: {type: int, required: false}\nenvironments:\n  staging: {vars: {region: eu}}\nprocedures:\n  go:\n    summary: Go\n    params: [token, count]\n    stages:\n      - name: S\n        steps:\n          - {id: pw, prompt: \"Password?\", secret: true}\n          - {id: pick, prompt: \"Which?\", choices: [a, b]}\n          - {id: a, run: [sh, -c, 'exit 1'], effect: read}\n";
 
-/// Every input check that quotes what it refuses (`--count`, `--env`, `--var`, `--answer`),
+/// Every input check that quotes what it refuses (`--count`, `--env`, `--var`, `--answer`;
+/// the argument parser's and the plan's),
 /// fed the secret itself (a paste into the wrong flag), with the secret given by flag,
 /// by `RUNBOOK_PARAM_TOKEN` or as a secret prompt's answer: the refusal (exit 2) masks it.
 #[test]
@@ -443,9 +444,8 @@ fn an_input_refused_before_the_plan_exists_does_not_echo_a_secret_from_flag_env_
         ("env", vec!["--answer".into(), "pw=other-pw-1".into()], vec![("RUNBOOK_PARAM_TOKEN", secret)]),
         ("answer", vec!["--token".into(), "other-token-1".into(), "--answer".into(), format!("pw={secret}")], vec![]),
     ];
-    // Not here: `--env` with a value that is not an environment, refused by the argument
-    // parser, which quotes it (an open item, see SECURITY.md).
-    let refusals: [(&str, Vec<String>); 6] = [
+    let refusals: [(&str, Vec<String>); 7] = [
+        ("an unknown environment (refused by the argument parser)", vec!["--env".into(), secret.into()]),
         ("an int param", vec!["--env".into(), "staging".into(), "--count".into(), secret.into()]),
         ("a var without `=`", vec!["--env".into(), "staging".into(), "--var".into(), secret.into()]),
         ("an unknown var", vec!["--env".into(), "staging".into(), "--var".into(), format!("{secret}=1")]),
