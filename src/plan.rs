@@ -302,11 +302,7 @@ fn register_given_secrets(runbook: &crate::model::Runbook, inputs: &Inputs, reda
             .any(|s| s.id == *id && s.output_is_secret())
     });
     redactor.add_all(secret_answers.map(|(_, value)| value));
-    let env: Vec<String> = std::env::vars_os()
-        .filter(|(name, _)| name.to_str().is_some_and(|n| n.starts_with("RUNBOOK_PARAM_")))
-        .filter_map(|(_, value)| value.into_string().ok())
-        .collect();
-    redactor.add_all(env.iter().map(String::as_str));
+    redactor.add_param_variables();
 }
 
 impl PlanError {

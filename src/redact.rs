@@ -231,6 +231,15 @@ impl Redactor {
         }
     }
 
+    /// Registers every `RUNBOOK_PARAM_*` variable's value: how secret params come in.
+    pub fn add_param_variables(&self) {
+        let env: Vec<String> = std::env::vars_os()
+            .filter(|(name, _)| name.to_str().is_some_and(|n| n.starts_with("RUNBOOK_PARAM_")))
+            .filter_map(|(_, value)| value.into_string().ok())
+            .collect();
+        self.add_all(env.iter().map(String::as_str));
+    }
+
     /// The matcher for the secrets known now (`None` when there are none).
     pub fn matcher(&self) -> Option<Arc<Matcher>> {
         if let Ok(secrets) = self.inner.read()
@@ -331,11 +340,7 @@ pub fn in_arguments<'a>(
             redactor.add(answer);
         }
     }
-    let env: Vec<String> = std::env::vars_os()
-        .filter(|(name, _)| name.to_str().is_some_and(|n| n.starts_with("RUNBOOK_PARAM_")))
-        .filter_map(|(_, value)| value.into_string().ok())
-        .collect();
-    redactor.add_all(env.iter().map(String::as_str));
+    redactor.add_param_variables();
     redactor
 }
 
