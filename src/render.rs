@@ -181,79 +181,93 @@ pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, R
         }
         Ok(value)
     };
-    let action = match &step.kind {
-        StepKind::Run(run) => Action::Run {
-            argv: run.argv.iter().map(plain).collect::<Result<_, _>>()?,
-            env: run.process.env.iter().map(|(k, t)| Ok((k.clone(), text(t)?))).collect::<Result<_, RenderError>>()?,
-            stdin: run.process.stdin.as_ref().map(text).transpose()?,
-            cwd: run.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
-            capture: run.process.capture,
-        },
-        StepKind::Shell(shell) => Action::Shell {
-            script: shell.script.clone(),
-            args: shell.args.iter().map(plain).collect::<Result<_, _>>()?,
-            env: shell
-                .process
-                .env
-                .iter()
-                .map(|(k, t)| Ok((k.clone(), text(t)?)))
-                .collect::<Result<_, RenderError>>()?,
-            stdin: shell.process.stdin.as_ref().map(text).transpose()?,
-            cwd: shell.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
-            capture: shell.process.capture,
-        },
-        StepKind::Http(http) => Action::Http {
-            method: http.method.clone(),
-            url: plain(&http.url)?,
-            headers: http.headers.iter().map(|(k, t)| Ok((k.clone(), text(t)?))).collect::<Result<_, RenderError>>()?,
-            body: http.body.as_ref().map(text).transpose()?,
-            expect_status: http.expect.status.clone(),
-            expect_body_contains: http.expect.body_contains.as_ref().map(plain).transpose()?,
-            expect_json: http.expect.json.clone(),
-            connect_timeout: http.connect_timeout,
-            capture: http.capture,
-        },
-        StepKind::Manual(template) => Action::Manual { text: plain(template)? },
-        StepKind::Prompt(prompt) => {
-            let (mut labels, mut choices, mut choices_from) = (None, None, None);
-            match &prompt.choices {
-                None => {}
-                Some(Choices::List(list)) => choices = Some(list.clone()),
-                Some(Choices::Expr(expr)) => match expr.eval(&context) {
-                    Ok(value) => match labelled_choices(prompt, &value, &context) {
-                        Some(Ok((values, shown))) => (choices, labels) = (Some(values), shown),
-                        Some(Err(_)) if outputs.placeholders => choices_from = Some(expr.text.clone()),
-                        Some(Err(err)) => return Err(err),
-                        None if outputs.placeholders => choices_from = Some(expr.text.clone()),
-                        None => {
-                            return Err(RenderError(format!(
-                                "`choices` must evaluate to a list, got {}",
-                                value.kind()
-                            )));
-                        }
+    // Registered below even when a later template fails: what was derived is a secret.
+    let built = (|| -> Result<(Action, Option<String>), RenderError> {
+        let action = match &step.kind {
+            StepKind::Run(run) => Action::Run {
+                argv: run.argv.iter().map(plain).collect::<Result<_, _>>()?,
+                env: run
+                    .process
+                    .env
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), text(t)?)))
+                    .collect::<Result<_, RenderError>>()?,
+                stdin: run.process.stdin.as_ref().map(text).transpose()?,
+                cwd: run.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
+                capture: run.process.capture,
+            },
+            StepKind::Shell(shell) => Action::Shell {
+                script: shell.script.clone(),
+                args: shell.args.iter().map(plain).collect::<Result<_, _>>()?,
+                env: shell
+                    .process
+                    .env
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), text(t)?)))
+                    .collect::<Result<_, RenderError>>()?,
+                stdin: shell.process.stdin.as_ref().map(text).transpose()?,
+                cwd: shell.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
+                capture: shell.process.capture,
+            },
+            StepKind::Http(http) => Action::Http {
+                method: http.method.clone(),
+                url: plain(&http.url)?,
+                headers: http
+                    .headers
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), text(t)?)))
+                    .collect::<Result<_, RenderError>>()?,
+                body: http.body.as_ref().map(text).transpose()?,
+                expect_status: http.expect.status.clone(),
+                expect_body_contains: http.expect.body_contains.as_ref().map(plain).transpose()?,
+                expect_json: http.expect.json.clone(),
+                connect_timeout: http.connect_timeout,
+                capture: http.capture,
+            },
+            StepKind::Manual(template) => Action::Manual { text: plain(template)? },
+            StepKind::Prompt(prompt) => {
+                let (mut labels, mut choices, mut choices_from) = (None, None, None);
+                match &prompt.choices {
+                    None => {}
+                    Some(Choices::List(list)) => choices = Some(list.clone()),
+                    Some(Choices::Expr(expr)) => match expr.eval(&context) {
+                        Ok(value) => match labelled_choices(prompt, &value, &context) {
+                            Some(Ok((values, shown))) => (choices, labels) = (Some(values), shown),
+                            Some(Err(_)) if outputs.placeholders => choices_from = Some(expr.text.clone()),
+                            Some(Err(err)) => return Err(err),
+                            None if outputs.placeholders => choices_from = Some(expr.text.clone()),
+                            None => {
+                                return Err(RenderError(format!(
+                                    "`choices` must evaluate to a list, got {}",
+                                    value.kind()
+                                )));
+                            }
+                        },
+                        Err(_) if outputs.placeholders => choices_from = Some(expr.text.clone()),
+                        Err(err) => return Err(err),
                     },
-                    Err(_) if outputs.placeholders => choices_from = Some(expr.text.clone()),
-                    Err(err) => return Err(err),
-                },
+                }
+                Action::Prompt {
+                    question: plain(&prompt.question)?,
+                    choices,
+                    labels,
+                    choices_from,
+                    default: prompt.default.as_ref().map(plain).transpose()?,
+                    secret: step.secret,
+                }
             }
-            Action::Prompt {
-                question: plain(&prompt.question)?,
-                choices,
-                labels,
-                choices_from,
-                default: prompt.default.as_ref().map(plain).transpose()?,
-                secret: step.secret,
-            }
-        }
-        StepKind::Assert(assert) => {
-            Action::Assert { expr: assert.expr.text.clone(), message: assert.message.as_ref().map(plain).transpose()? }
-        }
-        StepKind::Include(include) => Action::Include { procedure: include.procedure.clone() },
-    };
-    let confirm = step.confirm.as_ref().map(plain).transpose()?;
+            StepKind::Assert(assert) => Action::Assert {
+                expr: assert.expr.text.clone(),
+                message: assert.message.as_ref().map(plain).transpose()?,
+            },
+            StepKind::Include(include) => Action::Include { procedure: include.procedure.clone() },
+        };
+        Ok((action, step.confirm.as_ref().map(plain).transpose()?))
+    })();
     // A derived value is a secret wherever it turns up (a child may print it), and so in
     // this step's own values: registered before any of them is masked for showing.
     plan.redactor.add_all(derived.values.borrow().iter().map(String::as_str));
+    let (action, confirm) = built?;
     let mut rendered = Rendered {
         id: step.id.clone(),
         name: step.name.clone(),
