@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     let matches = match cli::command(&library.entries).try_get_matches_from(&args) {
         Ok(matches) => matches,
         Err(err) => {
-            let _ = err.print();
+            print_parse_error(&err, library.entries.iter().filter_map(|e| e.checked.runbook.as_deref()), &args);
             if let Some(hint) = wrong_folder_hint(&err, &library) {
                 eprintln!("{hint}");
             }
@@ -177,11 +177,11 @@ fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>, global: &Glob
     };
     let bin_name = format!("runbook run {}", file.display());
     let cmd = cli::procedures_command(clap::Command::new("run").bin_name(bin_name), &runbook);
-    let argv = std::iter::once(std::ffi::OsString::from("run")).chain(rest);
-    let matches = match cmd.try_get_matches_from(argv) {
+    let argv: Vec<std::ffi::OsString> = std::iter::once(std::ffi::OsString::from("run")).chain(rest).collect();
+    let matches = match cmd.try_get_matches_from(&argv) {
         Ok(matches) => matches,
         Err(err) => {
-            let _ = err.print();
+            print_parse_error(&err, [&*runbook], &argv);
             return Err(Error::Reported(if err.use_stderr() { error::exit::USAGE } else { error::exit::OK }));
         }
     };
@@ -211,6 +211,21 @@ fn empty_call() -> cli::ProcedureCall {
 
 /// `runbook rollback pitr` from a folder without runbooks: say where they were looked for
 /// and how to point at them, instead of only "unrecognized subcommand".
+/// The argument parser's refusal, with any secret on the command line masked (it quotes
+/// what it refused).
+fn print_parse_error<'a>(
+    err: &clap::Error,
+    runbooks: impl IntoIterator<Item = &'a crate::model::Runbook>,
+    args: &[std::ffi::OsString],
+) {
+    let redactor = redact::in_arguments(runbooks, args);
+    if redactor.is_empty() || !err.use_stderr() {
+        let _ = err.print();
+    } else {
+        eprint!("{}", redactor.redact(&err.render().to_string()));
+    }
+}
+
 fn wrong_folder_hint(err: &clap::Error, library: &Library) -> Option<String> {
     if err.kind() != clap::error::ErrorKind::InvalidSubcommand || !library.entries.is_empty() {
         return None;

@@ -71,6 +71,9 @@ pub enum PlanError {
     Render { step: String, what: String, message: String },
     #[error("invalid --answer {id}=…: {reason}")]
     InvalidAnswer { id: String, reason: String },
+    /// Another of these whose message quoted a secret, masked (see `Plan::bind`).
+    #[error("{0}")]
+    Masked(String),
 }
 
 /// Inputs to bind, as given on the command line.
@@ -85,7 +88,24 @@ pub struct Inputs {
 }
 
 impl Plan {
+    /// Binds the inputs to the procedure. Every secret given (a secret param by flag or
+    /// `RUNBOOK_PARAM_*`, a secret prompt's answer) is registered with the plan's redactor
+    /// before anything is checked, and every refusal is masked with it: a check that quotes
+    /// what it refuses (`--count`, `--env`, `--var`, an answer's choice) never shows a secret
+    /// pasted there.
     pub fn bind(runbook: RunbookRef, procedure: &str, inputs: Inputs, now: DateTime<Utc>) -> Result<Plan, PlanError> {
+        let redactor = Redactor::default();
+        register_given_secrets(&runbook, &inputs, &redactor);
+        Plan::bind_with(runbook, procedure, inputs, now, redactor.clone()).map_err(|err| err.masked(&redactor))
+    }
+
+    fn bind_with(
+        runbook: RunbookRef,
+        procedure: &str,
+        inputs: Inputs,
+        now: DateTime<Utc>,
+        redactor: Redactor,
+    ) -> Result<Plan, PlanError> {
         let Some(proc) = runbook.procedures.get(procedure) else {
             let hint = crate::diagnostic::did_you_mean(procedure, runbook.procedures.keys().map(String::as_str))
                 .map(|h| format!("; {h}"))
@@ -97,7 +117,6 @@ impl Plan {
             });
         };
         let environment = bind_environment(&runbook, inputs.environment)?;
-        let redactor = Redactor::default();
         let mut params = IndexMap::new();
         let mut missing_secrets = Vec::new();
         let mut unset = Vec::new();
@@ -267,6 +286,33 @@ pub fn template_is_secret(runbook: &crate::model::Runbook, template: &Template) 
     // A template that does not parse never renders; the checker reports it.
     let Ok(refs) = template.references() else { return false };
     refs.iter().any(|path| crate::taint::secret_source(runbook, path).is_some())
+}
+
+/// Every secret among the inputs, registered before any of them is checked: secret params
+/// (all of the runbook's, given to this procedure or not), answers to secret prompts, and
+/// every `RUNBOOK_PARAM_*` variable (see `secret_env`).
+fn register_given_secrets(runbook: &crate::model::Runbook, inputs: &Inputs, redactor: &Redactor) {
+    let secret_params = runbook.params.values().filter(|p| p.secret);
+    redactor.add_all(secret_params.filter_map(|p| inputs.params.get(&p.name)).map(String::as_str));
+    let secret_answers = inputs.answers.iter().filter_map(|item| item.split_once('=')).filter(|(id, _)| {
+        runbook
+            .procedures
+            .values()
+            .flat_map(|p| p.stages.iter().flat_map(|s| &s.steps))
+            .any(|s| s.id == *id && s.output_is_secret())
+    });
+    redactor.add_all(secret_answers.map(|(_, value)| value));
+    redactor.add_param_variables();
+}
+
+impl PlanError {
+    /// The error with every registered secret masked in its message (itself when none is
+    /// in it).
+    fn masked(self, redactor: &Redactor) -> PlanError {
+        let text = self.to_string();
+        let masked = redactor.redact(&text);
+        if masked == text { self } else { PlanError::Masked(masked) }
+    }
 }
 
 /// `RUNBOOK_PARAM_<NAME>` is how secret params come in, so every such variable's value is

@@ -22,9 +22,15 @@ pub struct Redactor {
 
 #[derive(Debug, Default)]
 struct Secrets {
+    /// In the order registered.
     values: Vec<String>,
+    /// The same values, to find one already registered without comparing it to each.
+    known: std::collections::HashSet<String>,
     /// Built from `values` on first use after a change.
     matcher: Option<Arc<Matcher>>,
+    /// How many times a matcher was built (each build costs the total length of the secrets).
+    #[cfg(test)]
+    builds: usize,
 }
 
 /// Every secret in one automaton; leftmost-longest, so a secret that contains another is
@@ -60,9 +66,19 @@ impl Matcher {
         })
     }
 
-    /// Appends `input` to `out` with every secret replaced; returns where the last match
-    /// ended (0 without one).
-    fn mask_into(&self, input: &[u8], out: &mut Vec<u8>) -> usize {
+    /// Appends `input`, a whole text, to `out` with every secret replaced: as written, then
+    /// as shown once its escape sequences are removed (see [`View`]).
+    fn mask_into(&self, input: &[u8], out: &mut Vec<u8>) {
+        if memchr::memchr(ESC, input).is_none() {
+            self.mask_raw_into(input, out);
+            return;
+        }
+        let mut raw = Vec::with_capacity(input.len());
+        self.mask_raw_into(input, &mut raw);
+        self.mask_shown_into(&raw, out, true, usize::MAX);
+    }
+
+    fn mask_raw_into(&self, input: &[u8], out: &mut Vec<u8>) {
         let mut copied = 0;
         for found in self.automaton.find_iter(input) {
             out.extend_from_slice(&input[copied..found.start()]);
@@ -70,26 +86,136 @@ impl Matcher {
             copied = found.end();
         }
         out.extend_from_slice(&input[copied..]);
+    }
+
+    /// Masks the secrets `data` shows once its escape sequences are removed (`s\e[0mecret`
+    /// shows `secret` on a terminal and in a log stripped of escapes): each match, escape
+    /// sequences inside it included, becomes one mask. Only matches starting before the
+    /// `keep` view byte are masked; returns where in `data` the last one ended (0 without
+    /// one). `at_end`: nothing follows `data`, an escape sequence cut off by its end hides
+    /// the rest.
+    fn mask_shown_into(&self, data: &[u8], out: &mut Vec<u8>, at_end: bool, keep: usize) -> usize {
+        let view = View::new(data, at_end);
+        let mut copied = 0;
+        for found in self.automaton.find_iter(&view.bytes) {
+            if found.start() >= keep {
+                break;
+            }
+            let (start, end) = (view.pos[found.start()], view.pos[found.end() - 1] + 1);
+            out.extend_from_slice(&data[copied..start]);
+            out.extend_from_slice(MASK.as_bytes());
+            copied = end;
+        }
+        if keep == usize::MAX {
+            out.extend_from_slice(&data[copied..]);
+        }
         copied
     }
+}
+
+const ESC: u8 = 0x1b;
+
+/// What a text shows once its escape sequences are removed, as `exec::ansi::strip` removes
+/// them (CSI `ESC [ … final`, OSC `ESC ] … BEL` or `ESC ] … ESC \`, `ESC ( x`, `ESC x`): its bytes, and
+/// where in the text each one is.
+struct View {
+    bytes: Vec<u8>,
+    pos: Vec<usize>,
+    /// Where an escape sequence cut off by the end of the text starts (not `at_end`).
+    open: Option<usize>,
+}
+
+impl View {
+    fn new(data: &[u8], at_end: bool) -> View {
+        let mut view = View { bytes: Vec::with_capacity(data.len()), pos: Vec::with_capacity(data.len()), open: None };
+        let mut at = 0;
+        while at < data.len() {
+            if data[at] != ESC {
+                view.bytes.push(data[at]);
+                view.pos.push(at);
+                at += 1;
+                continue;
+            }
+            match escape_len(&data[at..]) {
+                Some(len) => at += len,
+                None if at_end => break,
+                None => {
+                    view.open = Some(at);
+                    break;
+                }
+            }
+        }
+        view
+    }
+}
+
+/// The length of the escape sequence `data` starts with (at an ESC), or `None` when `data`
+/// ends inside it.
+fn escape_len(data: &[u8]) -> Option<usize> {
+    // One character of UTF-8 from its first byte (an invalid byte counts as one).
+    let char_len = |b: u8| match b {
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf7 => 4,
+        _ => 1,
+    };
+    let within = |len: usize| (len <= data.len()).then_some(len);
+    match *data.get(1)? {
+        b'[' => data[2..].iter().position(|b| (0x40..=0x7e).contains(b)).map(|i| i + 3),
+        b']' => {
+            let mut i = 2;
+            while i < data.len() {
+                if data[i] == 0x07 {
+                    return Some(i + 1);
+                }
+                if data[i] == ESC && data.get(i + 1) == Some(&b'\\') {
+                    return Some(i + 2);
+                }
+                i += 1;
+            }
+            None
+        }
+        b'(' | b')' => within(2 + char_len(*data.get(2)?)),
+        other => within(1 + char_len(other)),
+    }
+}
+
+/// `text` with its escape sequences removed, as [`View`] sees it.
+fn shown_form(text: &str) -> String {
+    String::from_utf8_lossy(&View::new(text.as_bytes(), true).bytes).into_owned()
 }
 
 impl Redactor {
     /// Registers a secret. Values shorter than [`MIN_SECRET_LEN`] characters are ignored:
     /// callers refuse them before they get here.
     pub fn add(&self, secret: &str) {
-        let secret = secret.trim_end_matches(['\n', '\r']);
+        self.add_all([secret]);
+    }
+
+    /// Registers several secrets at once: the matcher is rebuilt (on its next use) once for
+    /// the batch, not once per value, and a value already known changes nothing. A build
+    /// costs the secrets' total length, so registering each value derived while rendering
+    /// a step on its own, between uses, made rendering quadratic in the secrets' size.
+    pub fn add_all<'a>(&self, secrets: impl IntoIterator<Item = &'a str>) {
         let mut new = Vec::new();
-        if secret.chars().count() >= MIN_SECRET_LEN {
-            new.push(secret.to_owned());
-        }
-        // A multi-line secret (a key file) is also masked line by line, so each of its lines
-        // is hidden wherever it turns up alone.
-        if secret.contains('\n') {
-            for line in secret.lines() {
-                if line.trim().chars().count() >= MIN_SECRET_LEN {
-                    new.push(line.to_owned());
+        for secret in secrets {
+            let secret = secret.trim_end_matches(['\n', '\r']);
+            if secret.chars().count() >= MIN_SECRET_LEN {
+                new.push(secret.to_owned());
+            }
+            // A secret holding escape sequences shows without them.
+            if secret.contains('\u{1b}') {
+                let shown = shown_form(secret);
+                if shown.trim().chars().count() >= MIN_SECRET_LEN {
+                    new.push(shown);
                 }
+            }
+            // A multi-line secret (a key file) is also masked line by line, so each of its
+            // lines is hidden wherever it turns up alone.
+            if secret.contains('\n') {
+                new.extend(
+                    secret.lines().filter(|line| line.trim().chars().count() >= MIN_SECRET_LEN).map(str::to_owned),
+                );
             }
         }
         if new.is_empty() {
@@ -97,11 +223,21 @@ impl Redactor {
         }
         let Ok(mut secrets) = self.inner.write() else { return };
         for value in new {
-            if !secrets.values.contains(&value) {
+            if !secrets.known.contains(&value) {
+                secrets.known.insert(value.clone());
                 secrets.values.push(value);
                 secrets.matcher = None;
             }
         }
+    }
+
+    /// Registers every `RUNBOOK_PARAM_*` variable's value: how secret params come in.
+    pub fn add_param_variables(&self) {
+        let env: Vec<String> = std::env::vars_os()
+            .filter(|(name, _)| name.to_str().is_some_and(|n| n.starts_with("RUNBOOK_PARAM_")))
+            .filter_map(|(_, value)| value.into_string().ok())
+            .collect();
+        self.add_all(env.iter().map(String::as_str));
     }
 
     /// The matcher for the secrets known now (`None` when there are none).
@@ -114,6 +250,10 @@ impl Redactor {
         let mut secrets = self.inner.write().ok()?;
         if secrets.matcher.is_none() {
             secrets.matcher = Matcher::new(&secrets.values).map(Arc::new);
+            #[cfg(test)]
+            {
+                secrets.builds += 1;
+            }
         }
         secrets.matcher.clone()
     }
@@ -153,14 +293,55 @@ impl Redactor {
         (short, true)
     }
 
+    /// How many times the matcher was built: each build costs the secrets' total length.
+    #[cfg(test)]
+    pub fn builds(&self) -> usize {
+        self.inner.read().map_or(0, |s| s.builds)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.inner.read().is_ok_and(|s| s.values.is_empty())
     }
 
     /// A masker for one output stream, with the secrets known now.
     pub fn stream(&self) -> StreamMasker {
-        StreamMasker { matcher: self.matcher(), raw: Vec::new() }
+        StreamMasker { matcher: self.matcher(), raw: Vec::new(), masked: Vec::new() }
     }
+}
+
+/// The secrets on a command line that the argument parser refused, before any runbook
+/// input was bound (the parser's message quotes what it refused, `--env <secret>`): the
+/// value of every secret param's flag and of every `--answer` to a secret prompt, of any
+/// of `runbooks`, and every `RUNBOOK_PARAM_*` variable.
+pub fn in_arguments<'a>(
+    runbooks: impl IntoIterator<Item = &'a crate::model::Runbook>,
+    args: &[std::ffi::OsString],
+) -> Redactor {
+    let (mut flags, mut steps) = (Vec::new(), Vec::new());
+    for runbook in runbooks {
+        flags.extend(runbook.params.values().filter(|p| p.secret).map(|p| format!("--{}", p.flag())));
+        let all_steps = runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps));
+        steps.extend(all_steps.filter(|s| s.output_is_secret()).map(|s| s.id.clone()));
+    }
+    let redactor = Redactor::default();
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    for (index, arg) in args.iter().enumerate() {
+        let (name, value) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value)),
+            _ => (*arg, args.get(index + 1).copied()),
+        };
+        let Some(value) = value else { continue };
+        if flags.iter().any(|flag| flag == name) {
+            redactor.add(value);
+        } else if name == "--answer"
+            && let Some((id, answer)) = value.split_once('=')
+            && steps.iter().any(|step| step == id)
+        {
+            redactor.add(answer);
+        }
+    }
+    redactor.add_param_variables();
+    redactor
 }
 
 /// Masks one output stream that arrives in reads of any size and split anywhere. Bytes that
@@ -171,16 +352,61 @@ pub struct StreamMasker {
     matcher: Option<Arc<Matcher>>,
     /// Bytes read but not released yet (the possible beginning of a secret).
     raw: Vec<u8>,
+    /// Bytes masked as written but not released yet: what could begin a secret that shows
+    /// once escape sequences are removed (`s\e[0m` before `ecret`).
+    masked: Vec<u8>,
 }
 
 impl StreamMasker {
     /// Masks `input` (the next read) into `out`, holding back what a secret could still
-    /// continue from.
+    /// continue from. Two passes, each consistent however the stream is cut: the secrets
+    /// as written, then the secrets shown once escape sequences are removed.
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        let Some(matcher) = &self.matcher else {
+        let Some(matcher) = self.matcher.clone() else {
             out.extend_from_slice(input);
             return;
         };
+        let mut raw_masked = Vec::with_capacity(input.len());
+        self.push_raw(&matcher, input, &mut raw_masked);
+        self.push_shown(&matcher, &raw_masked, out);
+    }
+
+    /// The second pass: the bytes the first released, masked as shown without escape
+    /// sequences. Holds back, in shown bytes, what a secret could still continue from, and
+    /// an escape sequence not complete yet.
+    fn push_shown(&mut self, matcher: &Matcher, input: &[u8], out: &mut Vec<u8>) {
+        self.masked.extend_from_slice(input);
+        let data = std::mem::take(&mut self.masked);
+        let hold = matcher.max_len.saturating_sub(1);
+        let release = if memchr::memchr(ESC, &data).is_none() {
+            // Shown as written, and the first pass left no secret in it: only the tail is
+            // held, by the same rule as below.
+            let mut keep_from = data.len().saturating_sub(hold);
+            if !matcher.multiline
+                && let Some(newline) = memchr::memrchr(b'\n', &data)
+            {
+                keep_from = keep_from.max(newline + 1);
+            }
+            out.extend_from_slice(&data[..keep_from]);
+            keep_from
+        } else {
+            let view = View::new(&data, false);
+            let mut keep = view.bytes.len().saturating_sub(hold);
+            if !matcher.multiline
+                && let Some(newline) = memchr::memrchr(b'\n', &view.bytes)
+            {
+                keep = keep.max(newline + 1);
+            }
+            let keep_from = view.pos.get(keep).copied().unwrap_or_else(|| view.open.unwrap_or(data.len()));
+            let copied = matcher.mask_shown_into(&data, out, false, keep);
+            let release = keep_from.max(copied);
+            out.extend_from_slice(&data[copied..release]);
+            release
+        };
+        self.masked.extend_from_slice(&data[release..]);
+    }
+
+    fn push_raw(&mut self, matcher: &Matcher, input: &[u8], out: &mut Vec<u8>) {
         let held = std::mem::take(&mut self.raw);
         let data: std::borrow::Cow<'_, [u8]> = if held.is_empty() {
             std::borrow::Cow::Borrowed(input)
@@ -221,7 +447,9 @@ impl StreamMasker {
         let held = std::mem::take(&mut self.raw);
         match &self.matcher {
             Some(matcher) => {
-                matcher.mask_into(&held, out);
+                let mut data = std::mem::take(&mut self.masked);
+                matcher.mask_raw_into(&held, &mut data);
+                matcher.mask_shown_into(&data, out, true, usize::MAX);
             }
             None => out.extend_from_slice(&held),
         }
@@ -230,7 +458,7 @@ impl StreamMasker {
     /// How many bytes are held back.
     #[cfg(test)]
     pub fn held(&self) -> usize {
-        self.raw.len()
+        self.raw.len() + self.masked.len()
     }
 }
 
@@ -285,6 +513,26 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_split_by_an_escape_sequence_is_masked_as_shown_and_as_written() {
+        let r = Redactor::default();
+        r.add("hunter22");
+        for text in ["pw=hun\u{1b}[0mter22 ok", "pw=h\u{1b}]8;;x\u{7}unter22 ok", "pw=\u{1b}[1mhunter22\u{1b}[m ok"] {
+            let whole = r.redact(text);
+            assert!(!shown_form(&whole).contains("hunter22") && !whole.contains("hunter22"), "{whole:?}");
+            let bytes = text.as_bytes();
+            for cut in 0..bytes.len() {
+                let out = masked_stream(&r, &[&bytes[..cut], &bytes[cut..]]);
+                assert_eq!(out, whole.as_bytes(), "cut at {cut}");
+            }
+        }
+        // `\e[` eats the `h` as its final byte: shown `unter22`, written `hunter22`.
+        assert_eq!(r.redact("\u{1b}[hunter22"), "\u{1b}[********");
+        // A secret holding an escape sequence is masked as shown too.
+        r.add("key\u{1b}[31mred");
+        assert_eq!(r.redact("got keyred"), "got ********");
+    }
+
+    #[test]
     fn a_complete_line_is_released_at_once() {
         let r = Redactor::default();
         r.add("a-long-secret-value");
@@ -317,6 +565,7 @@ mod tests {
             secret in secret_strategy(),
             parts in proptest::collection::vec(prop_oneof![
                 Just(Vec::new()), Just(b"\n".to_vec()), "[a-z \n]{0,20}".prop_map(String::into_bytes),
+                Just(b"\x1b[0m".to_vec()), Just(b"\x1b]8;;x\x07".to_vec()), Just(b"\x1b".to_vec()),
                 proptest::collection::vec(any::<u8>(), 0..8),
             ], 0..8),
             cuts in proptest::collection::vec(0usize..64, 0..12),
@@ -324,9 +573,17 @@ mod tests {
             let r = Redactor::default();
             r.add(&secret);
             let mut output = Vec::new();
-            for part in &parts {
+            for (index, part) in parts.iter().enumerate() {
                 output.extend_from_slice(part);
-                output.extend_from_slice(secret.as_bytes());
+                // Every other time the secret is split by an escape sequence.
+                match secret.char_indices().nth(1 + index % 2) {
+                    Some((at, _)) if index % 2 == 1 => {
+                        output.extend_from_slice(&secret.as_bytes()[..at]);
+                        output.extend_from_slice(b"\x1b[0m");
+                        output.extend_from_slice(&secret.as_bytes()[at..]);
+                    }
+                    _ => output.extend_from_slice(secret.as_bytes()),
+                }
             }
             let mut chunks = Vec::new();
             let mut rest = &output[..];
@@ -341,6 +598,7 @@ mod tests {
             prop_assert_eq!(&masked, &whole);
             let shown = String::from_utf8_lossy(&masked);
             prop_assert!(!shown.contains(secret.trim_end_matches(['\n', '\r'])), "leaked in {:?}", shown);
+            prop_assert!(!shown_form(&shown).contains(secret.trim_end_matches(['\n', '\r'])), "shown in {:?}", shown);
         }
     }
 }
@@ -357,8 +615,32 @@ mod fuzz {
 
     use crate::fuzz_rng::Rng;
 
-    const PIECES: &[&str] =
-        &["a", "b", "é", "ß", "日", "🔑", ".", "*", "?", "\\", "$", "(", "\n", "\r\n", " ", "x", "0"];
+    const PIECES: &[&str] = &[
+        "a",
+        "b",
+        "é",
+        "ß",
+        "日",
+        "🔑",
+        ".",
+        "*",
+        "?",
+        "\\",
+        "$",
+        "(",
+        "\n",
+        "\r\n",
+        " ",
+        "x",
+        "0",
+        "\u{1b}[0m",
+        "\u{1b}[",
+        "\u{1b}]8;;x\u{7}",
+        "\u{1b}",
+        "\u{1b}(B",
+        "[",
+        "m",
+    ];
 
     fn secret(rng: &mut Rng) -> String {
         loop {
@@ -386,6 +668,14 @@ mod fuzz {
         for _ in 0..rng.below(12) {
             match rng.below(4) {
                 0 => output.extend_from_slice(secrets[rng.below(secrets.len())].as_bytes()),
+                // A secret split by an escape sequence.
+                1 if rng.below(2) == 0 => {
+                    let s = &secrets[rng.below(secrets.len())];
+                    let at = s.char_indices().nth(1 + rng.below(2)).map_or(s.len(), |(i, _)| i);
+                    output.extend_from_slice(&s.as_bytes()[..at]);
+                    output.extend_from_slice(["\u{1b}[0m", "\u{1b}]0;t\u{7}", "\u{1b}(B"][rng.below(3)].as_bytes());
+                    output.extend_from_slice(&s.as_bytes()[at..]);
+                }
                 1 => output.extend((0..rng.below(8)).map(|_| u8::try_from(rng.below(256)).unwrap_or(0))),
                 2 => output.extend_from_slice(PIECES[rng.below(PIECES.len())].as_bytes()),
                 _ => {
@@ -416,9 +706,15 @@ mod fuzz {
             return Err(format!("cuts {cuts:?} change the result for {secrets:?} in {output:?}"));
         }
         // A secret's lines are secrets too (see `add`); only the whole and those are checked.
+        let shown = super::View::new(&chunked, true).bytes;
         for s in &secrets {
             let s = s.trim_end_matches(['\n', '\r']);
             if contains(&chunked, s.as_bytes()) {
+                return Err(format!("secret {s:?} written: {secrets:?} in {output:?}, cuts {cuts:?}"));
+            }
+            // As shown once escape sequences are removed (the secret's own included).
+            let s = super::shown_form(s);
+            if s.trim().chars().count() >= MIN_SECRET_LEN && contains(&shown, s.as_bytes()) {
                 return Err(format!("secret {s:?} shown: {secrets:?} in {output:?}, cuts {cuts:?}"));
             }
         }

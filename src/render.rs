@@ -21,13 +21,31 @@ pub struct Text {
 }
 
 impl Text {
-    fn new(plan: &Plan, template: &Template, value: String, placeholders: bool) -> Self {
+    /// `shown` is filled in by [`render`] once every value derived from a secret in the
+    /// step is registered.
+    fn new(plan: &Plan, template: &Template, value: String, derived: &Derived) -> Self {
         let secret = plan.is_secret(template);
         if secret {
-            register_derived(plan, &value, placeholders);
+            derived.note(&value);
         }
-        let shown = if secret { MASK.to_owned() } else { plan.redactor.redact(&value) };
-        Text { value, shown, secret }
+        Text { value, shown: MASK.to_owned(), secret }
+    }
+}
+
+/// The values derived from a secret while rendering one step (a slice of it, the new
+/// connection string): secrets too, registered together once the step is rendered, so a
+/// step costs at most one rebuild of the masker however many such values it has. Not in a
+/// dry-run while a value holds placeholders: they are not the value.
+struct Derived {
+    placeholders: bool,
+    values: std::cell::RefCell<Vec<String>>,
+}
+
+impl Derived {
+    fn note(&self, value: &str) {
+        if !(self.placeholders && value.contains('<')) {
+            self.values.borrow_mut().push(value.to_owned());
+        }
     }
 }
 
@@ -125,6 +143,16 @@ impl Rendered {
         }
     }
 
+    /// Every [`Text`] of the step.
+    fn texts_mut(&mut self) -> Vec<&mut Text> {
+        let (list, one) = match &mut self.action {
+            Action::Run { env, stdin, .. } | Action::Shell { env, stdin, .. } => (env, stdin),
+            Action::Http { headers, body, .. } => (headers, body),
+            _ => return Vec::new(),
+        };
+        list.iter_mut().map(|(_, text)| text).chain(one.as_mut()).collect()
+    }
+
     /// The argv as it would be typed in a terminal, secrets masked.
     pub fn command_line(&self, plan: &Plan) -> Option<String> {
         match &self.action {
@@ -139,107 +167,121 @@ impl Rendered {
     }
 }
 
-/// A value derived from a secret (a slice of it, the new connection string) is a secret
-/// too, registered like any other, so it is masked wherever it turns up (a child may print
-/// it). Not in a dry-run while it holds placeholders: they are not the value.
-fn register_derived(plan: &Plan, value: &str, placeholders: bool) {
-    if !(placeholders && value.contains('<')) {
-        plan.redactor.add(value);
-    }
-}
-
 /// Renders a step. `outputs` holds finished steps (or placeholders in a dry-run).
 pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, RenderError> {
     let context = plan.context(outputs);
-    let placeholders = outputs.placeholders;
-    let text =
-        |t: &Template| -> Result<Text, RenderError> { Ok(Text::new(plan, t, t.render(&context)?, placeholders)) };
+    let derived = Derived { placeholders: outputs.placeholders, values: std::cell::RefCell::new(Vec::new()) };
+    let text = |t: &Template| -> Result<Text, RenderError> { Ok(Text::new(plan, t, t.render(&context)?, &derived)) };
     // Where the checker lets a secret through unmarked (an expectation, a confirmation
     // target), the value is still registered.
     let plain = |t: &Template| -> Result<String, RenderError> {
         let value = t.render(&context)?;
         if plan.is_secret(t) {
-            register_derived(plan, &value, placeholders);
+            derived.note(&value);
         }
         Ok(value)
     };
-    let action = match &step.kind {
-        StepKind::Run(run) => Action::Run {
-            argv: run.argv.iter().map(plain).collect::<Result<_, _>>()?,
-            env: run.process.env.iter().map(|(k, t)| Ok((k.clone(), text(t)?))).collect::<Result<_, RenderError>>()?,
-            stdin: run.process.stdin.as_ref().map(text).transpose()?,
-            cwd: run.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
-            capture: run.process.capture,
-        },
-        StepKind::Shell(shell) => Action::Shell {
-            script: shell.script.clone(),
-            args: shell.args.iter().map(plain).collect::<Result<_, _>>()?,
-            env: shell
-                .process
-                .env
-                .iter()
-                .map(|(k, t)| Ok((k.clone(), text(t)?)))
-                .collect::<Result<_, RenderError>>()?,
-            stdin: shell.process.stdin.as_ref().map(text).transpose()?,
-            cwd: shell.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
-            capture: shell.process.capture,
-        },
-        StepKind::Http(http) => Action::Http {
-            method: http.method.clone(),
-            url: plain(&http.url)?,
-            headers: http.headers.iter().map(|(k, t)| Ok((k.clone(), text(t)?))).collect::<Result<_, RenderError>>()?,
-            body: http.body.as_ref().map(text).transpose()?,
-            expect_status: http.expect.status.clone(),
-            expect_body_contains: http.expect.body_contains.as_ref().map(plain).transpose()?,
-            expect_json: http.expect.json.clone(),
-            connect_timeout: http.connect_timeout,
-            capture: http.capture,
-        },
-        StepKind::Manual(template) => Action::Manual { text: plain(template)? },
-        StepKind::Prompt(prompt) => {
-            let (mut labels, mut choices, mut choices_from) = (None, None, None);
-            match &prompt.choices {
-                None => {}
-                Some(Choices::List(list)) => choices = Some(list.clone()),
-                Some(Choices::Expr(expr)) => match expr.eval(&context) {
-                    Ok(value) => match labelled_choices(prompt, &value, &context) {
-                        Some(Ok((values, shown))) => (choices, labels) = (Some(values), shown),
-                        Some(Err(_)) if outputs.placeholders => choices_from = Some(expr.text.clone()),
-                        Some(Err(err)) => return Err(err),
-                        None if outputs.placeholders => choices_from = Some(expr.text.clone()),
-                        None => {
-                            return Err(RenderError(format!(
-                                "`choices` must evaluate to a list, got {}",
-                                value.kind()
-                            )));
-                        }
+    // Registered below even when a later template fails: what was derived is a secret.
+    let built = (|| -> Result<(Action, Option<String>), RenderError> {
+        let action = match &step.kind {
+            StepKind::Run(run) => Action::Run {
+                argv: run.argv.iter().map(plain).collect::<Result<_, _>>()?,
+                env: run
+                    .process
+                    .env
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), text(t)?)))
+                    .collect::<Result<_, RenderError>>()?,
+                stdin: run.process.stdin.as_ref().map(text).transpose()?,
+                cwd: run.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
+                capture: run.process.capture,
+            },
+            StepKind::Shell(shell) => Action::Shell {
+                script: shell.script.clone(),
+                args: shell.args.iter().map(plain).collect::<Result<_, _>>()?,
+                env: shell
+                    .process
+                    .env
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), text(t)?)))
+                    .collect::<Result<_, RenderError>>()?,
+                stdin: shell.process.stdin.as_ref().map(text).transpose()?,
+                cwd: shell.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
+                capture: shell.process.capture,
+            },
+            StepKind::Http(http) => Action::Http {
+                method: http.method.clone(),
+                url: plain(&http.url)?,
+                headers: http
+                    .headers
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), text(t)?)))
+                    .collect::<Result<_, RenderError>>()?,
+                body: http.body.as_ref().map(text).transpose()?,
+                expect_status: http.expect.status.clone(),
+                expect_body_contains: http.expect.body_contains.as_ref().map(plain).transpose()?,
+                expect_json: http.expect.json.clone(),
+                connect_timeout: http.connect_timeout,
+                capture: http.capture,
+            },
+            StepKind::Manual(template) => Action::Manual { text: plain(template)? },
+            StepKind::Prompt(prompt) => {
+                let (mut labels, mut choices, mut choices_from) = (None, None, None);
+                match &prompt.choices {
+                    None => {}
+                    Some(Choices::List(list)) => choices = Some(list.clone()),
+                    Some(Choices::Expr(expr)) => match expr.eval(&context) {
+                        Ok(value) => match labelled_choices(prompt, &value, &context) {
+                            Some(Ok((values, shown))) => (choices, labels) = (Some(values), shown),
+                            Some(Err(_)) if outputs.placeholders => choices_from = Some(expr.text.clone()),
+                            Some(Err(err)) => return Err(err),
+                            None if outputs.placeholders => choices_from = Some(expr.text.clone()),
+                            None => {
+                                return Err(RenderError(format!(
+                                    "`choices` must evaluate to a list, got {}",
+                                    value.kind()
+                                )));
+                            }
+                        },
+                        Err(_) if outputs.placeholders => choices_from = Some(expr.text.clone()),
+                        Err(err) => return Err(err),
                     },
-                    Err(_) if outputs.placeholders => choices_from = Some(expr.text.clone()),
-                    Err(err) => return Err(err),
-                },
+                }
+                Action::Prompt {
+                    question: plain(&prompt.question)?,
+                    choices,
+                    labels,
+                    choices_from,
+                    default: prompt.default.as_ref().map(plain).transpose()?,
+                    secret: step.secret,
+                }
             }
-            Action::Prompt {
-                question: plain(&prompt.question)?,
-                choices,
-                labels,
-                choices_from,
-                default: prompt.default.as_ref().map(plain).transpose()?,
-                secret: step.secret,
-            }
-        }
-        StepKind::Assert(assert) => {
-            Action::Assert { expr: assert.expr.text.clone(), message: assert.message.as_ref().map(plain).transpose()? }
-        }
-        StepKind::Include(include) => Action::Include { procedure: include.procedure.clone() },
-    };
-    Ok(Rendered {
+            StepKind::Assert(assert) => Action::Assert {
+                expr: assert.expr.text.clone(),
+                message: assert.message.as_ref().map(plain).transpose()?,
+            },
+            StepKind::Include(include) => Action::Include { procedure: include.procedure.clone() },
+        };
+        Ok((action, step.confirm.as_ref().map(plain).transpose()?))
+    })();
+    // A derived value is a secret wherever it turns up (a child may print it), and so in
+    // this step's own values: registered before any of them is masked for showing.
+    plan.redactor.add_all(derived.values.borrow().iter().map(String::as_str));
+    let (action, confirm) = built?;
+    let mut rendered = Rendered {
         id: step.id.clone(),
         name: step.name.clone(),
         effect: step.effect,
         timeout: step.timeout_or_default(),
         action,
-        confirm: step.confirm.as_ref().map(plain).transpose()?,
-    })
+        confirm,
+    };
+    for text in rendered.texts_mut() {
+        if !text.secret {
+            text.shown = plan.redactor.redact(&text.value);
+        }
+    }
+    Ok(rendered)
 }
 
 type ChoiceList = (Vec<String>, Option<Vec<String>>);

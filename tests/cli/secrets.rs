@@ -425,3 +425,110 @@ mod property {
         }
     }
 }
+
+/// A runbook whose inputs can each be refused before the plan (and its masker) exists:
+/// a typed param, an environment, a var, a prompt with choices, a secret prompt.
+const EARLY: &str = "runbook: early\ntitle: Early\nparams:\n  token: {type: string, secret: true}\n  count: {type: int, required: false}\nenvironments:\n  staging: {vars: {region: eu}}\nprocedures:\n  go:\n    summary: Go\n    params: [token, count]\n    stages:\n      - name: S\n        steps:\n          - {id: pw, prompt: \"Password?\", secret: true}\n          - {id: pick, prompt: \"Which?\", choices: [a, b]}\n          - {id: a, run: [sh, -c, 'exit 1'], effect: read}\n";
+
+/// Every input check that quotes what it refuses (`--count`, `--env`, `--var`, `--answer`;
+/// the argument parser's and the plan's),
+/// fed the secret itself (a paste into the wrong flag), with the secret given by flag,
+/// by `RUNBOOK_PARAM_TOKEN` or as a secret prompt's answer: the refusal (exit 2) masks it.
+#[test]
+fn an_input_refused_before_the_plan_exists_does_not_echo_a_secret_from_flag_env_or_answer() {
+    let sandbox = sandbox_with("early.yaml", EARLY);
+    let secret = "early-5ec2e7";
+    type Given<'a> = (&'a str, Vec<String>, Vec<(&'a str, &'a str)>);
+    let givens: [Given<'_>; 3] = [
+        ("flag", vec!["--token".into(), secret.into(), "--answer".into(), "pw=other-pw-1".into()], vec![]),
+        ("env", vec!["--answer".into(), "pw=other-pw-1".into()], vec![("RUNBOOK_PARAM_TOKEN", secret)]),
+        ("answer", vec!["--token".into(), "other-token-1".into(), "--answer".into(), format!("pw={secret}")], vec![]),
+    ];
+    let refusals: [(&str, Vec<String>); 7] = [
+        ("an unknown environment (refused by the argument parser)", vec!["--env".into(), secret.into()]),
+        ("an int param", vec!["--env".into(), "staging".into(), "--count".into(), secret.into()]),
+        ("a var without `=`", vec!["--env".into(), "staging".into(), "--var".into(), secret.into()]),
+        ("an unknown var", vec!["--env".into(), "staging".into(), "--var".into(), format!("{secret}=1")]),
+        ("a var whose value contains the secret", vec!["--var".into(), format!("region={secret}")]),
+        ("an unknown answer", vec!["--env".into(), "staging".into(), "--answer".into(), format!("{secret}=1")]),
+        (
+            "an answer not among the choices",
+            vec!["--env".into(), "staging".into(), "--answer".into(), format!("pick={secret}")],
+        ),
+    ];
+    for (given, given_args, env) in &givens {
+        for (refused, args) in &refusals {
+            let mut run = sandbox.runbook().args(["early", "go", "--yes"]).args(given_args).args(args);
+            for (key, value) in env {
+                run = run.env(key, value);
+            }
+            let out = run.output();
+            assert_eq!(out.code(), 2, "{given} / {refused}: {}", out.all());
+            assert!(!shown(&out).contains(secret), "{given} / {refused}: the secret leaked:\n{}", out.all());
+            assert!(out.stderr().contains("error:"), "{given} / {refused}: {}", out.stderr());
+        }
+    }
+    assert!(journals(&sandbox).is_empty(), "nothing was journalled: {}", journals(&sandbox));
+}
+
+/// `resume` binds the recorded params again, the secret from the environment: when they no
+/// longer check (the runbook changed, resumed with --force), the refusal does not quote the
+/// secret, on stderr or in the journal.
+#[test]
+fn a_resume_whose_params_no_longer_check_does_not_echo_the_secret() {
+    let sandbox = sandbox_with("early.yaml", EARLY);
+    let secret = "resume-5ec2e7";
+    let out = sandbox
+        .runbook()
+        .env("RUNBOOK_PARAM_TOKEN", secret)
+        .args(["early", "go", "--yes", "--env", "staging", "--answer", "pw=other-pw-1", "--answer", "pick=a"])
+        .output()
+        .status(1);
+    assert_hidden(&out, secret);
+    let id = sandbox.last_run_id();
+    // The secret param must now be a number: refused, by name.
+    sandbox.file("early.yaml", &EARLY.replace("token: {type: string", "token: {type: int"));
+    let out = sandbox.runbook().env("RUNBOOK_PARAM_TOKEN", secret).args(["resume", &id, "--force", "--yes"]).output();
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert_hidden(&out, secret);
+    assert!(out.stderr().contains("--token"), "{}", out.stderr());
+    // The recorded params check, a new answer does not (the secret pasted as the choice).
+    sandbox.file("early.yaml", EARLY);
+    let out = sandbox
+        .runbook()
+        .env("RUNBOOK_PARAM_TOKEN", secret)
+        .args(["resume", &id, "--yes", "--answer", &format!("pick={secret}")])
+        .output();
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert_hidden(&out, secret);
+    assert!(out.stderr().contains("--answer pick"), "{}", out.stderr());
+    assert!(!journals(&sandbox).contains(secret), "the journal holds the secret:\n{}", journals(&sandbox));
+}
+
+/// The masker runs on the child's bytes, escape sequences removed afterwards: a secret
+/// split by one (`hun\e[0mter22`) showed whole once stripped, and on a terminal, which
+/// draws it without the sequence. Masked as written and as shown, split across reads too.
+#[test]
+fn a_secret_split_by_an_escape_sequence_in_child_output_is_masked() {
+    let secret = "esc-5ec2e7-tail";
+    let sandbox = sandbox_with(
+        "leak.yaml",
+        &token_runbook(
+            "          - id: a\n            run: [sh, -c, 'printf \"pw=esc-5\\033[0mec2e7-tail ok\\n\"; printf \"x=esc-5ec\\033]8;;u\\007\" >&2; sleep 0.2; printf \"2e7-tail\\n\" >&2']\n            effect: read\n",
+        ),
+    );
+    for json in [false, true] {
+        let mut run = sandbox.runbook().args(["leak", "go", "--yes", "--token", secret]);
+        if json {
+            run = run.args(["--output", "json"]);
+        }
+        let out = run.output().success();
+        let all = shown(&out);
+        let stripped: String = all.replace("\u{1b}[0m", "").replace("\u{1b}]8;;u\u{7}", "");
+        assert!(!stripped.contains(secret), "json {json}: the secret shows:\n{all}");
+        assert!(all.contains("pw=******** ok"), "json {json}: {all}");
+        assert!(all.contains("x=********"), "json {json}: {all}");
+    }
+    let journal = journals(&sandbox);
+    assert!(!journal.replace("\u{1b}[0m", "").contains(secret), "{journal}");
+}
