@@ -1,0 +1,108 @@
+//! `runbook undo RUN_ID` and `--on-failure undo|abort`: what a run or a resumption does
+//! about the undo engine (`exec::recovery::undo`), and how `show`/`history` tell an undo.
+
+use std::collections::HashSet;
+
+use crate::error::Error;
+use crate::exec::Runner;
+use crate::journal::{Header, Record, Recorded};
+use crate::plan::Plan;
+
+/// `--on-failure`: what a step failing where its `on_failure` aborts does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailurePolicy {
+    /// Run the undo steps of what this run changed, newest first; the run still fails.
+    Undo,
+    /// Stop; the run can be resumed (the default).
+    Abort,
+}
+
+/// What an attempt does about undo.
+#[derive(Debug, Default, Clone)]
+pub struct Recovery {
+    /// `runbook undo`: only the undo steps run.
+    pub undo: bool,
+    pub on_failure: Option<FailurePolicy>,
+    /// Steps finished by the run, in the journal's order.
+    earlier_done: Option<Vec<String>>,
+    /// Steps whose undo finished in an earlier undo.
+    undone: HashSet<String>,
+}
+
+impl Recovery {
+    pub fn on_failure(policy: Option<FailurePolicy>) -> Self {
+        Recovery { on_failure: policy, ..Recovery::default() }
+    }
+
+    /// `runbook undo`: refused when there is nothing left to undo.
+    pub fn undo(plan: &Plan, recorded: &Recorded) -> Result<Self, Error> {
+        let done = done_in_order(recorded);
+        let undone = recorded.undone_steps();
+        let steps: Vec<&crate::step::Step> =
+            plan.runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps)).collect();
+        let changed: Vec<&crate::step::Step> =
+            done.iter().filter_map(|id| steps.iter().copied().find(|s| s.id == *id && s.mutates())).collect();
+        let run_id = recorded.header().map(|h| h.run_id.clone()).unwrap_or_default();
+        if changed.is_empty() {
+            return Err(Error::Usage(format!("run {run_id} changed nothing; there is nothing to undo")));
+        }
+        if changed.iter().all(|s| s.undo.is_empty() || undone.contains(&s.id)) {
+            let manual: Vec<String> =
+                changed.iter().filter(|s| s.undo.is_empty()).map(|s| format!("`{}`", s.id)).collect();
+            let mut text = if undone.is_empty() {
+                format!("run {run_id} has nothing that can be undone automatically")
+            } else {
+                format!("run {run_id} was already undone; there is nothing left to undo")
+            };
+            if !manual.is_empty() {
+                text.push_str(&format!(" (cannot be undone automatically: {})", manual.join(", ")));
+            }
+            return Err(Error::Usage(text));
+        }
+        Ok(Recovery { undo: true, on_failure: None, earlier_done: Some(done), undone })
+    }
+
+    /// Refuses, before anything runs, what cannot be asked or confirmed.
+    pub fn preflight(&self, runner: &Runner<'_>) -> Result<(), String> {
+        if self.undo { runner.preflight_undo() } else { runner.preflight() }
+    }
+
+    pub fn prepare(&self, runner: &mut Runner<'_>) {
+        runner.on_failure_undo = self.on_failure == Some(FailurePolicy::Undo);
+        if self.undo {
+            runner.earlier_done = self.earlier_done.clone();
+            runner.undone = self.undone.clone();
+        }
+    }
+
+    pub fn stamp(&self, header: &mut Header) {
+        header.undo = self.undo;
+        header.on_failure = self.on_failure.map(|p| match p {
+            FailurePolicy::Undo => "undo".to_owned(),
+            FailurePolicy::Abort => "abort".to_owned(),
+        });
+    }
+}
+
+/// Ids of the steps that finished `done`, in the order they last did.
+fn done_in_order(recorded: &Recorded) -> Vec<String> {
+    let mut done: Vec<String> = Vec::new();
+    for event in events(recorded) {
+        if event["event"] != "step_finished" {
+            continue;
+        }
+        let Some(id) = event["id"].as_str() else { continue };
+        done.retain(|d| d != id);
+        if event["status"] == "done" {
+            done.push(id.to_owned());
+        }
+    }
+    done
+}
+
+fn events(recorded: &Recorded) -> impl Iterator<Item = &serde_json::Value> {
+    recorded.records.iter().filter_map(|r| match r {
+        Record::Event { event, .. } => Some(event),
+        _ => None,
+    })
+}
