@@ -1,12 +1,12 @@
 //! `runbook undo RUN_ID` and `--on-failure undo|abort`: what a run or a resumption does
 //! about the undo engine (`exec::recovery::undo`), and how `show`/`history` tell an undo.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::Error;
 use crate::exec::Runner;
 use crate::journal::{Header, Record, Recorded};
-use crate::plan::Plan;
+use crate::plan::{Plan, StepOutput};
 
 /// `--on-failure`: what a step failing where its `on_failure` aborts does to the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -27,6 +27,8 @@ pub struct Recovery {
     earlier_done: Option<Vec<String>>,
     /// Steps whose undo finished in an earlier undo.
     undone: HashSet<String>,
+    /// Undo steps finished by an earlier, interrupted undo: not run again.
+    undo_steps_done: HashMap<String, Option<StepOutput>>,
 }
 
 impl Recovery {
@@ -59,7 +61,21 @@ impl Recovery {
             }
             return Err(Error::Usage(text));
         }
-        Ok(Recovery { undo: true, on_failure: None, earlier_done: Some(done), undone })
+        // Resume knows the procedure's steps; the undo steps an interrupted undo finished
+        // are added here (a secret read runs again: its output was never journaled).
+        let undo_steps: Vec<&crate::step::Step> = steps.iter().flat_map(|s| &s.undo).collect();
+        let undo_steps_done = recorded
+            .done_steps()
+            .into_iter()
+            .filter_map(|(id, output, _)| {
+                let step = undo_steps.iter().find(|u| u.id == id)?;
+                if step.output_is_secret() && !step.mutates() {
+                    return None;
+                }
+                Some((id, output.and_then(|o| serde_json::from_value::<StepOutput>(o).ok())))
+            })
+            .collect();
+        Ok(Recovery { undo: true, on_failure: None, earlier_done: Some(done), undone, undo_steps_done })
     }
 
     /// Refuses, before anything runs, what cannot be asked or confirmed.
@@ -72,6 +88,7 @@ impl Recovery {
         if self.undo {
             runner.earlier_done = self.earlier_done.clone();
             runner.undone = self.undone.clone();
+            runner.completed.extend(self.undo_steps_done.clone());
         }
     }
 
