@@ -367,7 +367,7 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         recovery: if args.undo {
             super::undo::Recovery::undo(&plan, &recorded)?
         } else {
-            super::undo::Recovery::default()
+            super::undo::Recovery::resumed(&plan, &recorded)
         },
     };
     execute(&mut plan, execution, settings)

@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::exec::Runner;
 use crate::journal::{Header, Record, Recorded};
 use crate::plan::{Plan, StepOutput};
+use crate::step::Step;
 
 /// `--on-failure`: what a step failing where its `on_failure` aborts does to the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,34 +37,13 @@ impl Recovery {
         Recovery { on_failure: policy, ..Recovery::default() }
     }
 
-    /// `runbook undo`: refused when there is nothing left to undo.
-    pub fn undo(plan: &Plan, recorded: &Recorded) -> Result<Self, Error> {
-        let done = done_in_order(recorded);
-        let undone = recorded.undone_steps();
-        let steps: Vec<&crate::step::Step> =
-            plan.runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps)).collect();
-        let changed: Vec<&crate::step::Step> =
-            done.iter().filter_map(|id| steps.iter().copied().find(|s| s.id == *id && s.mutates())).collect();
-        let run_id = recorded.header().map(|h| h.run_id.clone()).unwrap_or_default();
-        if changed.is_empty() {
-            return Err(Error::Usage(format!("run {run_id} changed nothing; there is nothing to undo")));
-        }
-        if changed.iter().all(|s| s.undo.is_empty() || undone.contains(&s.id)) {
-            let manual: Vec<String> =
-                changed.iter().filter(|s| s.undo.is_empty()).map(|s| format!("`{}`", s.id)).collect();
-            let mut text = if undone.is_empty() {
-                format!("run {run_id} has nothing that can be undone automatically")
-            } else {
-                format!("run {run_id} was already undone; there is nothing left to undo")
-            };
-            if !manual.is_empty() {
-                text.push_str(&format!(" (cannot be undone automatically: {})", manual.join(", ")));
-            }
-            return Err(Error::Usage(text));
-        }
+    /// A resumed attempt (`resume`, `runbook undo`): what the journal says was done and
+    /// undone, so the undo engine knows the order and does not undo anything twice.
+    pub fn resumed(plan: &Plan, recorded: &Recorded) -> Self {
+        let steps = all_steps(plan);
         // Resume knows the procedure's steps; the undo steps an interrupted undo finished
         // are added here (a secret read runs again: its output was never journaled).
-        let undo_steps: Vec<&crate::step::Step> = steps.iter().flat_map(|s| &s.undo).collect();
+        let undo_steps: Vec<&Step> = steps.iter().flat_map(|s| &s.undo).collect();
         let undo_steps_done = recorded
             .done_steps()
             .into_iter()
@@ -75,7 +55,40 @@ impl Recovery {
                 Some((id, output.and_then(|o| serde_json::from_value::<StepOutput>(o).ok())))
             })
             .collect();
-        Ok(Recovery { undo: true, on_failure: None, earlier_done: Some(done), undone, undo_steps_done })
+        Recovery {
+            undo: false,
+            on_failure: None,
+            earlier_done: Some(done_in_order(recorded)),
+            undone: recorded.undone_steps(),
+            undo_steps_done,
+        }
+    }
+
+    /// `runbook undo`: refused when there is nothing left to undo.
+    pub fn undo(plan: &Plan, recorded: &Recorded) -> Result<Self, Error> {
+        let recovery = Recovery { undo: true, ..Recovery::resumed(plan, recorded) };
+        let steps = all_steps(plan);
+        let done = recovery.earlier_done.as_deref().unwrap_or_default();
+        let changed: Vec<&Step> =
+            done.iter().filter_map(|id| steps.iter().copied().find(|s| s.id == *id && s.mutates())).collect();
+        let run_id = recorded.header().map(|h| h.run_id.clone()).unwrap_or_default();
+        if changed.is_empty() {
+            return Err(Error::Usage(format!("run {run_id} changed nothing; there is nothing to undo")));
+        }
+        if changed.iter().all(|s| s.undo.is_empty() || recovery.undone.contains(&s.id)) {
+            let manual: Vec<String> =
+                changed.iter().filter(|s| s.undo.is_empty()).map(|s| format!("`{}`", s.id)).collect();
+            let mut text = if recovery.undone.is_empty() {
+                format!("run {run_id} has nothing that can be undone automatically")
+            } else {
+                format!("run {run_id} was already undone; there is nothing left to undo")
+            };
+            if !manual.is_empty() {
+                text.push_str(&format!(" (cannot be undone automatically: {})", manual.join(", ")));
+            }
+            return Err(Error::Usage(text));
+        }
+        Ok(recovery)
     }
 
     /// Refuses, before anything runs, what cannot be asked or confirmed.
@@ -85,7 +98,7 @@ impl Recovery {
 
     pub fn prepare(&self, runner: &mut Runner<'_>) {
         runner.on_failure_undo = self.on_failure == Some(FailurePolicy::Undo);
-        if self.undo {
+        if self.earlier_done.is_some() {
             runner.earlier_done = self.earlier_done.clone();
             runner.undone = self.undone.clone();
             runner.completed.extend(self.undo_steps_done.clone());
@@ -99,6 +112,11 @@ impl Recovery {
             FailurePolicy::Abort => "abort".to_owned(),
         });
     }
+}
+
+/// The procedures' steps (not undo steps), in the runbook's order.
+fn all_steps(plan: &Plan) -> Vec<&Step> {
+    plan.runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps)).collect()
 }
 
 /// Ids of the steps that finished `done`, in the order they last did.
