@@ -43,14 +43,14 @@ procedures:
             timeout: 5s
 "#;
 
-fn sandbox() -> Sandbox {
+pub(crate) fn sandbox() -> Sandbox {
     let sandbox = Sandbox::new();
     sandbox.file("undoable.yaml", UNDOABLE);
     sandbox.file("./state.txt", "original\n");
     sandbox
 }
 
-fn log(sandbox: &Sandbox) -> Vec<String> {
+pub(crate) fn log(sandbox: &Sandbox) -> Vec<String> {
     std::fs::read_to_string(sandbox.path().join("log.txt")).unwrap_or_default().lines().map(str::to_owned).collect()
 }
 
