@@ -69,7 +69,13 @@ fn undo_runs_undo_steps_newest_first_with_the_values_read_before_the_change() {
     let out = sandbox.runbook().args(["undo", &id, "--yes"]).output().success();
     assert_eq!(log(&sandbox), ["one", "two", "three", "two_undo_a", "two_undo_b", "one_undo original"]);
     assert_eq!(std::fs::read_to_string(sandbox.path().join("state.txt")).unwrap_or_default(), "original\n");
-    // What remains is named with its command.
+    // What remains is named with its command; the step that failed is named, not undone.
+    assert!(
+        out.stderr()
+            .contains("undo of boom: failed before it finished; not undone, check what it changed: $ sh -c 'exit 3'"),
+        "{}",
+        out.stderr()
+    );
     assert!(
         out.stderr().contains("undo of three: cannot be undone automatically: $ sh -c 'echo three >> log.txt'"),
         "{}",
