@@ -131,6 +131,25 @@ pub enum Builtin {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
     },
+    /// Run the undo steps of a finished, failed or aborted run, newest first
+    Undo {
+        run_id: String,
+        /// Confirm every undo ahead of time (typed targets still need --confirm-target)
+        #[arg(short, long)]
+        yes: bool,
+        /// Undo even though the runbook file changed (recorded in the journal)
+        #[arg(long)]
+        force: bool,
+        /// The protected environment's name, typed ahead (asked again otherwise)
+        #[arg(long, value_name = "NAME")]
+        confirm_env: Option<String>,
+        /// The target of a `confirm: typed` undo step, typed ahead
+        #[arg(long, value_name = "STEP_ID=VALUE")]
+        confirm_target: Vec<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
+    },
     /// The run locks: who holds them, and breaking one (shared when a state URL is set)
     #[command(subcommand)]
     Lock(LockCommand),
@@ -280,6 +299,10 @@ pub struct ExecArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+    /// When a step fails where its `on_failure` stops the run: `undo` runs the undo steps
+    /// of what this run changed, newest first; `abort` stops, resumable (the default)
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub on_failure: Option<crate::commands::undo::FailurePolicy>,
     /// Write a plan for `runbook approve` and `runbook apply`: probes run, nothing changes
     #[arg(long, value_name = "FILE", conflicts_with_all = ["dry_run", "simulate"])]
     pub save_plan: Option<PathBuf>,

@@ -286,7 +286,30 @@ fn write_step(out: &mut String, step: &Step, number: usize) {
             let _ = writeln!(out, "{pad}If it fails, procedure [`{name}`](#{}) runs.", anchor(name));
         }
     }
+    if !step.undo.is_empty() {
+        let _ = writeln!(out, "{pad}Undone (`runbook undo`, `--on-failure undo`) by:");
+        for undo in &step.undo {
+            let _ = writeln!(out, "{pad}- `{}` ({}): {}", undo.id, undo.kind_name(), undo_summary(undo));
+        }
+    }
     out.push('\n');
+}
+
+/// What an undo step does, on one line.
+fn undo_summary(step: &Step) -> String {
+    let text = match &step.kind {
+        StepKind::Run(run) => format!("`{}`", readable_command(run.argv.iter().map(show).collect())),
+        StepKind::Shell(shell) => format!("`{}`", shell.script.trim().lines().next().unwrap_or("")),
+        StepKind::Http(http) => format!("`{} {}`", http.method, show(&http.url)),
+        StepKind::Manual(text) => show(text).trim().lines().next().unwrap_or("").to_owned(),
+        StepKind::Assert(assert) => format!("checks `{}`", assert.expr.text),
+        StepKind::Prompt(prompt) => format!("asks *{}*", show(&prompt.question).trim()),
+        StepKind::Include(include) => format!("runs `{}`", include.procedure),
+    };
+    match &step.confirm {
+        Some(target) => format!("{text}, after the operator types `{}`", show(target)),
+        None => text,
+    }
 }
 
 fn process_details(out: &mut String, process: &crate::step::Process, pad: &str) {

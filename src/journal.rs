@@ -48,6 +48,12 @@ pub struct Header {
     pub approvers: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<String>,
+    /// This attempt is `runbook undo`: it ran the undo steps of what the run changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undo: bool,
+    /// `--on-failure undo|abort` as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
 }
 
 /// One line of the journal.
@@ -344,11 +350,48 @@ impl Recorded {
             user: header.user.clone(),
             host: header.host.clone(),
             started: self.started(),
-            status: self.status(),
+            status: self.undo_status().map_or_else(|| self.status(), str::to_owned),
             file: header.file.clone(),
             rehearsal: header.rehearsal.is_some(),
             plan_id: header.plan_id.clone(),
             break_glass: header.break_glass.clone(),
+        })
+    }
+
+    /// Steps whose undo ran to the end (`undo` events).
+    pub fn undone_steps(&self) -> std::collections::HashSet<String> {
+        self.events()
+            .filter(|e| e["event"] == "undo" && e["state"] == "done")
+            .filter_map(|e| e["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    fn events(&self) -> impl Iterator<Item = &serde_json::Value> {
+        self.records.iter().filter_map(|r| match r {
+            Record::Event { event, .. } => Some(event),
+            _ => None,
+        })
+    }
+
+    /// The run's status once undo ran (`runbook undo` or `--on-failure undo`): `undone` when
+    /// every change was put back, `partly undone` when some remain (no `undo:`, skipped, or
+    /// the undo stopped), `undo failed` when nothing was; `None` when no undo ran.
+    pub fn undo_status(&self) -> Option<&'static str> {
+        let undos: Vec<&serde_json::Value> = self.events().filter(|e| e["event"] == "undo").collect();
+        if undos.is_empty() {
+            return None;
+        }
+        let undone = self.undone_steps();
+        // What the last undo left: its owners minus those undone by then.
+        let remains = undos.iter().any(|e| {
+            let id = e["id"].as_str().unwrap_or_default();
+            matches!(e["state"].as_str(), Some("manual" | "skipped" | "failed" | "started")) && !undone.contains(id)
+        });
+        Some(match (undone.is_empty(), remains) {
+            (false, false) => "undone",
+            (false, true) => "partly undone",
+            (true, _) if undos.iter().all(|e| e["state"] == "manual") => "not undone",
+            (true, _) => "undo failed",
         })
     }
 

@@ -75,7 +75,7 @@ fn main() -> ExitCode {
 
 /// Built-ins whose parsing and running never use the folder's runbooks: for them the
 /// command line is built without checking every runbook first (start-up time).
-const WITHOUT_LIBRARY: &[&str] = &["validate", "history", "show", "resume", "schema", "run"];
+const WITHOUT_LIBRARY: &[&str] = &["validate", "history", "show", "resume", "undo", "schema", "run"];
 
 /// Whether building the command line needs the runbook folder: anything but a built-in of
 /// [`WITHOUT_LIBRARY`] or a bare `--version`. Anything unusual before the command (an
@@ -160,7 +160,13 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
         Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
         Builtin::Resume { run_id, yes, force, answer, confirm_env, confirm_target, output } => {
             let confirm = (confirm_env, confirm_target);
-            let args = commands::runs::ResumeArgs { run_id, yes, force, answers: answer, confirm, output };
+            let args = commands::runs::ResumeArgs { run_id, yes, force, answers: answer, confirm, output, undo: false };
+            commands::runs::resume(&settings(global), args)
+        }
+        Builtin::Undo { run_id, yes, force, confirm_env, confirm_target, output } => {
+            let confirm = (confirm_env, confirm_target);
+            let args =
+                commands::runs::ResumeArgs { run_id, yes, force, answers: Vec::new(), confirm, output, undo: true };
             commands::runs::resume(&settings(global), args)
         }
     }

@@ -198,6 +198,16 @@ pub struct StepDef {
     pub value: Option<String>,
     /// For `assert`: the failure message (a template).
     pub message: Option<String>,
+    /// On a step that changes something: one step, or a list, that puts back what it
+    /// changed (`runbook undo`, `--on-failure undo`); run, shell, http, manual or assert.
+    pub undo: Option<UndoDef>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum UndoDef {
+    One(Box<StepDef>),
+    List(Vec<StepDef>),
 }
 
 #[derive(Deserialize, JsonSchema)]

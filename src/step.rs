@@ -26,6 +26,10 @@ pub struct Step {
     pub confirm: Option<Template>,
     pub on_failure: OnFailure,
     pub secret: bool,
+    /// `undo:`: steps that put back what this (mutating) step changed, run by
+    /// `runbook undo` and `--on-failure undo`, newest owner first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undo: Vec<Step>,
     #[serde(skip)]
     pub span: Span,
     /// Where the `on_failure` value is written, for diagnostics about it.

@@ -30,5 +30,11 @@ pub const HTTP: &[&str] = &["method", "url", "headers", "body", "expect", "conne
 pub const EXPECT: &[&str] = &["status", "body_contains", "json"];
 pub const RETRY: &[&str] = &["attempts", "interval", "until"];
 
+/// `undo:` on a mutating step: one step or a list of steps.
+pub const UNDO: &str = "undo";
+/// Step kinds an undo step may have: no questions (it runs unattended after `--yes`) and
+/// no includes (an undo is spelled out where it is declared).
+pub const UNDO_KINDS: &[&str] = &["run", "shell", "http", "manual", "assert"];
+
 /// Every key a step may have, whatever its kind.
-pub const STEP_ALL: &[&[&str]] = &[KINDS, COMMON_KEYS, PROCESS_KEYS, SHELL_KEYS, PROMPT_KEYS, ASSERT_KEYS];
+pub const STEP_ALL: &[&[&str]] = &[KINDS, COMMON_KEYS, PROCESS_KEYS, SHELL_KEYS, PROMPT_KEYS, ASSERT_KEYS, &[UNDO]];

@@ -79,6 +79,7 @@ pub const RESERVED_FLAGS: &[&str] = &[
     "save-plan",
     "plan-ttl",
     "break-glass",
+    "on-failure",
 ];
 
 /// Largest runbook file read (a runbook is a page or two; this is generous).

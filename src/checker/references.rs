@@ -321,7 +321,13 @@ impl<'a> References<'a> {
         let mut included = Set::default();
         for (position, step) in procedure.stages.iter().flat_map(|s| &s.steps).enumerate() {
             let visible = Visible { procedure: index, position, included: &included };
-            self.step(procedure, step, &visible);
+            self.step(procedure, step, &visible, &[]);
+            // An undo step sees what its owner saw, the owner's own output and the undo
+            // steps listed before it.
+            let after = Visible { procedure: index, position: position + 1, included: &included };
+            for (i, undo) in step.undo.iter().enumerate() {
+                self.step(procedure, undo, &after, &step.undo[..i]);
+            }
             if let StepKind::Include(include) = &step.kind
                 && let Some(target) = self.runbook.procedures.get_index_of(&include.procedure)
                 && !cyclic.contains(target)
@@ -343,8 +349,8 @@ impl<'a> References<'a> {
         }
     }
 
-    fn step(&mut self, procedure: &Procedure, step: &Step, visible: &Visible<'_>) {
-        let scope = Scope { procedure, visible, step };
+    fn step(&mut self, procedure: &Procedure, step: &Step, visible: &Visible<'_>, undo: &[Step]) {
+        let scope = Scope { procedure, visible, step, undo };
         let mut templates: Vec<(&Template, Sink)> = Vec::new();
         let mut exprs: Vec<(&Expr, bool)> = Vec::new();
         match &step.kind {
@@ -573,6 +579,10 @@ impl<'a> References<'a> {
     }
 
     fn output(&mut self, scope: &Scope<'_>, span: Span, id: &str, field: Option<&str>, sink: Sink) {
+        if let Some(target) = scope.undo.iter().find(|s| s.id == id) {
+            self.output_fields(scope, span, target, field, sink);
+            return;
+        }
         let Some(&(proc_index, position, target)) = self.steps.get(id) else {
             let help = did_you_mean(id, self.all_steps().map(|s| s.id.as_str()));
             let diagnostic = self.error(Code::StepNotYetRun, span, format!("there is no step `{id}`"));
@@ -594,6 +604,12 @@ impl<'a> References<'a> {
                 Some(format!("move `{}` after `{id}`, or include the procedure that runs `{id}` first", scope.step.id));
             return;
         }
+        self.output_fields(scope, span, target, field, sink);
+    }
+
+    /// A visible step's output: captured, and kept secret where it goes.
+    fn output_fields(&mut self, scope: &Scope<'_>, span: Span, target: &Step, field: Option<&str>, sink: Sink) {
+        let id = target.id.as_str();
         let outputs = target.outputs();
         let captures_nothing = outputs.iter().all(|o| *o == "status");
         match field {
@@ -781,6 +797,8 @@ struct Scope<'s> {
     procedure: &'s Procedure,
     visible: &'s Visible<'s>,
     step: &'s Step,
+    /// For an undo step: the undo steps listed before it (their outputs are visible).
+    undo: &'s [Step],
 }
 
 /// Which steps have run before the step being checked: earlier steps of its procedure and

@@ -460,6 +460,7 @@ impl Structure {
             let Some(key_name) = key.as_str() else { continue };
             let is_kind_key =
                 !keys::KINDS.contains(&key_name) && !keys::COMMON_KEYS.contains(&key_name) && all.contains(&key_name);
+            let is_kind_key = is_kind_key && key_name != keys::UNDO;
             if is_kind_key && !allowed.contains(&key_name) {
                 self.r.error(
                     Code::UnknownKey,
@@ -513,6 +514,8 @@ impl Structure {
         });
         let secret = self.r.opt_bool(&fields, "secret").unwrap_or(false);
         let name = self.r.opt_string(&fields, "name");
+        let mutates = matches!(kind_name, "run" | "shell" | "http") && effect == Effect::Mutate;
+        let undo = self.undo(&fields, mutates);
         Some(Step {
             // A missing id is reported; the step's templates are still checked.
             id: id.unwrap_or_default(),
@@ -525,9 +528,45 @@ impl Structure {
             confirm,
             on_failure: on_failure.unwrap_or(OnFailure::Abort),
             secret,
+            undo,
             span: id_node.map_or(fields.node.span, |n| n.span),
             on_failure_span: fields.get("on_failure").map(|n| n.span),
         })
+    }
+
+    /// `undo:` — one step or a list, checked like any step; only a step that changes
+    /// something has anything to undo, and an undo step has no undo of its own.
+    fn undo(&mut self, fields: &Fields<'_>, mutates: bool) -> Vec<Step> {
+        let Some(node) = fields.get(keys::UNDO) else { return Vec::new() };
+        let key = fields.key_span(keys::UNDO).unwrap_or(node.span);
+        if !mutates {
+            self.r.error(Code::InvalidValue, key, "`undo` on a step that changes nothing").help =
+                Some("only `run`, `shell` and `http` steps with `effect: mutate` (the default) can be undone".into());
+        }
+        let items: Vec<&Node> = match &node.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => vec![node],
+        };
+        if items.is_empty() {
+            self.r.error(Code::InvalidValue, node.span, "`undo` lists no steps").help =
+                Some("give one step, or a list of steps, that put back what this step changes".into());
+        }
+        let mut steps = Vec::new();
+        for item in items {
+            let Some(step) = self.step(item) else { continue };
+            if !keys::UNDO_KINDS.contains(&step.kind_name()) {
+                self.r
+                    .error(Code::StepKind, step.span, format!("an undo step cannot be a `{}` step", step.kind_name()))
+                    .help = Some(format!("an undo step is one of: {}", keys::UNDO_KINDS.join(", ")));
+            }
+            if let Some(span) = step.undo.first().map(|u| u.span) {
+                self.r
+                    .error(Code::InvalidValue, span, format!("undo step `{}` has an `undo` of its own", step.id))
+                    .help = Some("list every step of the undo in the owner's `undo:`".into());
+            }
+            steps.push(step);
+        }
+        steps
     }
 
     fn confirm(&mut self, fields: &Fields<'_>) -> Option<crate::template::Template> {

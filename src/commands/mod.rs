@@ -7,4 +7,5 @@ pub mod procedure;
 pub mod rehearse;
 pub mod runs;
 pub mod tooling;
+pub mod undo;
 pub mod validate;

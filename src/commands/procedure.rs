@@ -55,6 +55,8 @@ pub struct Execution {
     pub rehearsal: Option<crate::rehearsal::Settings>,
     /// An applied plan and its approvers, or a break-glass reason (journaled).
     pub audit: super::plan::Audit,
+    /// `runbook undo` and `--on-failure` (see `commands::undo`).
+    pub recovery: super::undo::Recovery,
 }
 
 pub fn checked_runbook(entry: &Entry) -> Result<crate::model::RunbookRef, Error> {
@@ -113,6 +115,7 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
             server: None,
         }),
         audit: super::plan::Audit { break_glass, ..super::plan::Audit::default() },
+        recovery: super::undo::Recovery::on_failure(call.exec.on_failure),
     };
     execute(&mut plan, execution, settings)
 }
@@ -198,7 +201,8 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
         if let Some(completed) = &execution.completed {
             preflight.completed = completed.clone();
         }
-        preflight.preflight().map_err(Error::Usage)?;
+        execution.recovery.prepare(&mut preflight);
+        execution.recovery.preflight(&preflight).map_err(Error::Usage)?;
     }
     let resumed = execution.completed.is_some();
 
@@ -252,10 +256,12 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
     if let Some(completed) = execution.completed {
         runner.completed = completed;
     }
+    execution.recovery.prepare(&mut runner);
     let mut header = header(plan, &execution.run_id, &holder, execution.yes, execution.forced);
     header.rehearsal = rehearsal_settings.clone();
     header.identity = store.shared().then(|| holder.identity.clone());
     execution.audit.stamp(&mut header);
+    execution.recovery.stamp(&mut header);
     // `apply` marks its plan used only once the lock is held, so a plan is not spent on a
     // run that could not start.
     if let Some(claim) = execution.audit.claim.as_ref() {
@@ -285,7 +291,11 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
         terminal.context = summary_context(plan, &runner.completed);
         runner.subscribe(Box::new(terminal));
         if !settings.quiet {
-            let verb = if resumed { "Resuming" } else { "Starting" };
+            let verb = match (execution.recovery.undo, resumed) {
+                (true, _) => "Undoing",
+                (false, true) => "Resuming",
+                (false, false) => "Starting",
+            };
             let what = if fake_base.is_some() { "rehearsal" } else { "run" };
             let shared = if store.shared() { format!(", shared in {}", store.location()) } else { String::new() };
             eprintln!("{verb} {what} {} (journal: {}{shared})", execution.run_id, journal_path.display());
@@ -321,7 +331,7 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
                 cancel.cancel();
             }
         });
-        let outcome = runner.run().await;
+        let outcome = if execution.recovery.undo { runner.run_undo().await.0 } else { runner.run().await };
         signals.abort();
         outcome
     });
@@ -359,8 +369,9 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
             if !json {
                 // Not eprintln!: after SIGHUP the terminal is gone and a failed write must
                 // not turn exit 130 into a panic.
+                let next = if execution.recovery.undo { "undo" } else { "resume" };
                 let _ =
-                    writeln!(std::io::stderr(), "The run can be continued with: runbook resume {}", execution.run_id);
+                    writeln!(std::io::stderr(), "The run can be continued with: runbook {next} {}", execution.run_id);
             }
             Err(Error::Reported(other.exit_code()))
         }
@@ -482,6 +493,8 @@ fn header(plan: &Plan, run_id: &str, holder: &crate::lock::Holder, yes: bool, fo
         plan_id: None,
         approvers: Vec::new(),
         break_glass: None,
+        undo: false,
+        on_failure: None,
     }
 }
 

@@ -135,11 +135,14 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
     for line in decisions_and_changes(&recorded) {
         let _ = writeln!(out, "{line}");
     }
-    let _ = writeln!(out, "status: {}", recorded.status());
+    let status = recorded.undo_status().map_or_else(|| recorded.status(), str::to_owned);
+    let _ = writeln!(out, "status: {status}");
     if recorded.truncated {
         let _ = writeln!(out, "note: the last record was cut off (the process died while writing it)");
     }
-    if recorded.status() != "done" {
+    if status == "partly undone" || status == "undo failed" {
+        let _ = writeln!(out, "continue the undo with: runbook undo {run_id}");
+    } else if recorded.status() != "done" && recorded.undo_status().is_none() {
         let _ = writeln!(out, "continue it with: runbook resume {run_id}");
     }
     crate::output::print(&out);
@@ -233,6 +236,7 @@ fn describe(event: &serde_json::Value) -> Option<String> {
             format!("  {} {} after {}{exit}{answer}{message}", s("status"), s("id"), s("duration"))
         }
         "notice" => format!("  note ({}): {}", s("id"), s("text").replace('\n', " ")),
+        "undo" => format!("  ↶ undo of {} {}: {}", s("id"), s("state"), s("text").replace('\n', " ")),
         "lock_taken_over" => {
             let previous = &event["previous"];
             format!(
@@ -262,12 +266,14 @@ pub struct ResumeArgs {
     /// `--confirm-env`, `--confirm-target`.
     pub confirm: (Option<String>, Vec<String>),
     pub output: OutputFormat,
+    /// `runbook undo`: the run's undo steps run instead of its remaining steps.
+    pub undo: bool,
 }
 
 pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     let recorded = find(settings, &args.run_id)?;
     let header = recorded.header().cloned().ok_or_else(|| Error::Io(format!("run {} has no header", args.run_id)))?;
-    if recorded.status() == "done" {
+    if recorded.status() == "done" && !args.undo {
         return Err(Error::Usage(format!("run {} finished successfully; there is nothing to resume", args.run_id)));
     }
     // On another machine the file is wherever that machine keeps the runbook folder: found
@@ -292,8 +298,9 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     let entry = crate::library::load_entry(&file);
     let runbook = checked_runbook(&entry)?;
     if runbook.sha256 != header.sha256 && !args.force {
+        let verb = if args.undo { "undo" } else { "resume" };
         return Err(Error::Usage(format!(
-            "refusing to resume run {}: {} changed since the run started (sha256 {} → {}); pass --force to resume with the new file",
+            "refusing to {verb} run {}: {} changed since the run started (sha256 {} → {}); pass --force to {verb} with the new file",
             args.run_id,
             file.display(),
             short(&header.sha256),
@@ -358,6 +365,11 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         // A rehearsal resumes as a rehearsal, against its fake restored from the state dir.
         rehearsal: header.rehearsal.clone(),
         audit: super::plan::Audit::resumed(&header),
+        recovery: if args.undo {
+            super::undo::Recovery::undo(&plan, &recorded)?
+        } else {
+            super::undo::Recovery::resumed(&plan, &recorded)
+        },
     };
     execute(&mut plan, execution, settings)
 }

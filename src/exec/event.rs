@@ -59,6 +59,12 @@ pub enum Event {
         /// What the operator answered (prompt value, typed confirmation), when not secret.
         answer: Option<String>,
     },
+    /// The undo engine about step `id` (the step being undone, not the undo step).
+    Undo {
+        id: String,
+        state: UndoState,
+        text: String,
+    },
     RunFinished {
         outcome: Outcome,
         message: Option<String>,
@@ -114,6 +120,20 @@ pub enum StepStatus {
     Interrupted,
 }
 
+/// Where the undo of one step stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UndoState {
+    Started,
+    Done,
+    Failed,
+    Skipped,
+    /// Already undone by an earlier undo of the run.
+    Already,
+    /// No `undo:`: cannot be undone automatically.
+    Manual,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -167,6 +187,7 @@ impl Event {
         let text = |t: String| redactor.redact(&t);
         match event {
             Event::Notice { id, text: t } => Event::Notice { id, text: text(t) },
+            Event::Undo { id, state, text: t } => Event::Undo { id, state, text: text(t) },
             Event::StepStarted { id, name, kind, command, attempt } => {
                 Event::StepStarted { id, name, kind, command: command.map(text), attempt }
             }

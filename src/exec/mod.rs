@@ -6,6 +6,7 @@ pub mod event;
 pub mod operator;
 mod preflight;
 mod process;
+pub mod recovery;
 mod steps;
 pub mod terminal;
 
@@ -56,7 +57,7 @@ fn unanswered(err: AskError) -> Flow {
 }
 
 /// How a walk through steps goes on.
-enum Flow {
+pub(crate) enum Flow {
     Continue,
     Stop(Outcome, String),
 }
@@ -85,6 +86,20 @@ pub struct Runner<'p> {
     unseen: std::collections::HashSet<String>,
     /// An `--answer` was refused before anything changed: a usage error (exit 2).
     pub refused_answer: bool,
+    /// Mutating steps finished in this attempt, in order (the undo engine's owners).
+    finished: Vec<String>,
+    /// Steps finished in earlier attempts in the journal's order (`runbook undo`); `None`:
+    /// those in `completed`, in the runbook's order.
+    pub earlier_done: Option<Vec<String>>,
+    /// Steps whose undo finished (journaled `undo` events, and this attempt's).
+    pub undone: std::collections::HashSet<String>,
+    /// The mutating step that failed last (it may have changed part of what it meant to):
+    /// the undo engine names it for the operator to check; it is not undone.
+    pub failed_mutation: Option<String>,
+    /// The undo engine is running: a failing undo step does not start another undo.
+    undoing: bool,
+    /// `--on-failure undo`: a step that fails where its `on_failure` aborts undoes the run.
+    pub on_failure_undo: bool,
 }
 
 impl<'p> Runner<'p> {
@@ -111,6 +126,12 @@ impl<'p> Runner<'p> {
             included: 0,
             unseen: std::collections::HashSet::new(),
             refused_answer: false,
+            finished: Vec::new(),
+            earlier_done: None,
+            undone: std::collections::HashSet::new(),
+            failed_mutation: None,
+            undoing: false,
+            on_failure_undo: false,
         }
     }
 
@@ -551,6 +572,9 @@ impl<'p> Runner<'p> {
             }
             OnFailure::Abort => {
                 self.finish(step, attempt, started);
+                if self.on_failure_undo && !self.undoing {
+                    return Box::pin(self.undo_after_failure(message)).await;
+                }
                 Flow::Stop(Outcome::Failed, message)
             }
             OnFailure::Procedure(handler) => {
@@ -580,6 +604,13 @@ impl<'p> Runner<'p> {
     }
 
     fn finish(&mut self, step: &Step, attempt: Attempt, started: Instant) {
+        if step.mutates() && !self.undoing {
+            match attempt.status {
+                StepStatus::Done => self.finished.push(step.id.clone()),
+                StepStatus::Skipped => {}
+                _ => self.failed_mutation = Some(step.id.clone()),
+            }
+        }
         match attempt.status {
             StepStatus::Done => self.done += 1,
             StepStatus::Skipped => self.skipped += 1,

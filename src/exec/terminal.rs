@@ -189,6 +189,10 @@ impl Subscriber for Terminal {
                     self.say(&format!("  {line}"));
                 }
             }
+            Event::Undo { id, text, .. } => {
+                self.stop_spinner();
+                self.say(&format!("↶ undo of {id}: {}", text.replace('\n', " ")));
+            }
             Event::StepFinished { id, status, duration, message, output, answer, .. } => {
                 self.stop_spinner();
                 if *status == StepStatus::Done {

@@ -14,4 +14,5 @@ mod rehearsal;
 mod secrets;
 mod store;
 mod tooling;
+mod undo;
 mod validate;

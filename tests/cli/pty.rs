@@ -749,3 +749,28 @@ fn a_refused_direct_run_at_a_terminal_asks_for_a_break_glass_reason() {
     assert!(transcript.contains("needs an approved plan or a break-glass reason"), "{transcript}");
     assert!(sandbox.journals().is_empty());
 }
+
+/// Issue 11: at a terminal, `runbook undo` shows each step's undo and asks like a stage:
+/// `s` skips one undo, `y` runs the next; the skipped change is reported as remaining.
+#[test]
+fn undo_at_a_terminal_confirms_each_undo_like_a_stage() {
+    let sandbox = super::undo::sandbox();
+    sandbox.runbook().args(["undoable", "go", "--yes"]).output().status(1);
+    let id = sandbox.last_run_id();
+    let mut pty = Pty::spawn(&sandbox, &["undo", &id]);
+    pty.expect("Undo of `two`:");
+    pty.expect("two_undo_a: sh -c 'echo two_undo_a >> log.txt'");
+    pty.expect("Run stage `undo of two`?");
+    pty.expect(STAGE_QUESTION);
+    pty.answer("s");
+    pty.expect("one_undo: sh -c");
+    pty.expect("Run stage `undo of one`?");
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "{transcript}");
+    assert_eq!(super::undo::log(&sandbox), ["one", "two", "three", "one_undo original"], "{transcript}");
+    assert!(transcript.contains("undo skipped: `two`"), "{transcript}");
+    let shown = sandbox.runbook().args(["show", &id]).output().success().stdout();
+    assert!(shown.contains("undo of two skipped") && shown.contains("status: partly undone"), "{shown}");
+}

@@ -886,3 +886,118 @@ fn a_revert_traffic_plan_applies_once_approved_and_is_refused_after_the_serving_
     let traffic = &fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"];
     assert_eq!(traffic, &serde_json::json!([{"percent": 100, "latest_revision": true}]), "nothing changed");
 }
+
+/// Issue 11: a traffic update fails after the secret was repointed; `runbook undo` puts the
+/// fake back as it was — the original connection string as the latest secret version (added
+/// again via stdin), the original traffic split — and the clone's undo is left to a person.
+#[test]
+fn undo_after_a_failed_traffic_update_restores_the_original_secret_and_traffic() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, argv_log) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let before = fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"].clone();
+    fake.faults(r#"{"run_update_failure": "Revision 'pegasus-api-00002-x9m' is not ready and cannot serve traffic."}"#);
+    let ts = recent_timestamp();
+    let out = runbook(&sandbox, &fake)
+        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes", "--confirm-env", "production"])
+        .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .args(["--var", &format!("api_base_url={}", fake.app_url())])
+        .output()
+        .status(1);
+    assert!(out.stderr().contains("step `pitr_update_traffic` failed"), "{}", out.stderr());
+    let id = sandbox.last_run_id();
+    let versions = fake.state()["projects"][PROJECT]["secrets"]["pegasus-db-url"]["versions"].clone();
+    assert_ne!(versions.as_array().and_then(|v| v.last()).map(|v| &v["data"]), Some(&ORIGINAL_SECRET.into()));
+
+    let out = runbook(&sandbox, &fake).args(["undo", &id, "--yes", "--confirm-env", "production"]).output();
+    let all = out.all();
+    assert_eq!(out.code(), 0, "{all}");
+    assert!(all.contains("cannot be undone automatically") || all.contains("clone_delete_by_hand"), "{all}");
+
+    let project = &fake.state()["projects"][PROJECT];
+    let versions = project["secrets"]["pegasus-db-url"]["versions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(versions.len(), 4, "original, old disabled, the clone's, the original again: {versions:?}");
+    assert_eq!(versions.last().and_then(|v| v["data"].as_str()), Some(ORIGINAL_SECRET), "latest is the original");
+    assert_eq!(project["services"]["pegasus-api"]["traffic"], before, "the original traffic split");
+    assert!(project["instances"]["pegasus-db-eu-rollback"].is_object(), "the clone is left for a person to delete");
+
+    let shown = Run::new(sandbox.path()).args(["show", &id]).output().success().stdout();
+    // The failed update did not finish: it is named for the operator to check, not undone;
+    // what finished is undone, newest first.
+    assert!(shown.contains("undo of pitr_update_traffic manual: failed before it finished; not undone"), "{shown}");
+    assert!(!shown.contains("pitr_route_back"), "{shown}");
+    let secret = shown.find("undo of add_secret_version done").unwrap_or_else(|| panic!("{shown}"));
+    let clone = shown.find("undo of clone_op done").unwrap_or_else(|| panic!("{shown}"));
+    assert!(secret < clone, "newest first: {shown}");
+    assert!(shown.contains("status: partly undone"), "{shown}");
+    // The old value travelled on stdin only: never on a command line, never recorded.
+    let argv = std::fs::read_to_string(&argv_log).unwrap_or_default();
+    assert!(argv.contains("secrets versions access 2 --secret=pegasus-db-url"), "{argv}");
+    for (text, place) in [(&argv, "a gcloud command line"), (&journals(&sandbox), "the journal"), (&all, "the output")]
+    {
+        assert!(!text.contains("s3cr3t-pw"), "the password appeared in {place}");
+    }
+    let again = runbook(&sandbox, &fake).args(["undo", &id, "--yes", "--confirm-env", "production"]).output().status(2);
+    assert!(again.stderr().contains("already undone"), "{}", again.stderr());
+}
+
+/// Issue 11: a finished traffic update is undone by routing traffic back to the split read
+/// before the change (the latest revision, as the scenario serves it), with the real gcloud.
+#[test]
+fn undo_of_a_finished_traffic_revert_routes_traffic_back_to_the_split_read_before() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, argv_log) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let traffic = |fake: &Fake| fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"].clone();
+    let before = traffic(&fake);
+    runbook(&sandbox, &fake)
+        .args(["rollback", "revert-traffic", "--env", "production", "--yes", "--confirm-env", "production"])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .output()
+        .success();
+    assert_eq!(traffic(&fake), serde_json::json!([{"percent": 100, "revision_name": "pegasus-api-00002-x9m"}]));
+    let id = sandbox.last_run_id();
+    // Without a terminal and without --yes, nothing is undone.
+    let refused = runbook(&sandbox, &fake).args(["undo", &id, "--confirm-env", "production"]).output().status(2);
+    assert!(refused.stderr().contains("pass --yes"), "{}", refused.stderr());
+    runbook(&sandbox, &fake).args(["undo", &id, "--yes", "--confirm-env", "production"]).output().success();
+    assert_eq!(traffic(&fake), before, "the split that served before");
+    let argv = std::fs::read_to_string(&argv_log).unwrap_or_default();
+    assert!(argv.contains("update-traffic pegasus-api --region=europe-west1 --project=delta-student-486911-n5 --to-revisions=LATEST=100"), "{argv}");
+    let history = Run::new(sandbox.path()).args(["history"]).output().success().stdout();
+    assert!(history.lines().any(|l| l.starts_with(&id) && l.contains("undone")), "{history}");
+}
+
+/// Issue 11: `runbook undo` of a `--simulate` rehearsal undoes against that rehearsal's fake,
+/// restored from the state dir, and saves it again: the traffic split is back as it was.
+#[test]
+fn undo_of_a_simulated_rehearsal_runs_against_its_restored_fake() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    simulated(&sandbox, &["rollback", "revert-traffic", "--env", "production"])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .output()
+        .success();
+    let history = sandbox.runbook().args(["history", "--rehearsals", "--format", "json"]).output().success().stdout();
+    let runs: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
+    let id = runs[0]["id"].as_str().unwrap_or_default().to_owned();
+    let saved = || -> serde_json::Value {
+        let text =
+            std::fs::read_to_string(sandbox.path().join(format!("state/simulate/{id}.json"))).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or_default()
+    };
+    let traffic = |saved: &serde_json::Value| {
+        saved["fake"]["scenario"]["projects"][PROJECT]["services"]["pegasus-api"]["traffic"].clone()
+    };
+    assert_eq!(traffic(&saved()), serde_json::json!([{"percent": 100, "revision_name": "pegasus-api-00002-x9m"}]));
+    let path = format!("{}:{}", sandbox.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let out = sandbox.runbook().env("PATH", path).args(["undo", &id, "--yes", "--confirm-env", "production"]).output();
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.stderr().contains("state was restored"), "{}", out.stderr());
+    assert_eq!(
+        traffic(&saved()),
+        serde_json::json!([{"latest_revision": true, "percent": 100}]),
+        "as the scenario served it"
+    );
+}
