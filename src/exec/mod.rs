@@ -60,6 +60,8 @@ fn unanswered(err: AskError) -> Flow {
 pub(crate) enum Flow {
     Continue,
     Stop(Outcome, String),
+    /// The operator chose `retry` at the failure menu: the step runs again.
+    Retry,
 }
 
 pub struct Runner<'p> {
@@ -97,6 +99,10 @@ pub struct Runner<'p> {
     undoing: bool,
     /// `--on-failure undo`: a step that fails where its `on_failure` aborts undoes the run.
     pub on_failure_undo: bool,
+    /// The failure menu's `edit`: a prompt is asked again, whatever `--answer` said.
+    ask_again: bool,
+    /// Steps the operator skipped at the failure menu.
+    menu_skipped: std::collections::HashSet<String>,
 }
 
 impl<'p> Runner<'p> {
@@ -128,6 +134,8 @@ impl<'p> Runner<'p> {
             undone: std::collections::HashSet::new(),
             undoing: false,
             on_failure_undo: false,
+            ask_again: false,
+            menu_skipped: std::collections::HashSet::new(),
         }
     }
 
@@ -184,7 +192,7 @@ impl<'p> Runner<'p> {
             stop => stop,
         };
         let (outcome, message) = match flow {
-            Flow::Continue => (Outcome::Done, None),
+            Flow::Continue | Flow::Retry => (Outcome::Done, None),
             Flow::Stop(outcome, message) => (outcome, Some(message)),
         };
         self.emit(Event::RunFinished {
@@ -382,7 +390,17 @@ impl<'p> Runner<'p> {
         true
     }
 
+    /// A step, again as long as the operator chooses `retry` at the failure menu.
     async fn step(&mut self, step: &Step) -> Flow {
+        loop {
+            match self.step_once(step).await {
+                Flow::Retry => {}
+                flow => return flow,
+            }
+        }
+    }
+
+    async fn step_once(&mut self, step: &Step) -> Flow {
         let started = Instant::now();
         if self.restore(step) {
             self.emit(Event::Notice {
@@ -444,7 +462,9 @@ impl<'p> Runner<'p> {
             let rendered = match render(self.plan, step, &self.outputs) {
                 Ok(rendered) => rendered,
                 Err(err) => {
-                    return self.fail(step, Attempt::failed(format!("cannot render the step: {err}")), started).await;
+                    let why = self.uses_skipped(step).map(|s| format!(" ({s})")).unwrap_or_default();
+                    let message = format!("cannot render the step{why}: {err}");
+                    return self.fail(step, Attempt::failed(message), started).await;
                 }
             };
             let command = rendered.command_line(self.plan).or_else(|| http_line(self.plan, &rendered));
@@ -568,6 +588,9 @@ impl<'p> Runner<'p> {
             }
             OnFailure::Abort => {
                 self.finish(step, attempt, started);
+                if self.offers_menu(step) {
+                    return Box::pin(self.failure_menu(step, message)).await;
+                }
                 if self.on_failure_undo && !self.undoing {
                     return Box::pin(self.undo_after_failure(message)).await;
                 }
@@ -584,7 +607,7 @@ impl<'p> Runner<'p> {
                 let flow = self.procedure(handler.clone()).await;
                 self.included = included;
                 match flow {
-                    Flow::Continue => {
+                    Flow::Continue | Flow::Retry => {
                         Flow::Stop(Outcome::Failed, format!("{message}; on_failure procedure `{handler}` ran"))
                     }
                     Flow::Stop(outcome, handler_message) => {
