@@ -238,3 +238,48 @@ fn without_a_terminal_a_failed_step_gets_no_menu() {
     assert!(!journal(&sandbox).contains("failure_choice"));
     assert!(!sandbox.path().join("log.txt").exists());
 }
+
+#[test]
+fn an_answer_edited_at_the_failure_menu_is_the_one_resume_uses() {
+    let sandbox = sandbox("restore", RESTORE);
+    let mut pty = started(&sandbox, "restore");
+    pty.expect("Backup to restore");
+    pty.answer("bad");
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    pty.expect("[e]dit an answer and retry");
+    pty.answer("e");
+    pty.expect("Backup to restore");
+    pty.answer("worse");
+    pty.expect("[e]dit an answer and retry");
+    pty.answer("a");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "{transcript}");
+    let id = sandbox.last_run_id();
+    // The journal's latest answer is `worse`: resume retries with it, not with `bad`.
+    let mut pty = Pty::spawn(&sandbox, &["resume", &id]);
+    pty.expect("Run stage `Restore`?");
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    pty.expect("`restore` failed: [r]etry");
+    pty.answer("a");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "{transcript}");
+    assert_eq!(file(&sandbox, "tried.txt"), "bad\nworse\nworse\n", "{transcript}");
+}
+
+#[test]
+fn a_step_with_on_failure_continue_gets_no_menu_at_a_terminal() {
+    let sandbox = sandbox(
+        "flaky",
+        &FLAKY.replace("            capture: text\n", "            capture: text\n            on_failure: continue\n"),
+    );
+    let mut pty = started(&sandbox, "flaky");
+    pty.expect("(continuing: on_failure: continue)");
+    // `uses` (on_failure: abort) cannot render without `flaky`'s output: its failure asks.
+    pty.expect("`uses` failed: [r]etry");
+    pty.answer("a");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "{transcript}");
+    assert!(!transcript.contains("`flaky` failed: [r]etry"), "{transcript}");
+}
