@@ -423,8 +423,11 @@ fn enter_at_the_revision_list_does_not_route_traffic_to_the_serving_revision() {
     pty.send("\x1b[B");
     pty.send("\r");
     pty.expect("already serves 100% of the traffic");
+    // The failed assert offers the failure menu (editing the revision is one choice): abort.
+    pty.expect("`not_the_serving_revision` failed: [r]etry / [e]dit an answer and retry");
+    pty.answer("a");
     let (code, transcript) = pty.finish();
-    assert_eq!(code, 1, "exit code\n--- transcript\n{transcript}");
+    assert_eq!(code, 3, "exit code (aborted at the failure menu)\n--- transcript\n{transcript}");
     assert!(
         !transcript.contains("services update-traffic"),
         "traffic was routed to the serving revision\n--- transcript\n{transcript}"
