@@ -118,7 +118,7 @@ fn dry_step(plan: &Plan, step: &Step, outputs: &Outputs) -> DryStep {
         command_line,
         writes,
         stages: nested,
-        undo: step.undo.iter().map(|u| dry_step(plan, u, outputs)).collect(),
+        undo: step.undo.iter().map(|u| dry_undo_step(plan, u, outputs)).collect(),
     }
 }
 
@@ -276,8 +276,33 @@ fn write_step(out: &mut String, plan: &Plan, step: &DryStep, number: &str, inden
     }
 }
 
+/// An undo step as the dry-run shows it. An argument that cannot be rendered before the
+/// run (a loop over a split read by an earlier step) is shown as what it is made from.
+fn dry_undo_step(plan: &Plan, step: &Step, outputs: &Outputs) -> DryStep {
+    let mut dry = dry_step(plan, step, outputs);
+    if let (None, StepKind::Run(run)) = (&dry.rendered, &step.kind) {
+        let context = plan.context(outputs);
+        let argv = run.argv.iter().map(|arg| match arg.render(&context) {
+            Ok(text) => plan.redactor.redact(&text),
+            Err(_) => {
+                let refs = arg.references().unwrap_or_default();
+                let from: Vec<&str> = refs.iter().map(String::as_str).filter(|r| r.starts_with("steps.")).collect();
+                // The literal text before the template (`--to-revisions=`) is kept.
+                let literal = arg.text.find('{').map_or("", |at| &arg.text[..at]);
+                let from = if from.is_empty() { "the run".to_owned() } else { from.join(", ") };
+                format!("{literal}<from {from}>")
+            }
+        });
+        dry.command_line = Some(crate::render::command_line(argv));
+    }
+    dry
+}
+
 /// One undo step on one line, under the step it undoes.
 fn undo_line(plan: &Plan, step: &DryStep) -> String {
+    if let (None, Some(line)) = (&step.rendered, &step.command_line) {
+        return format!("{} $ {line}", step.id);
+    }
     let Some(rendered) = &step.rendered else {
         return format!("{} cannot be rendered yet: {}", step.id, step.error.as_deref().unwrap_or("unknown error"));
     };

@@ -309,8 +309,9 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     let entry = crate::library::load_entry(&file);
     let runbook = checked_runbook(&entry)?;
     if runbook.sha256 != header.sha256 && !args.force {
+        let verb = if args.undo { "undo" } else { "resume" };
         return Err(Error::Usage(format!(
-            "refusing to resume run {}: {} changed since the run started (sha256 {} → {}); pass --force to resume with the new file",
+            "refusing to {verb} run {}: {} changed since the run started (sha256 {} → {}); pass --force to {verb} with the new file",
             args.run_id,
             file.display(),
             short(&header.sha256),

@@ -30,6 +30,8 @@ pub struct Recovery {
     undone: HashSet<String>,
     /// Undo steps finished by an earlier, interrupted undo: not run again.
     undo_steps_done: HashMap<String, Option<StepOutput>>,
+    /// The mutating step that failed last, per the journal.
+    failed_mutation: Option<String>,
 }
 
 impl Recovery {
@@ -61,6 +63,7 @@ impl Recovery {
             earlier_done: Some(done_in_order(recorded)),
             undone: recorded.undone_steps(),
             undo_steps_done,
+            failed_mutation: last_failed(recorded, &steps),
         }
     }
 
@@ -102,6 +105,7 @@ impl Recovery {
             runner.earlier_done = self.earlier_done.clone();
             runner.undone = self.undone.clone();
             runner.completed.extend(self.undo_steps_done.clone());
+            runner.failed_mutation.clone_from(&self.failed_mutation);
         }
     }
 
@@ -112,6 +116,17 @@ impl Recovery {
             FailurePolicy::Abort => "abort".to_owned(),
         });
     }
+}
+
+/// The procedure step that changes something and failed last (not undo steps).
+fn last_failed(recorded: &Recorded, steps: &[&Step]) -> Option<String> {
+    let failed = ["failed", "timed_out", "interrupted"];
+    events(recorded)
+        .filter(|e| e["event"] == "step_finished" && failed.iter().any(|f| e["status"] == *f))
+        .filter_map(|e| e["id"].as_str())
+        .filter(|id| steps.iter().any(|s| s.id == *id && s.mutates()))
+        .last()
+        .map(str::to_owned)
 }
 
 /// The procedures' steps (not undo steps), in the runbook's order.

@@ -95,6 +95,9 @@ pub struct Runner<'p> {
     pub earlier_done: Option<Vec<String>>,
     /// Steps whose undo finished (journaled `undo` events, and this attempt's).
     pub undone: std::collections::HashSet<String>,
+    /// The mutating step that failed last (it may have changed part of what it meant to):
+    /// the undo engine names it for the operator to check; it is not undone.
+    pub failed_mutation: Option<String>,
     /// The undo engine is running: a failing undo step does not start another undo.
     undoing: bool,
     /// `--on-failure undo`: a step that fails where its `on_failure` aborts undoes the run.
@@ -132,6 +135,7 @@ impl<'p> Runner<'p> {
             finished: Vec::new(),
             earlier_done: None,
             undone: std::collections::HashSet::new(),
+            failed_mutation: None,
             undoing: false,
             on_failure_undo: false,
             ask_again: false,
@@ -623,8 +627,12 @@ impl<'p> Runner<'p> {
     }
 
     fn finish(&mut self, step: &Step, attempt: Attempt, started: Instant) {
-        if attempt.status == StepStatus::Done && step.mutates() {
-            self.finished.push(step.id.clone());
+        if step.mutates() && !self.undoing {
+            match attempt.status {
+                StepStatus::Done => self.finished.push(step.id.clone()),
+                StepStatus::Skipped => {}
+                _ => self.failed_mutation = Some(step.id.clone()),
+            }
         }
         match attempt.status {
             StepStatus::Done => self.done += 1,

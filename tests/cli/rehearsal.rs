@@ -923,12 +923,14 @@ fn undo_after_a_failed_traffic_update_restores_the_original_secret_and_traffic()
     assert!(project["instances"]["pegasus-db-eu-rollback"].is_object(), "the clone is left for a person to delete");
 
     let shown = Run::new(sandbox.path()).args(["show", &id]).output().success().stdout();
-    // The failed update did not finish: only what finished is undone, newest first.
-    assert!(!shown.contains("undo of pitr_update_traffic"), "{shown}");
+    // The failed update did not finish: it is named for the operator to check, not undone;
+    // what finished is undone, newest first.
+    assert!(shown.contains("undo of pitr_update_traffic manual: failed before it finished; not undone"), "{shown}");
+    assert!(!shown.contains("pitr_route_back"), "{shown}");
     let secret = shown.find("undo of add_secret_version done").unwrap_or_else(|| panic!("{shown}"));
     let clone = shown.find("undo of clone_op done").unwrap_or_else(|| panic!("{shown}"));
     assert!(secret < clone, "newest first: {shown}");
-    assert!(shown.contains("status: undone"), "{shown}");
+    assert!(shown.contains("status: partly undone"), "{shown}");
     // The old value travelled on stdin only: never on a command line, never recorded.
     let argv = std::fs::read_to_string(&argv_log).unwrap_or_default();
     assert!(argv.contains("secrets versions access 2 --secret=pegasus-db-url"), "{argv}");
@@ -965,4 +967,37 @@ fn undo_of_a_finished_traffic_revert_routes_traffic_back_to_the_split_read_befor
     assert!(argv.contains("update-traffic pegasus-api --region=europe-west1 --project=delta-student-486911-n5 --to-revisions=LATEST=100"), "{argv}");
     let history = Run::new(sandbox.path()).args(["history"]).output().success().stdout();
     assert!(history.lines().any(|l| l.starts_with(&id) && l.contains("undone")), "{history}");
+}
+
+/// Issue 11: `runbook undo` of a `--simulate` rehearsal undoes against that rehearsal's fake,
+/// restored from the state dir, and saves it again: the traffic split is back as it was.
+#[test]
+fn undo_of_a_simulated_rehearsal_runs_against_its_restored_fake() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    simulated(&sandbox, &["rollback", "revert-traffic", "--env", "production"])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .output()
+        .success();
+    let history = sandbox.runbook().args(["history", "--rehearsals", "--format", "json"]).output().success().stdout();
+    let runs: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
+    let id = runs[0]["id"].as_str().unwrap_or_default().to_owned();
+    let saved = || -> serde_json::Value {
+        let text =
+            std::fs::read_to_string(sandbox.path().join(format!("state/simulate/{id}.json"))).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or_default()
+    };
+    let traffic = |saved: &serde_json::Value| {
+        saved["fake"]["scenario"]["projects"][PROJECT]["services"]["pegasus-api"]["traffic"].clone()
+    };
+    assert_eq!(traffic(&saved()), serde_json::json!([{"percent": 100, "revision_name": "pegasus-api-00002-x9m"}]));
+    let path = format!("{}:{}", sandbox.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let out = sandbox.runbook().env("PATH", path).args(["undo", &id, "--yes", "--confirm-env", "production"]).output();
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.stderr().contains("state was restored"), "{}", out.stderr());
+    assert_eq!(
+        traffic(&saved()),
+        serde_json::json!([{"latest_revision": true, "percent": 100}]),
+        "as the scenario served it"
+    );
 }

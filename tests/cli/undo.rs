@@ -69,7 +69,13 @@ fn undo_runs_undo_steps_newest_first_with_the_values_read_before_the_change() {
     let out = sandbox.runbook().args(["undo", &id, "--yes"]).output().success();
     assert_eq!(log(&sandbox), ["one", "two", "three", "two_undo_a", "two_undo_b", "one_undo original"]);
     assert_eq!(std::fs::read_to_string(sandbox.path().join("state.txt")).unwrap_or_default(), "original\n");
-    // What remains is named with its command.
+    // What remains is named with its command; the step that failed is named, not undone.
+    assert!(
+        out.stderr()
+            .contains("undo of boom: failed before it finished; not undone, check what it changed: $ sh -c 'exit 3'"),
+        "{}",
+        out.stderr()
+    );
     assert!(
         out.stderr().contains("undo of three: cannot be undone automatically: $ sh -c 'echo three >> log.txt'"),
         "{}",
@@ -196,4 +202,25 @@ fn dry_run_and_docs_show_each_undo_under_its_step() {
     let docs = sandbox.runbook().args(["docs", "undoable"]).output().success().stdout();
     assert!(docs.contains("Undone (`runbook undo`, `--on-failure undo`) by:"), "{docs}");
     assert!(docs.contains("- `two_undo_b` (shell)"), "{docs}");
+}
+
+#[test]
+fn undo_refuses_a_changed_runbook_file_and_a_run_that_changed_nothing() {
+    let sandbox = sandbox();
+    sandbox.runbook().args(["undoable", "go", "--yes"]).output().status(1);
+    let id = sandbox.last_run_id();
+    sandbox.file("undoable.yaml", &UNDOABLE.replace("exit 3", "exit 4"));
+    let out = sandbox.runbook().args(["undo", &id, "--yes"]).output().status(2);
+    assert!(out.stderr().contains("refusing to undo run") && out.stderr().contains("--force"), "{}", out.stderr());
+    assert_eq!(log(&sandbox), ["one", "two", "three"], "nothing undone");
+    sandbox.runbook().args(["undo", &id, "--yes", "--force"]).output().success();
+    assert_eq!(log(&sandbox).len(), 6);
+
+    let quiet = Sandbox::new();
+    quiet.file("quiet.yaml", "runbook: quiet\nprocedures:\n  go:\n    stages:\n      - name: s\n        steps:\n          - id: look\n            run: [\"true\"]\n            effect: read\n");
+    quiet.runbook().args(["quiet", "go"]).output().success();
+    let out = quiet.runbook().args(["undo", &quiet.last_run_id(), "--yes"]).output().status(2);
+    assert!(out.stderr().contains("changed nothing; there is nothing to undo"), "{}", out.stderr());
+    let out = quiet.runbook().args(["undo", "../../etc", "--yes"]).output().status(2);
+    assert!(!out.stderr().contains("panicked"), "{}", out.stderr());
 }

@@ -58,15 +58,7 @@ impl<'p> Runner<'p> {
     /// they finished, after earlier attempts' (`earlier_done` when the journal gave the
     /// order, else the runbook's order). Undo steps themselves are not owners.
     pub(crate) fn undo_owners(&self) -> Vec<&'p Step> {
-        let plan = self.plan;
-        let mut walk = Vec::new();
-        if let Some(procedure) = plan.runbook.procedures.get(&plan.procedure) {
-            crate::plan::steps_in_order(&plan.runbook, procedure, &mut walk);
-        }
-        // Handlers (`on_failure: <procedure>`) run outside the walk: after it.
-        for procedure in plan.runbook.procedures.values() {
-            walk.extend(procedure.stages.iter().flat_map(|s| &s.steps));
-        }
+        let walk = self.undo_walk();
         let find = |id: &str| walk.iter().copied().find(|s| s.id == id);
         let mut ids: Vec<&str> = match &self.earlier_done {
             Some(done) => done.iter().map(String::as_str).collect(),
@@ -84,6 +76,20 @@ impl<'p> Runner<'p> {
         owners
     }
 
+    /// Every step the run may have run: its walk, then handlers (`on_failure: <procedure>`),
+    /// which run outside the walk.
+    fn undo_walk(&self) -> Vec<&'p Step> {
+        let plan = self.plan;
+        let mut walk = Vec::new();
+        if let Some(procedure) = plan.runbook.procedures.get(&plan.procedure) {
+            crate::plan::steps_in_order(&plan.runbook, procedure, &mut walk);
+        }
+        for procedure in plan.runbook.procedures.values() {
+            walk.extend(procedure.stages.iter().flat_map(|s| &s.steps));
+        }
+        walk
+    }
+
     /// The undo engine's entry point (the failure menu's `undo`, `runbook undo`,
     /// `--on-failure undo`): undoes every finished mutating step of the run, newest first.
     /// `reason` is journaled with the start of the undo. `Ok` says what was undone and
@@ -97,10 +103,28 @@ impl<'p> Runner<'p> {
                 id: "undo".into(),
                 text: format!("undo: {reason}; {} step(s) changed something", owners.len()),
             });
-            let result = self.undo_each(&owners).await;
+            let failed = self.failed_unfinished();
+            let result = self.undo_each(&owners).await.map(|mut undone| {
+                undone.manual.extend(failed);
+                undone
+            });
             self.undoing = undoing;
             result
         })
+    }
+
+    /// The mutating step that failed (and did not finish later) is not undone: it may have
+    /// changed part of what it meant to, so it is named, with its command, for the operator.
+    fn failed_unfinished(&mut self) -> Option<String> {
+        let id = self.failed_mutation.clone()?;
+        if self.finished.contains(&id) || self.completed.contains_key(&id) {
+            return None;
+        }
+        let step = self.undo_walk().into_iter().find(|s| s.id == id)?;
+        let shown = self.shown(step).unwrap_or_else(|| "(command not known)".into());
+        let text = format!("failed before it finished; not undone, check what it changed: $ {shown}");
+        self.undo_event(step, UndoState::Manual, text);
+        Some(id)
     }
 
     async fn undo_each(&mut self, owners: &[&'p Step]) -> Result<Undone, Flow> {
