@@ -283,3 +283,36 @@ fn a_step_with_on_failure_continue_gets_no_menu_at_a_terminal() {
     assert_eq!(code, 3, "{transcript}");
     assert!(!transcript.contains("`flaky` failed: [r]etry"), "{transcript}");
 }
+
+const HANDLED: &str = r#"
+runbook: handled
+procedures:
+  go:
+    stages:
+      - name: Work
+        steps:
+          - id: boom
+            run: [sh, -c, 'exit 5']
+            timeout: 10s
+            on_failure: cleanup
+  cleanup:
+    stages:
+      - name: Clean up
+        steps:
+          - id: clean
+            run: [touch, cleaned]
+            timeout: 10s
+"#;
+
+#[test]
+fn a_step_with_a_handler_procedure_runs_it_at_a_terminal_without_the_menu() {
+    let sandbox = sandbox("handled", HANDLED);
+    let mut pty = started(&sandbox, "handled");
+    pty.expect("running on_failure procedure `cleanup`");
+    pty.expect("Run stage `Clean up`?");
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 1, "{transcript}");
+    assert!(sandbox.path().join("cleaned").exists(), "{transcript}");
+    assert!(!transcript.contains("[r]etry"), "{transcript}");
+}
