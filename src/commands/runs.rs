@@ -235,6 +235,17 @@ fn describe(event: &serde_json::Value) -> Option<String> {
             let answer = event["answer"].as_str().map(|a| format!(", answered {a:?}")).unwrap_or_default();
             format!("  {} {} after {}{exit}{answer}{message}", s("status"), s("id"), s("duration"))
         }
+        "failure_choice" => {
+            let by = event["by"].as_str().map(|b| format!(" (by {b})")).unwrap_or_default();
+            let line = crate::exec::recovery::menu::describe_choice(
+                &s("id"),
+                &s("choice"),
+                event["reason"].as_str(),
+                event["prompt"].as_str(),
+                event["answer"].as_str(),
+            );
+            format!("  {line}{by}")
+        }
         "notice" => format!("  note ({}): {}", s("id"), s("text").replace('\n', " ")),
         "undo" => format!("  ↶ undo of {} {}: {}", s("id"), s("state"), s("text").replace('\n', " ")),
         "lock_taken_over" => {

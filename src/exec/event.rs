@@ -65,6 +65,20 @@ pub enum Event {
         state: UndoState,
         text: String,
     },
+    /// What the operator chose at the failure menu after step `id` failed.
+    FailureChoice {
+        id: String,
+        /// `retry`, `edit`, `skip`, `undo` or `abort`.
+        choice: &'static str,
+        /// `skip`: the reason the operator typed.
+        reason: Option<String>,
+        /// `edit`: the prompt whose answer was asked again, and the new answer (masked
+        /// when the prompt is secret).
+        prompt: Option<String>,
+        answer: Option<String>,
+        /// Who chose (user@host, or the gcloud / GitHub identity).
+        by: String,
+    },
     RunFinished {
         outcome: Outcome,
         message: Option<String>,
@@ -188,6 +202,9 @@ impl Event {
         match event {
             Event::Notice { id, text: t } => Event::Notice { id, text: text(t) },
             Event::Undo { id, state, text: t } => Event::Undo { id, state, text: text(t) },
+            Event::FailureChoice { id, choice, reason, prompt, answer, by } => {
+                Event::FailureChoice { id, choice, reason: reason.map(text), prompt, answer: answer.map(text), by }
+            }
             Event::StepStarted { id, name, kind, command, attempt } => {
                 Event::StepStarted { id, name, kind, command: command.map(text), attempt }
             }

@@ -60,6 +60,8 @@ fn unanswered(err: AskError) -> Flow {
 pub(crate) enum Flow {
     Continue,
     Stop(Outcome, String),
+    /// The operator chose `retry` at the failure menu: the step runs again.
+    Retry,
 }
 
 pub struct Runner<'p> {
@@ -100,6 +102,10 @@ pub struct Runner<'p> {
     undoing: bool,
     /// `--on-failure undo`: a step that fails where its `on_failure` aborts undoes the run.
     pub on_failure_undo: bool,
+    /// The failure menu's `edit`: a prompt is asked again, whatever `--answer` said.
+    ask_again: bool,
+    /// Steps the operator skipped at the failure menu.
+    menu_skipped: std::collections::HashSet<String>,
 }
 
 impl<'p> Runner<'p> {
@@ -132,6 +138,8 @@ impl<'p> Runner<'p> {
             failed_mutation: None,
             undoing: false,
             on_failure_undo: false,
+            ask_again: false,
+            menu_skipped: std::collections::HashSet::new(),
         }
     }
 
@@ -188,7 +196,7 @@ impl<'p> Runner<'p> {
             stop => stop,
         };
         let (outcome, message) = match flow {
-            Flow::Continue => (Outcome::Done, None),
+            Flow::Continue | Flow::Retry => (Outcome::Done, None),
             Flow::Stop(outcome, message) => (outcome, Some(message)),
         };
         self.emit(Event::RunFinished {
@@ -386,7 +394,17 @@ impl<'p> Runner<'p> {
         true
     }
 
+    /// A step, again as long as the operator chooses `retry` at the failure menu.
     async fn step(&mut self, step: &Step) -> Flow {
+        loop {
+            match self.step_once(step).await {
+                Flow::Retry => {}
+                flow => return flow,
+            }
+        }
+    }
+
+    async fn step_once(&mut self, step: &Step) -> Flow {
         let started = Instant::now();
         if self.restore(step) {
             self.emit(Event::Notice {
@@ -448,7 +466,9 @@ impl<'p> Runner<'p> {
             let rendered = match render(self.plan, step, &self.outputs) {
                 Ok(rendered) => rendered,
                 Err(err) => {
-                    return self.fail(step, Attempt::failed(format!("cannot render the step: {err}")), started).await;
+                    let why = self.uses_skipped(step).map(|s| format!(" ({s})")).unwrap_or_default();
+                    let message = format!("cannot render the step{why}: {err}");
+                    return self.fail(step, Attempt::failed(message), started).await;
                 }
             };
             let command = rendered.command_line(self.plan).or_else(|| http_line(self.plan, &rendered));
@@ -572,6 +592,9 @@ impl<'p> Runner<'p> {
             }
             OnFailure::Abort => {
                 self.finish(step, attempt, started);
+                if self.offers_menu(step) {
+                    return Box::pin(self.failure_menu(step, message)).await;
+                }
                 if self.on_failure_undo && !self.undoing {
                     return Box::pin(self.undo_after_failure(message)).await;
                 }
@@ -588,7 +611,7 @@ impl<'p> Runner<'p> {
                 let flow = self.procedure(handler.clone()).await;
                 self.included = included;
                 match flow {
-                    Flow::Continue => {
+                    Flow::Continue | Flow::Retry => {
                         Flow::Stop(Outcome::Failed, format!("{message}; on_failure procedure `{handler}` ran"))
                     }
                     Flow::Stop(outcome, handler_message) => {

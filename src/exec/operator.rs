@@ -14,6 +14,17 @@ pub enum StageChoice {
     Stop,
 }
 
+/// What the operator chose at the failure menu.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MenuChoice {
+    Retry,
+    /// Ask a prompt the failed step uses again, then retry.
+    Edit,
+    Skip,
+    Undo,
+    Abort,
+}
+
 /// Names typed ahead on the command line: they are never implied by `--yes` (SPEC §3 rule 5).
 #[derive(Debug, Clone, Default)]
 pub struct Confirmations {
@@ -98,6 +109,65 @@ impl Operator {
                 "y" | "yes" => return Ok(true),
                 "" | "n" | "no" | "q" | "quit" => return Ok(false),
                 _ => eprintln!("Please answer y or n."),
+            }
+        }
+    }
+
+    /// The failure menu: `[r]etry`, `[e]dit` (when the step uses a prompt's answer),
+    /// `[s]kip`, `[u]ndo` (when the undo engine may run) or `[a]bort`. Anything else is
+    /// asked again; there is no default, a failed step needs a decision.
+    pub fn failure_menu(&self, id: &str, edit: bool, undo: bool) -> Result<MenuChoice, AskError> {
+        let mut offered = vec!["[r]etry"];
+        if edit {
+            offered.push("[e]dit an answer and retry");
+        }
+        offered.push("[s]kip it (with a reason)");
+        if undo {
+            offered.push("[u]ndo this run's changes");
+        }
+        offered.push("[a]bort (resumable)");
+        let question = format!("`{id}` failed: {}", offered.join(" / "));
+        loop {
+            let answer: String = Input::with_theme(&Self::theme())
+                .with_prompt(&question)
+                .allow_empty(true)
+                .interact_text()
+                .map_err(ask_error)?;
+            match answer.trim().to_ascii_lowercase().as_str() {
+                "r" | "retry" => return Ok(MenuChoice::Retry),
+                "e" | "edit" if edit => return Ok(MenuChoice::Edit),
+                "s" | "skip" => return Ok(MenuChoice::Skip),
+                "u" | "undo" if undo => return Ok(MenuChoice::Undo),
+                "a" | "abort" | "q" | "quit" => return Ok(MenuChoice::Abort),
+                _ => eprintln!("Please answer one of: {}.", offered.join(", ")),
+            }
+        }
+    }
+
+    /// Why a failed step is skipped: asked until something is typed.
+    pub fn skip_reason(&self, id: &str) -> Result<String, AskError> {
+        loop {
+            let answer: String = Input::with_theme(&Self::theme())
+                .with_prompt(format!("Why skip `{id}`? (journaled)"))
+                .allow_empty(true)
+                .interact_text()
+                .map_err(ask_error)?;
+            let answer = answer.trim();
+            if !answer.is_empty() {
+                return Ok(answer.to_owned());
+            }
+            eprintln!("A reason is required to skip a failed step (Ctrl-C stops the run).");
+        }
+    }
+
+    /// One of `ids` (prompts the failed step uses), chosen at the terminal when there is
+    /// more than one.
+    pub fn pick_prompt(&self, ids: &[String]) -> Result<String, AskError> {
+        match ids {
+            [only] => Ok(only.clone()),
+            _ => {
+                let choices: Vec<Choice<'_>> = ids.iter().map(|id| Choice { value: id, label: None }).collect();
+                self.select("Which answer do you want to change?", &choices, None, &|_| Ok(()))
             }
         }
     }

@@ -189,6 +189,16 @@ impl Subscriber for Terminal {
                     self.say(&format!("  {line}"));
                 }
             }
+            Event::FailureChoice { id, choice, reason, prompt, answer, .. } => {
+                self.stop_spinner();
+                self.say(&crate::exec::recovery::menu::describe_choice(
+                    id,
+                    choice,
+                    reason.as_deref(),
+                    prompt.as_deref(),
+                    answer.as_deref(),
+                ));
+            }
             Event::Undo { id, text, .. } => {
                 self.stop_spinner();
                 self.say(&format!("↶ undo of {id}: {}", text.replace('\n', " ")));

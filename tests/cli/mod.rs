@@ -5,6 +5,7 @@ mod exec;
 mod faults;
 mod hostile;
 mod journal;
+mod menu;
 mod params;
 mod plans;
 mod props;

@@ -13,10 +13,10 @@ use crate::support::{Sandbox, binary};
 /// Every `exp_*` call gives up after this long.
 const TIMEOUT_MS: u64 = 10_000;
 
-const STAGE_QUESTION: &str = "[y]es / [N]o, stop here / [s]kip this stage";
+pub(super) const STAGE_QUESTION: &str = "[y]es / [N]o, stop here / [s]kip this stage";
 
 /// A `runbook` process on a pseudo-terminal, with everything it has shown so far.
-struct Pty {
+pub(super) struct Pty {
     session: PtySession,
     /// Raw bytes: rexpect hands over one `char` per byte, so UTF-8 is rebuilt here.
     shown: Vec<u8>,
@@ -24,7 +24,7 @@ struct Pty {
 
 impl Pty {
     /// Starts `runbook ARGS...` in the sandbox with the same environment as `support::Run`.
-    fn spawn(sandbox: &Sandbox, args: &[&str]) -> Pty {
+    pub(super) fn spawn(sandbox: &Sandbox, args: &[&str]) -> Pty {
         let mut cmd = Command::new(binary());
         cmd.current_dir(sandbox.path()).args(args);
         for var in ["RUNBOOK_DIR", "GITHUB_ACTIONS", "RUST_LOG", "XDG_STATE_HOME", "CLICOLOR_FORCE"] {
@@ -43,7 +43,7 @@ impl Pty {
 
     /// Waits until `needle` is shown.
     #[track_caller]
-    fn expect(&mut self, needle: &str) {
+    pub(super) fn expect(&mut self, needle: &str) {
         match self.session.exp_string(needle) {
             Ok(before) => {
                 self.record(&before);
@@ -55,20 +55,20 @@ impl Pty {
 
     /// Types `text` and Enter.
     #[track_caller]
-    fn answer(&mut self, text: &str) {
+    pub(super) fn answer(&mut self, text: &str) {
         self.send(&format!("{text}\r"));
     }
 
     /// Sends raw keys (escape sequences included).
     #[track_caller]
-    fn send(&mut self, keys: &str) {
+    pub(super) fn send(&mut self, keys: &str) {
         self.session.send(keys).unwrap_or_else(|e| panic!("send {keys:?}: {e}\n--- transcript\n{}", self.transcript()));
         self.session.flush().unwrap_or_else(|e| panic!("flush: {e}\n--- transcript\n{}", self.transcript()));
     }
 
     /// Waits for the process to end; returns its exit code and the whole transcript.
     #[track_caller]
-    fn finish(mut self) -> (i32, String) {
+    pub(super) fn finish(mut self) -> (i32, String) {
         match self.session.exp_eof() {
             Ok(rest) => self.record(&rest),
             Err(e) => panic!("waiting for the end of the run: {e}\n--- transcript\n{}", self.transcript()),
@@ -423,8 +423,11 @@ fn enter_at_the_revision_list_does_not_route_traffic_to_the_serving_revision() {
     pty.send("\x1b[B");
     pty.send("\r");
     pty.expect("already serves 100% of the traffic");
+    // The failed assert offers the failure menu (editing the revision is one choice): abort.
+    pty.expect("`not_the_serving_revision` failed: [r]etry / [e]dit an answer and retry");
+    pty.answer("a");
     let (code, transcript) = pty.finish();
-    assert_eq!(code, 1, "exit code\n--- transcript\n{transcript}");
+    assert_eq!(code, 3, "exit code (aborted at the failure menu)\n--- transcript\n{transcript}");
     assert!(
         !transcript.contains("services update-traffic"),
         "traffic was routed to the serving revision\n--- transcript\n{transcript}"

@@ -283,7 +283,7 @@ impl<'p> Runner<'p> {
         let (outcome, message, undone) = match result {
             Ok(undone) => (Outcome::Done, Some(undone.summary()), undone),
             Err(Flow::Stop(outcome, message)) => (outcome, Some(message), Undone::default()),
-            Err(Flow::Continue) => (Outcome::Done, None, Undone::default()),
+            Err(Flow::Continue | Flow::Retry) => (Outcome::Done, None, Undone::default()),
         };
         self.emit(Event::RunFinished {
             outcome,
@@ -302,7 +302,7 @@ impl<'p> Runner<'p> {
         match self.undo_finished(&message).await {
             Ok(undone) => Flow::Stop(Outcome::Failed, format!("{message}; {}", undone.summary())),
             Err(Flow::Stop(outcome, undo)) => Flow::Stop(outcome, format!("{message}; {undo}")),
-            Err(Flow::Continue) => Flow::Stop(Outcome::Failed, message),
+            Err(Flow::Continue | Flow::Retry) => Flow::Stop(Outcome::Failed, message),
         }
     }
 }

@@ -29,7 +29,8 @@ impl Runner<'_> {
             }
             prompt.check_answer(answer, choices, shown, chrono::Utc::now())
         };
-        let given = self.plan.answers.get(&step.id).cloned();
+        // The failure menu's `edit` asks again even when `--answer` gave one.
+        let given = if self.ask_again { None } else { self.plan.answers.get(&step.id).cloned() };
         let answer = match given {
             Some(answer) => answer,
             None => {
