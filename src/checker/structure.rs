@@ -512,6 +512,7 @@ impl Structure {
             })
         });
         let secret = self.r.opt_bool(&fields, "secret").unwrap_or(false);
+        let restarts_from = self.r.opt_string(&fields, "restarts_from");
         let name = self.r.opt_string(&fields, "name");
         Some(Step {
             // A missing id is reported; the step's templates are still checked.
@@ -525,6 +526,8 @@ impl Structure {
             confirm,
             on_failure: on_failure.unwrap_or(OnFailure::Abort),
             secret,
+            restarts_from,
+            restarts_from_span: fields.get("restarts_from").map(|n| n.span),
             span: id_node.map_or(fields.node.span, |n| n.span),
             on_failure_span: fields.get("on_failure").map(|n| n.span),
         })
