@@ -618,6 +618,7 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
         yes: true,
         output: args.output,
         completed: None,
+        resume_events: Vec::new(),
         forced: false,
         rehearsal: None,
         // The protected environment's name was typed (or given) above, before the drift check.
