@@ -955,7 +955,7 @@ fn a_restore_that_failed_is_redone_with_the_backup_given_on_resume() {
         .args(["--answer", &format!("backup_id={second}")])
         .output()
         .success();
-    assert!(out.stderr().contains(&format!("answer to backup_id replaced by")), "{}", out.stderr());
+    assert!(out.stderr().contains("answer to backup_id replaced by"), "{}", out.stderr());
     let restores = fake.state()["projects"][PROJECT]["instances"]["pegasus-db-eu"]["restores"].clone();
     let restored: Vec<i64> =
         restores.as_array().into_iter().flatten().filter_map(|r| r["backup_run_id"].as_i64()).collect();
