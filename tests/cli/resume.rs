@@ -4,7 +4,7 @@
 
 use crate::support::Sandbox;
 
-const RUNBOOK: &str = r#"
+pub const RUNBOOK: &str = r#"
 runbook: r
 procedures:
   prep:
