@@ -130,6 +130,10 @@ pub enum Builtin {
         /// Output format
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
+        /// Start again at this step, finished in an earlier attempt: it and every later step
+        /// run again (confirmed; --yes without a terminal)
+        #[arg(long, value_name = "STEP_ID")]
+        from: Option<String>,
     },
     /// Run the undo steps of a finished, failed or aborted run, newest first
     Undo {

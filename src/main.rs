@@ -158,15 +158,15 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             commands::plan::apply(args, &settings(global))
         }
         Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
-        Builtin::Resume { run_id, yes, force, answer, confirm_env, confirm_target, output } => {
+        Builtin::Resume { run_id, yes, force, answer, confirm_env, confirm_target, output, from } => {
             let confirm = (confirm_env, confirm_target);
-            let args = commands::runs::ResumeArgs { run_id, yes, force, answers: answer, confirm, output, undo: false };
+            let args = commands::runs::ResumeArgs { run_id, yes, force, answers: answer, confirm, output, undo: false, from };
             commands::runs::resume(&settings(global), args)
         }
         Builtin::Undo { run_id, yes, force, confirm_env, confirm_target, output } => {
             let confirm = (confirm_env, confirm_target);
             let args =
-                commands::runs::ResumeArgs { run_id, yes, force, answers: Vec::new(), confirm, output, undo: true };
+                commands::runs::ResumeArgs { run_id, yes, force, answers: Vec::new(), confirm, output, undo: true, from: None };
             commands::runs::resume(&settings(global), args)
         }
     }

@@ -173,6 +173,9 @@ pub struct StepDef {
     pub on_failure: Option<String>,
     /// The step's output (or a prompt's answer) is secret.
     pub secret: Option<bool>,
+    /// An earlier step of the same procedure that started the operation this step waits
+    /// on: when this step fails, `runbook resume` starts again at that step.
+    pub restarts_from: Option<String>,
     pub env: Option<BTreeMap<String, String>>,
     pub stdin: Option<String>,
     pub cwd: Option<String>,

@@ -30,6 +30,13 @@ pub struct Step {
     /// `runbook undo` and `--on-failure undo`, newest owner first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub undo: Vec<Step>,
+    /// `restarts_from: STEP`: the earlier step that started the operation this step waits
+    /// on. When this step fails, `resume` starts again at that step (a new operation)
+    /// instead of waiting on the failed one.
+    pub restarts_from: Option<String>,
+    /// Where the `restarts_from` value is written.
+    #[serde(skip)]
+    pub restarts_from_span: Option<Span>,
     #[serde(skip)]
     pub span: Span,
     /// Where the `on_failure` value is written, for diagnostics about it.

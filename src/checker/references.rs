@@ -14,6 +14,7 @@ pub fn check(runbook: &Runbook) -> Vec<Diagnostic> {
         References { runbook, source: runbook.source.clone(), diagnostics: Vec::new(), steps: HashMap::new() };
     checker.index_steps();
     checker.procedure_links();
+    checker.restart_links();
     let cyclic = checker.cycles(&graph);
     let reach = checker.reach(&graph, &cyclic);
     for (index, procedure) in runbook.procedures.values().enumerate() {
@@ -200,6 +201,43 @@ impl<'a> References<'a> {
     fn all_steps(&self) -> impl Iterator<Item = &'a Step> + use<'a> {
         let runbook = self.runbook;
         runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps))
+    }
+
+    /// `restarts_from:` names a step that comes earlier in the walk of the same procedure
+    /// (its own stages, or procedures it includes).
+    fn restart_links(&mut self) {
+        let runbook = self.runbook;
+        for procedure in runbook.procedures.values() {
+            let mut order = Vec::new();
+            crate::plan::steps_in_order(runbook, procedure, &mut order);
+            for step in procedure.stages.iter().flat_map(|s| &s.steps) {
+                let Some(target) = &step.restarts_from else { continue };
+                let position = order.iter().position(|s| std::ptr::eq(*s, step));
+                let earlier = order.iter().position(|s| s.id == *target).filter(|t| Some(*t) < position);
+                if earlier.is_some() {
+                    continue;
+                }
+                let before: Vec<&str> =
+                    position.map_or(&order[..0], |p| &order[..p]).iter().map(|s| s.id.as_str()).collect();
+                let span = step.restarts_from_span.unwrap_or(step.span);
+                let help = did_you_mean(target, before.iter().copied()).unwrap_or_else(|| {
+                    if before.is_empty() {
+                        "no step comes before it in this procedure".to_owned()
+                    } else {
+                        format!("steps before it in procedure `{}`: {}", procedure.name, before.join(", "))
+                    }
+                });
+                self.error(
+                    Code::StepNotYetRun,
+                    span,
+                    format!(
+                        "step `{}` restarts from `{target}`, which is not an earlier step of procedure `{}`",
+                        step.id, procedure.name
+                    ),
+                )
+                .help = Some(help);
+            }
+        }
     }
 
     /// `include:` and `on_failure:` must name procedures of this runbook.

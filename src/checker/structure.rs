@@ -513,6 +513,7 @@ impl Structure {
             })
         });
         let secret = self.r.opt_bool(&fields, "secret").unwrap_or(false);
+        let restarts_from = self.r.opt_string(&fields, "restarts_from");
         let name = self.r.opt_string(&fields, "name");
         let mutates = matches!(kind_name, "run" | "shell" | "http") && effect == Effect::Mutate;
         let undo = self.undo(&fields, mutates);
@@ -529,6 +530,8 @@ impl Structure {
             on_failure: on_failure.unwrap_or(OnFailure::Abort),
             secret,
             undo,
+            restarts_from,
+            restarts_from_span: fields.get("restarts_from").map(|n| n.span),
             span: id_node.map_or(fields.node.span, |n| n.span),
             on_failure_span: fields.get("on_failure").map(|n| n.span),
         })

@@ -5,6 +5,7 @@ pub mod lock;
 pub mod plan;
 pub mod procedure;
 pub mod rehearse;
+pub mod restart;
 pub mod runs;
 pub mod tooling;
 pub mod undo;

@@ -619,6 +619,7 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
         output: args.output,
         completed: None,
         recovery: super::undo::Recovery::default(),
+        resume_events: Vec::new(),
         forced: false,
         rehearsal: None,
         // The protected environment's name was typed (or given) above, before the drift check.

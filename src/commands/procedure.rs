@@ -50,6 +50,9 @@ pub struct Execution {
     pub output: OutputFormat,
     /// For `resume`: steps finished before, and whether a changed file was accepted.
     pub completed: Option<HashMap<String, Option<StepOutput>>>,
+    /// For `resume`: where and why it starts again at an earlier step (journal events; the
+    /// one who resumed is added as `by`).
+    pub resume_events: Vec<serde_json::Value>,
     pub forced: bool,
     /// `--simulate`: run against the local fake of the Google APIs.
     pub rehearsal: Option<crate::rehearsal::Settings>,
@@ -107,6 +110,7 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
         confirmations: confirmations(call.exec.confirm_env.clone(), &call.exec.confirm_target)?,
         output: call.exec.output,
         completed: None,
+        resume_events: Vec::new(),
         forced: false,
         rehearsal: call.exec.simulate.then(|| crate::rehearsal::Settings {
             // Absolute, so a resume from another folder finds it.
@@ -193,7 +197,7 @@ fn dry_run(plan: &Plan, probe: bool, output: OutputFormat) -> Result<(), Error> 
 }
 
 /// Runs the plan: preflight, lock, journal, then the steps.
-pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Result<(), Error> {
+pub fn execute(plan: &mut Plan, mut execution: Execution, settings: &Settings) -> Result<(), Error> {
     let rehearsal_settings = rehearsal_settings(&execution)?;
     {
         // Every answer and decision is checked before anything (lock, journal, fake) starts.
@@ -273,6 +277,16 @@ pub fn execute(plan: &mut Plan, execution: Execution, settings: &Settings) -> Re
         let next = if resumed { store.next_seq(&execution.run_id).map_err(Error::Io)? } else { 0 };
         let remote = crate::store::journal::Remote::new(store.clone(), acquired.lock.clone(), &execution.run_id, next);
         journal.share(remote).map_err(|e| Error::Io(format!("{e}; nothing was run")))?;
+    }
+    for mut event in std::mem::take(&mut execution.resume_events) {
+        event["by"] = serde_json::Value::String(holder.identity.clone());
+        let event = crate::exec::event::redact_json(&plan.redactor, event);
+        journal.append_event(event.clone()).map_err(|e| Error::Io(format!("{e}; nothing was run")))?;
+        if json {
+            crate::output::print(&format!("{event}\n"));
+        } else if let Some(line) = super::runs::describe(&event) {
+            eprintln!("{}", line.trim_start());
+        }
     }
     if let Some(previous) = &acquired.took_over {
         let event = serde_json::json!({"event": "lock_taken_over", "previous": previous, "by": holder.identity});

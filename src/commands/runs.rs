@@ -218,11 +218,26 @@ fn decisions_and_changes(recorded: &Recorded) -> Vec<String> {
     lines
 }
 
-fn describe(event: &serde_json::Value) -> Option<String> {
+pub fn describe(event: &serde_json::Value) -> Option<String> {
     let s = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
     Some(match event["event"].as_str()? {
         "stage_started" => format!("stage {}: {} [{}]", event["index"], s("name"), s("procedure")),
         "stage_skipped" => format!("stage skipped: {} ({})", s("name"), s("reason")),
+        "stage_done_earlier" => format!("stage done in an earlier attempt: {} [{}]", s("name"), s("procedure")),
+        "answer_replaced" => {
+            let previous = event["previous"].as_str().map_or_else(|| "unknown".to_owned(), |p| format!("{p:?}"));
+            format!("answer to {} replaced by {}: {previous} → {:?}", s("id"), s("by"), s("value"))
+        }
+        "resume_restart" => {
+            let reasons: Vec<&str> =
+                event["reasons"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+            format!(
+                "resume starts again at step {} (it and every later step run again), by {}: {}",
+                s("from"),
+                s("by"),
+                reasons.join("; ")
+            )
+        }
         "step_started" => {
             let command = event["command"].as_str().map(|c| format!(": {c}")).unwrap_or_default();
             let attempt =
@@ -279,6 +294,8 @@ pub struct ResumeArgs {
     pub output: OutputFormat,
     /// `runbook undo`: the run's undo steps run instead of its remaining steps.
     pub undo: bool,
+    /// `--from STEP`: start again at this finished step.
+    pub from: Option<String>,
 }
 
 pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
@@ -339,12 +356,17 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
             .flat_map(|p| p.stages.iter().flat_map(|s| &s.steps))
             .any(|s| s.id == id && s.confirm.is_some())
     };
-    let mut answers: Vec<String> = header
-        .answers
+    // What earlier attempts answered comes back without asking: the journal's answers, then
+    // the last header's `--answer` values, then this resume's (the last one given wins).
+    let journaled = super::restart::journaled_answers(&runbook, &header.procedure, &recorded);
+    let headed = header.answers.iter().filter(|(k, v)| v.as_str() != crate::redact::MASK && !typed(k));
+    let earlier: HashMap<String, String> = headed.cloned().chain(journaled.iter().cloned()).collect();
+    let mut answers: Vec<String> = journaled
         .iter()
-        .filter(|(k, v)| v.as_str() != crate::redact::MASK && !typed(k))
+        .chain(header.answers.iter().filter(|(k, v)| v.as_str() != crate::redact::MASK && !typed(k)))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    let given = args.answers.clone();
     answers.extend(args.answers);
     let vars = header.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let inputs = Inputs { environment: header.environment.clone(), params, answers, vars };
@@ -357,7 +379,30 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         ask_missing_secrets(&mut plan)?;
     }
-    let completed = completed_steps(&plan, &recorded)?;
+    let mut completed = completed_steps(&plan, &recorded)?;
+    let order = super::restart::walk_order(&plan.runbook, &header.procedure);
+    let request = super::restart::Request {
+        order: &order,
+        recorded: &recorded,
+        completed: &completed,
+        earlier: &earlier,
+        given: &given,
+        from: args.from.as_deref(),
+    };
+    // `runbook undo` runs undo steps only: nothing starts again and no prompt is asked.
+    let restart = if args.undo { None } else { super::restart::restart(&request)? };
+    if !args.undo && !super::procedure::interactive() {
+        super::restart::missing_secret_answers(&order, &recorded, &given)?;
+    }
+    if let Some(from) = &args.from {
+        super::restart::confirm_from(from, args.yes, super::procedure::interactive())?;
+    }
+    let secret = |id: &str| order.iter().any(|s| s.id == id && s.secret);
+    let resume_events = restart.as_ref().map(|r| r.events(&secret)).unwrap_or_default();
+    if let Some(restart) = &restart {
+        super::restart::forget_from(&order, &restart.from, &mut completed);
+    }
+    drop(order);
     // Resumed from the shared store on a machine that never saw the run: its spool starts
     // with the story so far.
     let spool = state(settings)?;
@@ -372,6 +417,7 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         confirmations: super::procedure::confirmations(args.confirm.0, &args.confirm.1)?,
         output: args.output,
         completed: Some(completed),
+        resume_events,
         forced,
         // A rehearsal resumes as a rehearsal, against its fake restored from the state dir.
         rehearsal: header.rehearsal.clone(),

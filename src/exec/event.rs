@@ -25,6 +25,13 @@ pub enum Event {
         name: String,
         reason: String,
     },
+    /// `resume`: every step of the stage finished in an earlier attempt of this run; it is
+    /// neither confirmed nor run again (not "skipped", which is the operator's `s`).
+    StageDoneEarlier {
+        procedure: String,
+        index: usize,
+        name: String,
+    },
     StepStarted {
         id: String,
         name: Option<String>,
@@ -225,7 +232,10 @@ impl Event {
             }
             // Child output is masked as it streams (see `process`), with secrets split across
             // reads; the run's and stages' names are the runbook's own.
-            other @ (Event::Output { .. } | Event::RunStarted { .. } | Event::StageStarted { .. }) => other,
+            other @ (Event::Output { .. }
+            | Event::RunStarted { .. }
+            | Event::StageStarted { .. }
+            | Event::StageDoneEarlier { .. }) => other,
         }
     }
 }

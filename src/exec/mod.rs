@@ -191,6 +191,13 @@ impl<'p> Runner<'p> {
             environment: plan.environment.clone(),
             file: plan.runbook.source.display_path(),
         });
+        // What earlier attempts produced is known from the start: stage previews show it
+        // instead of placeholders.
+        let earlier: Vec<(String, StepOutput)> =
+            self.completed.iter().filter_map(|(id, o)| o.clone().map(|o| (id.clone(), o))).collect();
+        for (id, output) in &earlier {
+            self.outputs.insert(id, output);
+        }
         let flow = match self.confirm_environment() {
             Flow::Continue => self.procedure(plan.procedure.clone()).await,
             stop => stop,
@@ -278,17 +285,13 @@ impl<'p> Runner<'p> {
     }
 
     async fn stage(&mut self, procedure: &Procedure, index: usize, stage: &Stage) -> Flow {
-        let finished_before =
-            stage.steps.iter().all(|s| self.completed.contains_key(&s.id) && !matches!(s.kind, StepKind::Include(_)));
-        if finished_before {
-            for step in &stage.steps {
-                self.restore(step);
-            }
-            self.emit(Event::StageSkipped {
+        // Done before (a resume): not confirmed again, not run again, and not "skipped",
+        // which is what the operator's `s` means.
+        if !stage.steps.is_empty() && stage.steps.iter().all(|s| self.done_earlier(s)) {
+            self.emit(Event::StageDoneEarlier {
                 procedure: procedure.name.clone(),
                 index: index + 1,
                 name: stage.name.clone(),
-                reason: "finished in an earlier attempt of this run".into(),
             });
             return Flow::Continue;
         }
@@ -385,6 +388,20 @@ impl<'p> Runner<'p> {
             .collect()
     }
 
+    /// A step the walk does not run again: finished in an earlier attempt of this run, or an
+    /// `include` whose steps (at any depth) all did.
+    fn done_earlier(&self, step: &Step) -> bool {
+        if self.completed.contains_key(&step.id) {
+            return true;
+        }
+        let StepKind::Include(include) = &step.kind else { return false };
+        let Some(inner) = self.plan.runbook.procedures.get(&include.procedure) else { return false };
+        let mut order = Vec::new();
+        crate::plan::steps_in_order(&self.plan.runbook, inner, &mut order);
+        let mut leaves = order.iter().filter(|s| !matches!(s.kind, StepKind::Include(_))).peekable();
+        leaves.peek().is_some() && leaves.all(|s| self.completed.contains_key(&s.id))
+    }
+
     /// A step finished by an earlier attempt: its outputs are back, it does not run again.
     fn restore(&mut self, step: &Step) -> bool {
         let Some(output) = self.completed.get(&step.id).cloned() else { return false };
@@ -407,10 +424,7 @@ impl<'p> Runner<'p> {
     async fn step_once(&mut self, step: &Step) -> Flow {
         let started = Instant::now();
         if self.restore(step) {
-            self.emit(Event::Notice {
-                id: step.id.clone(),
-                text: format!("{}: finished in an earlier attempt", step.id),
-            });
+            self.emit(Event::Notice { id: step.id.clone(), text: format!("{}: done in an earlier attempt", step.id) });
             return Flow::Continue;
         }
         if let Some(when) = &step.when {

@@ -50,7 +50,7 @@ impl Terminal {
     fn report(&self, earlier: usize) -> Vec<String> {
         let mut lines = Vec::new();
         if earlier > 0 {
-            lines.push(format!("  ({earlier} step(s) finished in an earlier attempt of this run)"));
+            lines.push(format!("  ({earlier} step(s) done in an earlier attempt of this run)"));
         }
         let before = &self.context;
         for (title, earlier, now) in [
@@ -147,6 +147,9 @@ impl Subscriber for Terminal {
                 }
             }
             Event::StageSkipped { name, reason, .. } => self.say(&format!("== Stage skipped: {name} ({reason})")),
+            Event::StageDoneEarlier { name, procedure, .. } => {
+                self.say(&format!("== Stage done in an earlier attempt: {name}  [{procedure}]"));
+            }
             Event::StepStarted { id, name, kind, command, attempt } => {
                 self.kinds.insert(id.clone(), kind);
                 self.last_line = None;

@@ -12,6 +12,7 @@ mod props;
 mod pty;
 mod regressions;
 mod rehearsal;
+mod resume;
 mod secrets;
 mod store;
 mod tooling;

@@ -777,3 +777,109 @@ fn undo_at_a_terminal_confirms_each_undo_like_a_stage() {
     let shown = sandbox.runbook().args(["show", &id]).output().success().stdout();
     assert!(shown.contains("undo of two skipped") && shown.contains("status: partly undone"), "{shown}");
 }
+
+// Issue 11: resume at a terminal and after one.
+
+fn resume_log(sandbox: &Sandbox) -> Vec<String> {
+    std::fs::read_to_string(sandbox.path().join("log")).unwrap_or_default().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_finished_wrapper_stage_is_not_confirmed_again_on_resume() {
+    let sandbox = Sandbox::new();
+    sandbox.file("r.yaml", super::resume::RUNBOOK);
+    crate::support::Run::new(sandbox.path())
+        .args(["r", "go", "--yes", "--answer", "ticket=OPS-1", "--answer", "choice=bad"])
+        .output()
+        .status(1);
+    let id = sandbox.last_run_id();
+    let mut pty = Pty::spawn(&sandbox, &["resume", &id, "--answer", "choice=good"]);
+    pty.expect("Stage done in an earlier attempt: Wrapper");
+    pty.expect("Run stage `First`?");
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    pty.expect("Run stage `Second`?");
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
+    assert!(!transcript.contains("Run stage `Wrapper`"), "the finished wrapper was confirmed again\n{transcript}");
+    assert!(!transcript.contains("Stage skipped"), "{transcript}");
+    assert_eq!(resume_log(&sandbox), ["before", "use bad OPS-1", "use good OPS-1"]);
+}
+
+/// The issue's `give --answer failing_migration_file=VALUE`: what the operator answered at
+/// the terminal is reused by a resume without one, even when the prompt runs again.
+#[test]
+fn resume_without_a_terminal_never_asks_for_an_answer_given_at_the_terminal() {
+    let sandbox = Sandbox::new();
+    sandbox.file("r.yaml", super::resume::RUNBOOK);
+    let mut pty = Pty::spawn(&sandbox, &["r", "go"]);
+    pty.expect("Run stage `Wrapper`?");
+    pty.answer("y");
+    pty.expect("Type `done` when finished");
+    pty.answer("done");
+    pty.expect("Ticket id?");
+    pty.answer("OPS-7");
+    pty.expect("Run stage `First`?");
+    pty.answer("y");
+    pty.expect("Which one?");
+    pty.answer("bad");
+    pty.expect("Run stage `Second`?");
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 1, "exit code\n--- transcript\n{transcript}");
+    let id = sandbox.last_run_id();
+    let again = crate::support::Run::new(sandbox.path()).args(["resume", &id, "--yes", "--from", "note"]).output();
+    assert_eq!(again.code(), 1, "{}", again.stderr());
+    assert!(
+        !again.stderr().contains("--answer ticket") && !again.stderr().contains("acknowledge"),
+        "{}",
+        again.stderr()
+    );
+    let done = crate::support::Run::new(sandbox.path()).args(["resume", &id, "--yes", "--answer", "choice=good"]);
+    done.output().success();
+    assert_eq!(resume_log(&sandbox), ["before", "use bad OPS-7", "before", "use bad OPS-7", "use good OPS-7"]);
+}
+
+const WAITS: &str = r#"
+runbook: waits
+procedures:
+  go:
+    stages:
+      - name: Operation
+        steps:
+          - id: start
+            shell: 'echo op-4711'
+            capture: text
+            timeout: 10s
+          - id: wait
+            shell: 'test -e ok && echo "waited $1" >> log'
+            args: ["{{ steps.start.output }}"]
+            effect: read
+            timeout: 10s
+"#;
+
+#[test]
+fn a_resumed_stage_preview_shows_what_earlier_attempts_produced_and_from_is_confirmed() {
+    let sandbox = Sandbox::new();
+    sandbox.file("waits.yaml", WAITS);
+    crate::support::Run::new(sandbox.path()).args(["waits", "go", "--yes"]).output().status(1);
+    let id = sandbox.last_run_id();
+    std::fs::write(sandbox.path().join("ok"), "").unwrap_or_else(|e| panic!("{e}"));
+    // --from at a terminal asks first; `n` runs nothing.
+    let mut pty = Pty::spawn(&sandbox, &["resume", &id, "--from", "start"]);
+    pty.expect("Start again at step `start`?");
+    pty.answer("n");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "exit code\n--- transcript\n{transcript}");
+    assert!(resume_log(&sandbox).is_empty(), "{transcript}");
+    let mut pty = Pty::spawn(&sandbox, &["resume", &id]);
+    pty.expect("Run stage `Operation`?");
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "exit code\n--- transcript\n{transcript}");
+    let preview = transcript.split("Run stage `Operation`?").next().unwrap_or_default();
+    assert!(preview.contains("op-4711") && !preview.contains("<steps.start"), "{preview}");
+    assert_eq!(resume_log(&sandbox), ["waited op-4711"]);
+}

@@ -1001,3 +1001,85 @@ fn undo_of_a_simulated_rehearsal_runs_against_its_restored_fake() {
         "as the scenario served it"
     );
 }
+
+/// Issue 11: a clone operation that ends in error (an `operations` fault) fails `clone_wait`;
+/// `resume` starts again at `clone_op` (`restarts_from:`), a second clone is made, and the run
+/// finishes, instead of waiting on the failed operation again.
+#[test]
+fn a_failed_clone_operation_is_started_again_on_resume_and_the_run_finishes() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let ts = recent_timestamp();
+    fake.faults(r#"{"operations": [{"operation_type": "CLONE", "error": {"code": "INTERNAL_ERROR", "message": "simulated clone failure"}}]}"#);
+    let out = runbook(&sandbox, &fake)
+        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes", "--confirm-env", "production"])
+        .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .args(["--var", &format!("api_base_url={}", fake.app_url())])
+        .output()
+        .status(1);
+    assert!(out.stderr().contains("step `clone_wait` failed"), "{}", out.stderr());
+    let id = sandbox.last_run_id();
+    let instances = |fake: &Fake| fake.state()["projects"][PROJECT]["instances"].clone();
+    assert!(instances(&fake)["pegasus-db-eu-rollback"].is_null(), "the failed clone made an instance");
+    fake.faults("{}");
+    // Without a terminal and without --answer: the first attempt's answers are reused.
+    let out = runbook(&sandbox, &fake).args(["resume", &id, "--yes", "--confirm-env", "production"]).output().success();
+    assert!(out.stderr().contains("resume starts again at step clone_op"), "{}", out.stderr());
+    let clones = fake.requests().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).count();
+    assert_eq!(clones, 2, "resume started a second clone");
+    assert!(instances(&fake)["pegasus-db-eu-rollback"].is_object(), "the second clone exists");
+    let shown = Run::new(sandbox.path()).args(["show", &id]).output().success().stdout();
+    assert!(shown.contains("`clone_wait` failed: the operation `clone_op` started ended in error"), "{shown}");
+    assert!(shown.contains("status: done"), "{shown}");
+}
+
+/// Issue 11: the restore of the chosen backup fails at restore time (an `operations` fault on
+/// RESTORE_VOLUME: FAILED backups are no longer offered, so this is how a backup that cannot be
+/// restored shows); `resume --answer backup_id=<other>` restores the other backup, from the
+/// prompt on, without asking again for what the first attempt answered.
+#[test]
+fn a_restore_that_failed_is_redone_with_the_backup_given_on_resume() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let backups = fake.state()["projects"][PROJECT]["instances"]["pegasus-db-eu"]["backup_runs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let good: Vec<i64> =
+        backups.iter().filter(|b| b["status"] == "SUCCESSFUL").filter_map(|b| b["id"].as_i64()).collect();
+    let [first, second, ..] = good[..] else { panic!("the scenario has two SUCCESSFUL backups: {backups:?}") };
+    fake.faults(r#"{"operations": [{"operation_type": "RESTORE_VOLUME", "instance": "pegasus-db-eu", "error": {"code": "INTERNAL_ERROR", "message": "simulated restore failure"}}]}"#);
+    let out = runbook(&sandbox, &fake)
+        .args(["rollback", "snapshot", "--env", "production", "--yes", "--confirm-env", "production"])
+        .args(["--confirm-target", "restore_op=pegasus-db-eu"])
+        .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
+        .args(["--answer", &format!("backup_id={first}")])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .args(["--var", &format!("api_base_url={}", fake.app_url())])
+        .output()
+        .status(1);
+    assert!(out.stderr().contains("simulated restore failure"), "{}", out.stderr());
+    let id = sandbox.last_run_id();
+    fake.faults("{}");
+    let out = runbook(&sandbox, &fake)
+        .args(["resume", &id, "--yes", "--confirm-env", "production"])
+        .args(["--confirm-target", "restore_op=pegasus-db-eu"])
+        .args(["--answer", &format!("backup_id={second}")])
+        .output()
+        .success();
+    assert!(out.stderr().contains("answer to backup_id replaced by"), "{}", out.stderr());
+    let restores = fake.state()["projects"][PROJECT]["instances"]["pegasus-db-eu"]["restores"].clone();
+    let restored: Vec<i64> =
+        restores.as_array().into_iter().flatten().filter_map(|r| r["backup_run_id"].as_i64()).collect();
+    assert_eq!(restored, [second], "the backup given on resume was restored: {restores}");
+    let bodies: Vec<String> = mutating_requests(&fake)
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/restoreBackup")))
+        .map(|r| r["body"].to_string())
+        .collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(bodies[1].contains(&second.to_string()), "{bodies:?}");
+}
