@@ -160,13 +160,22 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
         Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
         Builtin::Resume { run_id, yes, force, answer, confirm_env, confirm_target, output, from } => {
             let confirm = (confirm_env, confirm_target);
-            let args = commands::runs::ResumeArgs { run_id, yes, force, answers: answer, confirm, output, undo: false, from };
+            let args =
+                commands::runs::ResumeArgs { run_id, yes, force, answers: answer, confirm, output, undo: false, from };
             commands::runs::resume(&settings(global), args)
         }
         Builtin::Undo { run_id, yes, force, confirm_env, confirm_target, output } => {
             let confirm = (confirm_env, confirm_target);
-            let args =
-                commands::runs::ResumeArgs { run_id, yes, force, answers: Vec::new(), confirm, output, undo: true, from: None };
+            let args = commands::runs::ResumeArgs {
+                run_id,
+                yes,
+                force,
+                answers: Vec::new(),
+                confirm,
+                output,
+                undo: true,
+                from: None,
+            };
             commands::runs::resume(&settings(global), args)
         }
     }

@@ -208,8 +208,13 @@ impl<'a> References<'a> {
     fn restart_links(&mut self) {
         let runbook = self.runbook;
         for procedure in runbook.procedures.values() {
+            if !procedure.stages.iter().flat_map(|s| &s.steps).any(|s| s.restarts_from.is_some()) {
+                continue;
+            }
+            // Each procedure expanded once: linear on include diamonds, finite on cycles
+            // (reported on their own).
             let mut order = Vec::new();
-            crate::plan::steps_in_order(runbook, procedure, &mut order);
+            first_walk(runbook, procedure, &mut std::collections::HashSet::new(), &mut order);
             for step in procedure.stages.iter().flat_map(|s| &s.steps) {
                 let Some(target) = &step.restarts_from else { continue };
                 let position = order.iter().position(|s| std::ptr::eq(*s, step));
@@ -871,5 +876,25 @@ fn narrow(source: &SourceRef, span: Span, text: &str, reference: &str) -> Span {
     match written.find(&needle).or_else(|| if written.is_empty() { None } else { text.find(&needle).and(None) }) {
         Some(at) => Span::new(span.start + at, span.start + at + reference.len().min(written.len() - at)),
         None => span,
+    }
+}
+
+/// Steps in walk order, each included procedure expanded at its first include only.
+fn first_walk<'a>(
+    runbook: &'a crate::model::Runbook,
+    procedure: &'a crate::model::Procedure,
+    seen: &mut std::collections::HashSet<&'a str>,
+    out: &mut Vec<&'a Step>,
+) {
+    if !seen.insert(procedure.name.as_str()) {
+        return;
+    }
+    for step in procedure.stages.iter().flat_map(|s| &s.steps) {
+        out.push(step);
+        if let crate::step::StepKind::Include(include) = &step.kind
+            && let Some(other) = runbook.procedures.get(&include.procedure)
+        {
+            first_walk(runbook, other, seen, out);
+        }
     }
 }

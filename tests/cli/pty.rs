@@ -827,8 +827,11 @@ fn resume_without_a_terminal_never_asks_for_an_answer_given_at_the_terminal() {
     pty.answer("bad");
     pty.expect("Run stage `Second`?");
     pty.answer("y");
+    // The failure menu (issue 11): abort, resumable.
+    pty.expect("[a]bort");
+    pty.answer("a");
     let (code, transcript) = pty.finish();
-    assert_eq!(code, 1, "exit code\n--- transcript\n{transcript}");
+    assert_eq!(code, 3, "exit code\n--- transcript\n{transcript}");
     let id = sandbox.last_run_id();
     let again = crate::support::Run::new(sandbox.path()).args(["resume", &id, "--yes", "--from", "note"]).output();
     assert_eq!(again.code(), 1, "{}", again.stderr());
