@@ -2,9 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::checker::{Checked, check_file};
+use sha2::Digest as _;
+
+use crate::cache::SummaryCache;
+use crate::checker::{Checked, check_file, check_read, read_file};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::{Source, Span};
+use crate::summary::Summary;
 
 pub struct Library {
     pub dir: PathBuf,
@@ -19,11 +23,13 @@ pub struct Entry {
 impl Entry {
     /// The subcommand name: the `runbook:` key, or the file name when the file is broken.
     pub fn command_name(&self) -> String {
-        self.checked
-            .name
-            .clone()
-            .unwrap_or_else(|| self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+        command_name(self.checked.name.as_deref(), &self.path)
     }
+}
+
+fn command_name(name: Option<&str>, path: &Path) -> String {
+    name.map(str::to_owned)
+        .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
 }
 
 impl Library {
@@ -33,11 +39,6 @@ impl Library {
         let mut library = Library { dir: dir.to_path_buf(), entries };
         library.check_unique_names();
         library
-    }
-
-    /// No runbooks: for commands that never look at the folder's (start-up time).
-    pub fn empty(dir: &Path) -> Library {
-        Library { dir: dir.to_path_buf(), entries: Vec::new() }
     }
 
     /// The runbook a command name runs; never one named like a built-in (that name is an
@@ -88,7 +89,13 @@ fn name_span(text: &str) -> Span {
 }
 
 pub fn load_entry(path: &Path) -> Entry {
-    let checked = match check_file(path) {
+    entry_from(path, check_file(path))
+}
+
+/// The entry of a file whose check gave `result`; a file that cannot be read is an error
+/// in it (a symbolic link says where it leads).
+fn entry_from(path: &Path, result: Result<Checked, std::io::Error>) -> Entry {
+    let checked = match result {
         Ok(checked) => checked,
         Err(err) => {
             let source = Source::new(path, String::new());
@@ -110,16 +117,20 @@ pub fn load_entry(path: &Path) -> Entry {
 
 /// Checks the files, in their order, on every core: each file's check is independent.
 fn load_entries(paths: &[PathBuf]) -> Vec<Entry> {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(paths.len());
+    parallel_map(paths, |p| load_entry(p))
+}
+
+/// `f` of every item, in their order, spread over the cores (no thread for one item).
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(items.len());
     if threads <= 1 {
-        return paths.iter().map(|p| load_entry(p)).collect();
+        return items.iter().map(&f).collect();
     }
-    let per_thread = paths.len().div_ceil(threads);
+    let per_thread = items.len().div_ceil(threads);
+    let f = &f;
     std::thread::scope(|scope| {
-        let parts: Vec<_> = paths
-            .chunks(per_thread)
-            .map(|part| scope.spawn(move || part.iter().map(|p| load_entry(p)).collect::<Vec<Entry>>()))
-            .collect();
+        let parts: Vec<_> =
+            items.chunks(per_thread).map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>())).collect();
         parts
             .into_iter()
             .flat_map(|part| part.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
@@ -127,7 +138,6 @@ fn load_entries(paths: &[PathBuf]) -> Vec<Entry> {
     })
 }
 
-/// `*.yaml` and `*.yml` files of a folder, sorted by name.
 /// `*.yaml` and `*.yml` files of a folder, sorted by name. A symbolic link that leads
 /// nowhere (dangling, or a loop) is listed too: reading it reports the problem, where
 /// skipping it would validate a folder as "no problems" with a runbook missing.
@@ -141,4 +151,118 @@ pub fn runbook_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// The runbook folder as start-up sees it: every file's [`Summary`], from the cache when
+/// this binary already checked the same bytes, else from a full check (then cached). It
+/// builds the command line and `list`; running a procedure fully checks that runbook again
+/// ([`Listing::entry`]), and `validate` never uses it.
+pub struct Listing {
+    pub dir: PathBuf,
+    pub entries: Vec<Listed>,
+}
+
+pub struct Listed {
+    pub path: PathBuf,
+    pub summary: Summary,
+    /// Another file of the folder claims the same name (both are invalid).
+    pub duplicate: bool,
+}
+
+impl Listed {
+    /// The subcommand name: the `runbook:` key, or the file name when the file is broken.
+    pub fn command_name(&self) -> String {
+        command_name(self.summary.name.as_deref(), &self.path)
+    }
+}
+
+/// What start-up knows of a file before its summary: cached, read, or unreadable.
+enum Loaded {
+    Summary(Summary),
+    Bytes(Vec<u8>, String),
+    Unreadable,
+}
+
+impl Listing {
+    pub fn load(dir: &Path) -> Listing {
+        let paths = runbook_files(dir);
+        let cache = SummaryCache::open();
+        let loaded: Vec<Loaded> = paths
+            .iter()
+            .map(|path| match read_file(path) {
+                Err(_) => Loaded::Unreadable,
+                Ok(bytes) => {
+                    let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+                    match cache.as_ref().and_then(|c| c.get(&sha256)) {
+                        Some(summary) => Loaded::Summary(summary),
+                        None => Loaded::Bytes(bytes, sha256),
+                    }
+                }
+            })
+            .collect();
+        // Only files the cache did not know are checked, on every core.
+        let misses: Vec<usize> = (0..paths.len()).filter(|&i| !matches!(loaded[i], Loaded::Summary(_))).collect();
+        let mut fresh = parallel_map(&misses, |&i| match &loaded[i] {
+            Loaded::Bytes(bytes, sha256) => {
+                let summary = Summary::of(&check_read(&paths[i], bytes));
+                if let Some(cache) = &cache {
+                    cache.put(sha256, &summary);
+                }
+                summary
+            }
+            // Read again for the error in its own words (a looping link, a missing file).
+            Loaded::Unreadable | Loaded::Summary(_) => Summary::of(&load_entry(&paths[i]).checked),
+        })
+        .into_iter();
+        let summaries: Vec<Summary> = loaded
+            .into_iter()
+            .map(|l| match l {
+                Loaded::Summary(summary) => summary,
+                Loaded::Bytes(..) | Loaded::Unreadable => fresh.next().unwrap_or_default(),
+            })
+            .collect();
+        let mut entries: Vec<Listed> = paths
+            .into_iter()
+            .zip(summaries)
+            .map(|(path, summary)| Listed { path, summary, duplicate: false })
+            .collect();
+        let names: Vec<String> = entries.iter().map(Listed::command_name).collect();
+        for (index, entry) in entries.iter_mut().enumerate() {
+            if names.iter().enumerate().any(|(other, name)| other != index && *name == names[index]) {
+                // As [`Library::load`] reports it: one more problem, and nothing to run.
+                entry.duplicate = true;
+                entry.summary.runbook = None;
+                entry.summary.problems += 1;
+            }
+        }
+        Listing { dir: dir.to_path_buf(), entries }
+    }
+
+    /// No runbooks: for commands that never look at the folder's (start-up time).
+    pub fn empty(dir: &Path) -> Listing {
+        Listing { dir: dir.to_path_buf(), entries: Vec::new() }
+    }
+
+    /// The runbook a command name runs (never one named like a built-in).
+    pub fn find(&self, name: &str) -> Option<&Listed> {
+        if crate::checker::builtins().iter().any(|b| b == name) {
+            return None;
+        }
+        self.entries.iter().find(|e| e.command_name() == name)
+    }
+
+    /// The runbook of `listed`, fully checked now from the file as it is now; a name
+    /// several files claim gets the error [`Library::load`] gives it.
+    pub fn entry(&self, listed: &Listed) -> Entry {
+        if !listed.duplicate {
+            return load_entry(&listed.path);
+        }
+        let name = listed.command_name();
+        let paths: Vec<PathBuf> =
+            self.entries.iter().filter(|e| e.command_name() == name).map(|e| e.path.clone()).collect();
+        let mut library = Library { dir: self.dir.clone(), entries: load_entries(&paths) };
+        library.check_unique_names();
+        let index = library.entries.iter().position(|e| e.path == listed.path).unwrap_or(0);
+        library.entries.swap_remove(index)
+    }
 }

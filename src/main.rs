@@ -1,6 +1,7 @@
 //! `runbook`: parse the command line, load the runbook folder, run the command.
 
 mod approvals;
+mod cache;
 mod checker;
 mod cli;
 mod commands;
@@ -28,6 +29,7 @@ mod source;
 mod state;
 mod step;
 mod store;
+mod summary;
 mod taint;
 mod template;
 mod yaml;
@@ -39,9 +41,12 @@ use clap::FromArgMatches;
 
 use crate::cli::{Builtin, ColorChoice, GlobalArgs};
 use crate::error::Error;
-use crate::library::{Library, load_entry};
+use crate::library::{Library, Listing, load_entry};
 
 fn main() -> ExitCode {
+    if let Some(code) = print_version() {
+        return code;
+    }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let dir = match cli::runbook_dir(&args) {
         Ok(dir) => dir,
@@ -50,7 +55,7 @@ fn main() -> ExitCode {
             return ExitCode::from(error::exit::USAGE);
         }
     };
-    let library = if needs_library(&args) { Library::load(&dir) } else { Library::empty(&dir) };
+    let library = if needs_library(&args) { Listing::load(&dir) } else { Listing::empty(&dir) };
     let matches = match cli::command(&library.entries).try_get_matches_from(&args) {
         Ok(matches) => matches,
         Err(err) => {
@@ -69,6 +74,27 @@ fn main() -> ExitCode {
         Err(err) => {
             err.print(color);
             ExitCode::from(err.code())
+        }
+    }
+}
+
+/// `runbook --version` (or `-V`) alone: printed before anything else is set up, as the
+/// command line would print it (start-up time, issue 13).
+fn print_version() -> Option<ExitCode> {
+    use std::io::Write as _;
+    let mut args = std::env::args_os().skip(1);
+    let flag = args.next()?;
+    if args.next().is_some() || (flag != "--version" && flag != "-V") {
+        return None;
+    }
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "runbook {}", env!("CARGO_PKG_VERSION")).and_then(|()| out.flush()) {
+        Ok(()) => Some(ExitCode::SUCCESS),
+        // A reader that went away (`| head -c0`) wanted nothing more; a full disk is an error.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Some(ExitCode::SUCCESS),
+        Err(err) => {
+            eprintln!("error: cannot print the version: {err}");
+            Some(ExitCode::from(error::exit::STEP_FAILED))
         }
     }
 }
@@ -99,9 +125,11 @@ fn needs_library(args: &[std::ffi::OsString]) -> bool {
     !version
 }
 
-fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, color: bool) -> Result<(), Error> {
+fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, color: bool) -> Result<(), Error> {
     let Some((name, sub)) = matches.subcommand() else { return Err(Error::Usage("no command given".into())) };
-    if let Some(entry) = library.find(name) {
+    if let Some(listed) = library.find(name) {
+        // The command line came from the summary; what runs is checked in full, now.
+        let entry = &library.entry(listed);
         let Some((procedure, proc_matches)) = sub.subcommand() else {
             // A broken runbook takes any arguments and reports its problems.
             return commands::procedure::run_procedure(entry, empty_call(), &settings(global));
@@ -118,7 +146,7 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             commands::validate::validate(&paths, &global.dir, format, strict, color)
         }
         Builtin::Run { file, rest } => run_file(&file, rest, global),
-        Builtin::Docs { runbook } => commands::tooling::docs(library, &runbook),
+        Builtin::Docs { runbook } => commands::tooling::docs(&Library::load(&library.dir), &runbook),
         Builtin::Completions { shell } => {
             commands::tooling::completions(cli::command(&library.entries), shell);
             Ok(())
@@ -176,7 +204,8 @@ fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>, global: &Glob
         return commands::procedure::run_procedure(&entry, empty_call(), &settings(global));
     };
     let bin_name = format!("runbook run {}", file.display());
-    let cmd = cli::procedures_command(clap::Command::new("run").bin_name(bin_name), &runbook);
+    let summary = summary::RunbookSummary::of(&runbook);
+    let cmd = cli::procedures_command(clap::Command::new("run").bin_name(bin_name), &summary);
     let argv = std::iter::once(std::ffi::OsString::from("run")).chain(rest);
     let matches = match cmd.try_get_matches_from(argv) {
         Ok(matches) => matches,
@@ -211,7 +240,7 @@ fn empty_call() -> cli::ProcedureCall {
 
 /// `runbook rollback pitr` from a folder without runbooks: say where they were looked for
 /// and how to point at them, instead of only "unrecognized subcommand".
-fn wrong_folder_hint(err: &clap::Error, library: &Library) -> Option<String> {
+fn wrong_folder_hint(err: &clap::Error, library: &Listing) -> Option<String> {
     if err.kind() != clap::error::ErrorKind::InvalidSubcommand || !library.entries.is_empty() {
         return None;
     }

@@ -12,6 +12,7 @@ mod pty;
 mod regressions;
 mod rehearsal;
 mod secrets;
+mod startup;
 mod store;
 mod tooling;
 mod validate;
