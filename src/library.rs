@@ -176,51 +176,10 @@ impl Listed {
     }
 }
 
-/// What start-up knows of a file before its summary: cached, read, or unreadable.
-enum Loaded {
-    Summary(Summary),
-    Bytes(Vec<u8>, String),
-    Unreadable,
-}
-
 impl Listing {
     pub fn load(dir: &Path) -> Listing {
         let paths = runbook_files(dir);
-        let cache = SummaryCache::open();
-        let loaded: Vec<Loaded> = paths
-            .iter()
-            .map(|path| match read_file(path) {
-                Err(_) => Loaded::Unreadable,
-                Ok(bytes) => {
-                    let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
-                    match cache.as_ref().and_then(|c| c.get(&sha256)) {
-                        Some(summary) => Loaded::Summary(summary),
-                        None => Loaded::Bytes(bytes, sha256),
-                    }
-                }
-            })
-            .collect();
-        // Only files the cache did not know are checked, on every core.
-        let misses: Vec<usize> = (0..paths.len()).filter(|&i| !matches!(loaded[i], Loaded::Summary(_))).collect();
-        let mut fresh = parallel_map(&misses, |&i| match &loaded[i] {
-            Loaded::Bytes(bytes, sha256) => {
-                let summary = Summary::of(&check_read(&paths[i], bytes));
-                if let Some(cache) = &cache {
-                    cache.put(sha256, &summary);
-                }
-                summary
-            }
-            // Read again for the error in its own words (a looping link, a missing file).
-            Loaded::Unreadable | Loaded::Summary(_) => Summary::of(&load_entry(&paths[i]).checked),
-        })
-        .into_iter();
-        let summaries: Vec<Summary> = loaded
-            .into_iter()
-            .map(|l| match l {
-                Loaded::Summary(summary) => summary,
-                Loaded::Bytes(..) | Loaded::Unreadable => fresh.next().unwrap_or_default(),
-            })
-            .collect();
+        let summaries = load_with_cache(&paths, Some, |summary, _| summary);
         let mut entries: Vec<Listed> = paths
             .into_iter()
             .zip(summaries)
@@ -265,4 +224,83 @@ impl Listing {
         let index = library.entries.iter().position(|e| e.path == listed.path).unwrap_or(0);
         library.entries.swap_remove(index)
     }
+}
+
+/// What the cache gave for a file: a result, or the bytes to check.
+enum Loaded<R> {
+    Hit(R),
+    Miss(Vec<u8>, String),
+    Unreadable,
+}
+
+/// For each file, in order: `hit` of its cached summary when it gives a result, else
+/// `fresh` of a full check of the bytes read now (its summary is cached). Only files not
+/// answered from the cache are checked, on every core.
+fn load_with_cache<R: Send + Sync>(
+    paths: &[PathBuf],
+    hit: impl Fn(Summary) -> Option<R>,
+    fresh: impl Fn(Summary, Checked) -> R + Sync,
+) -> Vec<R> {
+    let cache = SummaryCache::open();
+    let loaded: Vec<Loaded<R>> = paths
+        .iter()
+        .map(|path| match read_file(path) {
+            Err(_) => Loaded::Unreadable,
+            Ok(bytes) => {
+                let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+                match cache.as_ref().and_then(|c| c.get(&sha256)).and_then(&hit) {
+                    Some(result) => Loaded::Hit(result),
+                    None => Loaded::Miss(bytes, sha256),
+                }
+            }
+        })
+        .collect();
+    let misses: Vec<usize> = (0..paths.len()).filter(|&i| !matches!(loaded[i], Loaded::Hit(_))).collect();
+    let mut checked = parallel_map(&misses, |&i| {
+        let (checked, sha256) = match &loaded[i] {
+            Loaded::Miss(bytes, sha256) => (check_read(&paths[i], bytes), Some(sha256)),
+            // Read again for the error in its own words (a looping link, a missing file).
+            Loaded::Unreadable | Loaded::Hit(_) => (load_entry(&paths[i]).checked, None),
+        };
+        let summary = Summary::of(&checked);
+        if let (Some(cache), Some(sha256)) = (&cache, sha256) {
+            cache.put(sha256, &summary);
+        }
+        fresh(summary, checked)
+    })
+    .into_iter();
+    loaded
+        .into_iter()
+        .filter_map(|l| match l {
+            Loaded::Hit(result) => Some(result),
+            Loaded::Miss(..) | Loaded::Unreadable => checked.next(),
+        })
+        .collect()
+}
+
+/// `validate` of a folder: every file's diagnostics, in file order. A file this binary
+/// already checked clean with the same bytes (per the cache) has none and is not checked
+/// again; every other file is checked in full. Names claimed twice need every file's
+/// text: then the whole folder is checked as [`Library::load`] does.
+pub fn folder_diagnostics(dir: &Path) -> Vec<Vec<Diagnostic>> {
+    let paths = runbook_files(dir);
+    let results = load_with_cache(
+        &paths,
+        |summary| (summary.problems == 0 && summary.runbook.is_some()).then_some((summary.name, Vec::new())),
+        |_, checked| (checked.name, checked.diagnostics),
+    );
+    let names: Vec<String> =
+        results.iter().zip(&paths).map(|((name, _), path)| command_name(name.as_deref(), path)).collect();
+    let unique: std::collections::HashSet<&String> = names.iter().collect();
+    if unique.len() < names.len() {
+        return Library::load(dir).entries.into_iter().map(|e| e.checked.diagnostics).collect();
+    }
+    results.into_iter().map(|(_, diagnostics)| diagnostics).collect()
+}
+
+/// `validate` of one file: as [`folder_diagnostics`], for a file named on its own.
+pub fn file_diagnostics(path: &Path) -> Vec<Diagnostic> {
+    let paths = [path.to_path_buf()];
+    let hit = |summary: Summary| (summary.problems == 0 && summary.runbook.is_some()).then(Vec::new);
+    load_with_cache(&paths, hit, |_, checked| checked.diagnostics).into_iter().flatten().collect()
 }

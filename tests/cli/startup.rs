@@ -229,3 +229,36 @@ fn version_is_printed_alone_and_a_full_stdout_is_an_error() {
     let status = run.cmd.status().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status.code(), Some(1));
 }
+
+#[test]
+fn validate_after_a_cached_check_still_reports_an_edit_that_broke_the_file() {
+    let sandbox = Sandbox::new();
+    sandbox.file("good.yaml", GOOD);
+    sandbox.file("other.yaml", &GOOD.replace("runbook: good", "runbook: other"));
+    for _ in 0..2 {
+        let out = with_cache(&sandbox).args(["validate"]).output().success();
+        assert!(out.stdout().contains("2 runbook files checked: no problems"), "{}", out.all());
+        with_cache(&sandbox).args(["validate", "runbooks/good.yaml"]).output().success();
+    }
+    assert_eq!(cache_files(&sandbox).len(), 2);
+    sandbox.file("good.yaml", &GOOD.replace("{{ params.target }}", "{{ params.nowhere }}"));
+    for args in [vec!["validate"], vec!["validate", "runbooks/good.yaml"]] {
+        let out = with_cache(&sandbox).args(&args).output().status(1);
+        assert!(out.stderr().contains("nowhere"), "{args:?}: {}", out.stderr());
+        let json = with_cache(&sandbox).args(&args).args(["--format", "json"]).output().status(1);
+        assert!(json.stdout().contains("nowhere"), "{args:?}: {}", json.stdout());
+    }
+}
+
+#[test]
+fn validate_with_cached_clean_files_still_reports_a_name_used_twice() {
+    let sandbox = Sandbox::new();
+    sandbox.file("a.yaml", GOOD);
+    sandbox.file("b.yaml", &GOOD.replace("runbook: good", "runbook: other"));
+    with_cache(&sandbox).args(["validate"]).output().success();
+    // Both files' bytes are cached clean; a third file claims a name already used.
+    sandbox.file("c.yaml", GOOD);
+    let out = with_cache(&sandbox).args(["validate"]).output().status(1);
+    assert!(out.stderr().contains("also used by runbooks/c.yaml"), "{}", out.stderr());
+    assert!(out.stderr().contains("also used by runbooks/a.yaml"), "{}", out.stderr());
+}
