@@ -1,7 +1,7 @@
 //! Start-up (issue 13): the summary cache behind `list` and the command line may make them
 //! fast, never wrong; `--version` is printed before anything else is set up.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::support::{Run, Sandbox};
 
@@ -208,12 +208,14 @@ fn procedure_help_is_the_same_from_the_cache_as_from_a_fresh_check() {
     sandbox.copy_rollback();
     let procedure = "pitr";
     for args in [vec!["rollback", "--help"], vec!["rollback", procedure, "--help"], vec!["list"]] {
-        let uncached = sandbox.runbook().env("XDG_CACHE_HOME", Path::new("relative")).args(&args).output();
+        // Neither an absolute XDG_CACHE_HOME nor an absolute HOME: no cache at all.
+        let uncached = sandbox.runbook().env("XDG_CACHE_HOME", "relative").env("HOME", "relative").args(&args).output();
         with_cache(&sandbox).args(&args).output();
         let cached = with_cache(&sandbox).args(&args).output();
         assert_eq!(uncached.all(), cached.all(), "{args:?}");
         assert_eq!(uncached.code(), cached.code(), "{args:?}");
     }
+    assert!(!sandbox.path().join("relative").exists(), "a relative cache folder was used");
 }
 
 #[test]
