@@ -56,7 +56,8 @@ fn main() -> ExitCode {
         }
     };
     let library = if needs_library(&args) { Listing::load(&dir) } else { Listing::empty(&dir) };
-    let matches = match cli::command(&library.entries).try_get_matches_from(&args) {
+    let runbooks: &[library::Listed] = if parses_without_runbooks(&args) { &[] } else { &library.entries };
+    let matches = match cli::command(runbooks).try_get_matches_from(&args) {
         Ok(matches) => matches,
         Err(err) => {
             let _ = err.print();
@@ -107,10 +108,37 @@ const WITHOUT_LIBRARY: &[&str] = &["validate", "history", "show", "resume", "sch
 /// [`WITHOUT_LIBRARY`] or a bare `--version`. Anything unusual before the command (an
 /// unknown flag, `--help`) loads the folder, as the full command line may be needed.
 fn needs_library(args: &[std::ffi::OsString]) -> bool {
+    match head(args) {
+        Head::Command(command) => !WITHOUT_LIBRARY.contains(&command),
+        Head::Unusual => true,
+        Head::End { version } => !version,
+    }
+}
+
+/// A built-in command's line parses the same without the runbooks' subcommands (start-up
+/// time: `list` need not build a command per procedure). `help`, `completions` and `man`
+/// show the runbooks, so they get the full command line.
+fn parses_without_runbooks(args: &[std::ffi::OsString]) -> bool {
+    matches!(head(args), Head::Command(command)
+        if !matches!(command, "help" | "completions" | "man") && checker::builtins().iter().any(|b| b == command))
+}
+
+/// What comes first on the command line after the global flags.
+enum Head<'a> {
+    Command(&'a str),
+    /// An unknown flag, `--help`, or an argument that is not UTF-8.
+    Unusual,
+    /// No command; `version` when `--version`/`-V` was among the flags.
+    End {
+        version: bool,
+    },
+}
+
+fn head(args: &[std::ffi::OsString]) -> Head<'_> {
     let mut version = false;
     let mut iter = args.iter().skip(1);
     while let Some(arg) = iter.next() {
-        let Some(text) = arg.to_str() else { return true };
+        let Some(text) = arg.to_str() else { return Head::Unusual };
         match text {
             "--dir" | "--state-dir" | "--color" => {
                 iter.next();
@@ -118,11 +146,11 @@ fn needs_library(args: &[std::ffi::OsString]) -> bool {
             "-V" | "--version" => version = true,
             "-q" | "--quiet" | "-v" | "-vv" | "-vvv" | "--verbose" => {}
             _ if text.starts_with("--dir=") || text.starts_with("--state-dir=") || text.starts_with("--color=") => {}
-            _ if text.starts_with('-') => return true,
-            command => return !WITHOUT_LIBRARY.contains(&command),
+            _ if text.starts_with('-') => return Head::Unusual,
+            command => return Head::Command(command),
         }
     }
-    !version
+    Head::End { version }
 }
 
 fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, color: bool) -> Result<(), Error> {

@@ -264,3 +264,19 @@ fn validate_with_cached_clean_files_still_reports_a_name_used_twice() {
     assert!(out.stderr().contains("also used by runbooks/c.yaml"), "{}", out.stderr());
     assert!(out.stderr().contains("also used by runbooks/a.yaml"), "{}", out.stderr());
 }
+
+#[test]
+fn built_ins_parsed_without_the_runbooks_still_show_them_where_they_should() {
+    let sandbox = Sandbox::new();
+    sandbox.file("good.yaml", GOOD);
+    let help = with_cache(&sandbox).args(["help"]).output().success();
+    assert!(help.stdout().contains("good"), "{}", help.stdout());
+    let completions = with_cache(&sandbox).args(["completions", "bash"]).output().success();
+    assert!(completions.stdout().contains("hello"), "no procedure in the completions");
+    assert!(completions.stdout().contains("--target"), "no param flag in the completions");
+    // A built-in's own flags and errors are the same with the runbooks left out.
+    let list_help = with_cache(&sandbox).args(["list", "--help"]).output().success();
+    assert!(list_help.stdout().contains("Usage: runbook list"), "{}", list_help.stdout());
+    let wrong = with_cache(&sandbox).args(["list", "--nope"]).output().status(2);
+    assert!(wrong.stderr().contains("--nope"), "{}", wrong.stderr());
+}
