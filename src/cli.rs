@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Command, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use indexmap::IndexMap;
 
-use crate::library::Entry;
-use crate::model::Runbook;
-use crate::param::{Param, ParamType};
+use crate::library::Listed;
+use crate::summary::{ParamSummary, RunbookSummary};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -327,7 +326,7 @@ pub struct ProcedureCall {
 const PARAM_PREFIX: &str = "param:";
 
 /// The `runbook` command with a subcommand for every runbook in the folder.
-pub fn command(entries: &[Entry]) -> Command {
+pub fn command(entries: &[Listed]) -> Command {
     let mut cmd = Cli::command();
     let mut taken: Vec<String> = crate::checker::builtins().to_vec();
     for entry in entries {
@@ -343,9 +342,9 @@ pub fn command(entries: &[Entry]) -> Command {
     cmd
 }
 
-fn runbook_command(entry: &Entry) -> Command {
+fn runbook_command(entry: &Listed) -> Command {
     let name = entry.command_name();
-    match &entry.checked.runbook {
+    match &entry.summary.runbook {
         Some(runbook) => procedures_command(Command::new(name), runbook),
         // A broken runbook still shows up, and says what is wrong when invoked.
         None => Command::new(name)
@@ -354,30 +353,30 @@ fn runbook_command(entry: &Entry) -> Command {
     }
 }
 
-pub fn procedures_command(cmd: Command, runbook: &Runbook) -> Command {
+pub fn procedures_command(cmd: Command, runbook: &RunbookSummary) -> Command {
     let mut cmd = cmd.about(runbook.title.clone().unwrap_or_default());
     if let Some(description) = &runbook.description {
         let title = runbook.title.as_deref().unwrap_or(&runbook.name);
         cmd = cmd.long_about(format!("{title}\n\n{}", description.trim()));
     }
     let mut cmd = cmd.subcommand_required(true).arg_required_else_help(true).subcommand_value_name("PROCEDURE");
-    for procedure in runbook.procedures.values() {
+    let environments: Vec<String> = runbook.environments.iter().map(|e| e.name.clone()).collect();
+    for procedure in &runbook.procedures {
         let mut sub = Command::new(procedure.name.clone()).about(procedure.summary.clone().unwrap_or_default());
         if let Some(description) = &procedure.description {
             let summary = procedure.summary.as_deref().unwrap_or(&procedure.name);
             sub = sub.long_about(format!("{summary}\n\n{}", description.trim()));
         }
-        if !runbook.environments.is_empty() {
-            let names: Vec<String> = runbook.environments.keys().cloned().collect();
-            sub = sub.after_help(format!("Environments: {}", names.join(", ")));
+        if !environments.is_empty() {
+            sub = sub.after_help(format!("Environments: {}", environments.join(", ")));
         }
         sub = ExecArgs::augment_args(sub);
-        if !runbook.environments.is_empty() {
-            let names: Vec<String> = runbook.environments.keys().cloned().collect();
+        if !environments.is_empty() {
+            let names = environments.clone();
             sub =
                 sub.mut_arg("env", |a| a.value_parser(clap::builder::PossibleValuesParser::new(names)).required(true));
         }
-        for param in runbook.params_of(&procedure.name) {
+        for param in &procedure.params {
             sub = sub.arg(param_arg(param));
         }
         cmd = cmd.subcommand(sub);
@@ -385,52 +384,23 @@ pub fn procedures_command(cmd: Command, runbook: &Runbook) -> Command {
     cmd
 }
 
-fn param_arg(param: &Param) -> clap::Arg {
-    let mut help = param.help.clone().unwrap_or_default();
-    let mut facts = vec![param.ty.name().to_owned()];
-    if let Some(pattern) = &param.pattern {
-        facts.push(format!("pattern {}", pattern.as_str().trim_start_matches("^(?:").trim_end_matches(")$")));
-    }
-    if let Some(bound) = &param.not_after {
-        facts.push(format!("not after {}", String::from(bound.clone())));
-    }
-    if let Some(bound) = &param.not_before {
-        facts.push(format!("not before {}", String::from(bound.clone())));
-    }
-    if let (ParamType::Enum(values), true) = (&param.ty, param.secret) {
-        facts.push(format!("one of {}", values.join(", ")));
-    }
-    if param.secret {
-        facts.push(format!("secret; prefer the env var {}", secret_env_name(&param.name)));
-    }
-    if param.required && param.default.is_none() && param.ty != ParamType::Bool {
-        facts.push("required".into());
-    }
-    if !help.is_empty() {
-        help.push(' ');
-    }
-    help.push_str(&format!("[{}]", facts.join("; ")));
+fn param_arg(param: &ParamSummary) -> clap::Arg {
     let mut arg = clap::Arg::new(format!("{PARAM_PREFIX}{}", param.name))
-        .long(param.flag())
-        .help(help)
-        .value_name(param.ty.name().to_uppercase())
+        .long(param.flag.clone())
+        .help(param.help.clone())
+        .value_name(param.type_name.to_uppercase())
         .action(ArgAction::Set);
     if let Some(default) = &param.default
         && !param.secret
     {
         arg = arg.default_value(default.clone());
     }
-    match &param.ty {
-        ParamType::Bool => {
-            arg = arg.num_args(0..=1).require_equals(true).default_missing_value("true").value_name("BOOL");
-        }
+    if param.is_bool() {
+        arg = arg.num_args(0..=1).require_equals(true).default_missing_value("true").value_name("BOOL");
+    } else if !param.values.is_empty() && !param.secret {
         // The argument parser quotes an invalid value in its error: a secret's is checked
         // later, by `Param::check_value`, which never echoes it.
-        ParamType::Enum(_) if param.secret => {}
-        ParamType::Enum(values) => {
-            arg = arg.value_parser(clap::builder::PossibleValuesParser::new(values.clone()));
-        }
-        _ => {}
+        arg = arg.value_parser(clap::builder::PossibleValuesParser::new(param.values.clone()));
     }
     if param.secret {
         // A secret typed on the command line lands in shell history and `ps`; the env var

@@ -2,9 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::checker::{Checked, check_file};
+use sha2::Digest as _;
+
+use crate::cache::SummaryCache;
+use crate::checker::{Checked, check_file, check_read, read_file};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::{Source, Span};
+use crate::summary::Summary;
 
 pub struct Library {
     pub dir: PathBuf,
@@ -19,11 +23,13 @@ pub struct Entry {
 impl Entry {
     /// The subcommand name: the `runbook:` key, or the file name when the file is broken.
     pub fn command_name(&self) -> String {
-        self.checked
-            .name
-            .clone()
-            .unwrap_or_else(|| self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+        command_name(self.checked.name.as_deref(), &self.path)
     }
+}
+
+fn command_name(name: Option<&str>, path: &Path) -> String {
+    name.map(str::to_owned)
+        .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
 }
 
 impl Library {
@@ -33,11 +39,6 @@ impl Library {
         let mut library = Library { dir: dir.to_path_buf(), entries };
         library.check_unique_names();
         library
-    }
-
-    /// No runbooks: for commands that never look at the folder's (start-up time).
-    pub fn empty(dir: &Path) -> Library {
-        Library { dir: dir.to_path_buf(), entries: Vec::new() }
     }
 
     /// The runbook a command name runs; never one named like a built-in (that name is an
@@ -88,7 +89,13 @@ fn name_span(text: &str) -> Span {
 }
 
 pub fn load_entry(path: &Path) -> Entry {
-    let checked = match check_file(path) {
+    entry_from(path, check_file(path))
+}
+
+/// The entry of a file whose check gave `result`; a file that cannot be read is an error
+/// in it (a symbolic link says where it leads).
+fn entry_from(path: &Path, result: Result<Checked, std::io::Error>) -> Entry {
+    let checked = match result {
         Ok(checked) => checked,
         Err(err) => {
             let source = Source::new(path, String::new());
@@ -110,16 +117,20 @@ pub fn load_entry(path: &Path) -> Entry {
 
 /// Checks the files, in their order, on every core: each file's check is independent.
 fn load_entries(paths: &[PathBuf]) -> Vec<Entry> {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(paths.len());
+    parallel_map(paths, |p| load_entry(p))
+}
+
+/// `f` of every item, in their order, spread over the cores (no thread for one item).
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(items.len());
     if threads <= 1 {
-        return paths.iter().map(|p| load_entry(p)).collect();
+        return items.iter().map(&f).collect();
     }
-    let per_thread = paths.len().div_ceil(threads);
+    let per_thread = items.len().div_ceil(threads);
+    let f = &f;
     std::thread::scope(|scope| {
-        let parts: Vec<_> = paths
-            .chunks(per_thread)
-            .map(|part| scope.spawn(move || part.iter().map(|p| load_entry(p)).collect::<Vec<Entry>>()))
-            .collect();
+        let parts: Vec<_> =
+            items.chunks(per_thread).map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>())).collect();
         parts
             .into_iter()
             .flat_map(|part| part.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
@@ -127,7 +138,6 @@ fn load_entries(paths: &[PathBuf]) -> Vec<Entry> {
     })
 }
 
-/// `*.yaml` and `*.yml` files of a folder, sorted by name.
 /// `*.yaml` and `*.yml` files of a folder, sorted by name. A symbolic link that leads
 /// nowhere (dangling, or a loop) is listed too: reading it reports the problem, where
 /// skipping it would validate a folder as "no problems" with a runbook missing.
@@ -141,4 +151,156 @@ pub fn runbook_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// The runbook folder as start-up sees it: every file's [`Summary`], from the cache when
+/// this binary already checked the same bytes, else from a full check (then cached). It
+/// builds the command line and `list`; running a procedure fully checks that runbook again
+/// ([`Listing::entry`]), and `validate` never uses it.
+pub struct Listing {
+    pub dir: PathBuf,
+    pub entries: Vec<Listed>,
+}
+
+pub struct Listed {
+    pub path: PathBuf,
+    pub summary: Summary,
+    /// Another file of the folder claims the same name (both are invalid).
+    pub duplicate: bool,
+}
+
+impl Listed {
+    /// The subcommand name: the `runbook:` key, or the file name when the file is broken.
+    pub fn command_name(&self) -> String {
+        command_name(self.summary.name.as_deref(), &self.path)
+    }
+}
+
+impl Listing {
+    pub fn load(dir: &Path) -> Listing {
+        let paths = runbook_files(dir);
+        let summaries = load_with_cache(&paths, Some, |summary, _| summary);
+        let mut entries: Vec<Listed> = paths
+            .into_iter()
+            .zip(summaries)
+            .map(|(path, summary)| Listed { path, summary, duplicate: false })
+            .collect();
+        let names: Vec<String> = entries.iter().map(Listed::command_name).collect();
+        for (index, entry) in entries.iter_mut().enumerate() {
+            if names.iter().enumerate().any(|(other, name)| other != index && *name == names[index]) {
+                // As [`Library::load`] reports it: one more problem, and nothing to run.
+                entry.duplicate = true;
+                entry.summary.runbook = None;
+                entry.summary.problems += 1;
+            }
+        }
+        Listing { dir: dir.to_path_buf(), entries }
+    }
+
+    /// No runbooks: for commands that never look at the folder's (start-up time).
+    pub fn empty(dir: &Path) -> Listing {
+        Listing { dir: dir.to_path_buf(), entries: Vec::new() }
+    }
+
+    /// The runbook a command name runs (never one named like a built-in).
+    pub fn find(&self, name: &str) -> Option<&Listed> {
+        if crate::checker::builtins().iter().any(|b| b == name) {
+            return None;
+        }
+        self.entries.iter().find(|e| e.command_name() == name)
+    }
+
+    /// The runbook of `listed`, fully checked now from the file as it is now; a name
+    /// several files claim gets the error [`Library::load`] gives it.
+    pub fn entry(&self, listed: &Listed) -> Entry {
+        if !listed.duplicate {
+            return load_entry(&listed.path);
+        }
+        let name = listed.command_name();
+        let paths: Vec<PathBuf> =
+            self.entries.iter().filter(|e| e.command_name() == name).map(|e| e.path.clone()).collect();
+        let mut library = Library { dir: self.dir.clone(), entries: load_entries(&paths) };
+        library.check_unique_names();
+        let index = library.entries.iter().position(|e| e.path == listed.path).unwrap_or(0);
+        library.entries.swap_remove(index)
+    }
+}
+
+/// What the cache gave for a file: a result, or the bytes to check.
+enum Loaded<R> {
+    Hit(R),
+    Miss(Vec<u8>, String),
+    Unreadable,
+}
+
+/// For each file, in order: `hit` of its cached summary when it gives a result, else
+/// `fresh` of a full check of the bytes read now (its summary is cached). Only files not
+/// answered from the cache are checked, on every core.
+fn load_with_cache<R: Send + Sync>(
+    paths: &[PathBuf],
+    hit: impl Fn(Summary) -> Option<R>,
+    fresh: impl Fn(Summary, Checked) -> R + Sync,
+) -> Vec<R> {
+    let cache = SummaryCache::open();
+    let loaded: Vec<Loaded<R>> = paths
+        .iter()
+        .map(|path| match read_file(path) {
+            Err(_) => Loaded::Unreadable,
+            Ok(bytes) => {
+                let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+                match cache.as_ref().and_then(|c| c.get(&sha256)).and_then(&hit) {
+                    Some(result) => Loaded::Hit(result),
+                    None => Loaded::Miss(bytes, sha256),
+                }
+            }
+        })
+        .collect();
+    let misses: Vec<usize> = (0..paths.len()).filter(|&i| !matches!(loaded[i], Loaded::Hit(_))).collect();
+    let mut checked = parallel_map(&misses, |&i| {
+        let (checked, sha256) = match &loaded[i] {
+            Loaded::Miss(bytes, sha256) => (check_read(&paths[i], bytes), Some(sha256)),
+            // Read again for the error in its own words (a looping link, a missing file).
+            Loaded::Unreadable | Loaded::Hit(_) => (load_entry(&paths[i]).checked, None),
+        };
+        let summary = Summary::of(&checked);
+        if let (Some(cache), Some(sha256)) = (&cache, sha256) {
+            cache.put(sha256, &summary);
+        }
+        fresh(summary, checked)
+    })
+    .into_iter();
+    loaded
+        .into_iter()
+        .filter_map(|l| match l {
+            Loaded::Hit(result) => Some(result),
+            Loaded::Miss(..) | Loaded::Unreadable => checked.next(),
+        })
+        .collect()
+}
+
+/// `validate` of a folder: every file's diagnostics, in file order. A file this binary
+/// already checked clean with the same bytes (per the cache) has none and is not checked
+/// again; every other file is checked in full. Names claimed twice need every file's
+/// text: then the whole folder is checked as [`Library::load`] does.
+pub fn folder_diagnostics(dir: &Path) -> Vec<Vec<Diagnostic>> {
+    let paths = runbook_files(dir);
+    let results = load_with_cache(
+        &paths,
+        |summary| (summary.problems == 0 && summary.runbook.is_some()).then_some((summary.name, Vec::new())),
+        |_, checked| (checked.name, checked.diagnostics),
+    );
+    let names: Vec<String> =
+        results.iter().zip(&paths).map(|((name, _), path)| command_name(name.as_deref(), path)).collect();
+    let unique: std::collections::HashSet<&String> = names.iter().collect();
+    if unique.len() < names.len() {
+        return Library::load(dir).entries.into_iter().map(|e| e.checked.diagnostics).collect();
+    }
+    results.into_iter().map(|(_, diagnostics)| diagnostics).collect()
+}
+
+/// `validate` of one file: as [`folder_diagnostics`], for a file named on its own.
+pub fn file_diagnostics(path: &Path) -> Vec<Diagnostic> {
+    let paths = [path.to_path_buf()];
+    let hit = |summary: Summary| (summary.problems == 0 && summary.runbook.is_some()).then(Vec::new);
+    load_with_cache(&paths, hit, |_, checked| checked.diagnostics).into_iter().flatten().collect()
 }

@@ -1,6 +1,7 @@
 //! `runbook`: parse the command line, load the runbook folder, run the command.
 
 mod approvals;
+mod cache;
 mod checker;
 mod cli;
 mod commands;
@@ -28,6 +29,7 @@ mod source;
 mod state;
 mod step;
 mod store;
+mod summary;
 mod taint;
 mod template;
 mod yaml;
@@ -39,9 +41,12 @@ use clap::FromArgMatches;
 
 use crate::cli::{Builtin, ColorChoice, GlobalArgs};
 use crate::error::Error;
-use crate::library::{Library, load_entry};
+use crate::library::{Library, Listing, load_entry};
 
 fn main() -> ExitCode {
+    if let Some(code) = print_version() {
+        return code;
+    }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let dir = match cli::runbook_dir(&args) {
         Ok(dir) => dir,
@@ -50,11 +55,12 @@ fn main() -> ExitCode {
             return ExitCode::from(error::exit::USAGE);
         }
     };
-    let library = if needs_library(&args) { Library::load(&dir) } else { Library::empty(&dir) };
-    let matches = match cli::command(&library.entries).try_get_matches_from(&args) {
+    let library = if needs_library(&args) { Listing::load(&dir) } else { Listing::empty(&dir) };
+    let runbooks: &[library::Listed] = if parses_without_runbooks(&args) { &[] } else { &library.entries };
+    let matches = match cli::command(runbooks).try_get_matches_from(&args) {
         Ok(matches) => matches,
         Err(err) => {
-            print_parse_error(&err, library.entries.iter().filter_map(|e| e.checked.runbook.as_deref()), &args);
+            print_parse_error(&err, library.entries.iter().filter_map(|e| e.summary.runbook.as_ref()), &args);
             if let Some(hint) = wrong_folder_hint(&err, &library) {
                 eprintln!("{hint}");
             }
@@ -73,6 +79,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// `runbook --version` (or `-V`) alone: printed before anything else is set up, as the
+/// command line would print it (start-up time, issue 13).
+fn print_version() -> Option<ExitCode> {
+    use std::io::Write as _;
+    let mut args = std::env::args_os().skip(1);
+    let flag = args.next()?;
+    if args.next().is_some() || (flag != "--version" && flag != "-V") {
+        return None;
+    }
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "runbook {}", env!("CARGO_PKG_VERSION")).and_then(|()| out.flush()) {
+        Ok(()) => Some(ExitCode::SUCCESS),
+        // A reader that went away (`| head -c0`) wanted nothing more; a full disk is an error.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Some(ExitCode::SUCCESS),
+        Err(err) => {
+            eprintln!("error: cannot print the version: {err}");
+            Some(ExitCode::from(error::exit::STEP_FAILED))
+        }
+    }
+}
+
 /// Built-ins whose parsing and running never use the folder's runbooks: for them the
 /// command line is built without checking every runbook first (start-up time).
 const WITHOUT_LIBRARY: &[&str] = &["validate", "history", "show", "resume", "undo", "schema", "run"];
@@ -81,10 +108,37 @@ const WITHOUT_LIBRARY: &[&str] = &["validate", "history", "show", "resume", "und
 /// [`WITHOUT_LIBRARY`] or a bare `--version`. Anything unusual before the command (an
 /// unknown flag, `--help`) loads the folder, as the full command line may be needed.
 fn needs_library(args: &[std::ffi::OsString]) -> bool {
+    match head(args) {
+        Head::Command(command) => !WITHOUT_LIBRARY.contains(&command),
+        Head::Unusual => true,
+        Head::End { version } => !version,
+    }
+}
+
+/// A built-in command's line parses the same without the runbooks' subcommands (start-up
+/// time: `list` need not build a command per procedure). `help`, `completions` and `man`
+/// show the runbooks, so they get the full command line.
+fn parses_without_runbooks(args: &[std::ffi::OsString]) -> bool {
+    matches!(head(args), Head::Command(command)
+        if !matches!(command, "help" | "completions" | "man") && checker::builtins().iter().any(|b| b == command))
+}
+
+/// What comes first on the command line after the global flags.
+enum Head<'a> {
+    Command(&'a str),
+    /// An unknown flag, `--help`, or an argument that is not UTF-8.
+    Unusual,
+    /// No command; `version` when `--version`/`-V` was among the flags.
+    End {
+        version: bool,
+    },
+}
+
+fn head(args: &[std::ffi::OsString]) -> Head<'_> {
     let mut version = false;
     let mut iter = args.iter().skip(1);
     while let Some(arg) = iter.next() {
-        let Some(text) = arg.to_str() else { return true };
+        let Some(text) = arg.to_str() else { return Head::Unusual };
         match text {
             "--dir" | "--state-dir" | "--color" => {
                 iter.next();
@@ -92,16 +146,18 @@ fn needs_library(args: &[std::ffi::OsString]) -> bool {
             "-V" | "--version" => version = true,
             "-q" | "--quiet" | "-v" | "-vv" | "-vvv" | "--verbose" => {}
             _ if text.starts_with("--dir=") || text.starts_with("--state-dir=") || text.starts_with("--color=") => {}
-            _ if text.starts_with('-') => return true,
-            command => return !WITHOUT_LIBRARY.contains(&command),
+            _ if text.starts_with('-') => return Head::Unusual,
+            command => return Head::Command(command),
         }
     }
-    !version
+    Head::End { version }
 }
 
-fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, color: bool) -> Result<(), Error> {
+fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, color: bool) -> Result<(), Error> {
     let Some((name, sub)) = matches.subcommand() else { return Err(Error::Usage("no command given".into())) };
-    if let Some(entry) = library.find(name) {
+    if let Some(listed) = library.find(name) {
+        // The command line came from the summary; what runs is checked in full, now.
+        let entry = &library.entry(listed);
         let Some((procedure, proc_matches)) = sub.subcommand() else {
             // A broken runbook takes any arguments and reports its problems.
             return commands::procedure::run_procedure(entry, empty_call(), &settings(global));
@@ -118,7 +174,7 @@ fn dispatch(library: &Library, matches: &clap::ArgMatches, global: &GlobalArgs, 
             commands::validate::validate(&paths, &global.dir, format, strict, color)
         }
         Builtin::Run { file, rest } => run_file(&file, rest, global),
-        Builtin::Docs { runbook } => commands::tooling::docs(library, &runbook),
+        Builtin::Docs { runbook } => commands::tooling::docs(&Library::load(&library.dir), &runbook),
         Builtin::Completions { shell } => {
             commands::tooling::completions(cli::command(&library.entries), shell);
             Ok(())
@@ -191,12 +247,13 @@ fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>, global: &Glob
         return commands::procedure::run_procedure(&entry, empty_call(), &settings(global));
     };
     let bin_name = format!("runbook run {}", file.display());
-    let cmd = cli::procedures_command(clap::Command::new("run").bin_name(bin_name), &runbook);
+    let summary = summary::RunbookSummary::of(&runbook);
+    let cmd = cli::procedures_command(clap::Command::new("run").bin_name(bin_name), &summary);
     let argv: Vec<std::ffi::OsString> = std::iter::once(std::ffi::OsString::from("run")).chain(rest).collect();
     let matches = match cmd.try_get_matches_from(&argv) {
         Ok(matches) => matches,
         Err(err) => {
-            print_parse_error(&err, [&*runbook], &argv);
+            print_parse_error(&err, [&summary], &argv);
             return Err(Error::Reported(if err.use_stderr() { error::exit::USAGE } else { error::exit::OK }));
         }
     };
@@ -230,7 +287,7 @@ fn empty_call() -> cli::ProcedureCall {
 /// what it refused).
 fn print_parse_error<'a>(
     err: &clap::Error,
-    runbooks: impl IntoIterator<Item = &'a crate::model::Runbook>,
+    runbooks: impl IntoIterator<Item = &'a crate::summary::RunbookSummary>,
     args: &[std::ffi::OsString],
 ) {
     let redactor = redact::in_arguments(runbooks, args);
@@ -241,7 +298,7 @@ fn print_parse_error<'a>(
     }
 }
 
-fn wrong_folder_hint(err: &clap::Error, library: &Library) -> Option<String> {
+fn wrong_folder_hint(err: &clap::Error, library: &Listing) -> Option<String> {
     if err.kind() != clap::error::ErrorKind::InvalidSubcommand || !library.entries.is_empty() {
         return None;
     }

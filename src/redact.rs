@@ -314,14 +314,14 @@ impl Redactor {
 /// value of every secret param's flag and of every `--answer` to a secret prompt, of any
 /// of `runbooks`, and every `RUNBOOK_PARAM_*` variable.
 pub fn in_arguments<'a>(
-    runbooks: impl IntoIterator<Item = &'a crate::model::Runbook>,
+    runbooks: impl IntoIterator<Item = &'a crate::summary::RunbookSummary>,
     args: &[std::ffi::OsString],
 ) -> Redactor {
     let (mut flags, mut steps) = (Vec::new(), Vec::new());
     for runbook in runbooks {
-        flags.extend(runbook.params.values().filter(|p| p.secret).map(|p| format!("--{}", p.flag())));
-        let all_steps = runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps));
-        steps.extend(all_steps.filter(|s| s.output_is_secret()).map(|s| s.id.clone()));
+        let params = runbook.procedures.iter().flat_map(|p| &p.params);
+        flags.extend(params.filter(|p| p.secret).map(|p| format!("--{}", p.flag)));
+        steps.extend(runbook.secret_answers.iter().cloned());
     }
     let redactor = Redactor::default();
     let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();

@@ -86,10 +86,20 @@ pub const RESERVED_FLAGS: &[&str] = &[
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
 pub fn check_file(path: &Path) -> Result<Checked, std::io::Error> {
+    Ok(check_read(path, &read_file(path)?))
+}
+
+/// A runbook file's bytes, at most one byte more than [`MAX_FILE_BYTES`]: a huge (or
+/// endless) file is not loaded.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, std::io::Error> {
     use std::io::Read as _;
     let mut bytes = Vec::new();
-    // Read at most one byte more than the limit: a huge (or endless) file is not loaded.
     std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Checks bytes read by [`read_file`]; more than [`MAX_FILE_BYTES`] is an error of its own.
+pub fn check_read(path: &Path, bytes: &[u8]) -> Checked {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         let source = Source::new(path, String::new());
         let diagnostic = Diagnostic::error(
@@ -98,9 +108,9 @@ pub fn check_file(path: &Path) -> Result<Checked, std::io::Error> {
             Span::default(),
             format!("the file is larger than {} MiB; a runbook is much smaller", MAX_FILE_BYTES >> 20),
         );
-        return Ok(Checked { source, runbook: None, name: None, diagnostics: vec![diagnostic] });
+        return Checked { source, runbook: None, name: None, diagnostics: vec![diagnostic] };
     }
-    Ok(check_bytes(path, &bytes))
+    check_bytes(path, bytes)
 }
 
 /// Checks a file's bytes; text that is not UTF-8 is reported at the first bad byte.

@@ -2,9 +2,9 @@
 
 use std::fmt::Write as _;
 
-use crate::library::Library;
+use crate::library::Listing;
 
-pub fn list(library: &Library) -> String {
+pub fn list(library: &Listing) -> String {
     let mut out = String::new();
     if library.entries.is_empty() {
         let _ = writeln!(out, "no runbooks in {} (set --dir or RUNBOOK_DIR)", library.dir.display());
@@ -12,8 +12,8 @@ pub fn list(library: &Library) -> String {
     }
     for entry in &library.entries {
         let path = crate::source::display_path(&entry.path);
-        let Some(runbook) = &entry.checked.runbook else {
-            let errors = entry.checked.diagnostics.len();
+        let Some(runbook) = &entry.summary.runbook else {
+            let errors = entry.summary.problems;
             let _ = writeln!(
                 out,
                 "{}  ({path}: invalid, {errors} problem(s); run `runbook validate {path}`)\n",
@@ -26,18 +26,18 @@ pub fn list(library: &Library) -> String {
         if !runbook.environments.is_empty() {
             let envs: Vec<String> = runbook
                 .environments
-                .values()
+                .iter()
                 .map(|e| if e.protected { format!("{} (protected)", e.name) } else { e.name.clone() })
                 .collect();
             let _ = writeln!(out, "  environments: {}", envs.join(", "));
         }
-        for procedure in runbook.procedures.values() {
+        for procedure in &runbook.procedures {
             let summary = procedure.summary.as_deref().map(|s| format!(" — {s}")).unwrap_or_default();
             let _ = writeln!(out, "  {}{summary}", procedure.name);
-            for param in runbook.params_of(&procedure.name) {
-                let required = if param.required && param.default.is_none() { ", required" } else { "" };
+            for param in &procedure.params {
+                let required = if param.required { ", required" } else { "" };
                 let secret = if param.secret { ", secret" } else { "" };
-                let _ = writeln!(out, "      --{} <{}{required}{secret}>", param.flag(), param.ty.name());
+                let _ = writeln!(out, "      --{} <{}{required}{secret}>", param.flag, param.type_name);
             }
         }
         out.push('\n');

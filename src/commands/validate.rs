@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::ValidateFormat;
 use crate::diagnostic::{Diagnostic, Severity, render_all};
 use crate::error::{Error, exit};
-use crate::library::{Library, load_entry, runbook_files};
+use crate::library::{file_diagnostics, folder_diagnostics, runbook_files};
 
 pub fn validate(
     paths: &[PathBuf],
@@ -40,12 +40,12 @@ pub fn validate(
     let mut checked = 0;
     for (target, is_dir) in files {
         if is_dir {
-            let library = Library::load(&target);
-            checked += library.entries.len();
-            diagnostics.extend(library.entries.into_iter().flat_map(|e| e.checked.diagnostics));
+            let files = folder_diagnostics(&target);
+            checked += files.len();
+            diagnostics.extend(files.into_iter().flatten());
         } else {
             checked += 1;
-            diagnostics.extend(load_entry(&target).checked.diagnostics);
+            diagnostics.extend(file_diagnostics(&target));
         }
     }
     let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();

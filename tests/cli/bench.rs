@@ -24,12 +24,15 @@ fn the_benchmark_smoke_run_completes_and_prints_every_row_of_the_table() {
         "| runbook validate runbooks/, the same 20 | ",
         "| validate of one runbook with 200 steps | ",
         "| runbook --version | ",
+        "| list, start-up cache off (cold) | ",
+        "| validate runbooks/, cache off (cold) | ",
+        "| validate 200 steps, cache off (cold) | ",
     ] {
         assert!(stdout.contains(row), "no `{row}` in the table:\n{stdout}");
     }
     // Every row has a figure and a verdict, not an empty cell from a failed median.
     let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| case")).collect();
-    assert_eq!(rows.len(), 7, "{stdout}");
+    assert_eq!(rows.len(), 10, "{stdout}");
     for row in rows {
         assert!(row.contains(" ms") || row.contains(" s "), "a row without a time: {row}");
         assert!(row.ends_with("| met |") || row.contains("MISSED"), "a row without a verdict: {row}");

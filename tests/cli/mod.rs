@@ -14,6 +14,7 @@ mod regressions;
 mod rehearsal;
 mod resume;
 mod secrets;
+mod startup;
 mod store;
 mod tooling;
 mod undo;

@@ -116,6 +116,9 @@ impl Run {
             cmd.env_remove(var);
         }
         cmd.env("RUNBOOK_STATE_DIR", cwd.join("state")).env("NO_COLOR", "1").env("COLUMNS", "100");
+        // The start-up cache of the tests is theirs, not the user's (tests of the cache set
+        // their own).
+        cmd.env("XDG_CACHE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache"));
         Run { cmd, stdin: None }
     }
 
