@@ -31,6 +31,7 @@ impl Pty {
             cmd.env_remove(var);
         }
         cmd.env("RUNBOOK_STATE_DIR", sandbox.path().join("state"))
+            .env("XDG_CACHE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache"))
             .env("NO_COLOR", "1")
             .env("COLUMNS", "100")
             .env("LINES", "40")
