@@ -343,6 +343,17 @@ procedures:
           - id: escape
             shell: 'setsid sleep SLEEP & setsid sh -c "sleep SLEEP & sleep SLEEP" & sleep SLEEP'
             timeout: 1s
+  daemon:
+    summary: A step that ends at once and leaves a setsid daemon behind
+    stages:
+      - name: S
+        steps:
+          - id: spawner
+            shell: 'setsid sh -c "sleep SLEEP & sleep SLEEP & touch up; wait" >/dev/null 2>&1 & while [ ! -e up ]; do sleep 0.01; done'
+            timeout: 5s
+          - id: next
+            run: [touch, after]
+            timeout: 5s
 "#;
 
 fn children(sleep: &str) -> Sandbox {
@@ -373,6 +384,17 @@ fn a_timeout_also_ends_setsid_grandchildren() {
     sandbox.runbook().args(["children", "escape", "--yes"]).output().status(1);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(live_processes("sleep 601.13"), Vec::<String>::new(), "a setsid grandchild survived");
+}
+
+/// The cheap "any child left?" check after a step that exited on its own must still find
+/// a double-forked daemon, which runbook adopted as subreaper.
+#[test]
+fn a_setsid_daemon_left_by_a_step_that_exited_normally_is_ended() {
+    let sandbox = children("601.17");
+    sandbox.runbook().args(["children", "daemon", "--yes"]).output().success();
+    assert!(sandbox.path().join("after").exists(), "the next step ran");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(live_processes("sleep 601.17"), Vec::<String>::new(), "a setsid daemon survived");
 }
 
 /// Starts `children long`, waits for its step to start, and returns the running runbook.
