@@ -142,8 +142,10 @@ pub fn restart(request: &Request<'_>) -> Result<Option<Restart>, Error> {
                 )));
             }
             None => {
+                // Shown escaped and cut: a mistyped id may hold control characters or be huge.
+                let shown: String = from.escape_debug().take(80).collect();
                 return Err(Error::Usage(format!(
-                    "--from {from}: there is no step `{from}` in this run's procedure; steps that can be restarted: {valid}"
+                    "--from {shown}: there is no step `{shown}` in this run's procedure; steps that can be restarted: {valid}"
                 )));
             }
         }

@@ -2,7 +2,7 @@
 //! `restarts_from:`, answers of earlier attempts reused, finished stages "done in an earlier
 //! attempt". Every test drives the real binary without a terminal (the PTY ones are in pty.rs).
 
-use crate::support::Sandbox;
+use crate::support::{Run, Sandbox};
 
 pub const RUNBOOK: &str = r#"
 runbook: r
@@ -272,4 +272,21 @@ procedures:
     assert!(text.contains("bad.yaml:18:28"), "{text}");
     assert!(text.contains("step `b` restarts from `elsewhere`"), "{text}");
     assert!(text.contains("steps before it in procedure `p`: a"), "{text}");
+}
+
+/// A mistyped `--from` with control characters or of 10 KB is refused (exit 2) and shown
+/// escaped and cut, never raw.
+#[test]
+fn a_from_with_control_characters_or_huge_is_refused_and_shown_escaped() {
+    let sandbox = Sandbox::new();
+    sandbox.file("waits.yaml", "runbook: w\nprocedures:\n  go:\n    stages:\n      - name: s\n        steps:\n          - id: one\n            shell: 'echo one'\n            timeout: 5s\n          - id: two\n            shell: 'exit 1'\n            timeout: 5s\n");
+    Run::new(sandbox.path()).args(["w", "go", "--yes"]).output().status(1);
+    let id = sandbox.last_run_id();
+    let out =
+        Run::new(sandbox.path()).args(["resume", &id, "--yes", "--from", "o\u{1}n\u{1b}[31me"]).output().status(2);
+    assert!(!out.stderr().contains('\u{1}') && !out.stderr().contains('\u{1b}'), "{:?}", out.stderr());
+    assert!(out.stderr().contains("there is no step"), "{}", out.stderr());
+    let huge = "a".repeat(10_000);
+    let out = Run::new(sandbox.path()).args(["resume", &id, "--yes", "--from", &huge]).output().status(2);
+    assert!(out.stderr().len() < 1_000, "{}", out.stderr().len());
 }
