@@ -183,6 +183,22 @@ impl<'p> Runner<'p> {
     }
 
     pub async fn run(&mut self) -> Outcome {
+        let started = self.start_run();
+        let flow = match self.confirm_environment() {
+            Flow::Continue => self.procedure(self.plan.procedure.clone()).await,
+            stop => stop,
+        };
+        let (outcome, message) = match flow {
+            Flow::Continue | Flow::Retry => (Outcome::Done, None),
+            Flow::Stop(outcome, message) => (outcome, Some(message)),
+        };
+        self.finish_run(started, outcome, message);
+        outcome
+    }
+
+    /// The run's first record; what earlier attempts produced is known from the start, so
+    /// stage previews show it instead of placeholders.
+    fn start_run(&mut self) -> Instant {
         let started = Instant::now();
         let plan = self.plan;
         self.emit(Event::RunStarted {
@@ -191,30 +207,24 @@ impl<'p> Runner<'p> {
             environment: plan.environment.clone(),
             file: plan.runbook.source.display_path(),
         });
-        // What earlier attempts produced is known from the start: stage previews show it
-        // instead of placeholders.
         let earlier: Vec<(String, StepOutput)> =
             self.completed.iter().filter_map(|(id, o)| o.clone().map(|o| (id.clone(), o))).collect();
         for (id, output) in &earlier {
             self.outputs.insert(id, output);
         }
-        let flow = match self.confirm_environment() {
-            Flow::Continue => self.procedure(plan.procedure.clone()).await,
-            stop => stop,
-        };
-        let (outcome, message) = match flow {
-            Flow::Continue | Flow::Retry => (Outcome::Done, None),
-            Flow::Stop(outcome, message) => (outcome, Some(message)),
-        };
+        started
+    }
+
+    /// The run's last record, its message masked.
+    fn finish_run(&mut self, started: Instant, outcome: Outcome, message: Option<String>) {
         self.emit(Event::RunFinished {
             outcome,
-            message: message.map(|m| plan.redactor.redact(&m)),
+            message: message.map(|m| self.plan.redactor.redact(&m)),
             duration: started.elapsed(),
             done: self.done,
             skipped: self.skipped,
             failed: self.failed,
         });
-        outcome
     }
 
     /// `--dry-run --probe`: runs read-only steps whose inputs are known, so the dry-run

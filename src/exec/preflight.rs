@@ -62,27 +62,29 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// A protected environment's name typed ahead must be right, and without a terminal it
+    /// must be there (`what` names the run or the undo in the refusal).
+    pub(super) fn protected_env_typed_ahead(&self, what: &str) -> Result<(), String> {
+        let Some(env) = self.plan.environment().filter(|e| e.protected) else { return Ok(()) };
+        match &self.options.confirmations.env {
+            Some(name) if *name != env.name => {
+                Err(format!("--confirm-env {name}: the run targets the protected environment `{}`", env.name))
+            }
+            None if !self.options.interactive => Err(format!(
+                "{what} targets the protected environment `{0}` and there is no terminal to type its name: pass --confirm-env {0} (--yes does not confirm it)",
+                env.name
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Names typed ahead must be right, and without a terminal they must be there:
     /// `--yes` does not stand in for a protected environment or a typed target.
     fn preflight_confirmations(&self, what: &str) -> Result<(), String> {
         let plan = self.plan;
         let given = &self.options.confirmations;
-        if let Some(env) = plan.environment().filter(|e| e.protected) {
-            match &given.env {
-                Some(name) if *name != env.name => {
-                    return Err(format!(
-                        "--confirm-env {name}: the run targets the protected environment `{}`",
-                        env.name
-                    ));
-                }
-                None if !self.options.interactive => {
-                    return Err(format!(
-                        "{what} targets the protected environment `{0}` and there is no terminal to type its name: pass --confirm-env {0} (--yes does not confirm it)",
-                        env.name
-                    ));
-                }
-                _ => {}
-            }
+        if plan.environment().is_some_and(|e| e.protected) {
+            self.protected_env_typed_ahead(what)?;
         } else if let Some(name) = &given.env
             && plan.environment.as_deref() != Some(name.as_str())
         {

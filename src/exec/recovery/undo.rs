@@ -220,23 +220,7 @@ impl<'p> Runner<'p> {
                 return Err(format!("--confirm-target {id}=…: the {what} has no `confirm: typed` undo step `{id}`"));
             }
         }
-        if let Some(env) = plan.environment().filter(|e| e.protected) {
-            match &given.env {
-                Some(name) if *name != env.name => {
-                    return Err(format!(
-                        "--confirm-env {name}: the run targets the protected environment `{}`",
-                        env.name
-                    ));
-                }
-                None if !self.options.interactive => {
-                    return Err(format!(
-                        "the {what} targets the protected environment `{0}` and there is no terminal to type its name: pass --confirm-env {0} (--yes does not confirm it)",
-                        env.name
-                    ));
-                }
-                _ => {}
-            }
-        }
+        self.protected_env_typed_ahead(&format!("the {what}"))?;
         if self.options.interactive {
             return Ok(());
         }
@@ -263,19 +247,7 @@ impl<'p> Runner<'p> {
     /// protected environment is confirmed, then the engine runs. A run-level record like
     /// `run`'s, so `show` and `history` tell the undo.
     pub async fn run_undo(&mut self) -> (Outcome, Undone) {
-        let started = std::time::Instant::now();
-        let plan = self.plan;
-        for (id, output) in self.completed.clone() {
-            if let Some(output) = output {
-                self.outputs.insert(&id, &output);
-            }
-        }
-        self.emit(Event::RunStarted {
-            runbook: plan.runbook.name.clone(),
-            procedure: plan.procedure.clone(),
-            environment: plan.environment.clone(),
-            file: plan.runbook.source.display_path(),
-        });
+        let started = self.start_run();
         let result = match self.confirm_environment() {
             Flow::Continue => self.undo_finished("`runbook undo`").await,
             stop => Err(stop),
@@ -285,14 +257,7 @@ impl<'p> Runner<'p> {
             Err(Flow::Stop(outcome, message)) => (outcome, Some(message), Undone::default()),
             Err(Flow::Continue | Flow::Retry) => (Outcome::Done, None, Undone::default()),
         };
-        self.emit(Event::RunFinished {
-            outcome,
-            message: message.map(|m| plan.redactor.redact(&m)),
-            duration: started.elapsed(),
-            done: self.done,
-            skipped: self.skipped,
-            failed: self.failed,
-        });
+        self.finish_run(started, outcome, message);
         (outcome, undone)
     }
 
