@@ -68,12 +68,14 @@ impl Terminal {
     }
 
     fn say(&self, line: &str) {
-        let text =
+        let mut text =
             if self.fancy { line.to_owned() } else { format!("[{}] {line}", chrono::Local::now().format("%H:%M:%S")) };
         match &self.spinner {
             Some(spinner) => spinner.println(text),
             None => {
-                let _ = writeln!(std::io::stderr().lock(), "{text}");
+                // One write per line, not one for the text and one for its line feed.
+                text.push('\n');
+                let _ = std::io::stderr().lock().write_all(text.as_bytes());
             }
         }
     }
