@@ -170,6 +170,8 @@ fn options(yes: bool, confirmations: Confirmations) -> Result<Options, Error> {
 /// also says whether a signal cut the probing short.
 pub fn probe_outputs(plan: &Plan) -> Result<(Outputs, bool), Error> {
     let mut runner = Runner::new(plan, options(false, Confirmations::default())?, Vec::new());
+    // What a probed read step leaves behind is ended too, as in a run (SPEC rule 8).
+    become_subreaper();
     runtime()?.block_on(async {
         let cancel = runner.cancel.clone();
         let signals = tokio::spawn(async move {

@@ -354,6 +354,15 @@ procedures:
           - id: next
             run: [touch, after]
             timeout: 5s
+  probed:
+    summary: A read step, run by --probe, that leaves a setsid daemon behind
+    stages:
+      - name: S
+        steps:
+          - id: reader
+            shell: 'setsid sh -c "sleep SLEEP & touch up; wait" >/dev/null 2>&1 & while [ ! -e up ]; do sleep 0.01; done; echo read'
+            effect: read
+            timeout: 5s
 "#;
 
 fn children(sleep: &str) -> Sandbox {
@@ -395,6 +404,17 @@ fn a_setsid_daemon_left_by_a_step_that_exited_normally_is_ended() {
     assert!(sandbox.path().join("after").exists(), "the next step ran");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(live_processes("sleep 601.17"), Vec::<String>::new(), "a setsid daemon survived");
+}
+
+/// `--probe` runs read steps before anything is shown; what they leave behind goes too
+/// (SPEC rule 8), as in a run.
+#[test]
+fn a_setsid_daemon_left_by_a_probed_read_step_is_ended() {
+    let sandbox = children("601.19");
+    sandbox.runbook().args(["children", "probed", "--dry-run", "--probe"]).output().success();
+    assert!(sandbox.path().join("up").exists(), "the read step ran");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(live_processes("sleep 601.19"), Vec::<String>::new(), "a setsid daemon survived the probe");
 }
 
 /// Starts `children long`, waits for its step to start, and returns the running runbook.
