@@ -196,6 +196,9 @@ pub enum Builtin {
     ShowPlan {
         /// The plan file
         file: PathBuf,
+        /// Output format (`json`: the plan, its approvals and what apply will check)
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
     },
     /// Approve a saved plan made by someone else (recorded against the plan's id)
     Approve {

@@ -205,7 +205,7 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
             };
             commands::runs::history(&settings(global), format, only, break_glass)
         }
-        Builtin::ShowPlan { file } => commands::plan::show(&file, &settings(global)),
+        Builtin::ShowPlan { file, output } => commands::plan::show(&file, output, &settings(global)),
         Builtin::Approve { file, comment, plan_id, approver_from_github } => {
             commands::plan::approve(&file, comment, plan_id, approver_from_github, &settings(global))
         }

@@ -333,12 +333,63 @@ fn valid_approvals(planned: &PlanFile, store: &dyn Store) -> Result<(Vec<Approva
     Ok((valid, notes))
 }
 
-/// `runbook show-plan FILE`.
-pub fn show(file: &Path, settings: &Settings) -> Result<(), Error> {
+/// `runbook show-plan FILE [--output json]`.
+pub fn show(file: &Path, format: OutputFormat, settings: &Settings) -> Result<(), Error> {
     let planned = read_plan(file)?;
     let store = store(settings)?;
-    crate::output::print(&describe(&planned, store.as_ref())?);
+    let text = match format {
+        OutputFormat::Human => describe(&planned, store.as_ref())?,
+        OutputFormat::Json => {
+            let value = describe_json(&planned, store.as_ref())?;
+            serde_json::to_string_pretty(&value).map_err(|e| Error::Io(e.to_string()))? + "\n"
+        }
+    };
+    crate::output::print(&text);
     Ok(())
+}
+
+/// What `describe` says, for machines: the plan as saved (secrets were never in it), the
+/// approvals the store holds, and each condition apply checks with where it stands now.
+fn describe_json(planned: &PlanFile, store: &dyn Store) -> Result<serde_json::Value, Error> {
+    let body = &planned.body;
+    let (valid, notes) = valid_approvals(planned, store)?;
+    let applied = store.applied(&planned.id).map_err(Error::Io)?;
+    let now = std::fs::read(&body.runbook.path).map(|b| crate::plan_file::sha256_hex(&b)).unwrap_or_default();
+    let pairs = |list: &[(String, String)]| -> serde_json::Value {
+        list.iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    Ok(serde_json::json!({
+        "id": planned.id,
+        "short_id": planned.short_id(),
+        "creator": body.creator,
+        "created": body.created,
+        "expires": body.expires,
+        "expired": planned.is_expired(Utc::now()).map_err(refuse)?,
+        "runbook": {
+            "name": body.runbook.name,
+            "path": body.runbook.path,
+            "sha256": body.runbook.sha256,
+            "unchanged": now == body.runbook.sha256,
+        },
+        "procedure": body.procedure,
+        "environment": body.environment,
+        "params": pairs(&body.params),
+        "secret_params": body.secret_params,
+        "answers": pairs(&body.answers),
+        "vars": pairs(&body.vars),
+        "probes": body.probes.iter().map(|p| serde_json::json!({
+            "step": p.step, "sha256": p.sha256, "output": p.output, "secret": p.output.is_none(),
+        })).collect::<Vec<_>>(),
+        "rendered": body.rendered,
+        "approvals_required": body.approvals_required,
+        "approvals": valid,
+        "approval_notes": notes,
+        "applied": applied.map(|a| serde_json::json!({"run_id": a.run_id, "by": a.by})),
+        "store": store.describe(),
+    }))
 }
 
 fn describe(planned: &PlanFile, store: &dyn Store) -> Result<String, Error> {

@@ -359,3 +359,44 @@ fn a_file_that_is_not_a_plan_is_refused_whatever_it_holds() {
         }
     }
 }
+
+/// `show-plan --output json`: what a reviewer's tooling needs, secrets never in it, and the
+/// approvals and "applied" state as the store holds them at each moment.
+#[test]
+fn show_plan_as_json_names_the_plan_its_approvals_and_no_secret() {
+    let sandbox = sandbox();
+    save_plan(&sandbox, "a@x", &[]).success();
+    let id = plan_id(&plan_path(&sandbox));
+    let json = |sandbox: &Sandbox| -> serde_json::Value {
+        let out = as_user(sandbox, "a@x").args(["show-plan", "switch.plan", "--output", "json"]).output().success();
+        assert!(!out.stdout().contains("t0ken-default"), "a secret param in the plan's JSON:\n{}", out.stdout());
+        serde_json::from_str(&out.stdout()).unwrap_or_else(|e| panic!("{e}: {}", out.stdout()))
+    };
+    let shown = json(&sandbox);
+    assert_eq!(shown["id"], id.as_str());
+    assert_eq!(shown["creator"], "a@x");
+    assert_eq!(shown["procedure"], "switch");
+    assert_eq!(shown["environment"], "production");
+    assert_eq!(shown["expired"], false);
+    assert_eq!(shown["runbook"]["unchanged"], true);
+    assert_eq!(shown["secret_params"], serde_json::json!(["token"]));
+    assert_eq!(shown["answers"]["reason"], "rollback");
+    assert_eq!(shown["probes"][0]["step"], "current");
+    assert_eq!(shown["approvals_required"], 1);
+    assert_eq!(shown["approvals"], serde_json::json!([]));
+    assert_eq!(shown["applied"], serde_json::Value::Null);
+
+    approve(&sandbox, "b@x").success();
+    let shown = json(&sandbox);
+    assert_eq!(shown["approvals"][0]["approver"], "b@x", "{shown}");
+    assert_eq!(shown["approvals"][0]["comment"], "looks right");
+    as_user(&sandbox, "a@x").args(["apply", "switch.plan", "--confirm-env", "production"]).output().success();
+    let shown = json(&sandbox);
+    assert_eq!(shown["applied"]["by"], "a@x", "{shown}");
+
+    sandbox.file("svc.yaml", &SVC.replace("Why?", "Why now?"));
+    assert_eq!(json(&sandbox)["runbook"]["unchanged"], false, "a changed runbook shows");
+    let out = sandbox.runbook().args(["show-plan", "missing.plan", "--output", "json"]).output();
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(out.stderr().contains("missing.plan"), "{}", out.stderr());
+}
