@@ -101,6 +101,7 @@ impl Recovery {
 
     pub fn prepare(&self, runner: &mut Runner<'_>) {
         runner.on_failure_undo = self.on_failure == Some(FailurePolicy::Undo);
+        runner.on_failure_abort = self.on_failure == Some(FailurePolicy::Abort);
         if self.earlier_done.is_some() {
             runner.earlier_done = self.earlier_done.clone();
             runner.undone = self.undone.clone();

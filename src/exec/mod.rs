@@ -102,6 +102,8 @@ pub struct Runner<'p> {
     undoing: bool,
     /// `--on-failure undo`: a step that fails where its `on_failure` aborts undoes the run.
     pub on_failure_undo: bool,
+    /// `--on-failure abort` given explicitly: a failed step stops the run, no menu.
+    pub on_failure_abort: bool,
     /// The failure menu's `edit`: a prompt is asked again, whatever `--answer` said.
     ask_again: bool,
     /// Steps the operator skipped at the failure menu.
@@ -138,6 +140,7 @@ impl<'p> Runner<'p> {
             failed_mutation: None,
             undoing: false,
             on_failure_undo: false,
+            on_failure_abort: false,
             ask_again: false,
             menu_skipped: std::collections::HashSet::new(),
         }

@@ -316,3 +316,20 @@ fn a_step_with_a_handler_procedure_runs_it_at_a_terminal_without_the_menu() {
     assert!(sandbox.path().join("cleaned").exists(), "{transcript}");
     assert!(!transcript.contains("[r]etry"), "{transcript}");
 }
+
+#[test]
+fn explicit_on_failure_abort_at_a_terminal_stops_without_the_menu() {
+    let sandbox = sandbox("flaky", FLAKY);
+    let mut pty = Pty::spawn(&sandbox, &["flaky", "go", "--on-failure", "abort"]);
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    pty.expect("runbook resume");
+    let (code, transcript) = pty.finish();
+    // A failed step is exit 1 (SPEC); 3 is the operator aborting at a question.
+    assert_eq!(code, 1, "{transcript}");
+    assert!(!transcript.contains(MENU), "{transcript}");
+    assert!(!journal(&sandbox).contains("failure_choice"));
+    let id = sandbox.last_run_id();
+    sandbox.runbook().args(["resume", &id, "--yes"]).output().success();
+    assert_eq!(file(&sandbox, "log.txt"), "last\n");
+}

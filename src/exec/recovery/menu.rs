@@ -74,6 +74,7 @@ impl<'p> Runner<'p> {
             && !self.probing
             && !self.undoing
             && !self.on_failure_undo
+            && !self.on_failure_abort
             && !self.refused_answer
             && step.on_failure == OnFailure::Abort
     }
