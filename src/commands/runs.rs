@@ -140,7 +140,7 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
     if recorded.truncated {
         let _ = writeln!(out, "note: the last record was cut off (the process died while writing it)");
     }
-    if status == "partly undone" || status == "undo failed" {
+    if undo_left(&recorded) {
         let _ = writeln!(out, "continue the undo with: runbook undo {run_id}");
     } else if recorded.status() != "done" && recorded.undo_status().is_none() {
         let _ = writeln!(out, "continue it with: runbook resume {run_id}");
@@ -298,9 +298,46 @@ pub struct ResumeArgs {
     pub from: Option<String>,
 }
 
+/// When the run's first undo began (`runbook undo`, `--on-failure undo`, the failure menu).
+fn undone_at(recorded: &Recorded) -> Option<&str> {
+    recorded.records.iter().find_map(|r| match r {
+        Record::Event { ts, event } if event["event"] == "undo" && event["state"] != "manual" => Some(ts.as_str()),
+        _ => None,
+    })
+}
+
+/// Whether `runbook undo` has something left to do: an owner whose undo was started,
+/// failed or skipped and never finished. Changes without `undo:` are not.
+fn undo_left(recorded: &Recorded) -> bool {
+    let undone = recorded.undone_steps();
+    let mut last: HashMap<&str, &str> = HashMap::new();
+    for record in &recorded.records {
+        let Record::Event { event, .. } = record else { continue };
+        if event["event"] != "undo" {
+            continue;
+        }
+        if let (Some(id), Some(state)) = (event["id"].as_str(), event["state"].as_str()) {
+            last.insert(id, state);
+        }
+    }
+    last.iter().any(|(id, state)| matches!(*state, "started" | "failed" | "skipped") && !undone.contains(*id))
+}
+
 pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     let recorded = find(settings, &args.run_id)?;
     let header = recorded.header().cloned().ok_or_else(|| Error::Io(format!("run {} has no header", args.run_id)))?;
+    if !args.undo
+        && let Some(when) = undone_at(&recorded)
+    {
+        let mut text = format!(
+            "run {} was undone at {when}; resuming would redo what was taken back: start a new run",
+            args.run_id
+        );
+        if undo_left(&recorded) {
+            text.push_str(&format!(" (finish the undo with: runbook undo {})", args.run_id));
+        }
+        return Err(Error::Usage(text));
+    }
     if recorded.status() == "done" && !args.undo {
         return Err(Error::Usage(format!("run {} finished successfully; there is nothing to resume", args.run_id)));
     }

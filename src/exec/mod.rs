@@ -104,6 +104,8 @@ pub struct Runner<'p> {
     pub on_failure_undo: bool,
     /// `--on-failure abort` given explicitly: a failed step stops the run, no menu.
     pub on_failure_abort: bool,
+    /// The last undo state of each owner in this attempt (what `runbook undo` has left).
+    undo_states: std::collections::HashMap<String, event::UndoState>,
     /// The failure menu's `edit`: a prompt is asked again, whatever `--answer` said.
     ask_again: bool,
     /// Steps the operator skipped at the failure menu.
@@ -141,6 +143,7 @@ impl<'p> Runner<'p> {
             undoing: false,
             on_failure_undo: false,
             on_failure_abort: false,
+            undo_states: std::collections::HashMap::new(),
             ask_again: false,
             menu_skipped: std::collections::HashSet::new(),
         }

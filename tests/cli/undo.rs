@@ -224,3 +224,96 @@ fn undo_refuses_a_changed_runbook_file_and_a_run_that_changed_nothing() {
     let out = quiet.runbook().args(["undo", "../../etc", "--yes"]).output().status(2);
     assert!(!out.stderr().contains("panicked"), "{}", out.stderr());
 }
+
+/// `b`'s undo fails while the file `broken` exists; `a`'s undo may depend on it.
+const BREAKABLE: &str = r#"runbook: breakable
+procedures:
+  go:
+    stages:
+      - name: change
+        steps:
+          - id: a
+            run: [sh, -c, 'echo a >> log.txt']
+            timeout: 5s
+            undo:
+              id: a_undo
+              run: [sh, -c, 'echo a_undo >> log.txt']
+              timeout: 5s
+          - id: b
+            run: [sh, -c, 'echo b >> log.txt']
+            timeout: 5s
+            undo:
+              id: b_undo
+              run: [sh, -c, 'if [ -e broken ]; then echo still broken >&2; exit 5; fi; echo b_undo >> log.txt']
+              timeout: 5s
+          - id: boom
+            run: [sh, -c, 'exit 3']
+            timeout: 5s
+"#;
+
+#[test]
+fn a_failed_undo_step_stops_the_undo_and_a_second_undo_retries_from_it() {
+    let sandbox = Sandbox::new();
+    sandbox.file("breakable.yaml", BREAKABLE);
+    sandbox.runbook().args(["breakable", "go", "--yes"]).output().status(1);
+    let id = sandbox.last_run_id();
+    sandbox.file("./broken", "");
+    let out = sandbox.runbook().args(["undo", &id, "--yes"]).output().status(1);
+    // Older undo steps may depend on the failed one: nothing after it ran.
+    assert_eq!(log(&sandbox), ["a", "b"], "{}", out.stderr());
+    assert!(out.stderr().contains("step `b_undo` failed"), "{}", out.stderr());
+    assert!(out.stderr().contains("left to undo: `b`, `a`"), "{}", out.stderr());
+    assert!(out.stderr().contains(&format!("continued with: runbook undo {id}")), "{}", out.stderr());
+    let shown = sandbox.runbook().args(["show", &id]).output().success().stdout();
+    assert!(shown.contains("status: undo failed"), "{shown}");
+    assert!(shown.contains(&format!("continue the undo with: runbook undo {id}")), "{shown}");
+
+    std::fs::remove_file(sandbox.path().join("broken")).unwrap_or_default();
+    let out = sandbox.runbook().args(["undo", &id, "--yes"]).output().success();
+    assert_eq!(log(&sandbox), ["a", "b", "b_undo", "a_undo"], "{}", out.stderr());
+    let shown = sandbox.runbook().args(["show", &id]).output().success().stdout();
+    assert!(shown.contains("status: partly undone"), "{shown}");
+    // Nothing left that `runbook undo` could do: it is not suggested.
+    assert!(!out.stderr().contains("continued with"), "{}", out.stderr());
+    assert!(!shown.contains("continue the undo with"), "{shown}");
+
+    let again = sandbox.runbook().args(["undo", &id, "--yes"]).output().status(2);
+    assert!(again.stderr().contains("was already undone"), "{}", again.stderr());
+    assert_eq!(log(&sandbox).len(), 4);
+}
+
+#[test]
+fn resume_of_an_undone_run_is_refused() {
+    let sandbox = Sandbox::new();
+    sandbox.file("breakable.yaml", BREAKABLE);
+    sandbox.runbook().args(["breakable", "go", "--yes"]).output().status(1);
+    let id = sandbox.last_run_id();
+    sandbox.runbook().args(["undo", &id, "--yes"]).output().success();
+    let out = sandbox.runbook().args(["resume", &id, "--yes"]).output().status(2);
+    assert!(out.stderr().contains(&format!("run {id} was undone")), "{}", out.stderr());
+    assert!(out.stderr().contains("start a new run"), "{}", out.stderr());
+    let out = sandbox.runbook().args(["resume", &id, "--yes", "--from", "a"]).output().status(2);
+    assert!(out.stderr().contains("was undone"), "{}", out.stderr());
+    assert_eq!(log(&sandbox), ["a", "b", "b_undo", "a_undo"]);
+
+    // `--on-failure undo` that put everything back suggests neither resume nor undo.
+    let sandbox = Sandbox::new();
+    sandbox.file("breakable.yaml", BREAKABLE);
+    let out = sandbox.runbook().args(["breakable", "go", "--yes", "--on-failure", "undo"]).output().status(1);
+    assert!(!out.stderr().contains("continued with"), "{}", out.stderr());
+    let id = sandbox.last_run_id();
+    sandbox.runbook().args(["resume", &id, "--yes"]).output().status(2);
+    assert_eq!(log(&sandbox), ["a", "b", "b_undo", "a_undo"]);
+
+    // Partly undone (the undo failed half-way): refused too; the undo can be finished.
+    let sandbox = Sandbox::new();
+    sandbox.file("breakable.yaml", BREAKABLE);
+    sandbox.runbook().args(["breakable", "go", "--yes"]).output().status(1);
+    let id = sandbox.last_run_id();
+    sandbox.file("./broken", "");
+    sandbox.runbook().args(["undo", &id, "--yes"]).output().status(1);
+    let out = sandbox.runbook().args(["resume", &id, "--yes"]).output().status(2);
+    assert!(out.stderr().contains("was undone"), "{}", out.stderr());
+    assert!(out.stderr().contains("runbook undo"), "{}", out.stderr());
+    assert_eq!(log(&sandbox), ["a", "b"]);
+}
