@@ -317,3 +317,15 @@ fn resume_of_an_undone_run_is_refused() {
     assert!(out.stderr().contains("runbook undo"), "{}", out.stderr());
     assert_eq!(log(&sandbox), ["a", "b"]);
 }
+
+#[test]
+fn resume_from_an_undo_step_is_refused_naming_the_steps_that_can_restart() {
+    let sandbox = Sandbox::new();
+    sandbox.file("breakable.yaml", BREAKABLE);
+    sandbox.runbook().args(["breakable", "go", "--yes"]).output().status(1);
+    let id = sandbox.last_run_id();
+    let out = sandbox.runbook().args(["resume", &id, "--yes", "--from", "a_undo"]).output().status(2);
+    assert!(out.stderr().contains("`a_undo` is an undo step of `a`"), "{}", out.stderr());
+    assert!(out.stderr().contains("runbook undo"), "{}", out.stderr());
+    assert_eq!(log(&sandbox), ["a", "b"]);
+}
