@@ -296,6 +296,8 @@ pub struct ResumeArgs {
     pub undo: bool,
     /// `--from STEP`: start again at this finished step.
     pub from: Option<String>,
+    /// `--on-failure undo|abort`; without it, what the run's last attempt chose.
+    pub on_failure: Option<super::undo::FailurePolicy>,
 }
 
 /// When the run's first undo began (`runbook undo`, `--on-failure undo`, the failure menu).
@@ -462,7 +464,7 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         recovery: if args.undo {
             super::undo::Recovery::undo(&plan, &recorded)?
         } else {
-            super::undo::Recovery::resumed(&plan, &recorded)
+            super::undo::Recovery::resumed(&plan, &recorded).with_on_failure(args.on_failure, &recorded)
         },
     };
     execute(&mut plan, execution, settings)

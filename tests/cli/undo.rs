@@ -329,3 +329,89 @@ fn resume_from_an_undo_step_is_refused_naming_the_steps_that_can_restart() {
     assert!(out.stderr().contains("runbook undo"), "{}", out.stderr());
     assert_eq!(log(&sandbox), ["a", "b"]);
 }
+
+#[test]
+fn on_failure_undo_on_resume_undoes_and_is_journaled() {
+    let sandbox = Sandbox::new();
+    sandbox.file("breakable.yaml", BREAKABLE);
+    sandbox.runbook().args(["breakable", "go", "--yes"]).output().status(1);
+    let id = sandbox.last_run_id();
+    let out = sandbox.runbook().args(["resume", &id, "--yes", "--on-failure", "undo"]).output().status(1);
+    assert_eq!(log(&sandbox), ["a", "b", "b_undo", "a_undo"], "{}", out.stderr());
+    assert!(out.stderr().contains("undone: `b`, `a`"), "{}", out.stderr());
+    let journal = std::fs::read_to_string(sandbox.journals().pop().unwrap_or_default()).unwrap_or_default();
+    let resumed = journal.lines().find(|l| l.contains(r#""record":"run_resumed""#) || l.contains("run_resumed"));
+    assert!(resumed.is_some_and(|l| l.contains(r#""on_failure":"undo""#)), "{journal}");
+}
+
+/// `svc` of the plans tests, with an undo on `switch` and a step after it that fails.
+const SVC_UNDO: &str = r#"runbook: svc
+environments:
+  production:
+    protected: true
+    approvals: 1
+    vars: {file: serving.txt}
+params:
+  token:
+    type: string
+    secret: true
+    required: false
+procedures:
+  switch:
+    params: [token]
+    stages:
+      - name: Switch
+        steps:
+          - id: reason
+            prompt: Why?
+          - id: switch
+            run: [sh, -c, 'echo switch >> log.txt']
+            timeout: 5s
+            undo:
+              id: switch_back
+              run: [sh, -c, 'echo switch_back >> log.txt']
+              timeout: 5s
+          - id: check
+            run: [sh, -c, 'exit 4']
+            timeout: 5s
+"#;
+
+#[test]
+fn on_failure_undo_on_apply_undoes_what_the_plan_changed() {
+    use super::plans::{approve, as_user, save_plan};
+    let sandbox = super::plans::sandbox();
+    sandbox.file("svc.yaml", SVC_UNDO);
+    save_plan(&sandbox, "a@x", &[]).success();
+    approve(&sandbox, "b@x").success();
+    let out = as_user(&sandbox, "a@x")
+        .args(["apply", "switch.plan", "--confirm-env", "production", "--on-failure", "undo"])
+        .output()
+        .status(1);
+    assert_eq!(log(&sandbox), ["switch", "switch_back"], "{}", out.stderr());
+    assert!(!out.stderr().contains("continued with"), "{}", out.stderr());
+    let journal = std::fs::read_to_string(sandbox.journals().pop().unwrap_or_default()).unwrap_or_default();
+    assert!(journal.contains(r#""on_failure":"undo""#), "{journal}");
+}
+
+#[test]
+fn a_resume_keeps_the_on_failure_undo_the_run_was_started_with() {
+    let sandbox = Sandbox::new();
+    // `boom` interrupts the run the first time (SIGINT to runbook), fails the second.
+    let text = BREAKABLE.replace(
+        "run: [sh, -c, 'exit 3']",
+        "run: [sh, -c, 'if [ -e interrupted ]; then exit 3; fi; touch interrupted; kill -INT $PPID; sleep 1']",
+    );
+    sandbox.file("breakable.yaml", &text);
+    sandbox.runbook().args(["breakable", "go", "--yes", "--on-failure", "undo"]).output().status(130);
+    let id = sandbox.last_run_id();
+    assert_eq!(log(&sandbox), ["a", "b"]);
+    let out = sandbox.runbook().args(["resume", &id, "--yes"]).output().status(1);
+    assert_eq!(log(&sandbox), ["a", "b", "b_undo", "a_undo"], "{}", out.stderr());
+    // Given explicitly, the resume's own choice wins.
+    let sandbox = Sandbox::new();
+    sandbox.file("breakable.yaml", &text);
+    sandbox.runbook().args(["breakable", "go", "--yes", "--on-failure", "undo"]).output().status(130);
+    let id = sandbox.last_run_id();
+    sandbox.runbook().args(["resume", &id, "--yes", "--on-failure", "abort"]).output().status(1);
+    assert_eq!(log(&sandbox), ["a", "b"]);
+}
