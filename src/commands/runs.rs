@@ -418,7 +418,7 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         ask_missing_secrets(&mut plan)?;
     }
-    let mut completed = completed_steps(&plan, &recorded)?;
+    let mut completed = completed_steps(&plan, &recorded, args.undo)?;
     let order = super::restart::walk_order(&plan.runbook, &header.procedure);
     let request = super::restart::Request {
         order: &order,
@@ -472,7 +472,9 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
 
 /// Steps not to run again. A step whose output was secret is not in the journal: it runs
 /// again when it only reads (or asks), and blocks the resume when it changed something.
-fn completed_steps(plan: &Plan, recorded: &Recorded) -> Result<HashMap<String, Option<StepOutput>>, Error> {
+/// For `runbook undo` such a step is refused only when an undo step reads its output (before
+/// any undo step runs: nothing half-undone); otherwise its undo goes on without it.
+fn completed_steps(plan: &Plan, recorded: &Recorded, undo: bool) -> Result<HashMap<String, Option<StepOutput>>, Error> {
     let mut completed = HashMap::new();
     let steps: HashMap<&str, &crate::step::Step> = plan
         .runbook
@@ -489,6 +491,18 @@ fn completed_steps(plan: &Plan, recorded: &Recorded) -> Result<HashMap<String, O
             let rerunnable = step.effect == Effect::Read || matches!(step.kind, StepKind::Prompt(_));
             if rerunnable {
                 continue;
+            }
+            if undo {
+                let reader = steps
+                    .values()
+                    .flat_map(|s| &s.undo)
+                    .find(|u| crate::exec::recovery::menu::steps_read_by(u).contains(&id));
+                let Some(reader) = reader else { continue };
+                return Err(Error::Usage(format!(
+                    "cannot undo run {}: undo step `{}` needs the output of step `{id}`, which was secret and never journaled; nothing was undone (undo `{id}` by hand, or read the secret again in an undo step)",
+                    recorded.header().map(|h| h.run_id.as_str()).unwrap_or_default(),
+                    reader.id
+                )));
             }
             return Err(Error::Usage(format!(
                 "step `{id}` produced a secret and changed something; its output cannot be recovered safely on resume"

@@ -415,3 +415,58 @@ fn a_resume_keeps_the_on_failure_undo_the_run_was_started_with() {
     sandbox.runbook().args(["resume", &id, "--yes", "--on-failure", "abort"]).output().status(1);
     assert_eq!(log(&sandbox), ["a", "b"]);
 }
+
+/// `mk` changes something and prints a secret; its undo reads that secret.
+const SECRET_OWNER: &str = r#"runbook: s
+procedures:
+  go:
+    stages:
+      - name: s
+        steps:
+          - id: mk
+            run: [sh, -c, 'echo mk >> log.txt; echo tok-123']
+            capture: text
+            secret: true
+            timeout: 5s
+            undo:
+              id: mk_undo
+              run: [sh, -c, 'cat >> undo.txt; echo mk_undo >> log.txt']
+              stdin: "{{ steps.mk.output }}"
+              timeout: 5s
+          - id: b
+            run: [sh, -c, 'echo b >> log.txt']
+            timeout: 5s
+            undo:
+              id: b_undo
+              run: [sh, -c, 'echo b_undo >> log.txt']
+              timeout: 5s
+          - id: boom
+            run: [sh, -c, 'exit 3']
+            timeout: 5s
+"#;
+
+#[test]
+fn undo_needing_a_secret_output_never_journaled_is_refused_before_any_undo_step() {
+    let sandbox = Sandbox::new();
+    sandbox.file("s.yaml", SECRET_OWNER);
+    sandbox.runbook().args(["s", "go", "--yes"]).output().status(1);
+    let id = sandbox.last_run_id();
+    let out = sandbox.runbook().args(["undo", &id, "--yes"]).output().status(2);
+    assert!(
+        out.stderr()
+            .contains("undo step `mk_undo` needs the output of step `mk`, which was secret and never journaled"),
+        "{}",
+        out.stderr()
+    );
+    // Nothing half-undone: `b` (newer, undone first) was not touched either.
+    assert_eq!(log(&sandbox), ["mk", "b"]);
+
+    // An undo that does not read the secret goes on.
+    let sandbox = Sandbox::new();
+    sandbox.file("s.yaml", &SECRET_OWNER.replace(r#"stdin: "{{ steps.mk.output }}""#, "stdin: fixed"));
+    sandbox.runbook().args(["s", "go", "--yes"]).output().status(1);
+    let id = sandbox.last_run_id();
+    sandbox.runbook().args(["undo", &id, "--yes"]).output().success();
+    assert_eq!(log(&sandbox), ["mk", "b", "b_undo", "mk_undo"]);
+    assert!(!std::fs::read_to_string(sandbox.path().join("undo.txt")).unwrap_or_default().contains("tok-123"));
+}

@@ -66,6 +66,14 @@ fn strings<'v>(value: &'v serde_json::Value, out: &mut Vec<&'v str>) {
     }
 }
 
+/// Step ids `step`'s templates read (`steps.ID...`), its `undo:` steps included.
+pub(crate) fn steps_read_by(step: &Step) -> BTreeSet<String> {
+    let Ok(value) = serde_json::to_value(step) else { return BTreeSet::new() };
+    let mut texts = Vec::new();
+    strings(&value, &mut texts);
+    texts.iter().flat_map(|t| steps_read(t)).collect()
+}
+
 impl<'p> Runner<'p> {
     /// Whether `step`'s failure goes to the menu rather than straight to `on_failure`.
     pub(crate) fn offers_menu(&self, step: &Step) -> bool {
@@ -102,10 +110,7 @@ impl<'p> Runner<'p> {
 
     /// Why `step` could not render, when it reads a step skipped at the menu.
     pub(crate) fn uses_skipped(&self, step: &Step) -> Option<String> {
-        let Ok(value) = serde_json::to_value(step) else { return None };
-        let mut texts = Vec::new();
-        strings(&value, &mut texts);
-        let used: BTreeSet<String> = texts.iter().flat_map(|t| steps_read(t)).collect();
+        let used = steps_read_by(step);
         let skipped: Vec<String> =
             used.into_iter().filter(|id| self.menu_skipped.contains(id)).map(|id| format!("`{id}`")).collect();
         (!skipped.is_empty())
