@@ -470,3 +470,27 @@ fn undo_needing_a_secret_output_never_journaled_is_refused_before_any_undo_step(
     assert_eq!(log(&sandbox), ["mk", "b", "b_undo", "mk_undo"]);
     assert!(!std::fs::read_to_string(sandbox.path().join("undo.txt")).unwrap_or_default().contains("tok-123"));
 }
+
+#[test]
+fn on_failure_undo_without_a_terminal_needs_the_typed_targets_of_undo_steps_up_front() {
+    let sandbox = Sandbox::new();
+    let text = BREAKABLE.replace(
+        "              id: a_undo\n",
+        "              id: a_undo\n              confirm: typed\n              target: put-a-back\n",
+    );
+    sandbox.file("breakable.yaml", &text);
+    let out = sandbox.runbook().args(["breakable", "go", "--yes", "--on-failure", "undo"]).output().status(2);
+    assert!(out.stderr().contains("--confirm-target a_undo=VALUE"), "{}", out.stderr());
+    assert!(!sandbox.path().join("log.txt").exists(), "nothing ran: {}", out.stderr());
+    // Given ahead, the undo runs to the end.
+    let out = sandbox
+        .runbook()
+        .args(["breakable", "go", "--yes", "--on-failure", "undo", "--confirm-target", "a_undo=put-a-back"])
+        .output()
+        .status(1);
+    assert_eq!(log(&sandbox), ["a", "b", "b_undo", "a_undo"], "{}", out.stderr());
+    // Without --on-failure undo no undo can run: not asked for.
+    let sandbox = Sandbox::new();
+    sandbox.file("breakable.yaml", &text);
+    sandbox.runbook().args(["breakable", "go", "--yes"]).output().status(1);
+}
