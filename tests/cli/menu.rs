@@ -333,3 +333,45 @@ fn explicit_on_failure_abort_at_a_terminal_stops_without_the_menu() {
     sandbox.runbook().args(["resume", &id, "--yes"]).output().success();
     assert_eq!(file(&sandbox, "log.txt"), "last\n");
 }
+
+#[test]
+fn ctrl_d_at_the_failure_menu_aborts_resumable_and_journaled() {
+    let sandbox = sandbox("flaky", FLAKY);
+    let mut pty = started(&sandbox, "flaky");
+    pty.expect(MENU);
+    pty.send("\u{4}");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "{transcript}");
+    assert!(show(&sandbox).contains("abort after `flaky` failed (resumable): cannot ask the operator: end of input"));
+    assert!(journal(&sandbox).contains(r#""choice":"abort""#));
+    let id = sandbox.last_run_id();
+    sandbox.runbook().args(["resume", &id, "--yes"]).output().success();
+    assert_eq!(file(&sandbox, "log.txt"), "last\n");
+}
+
+#[test]
+fn a_huge_or_control_character_answer_at_the_failure_menu_is_cut_and_asked_again() {
+    let sandbox = sandbox("flaky", FLAKY);
+    let mut pty = started(&sandbox, "flaky");
+    pty.expect(MENU);
+    let started = std::time::Instant::now();
+    // 200 KB pasted, with a bell, an escape sequence and a backspace in it.
+    pty.answer(&format!("r\u{7}\u{1b}[31m{}\u{7f}", "x".repeat(200_000)));
+    pty.expect("Please answer one of");
+    pty.expect("(not \"r");
+    pty.expect(MENU);
+    let elapsed = started.elapsed();
+    // Control characters look like a choice once dropped: `a` followed by Ctrl-A is no `a`.
+    pty.answer("a\u{1}");
+    pty.expect("Please answer one of");
+    pty.expect(MENU);
+    pty.answer("r");
+    pty.expect("Run `uses` with this command?");
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "{transcript}");
+    assert!(!transcript.contains(&"x".repeat(100)), "the paste was echoed");
+    assert!(!transcript.contains('\u{7}'), "a control character was echoed");
+    assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
+    eprintln!("200 KB answer at the menu: {elapsed:?}");
+}

@@ -37,7 +37,10 @@ pub fn describe_choice(
         ),
         "skip" => format!("skip `{id}`: {}", reason.unwrap_or("")),
         "undo" => format!("undo this run's changes after `{id}` failed"),
-        "abort" => format!("abort after `{id}` failed (resumable)"),
+        "abort" => match reason {
+            Some(why) => format!("abort after `{id}` failed (resumable): {why}"),
+            None => format!("abort after `{id}` failed (resumable)"),
+        },
         other => format!("{other} after `{id}` failed"),
     };
     format!("↳ failure menu: {}", what.replace(['\n', '\r'], " "))
@@ -139,8 +142,9 @@ impl<'p> Runner<'p> {
             Err(AskError::Interrupted) => {
                 return Flow::Stop(Outcome::Interrupted, format!("{message}; interrupted at the failure menu"));
             }
-            // The terminal went away (end of input): the safe choice, resumable.
+            // End of input (Ctrl-D) or the terminal went away: the safe choice, resumable.
             Err(err) => {
+                self.choice_event(&step.id, "abort", Some(err.to_string()), None);
                 return Flow::Stop(Outcome::Aborted, format!("{message}; no choice at the failure menu: {err}"));
             }
         };
