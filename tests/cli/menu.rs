@@ -375,3 +375,26 @@ fn a_huge_or_control_character_answer_at_the_failure_menu_is_cut_and_asked_again
     assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
     eprintln!("200 KB answer at the menu: {elapsed:?}");
 }
+
+#[test]
+fn a_huge_skip_reason_is_cut_and_ctrl_d_at_the_reason_aborts() {
+    let sandbox = sandbox("flaky", FLAKY);
+    let mut pty = started(&sandbox, "flaky");
+    pty.expect(MENU);
+    pty.answer("s");
+    pty.expect("Why skip `flaky`?");
+    pty.answer(&format!("checked\u{7}{}", "y".repeat(5_000)));
+    pty.expect("`uses` failed: [r]etry");
+    pty.answer("s");
+    pty.expect("Why skip `uses`?");
+    pty.send("\u{4}");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "{transcript}");
+    let shown = show(&sandbox);
+    let reason = shown.lines().find(|l| l.contains("skip `flaky`: checked")).unwrap_or_default();
+    // Kept: 500 characters (the bell dropped), then the mark that it was cut.
+    assert!(reason.contains(&format!("checked{}…", "y".repeat(493))), "{shown}");
+    assert!(!reason.contains(&"y".repeat(600)), "{reason}");
+    assert!(!journal(&sandbox).contains('\u{7}'));
+    assert!(shown.contains("abort after `uses` failed (resumable): cannot ask the operator: end of input"), "{shown}");
+}

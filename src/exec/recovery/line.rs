@@ -1,5 +1,5 @@
 //! One line typed at the failure menu, read key by key: Ctrl-D on an empty line (or the end
-//! of input) is the end of input, control characters and anything beyond [`SHOWN`]
+//! of input) is the end of input, control characters and anything beyond a limit
 //! characters are kept out of the terminal and out of the answer, so a pasted megabyte or
 //! an escape sequence can neither flood the screen nor be mistaken for a choice.
 
@@ -9,11 +9,14 @@ use console::{Key, Term};
 
 use crate::exec::operator::AskError;
 
-/// At most this many characters are kept and echoed; the rest is dropped.
+/// At most this many characters of a menu choice are kept and echoed; the rest is dropped.
 pub const SHOWN: usize = 64;
 
-/// What the operator typed before Enter; `None` at the end of input.
-pub fn read(question: &str) -> Result<Option<String>, AskError> {
+/// At most this many characters of a skip reason are kept (it is journaled and shown).
+pub const REASON: usize = 500;
+
+/// What the operator typed before Enter, at most `max` characters; `None` at the end of input.
+pub fn read(question: &str, max: usize) -> Result<Option<String>, AskError> {
     let term = Term::stderr();
     let prompt = format!("? {question} › ");
     let _ = write!(&term, "{prompt}");
@@ -39,7 +42,7 @@ pub fn read(question: &str) -> Result<Option<String>, AskError> {
                 }
             }
             Ok(Key::Char(c)) if !c.is_control() => {
-                if line.chars().count() < SHOWN {
+                if line.chars().count() < max {
                     line.push(c);
                     let _ = write!(&term, "{c}");
                 } else {

@@ -161,7 +161,10 @@ impl<'p> Runner<'p> {
                     Err(AskError::Interrupted) => {
                         return Flow::Stop(Outcome::Interrupted, format!("{message}; interrupted at the failure menu"));
                     }
-                    Err(err) => return Flow::Stop(Outcome::Aborted, format!("{message}; no reason to skip: {err}")),
+                    Err(err) => {
+                        self.choice_event(&step.id, "abort", Some(err.to_string()), None);
+                        return Flow::Stop(Outcome::Aborted, format!("{message}; no reason to skip: {err}"));
+                    }
                 };
                 self.choice_event(&step.id, "skip", Some(reason), None);
                 self.menu_skipped.insert(step.id.clone());
