@@ -185,17 +185,36 @@ fn decisions_and_changes(recorded: &Recorded) -> Vec<String> {
         })
         .unwrap_or_default();
     let mut kinds: HashMap<String, String> = HashMap::new();
-    let (mut decisions, mut changes) = (Vec::new(), Vec::new());
+    let (mut decisions, mut changes): (Vec<(String, String)>, Vec<String>) = (Vec::new(), Vec::new());
+    // A later answer replaces an earlier one: the earlier line says so (values as journaled,
+    // so a secret stays masked).
+    // `newer`: the new answer is journaled already (the failure menu's edit asks first).
+    let replace = |decisions: &mut Vec<(String, String)>, id: &str, how: String, newer: usize| {
+        let earlier = decisions.iter_mut().rev().filter(|(d, _)| d == id).nth(newer);
+        if let Some((_, line)) = earlier.filter(|(_, line)| !line.contains(" — replaced")) {
+            line.push_str(&how);
+        }
+    };
     for record in &recorded.records {
-        let Record::Event { event, .. } = record else { continue };
+        let Record::Event { ts, event } = record else { continue };
         let id = event["id"].as_str().unwrap_or_default().to_owned();
+        let by = event["by"].as_str().unwrap_or("?");
         match event["event"].as_str() {
+            Some("answer_replaced") => {
+                let value = event["value"].as_str().unwrap_or_default();
+                replace(&mut decisions, &id, format!(" — replaced at {ts} by {by} (resume --answer): {value:?}"), 0);
+            }
+            Some("failure_choice") if event["choice"] == "edit" => {
+                let prompt = event["prompt"].as_str().unwrap_or_default();
+                let value = event["answer"].as_str().unwrap_or(crate::redact::MASK);
+                replace(&mut decisions, prompt, format!(" — replaced at {ts} by {by} (failure menu): {value:?}"), 1);
+            }
             Some("step_started") => {
                 kinds.insert(id, event["kind"].as_str().unwrap_or_default().to_owned());
             }
             Some("step_finished") if event["status"] == "done" => {
                 if let (Some("prompt"), Some(answer)) = (kinds.get(&id).map(String::as_str), event["answer"].as_str()) {
-                    decisions.push(format!("  {id}: {answer}"));
+                    decisions.push((id.clone(), format!("  {id}: {answer}")));
                 }
                 if mutating.contains(&id)
                     && let Some(text) = crate::exec::terminal::what_changed(&event["output"])
@@ -209,7 +228,7 @@ fn decisions_and_changes(recorded: &Recorded) -> Vec<String> {
     let mut lines = Vec::new();
     if !decisions.is_empty() {
         lines.push("decisions:".to_owned());
-        lines.extend(decisions);
+        lines.extend(decisions.into_iter().map(|(_, line)| line));
     }
     if !changes.is_empty() {
         lines.push("changes:".to_owned());

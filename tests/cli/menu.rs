@@ -128,6 +128,15 @@ fn edit_at_the_failure_menu_asks_the_prompt_again_and_retries_with_the_new_answe
     assert!(shown.contains(r#"answered "bad""#) && shown.contains(r#"answered "good""#), "{shown}");
     assert!(shown.contains(r#"answer `backup_id` changed to "good", then retry `restore`"#), "{shown}");
     assert!(shown.contains("(by "), "who chose is journaled\n{shown}");
+    // The replaced decision is marked, the new one is not.
+    let decisions: Vec<&str> = shown.lines().skip_while(|l| *l != "decisions:").collect();
+    assert!(
+        decisions
+            .iter()
+            .any(|l| l.starts_with("  backup_id: bad — replaced at ") && l.ends_with(r#"(failure menu): "good""#)),
+        "{shown}"
+    );
+    assert!(decisions.contains(&"  backup_id: good"), "{shown}");
 }
 
 #[test]

@@ -327,3 +327,20 @@ fn resume_with_unknown_or_invalid_ids_exits_2_naming_them_without_a_panic() {
     }
     assert_eq!(log(&sandbox), ["before", "use bad OPS-1"]);
 }
+
+#[test]
+fn show_marks_a_decision_replaced_by_resume_answer() {
+    let sandbox = sandbox();
+    let id = failed_go(&sandbox);
+    sandbox.runbook().args(["resume", &id, "--yes", "--answer", "choice=good"]).output().success();
+    let shown = sandbox.runbook().args(["show", &id]).output().success().stdout();
+    let decisions: Vec<&str> = shown.lines().skip_while(|l| *l != "decisions:").collect();
+    assert!(
+        decisions
+            .iter()
+            .any(|l| l.starts_with("  choice: bad — replaced at ") && l.ends_with(r#"(resume --answer): "good""#)),
+        "{shown}"
+    );
+    assert!(decisions.contains(&"  choice: good"), "{shown}");
+    assert!(decisions.contains(&"  ticket: OPS-1"), "an answer kept is not marked\n{shown}");
+}
