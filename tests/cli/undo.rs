@@ -494,3 +494,16 @@ fn on_failure_undo_without_a_terminal_needs_the_typed_targets_of_undo_steps_up_f
     sandbox.file("breakable.yaml", &text);
     sandbox.runbook().args(["breakable", "go", "--yes"]).output().status(1);
 }
+
+#[test]
+fn on_failure_undo_in_a_protected_environment_without_a_terminal_needs_confirm_env_up_front() {
+    let sandbox = Sandbox::new();
+    let text = BREAKABLE.replace("procedures:\n", "environments:\n  production:\n    protected: true\nprocedures:\n");
+    sandbox.file("breakable.yaml", &text);
+    let args = ["breakable", "go", "--env", "production", "--yes", "--on-failure", "undo"];
+    let out = sandbox.runbook().args(args).output().status(2);
+    assert!(out.stderr().contains("--confirm-env"), "{}", out.stderr());
+    assert!(!sandbox.path().join("log.txt").exists(), "nothing ran: {}", out.stderr());
+    let out = sandbox.runbook().args(args).args(["--confirm-env", "production"]).output().status(1);
+    assert_eq!(log(&sandbox), ["a", "b", "b_undo", "a_undo"], "{}", out.stderr());
+}
