@@ -319,10 +319,11 @@ pub struct ResumeArgs {
     pub on_failure: Option<super::undo::FailurePolicy>,
 }
 
-/// When the run's first undo began (`runbook undo`, `--on-failure undo`, the failure menu).
+/// When the run's first undo step started (`runbook undo`, `--on-failure undo`, the failure
+/// menu). An undo whose every step was skipped, or that found nothing to undo, took nothing back.
 fn undone_at(recorded: &Recorded) -> Option<&str> {
     recorded.records.iter().find_map(|r| match r {
-        Record::Event { ts, event } if event["event"] == "undo" && event["state"] != "manual" => Some(ts.as_str()),
+        Record::Event { ts, event } if event["event"] == "undo" && event["state"] == "started" => Some(ts.as_str()),
         _ => None,
     })
 }

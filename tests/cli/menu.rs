@@ -407,3 +407,26 @@ fn a_huge_skip_reason_is_cut_and_ctrl_d_at_the_reason_aborts() {
     assert!(!journal(&sandbox).contains('\u{7}'));
     assert!(shown.contains("abort after `uses` failed (resumable): cannot ask the operator: end of input"), "{shown}");
 }
+
+#[test]
+fn undo_at_the_failure_menu_with_every_undo_skipped_leaves_the_run_resumable_and_undoable() {
+    let sandbox = super::undo::sandbox();
+    let mut pty = started(&sandbox, "undoable");
+    pty.expect("[u]ndo this run's changes");
+    pty.answer("u");
+    pty.expect("Run stage `undo of two`?");
+    pty.expect(STAGE_QUESTION);
+    pty.answer("s");
+    pty.expect("Run stage `undo of one`?");
+    pty.expect(STAGE_QUESTION);
+    pty.answer("s");
+    pty.expect("continued with: runbook undo");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 1, "{transcript}");
+    assert_eq!(super::undo::log(&sandbox), ["one", "two", "three"], "{transcript}");
+    assert!(show(&sandbox).contains("continue the undo with: runbook undo"));
+    // Nothing was taken back: resuming is not redoing anything.
+    let id = sandbox.last_run_id();
+    let out = sandbox.runbook().args(["resume", &id, "--yes"]).output().status(1);
+    assert!(out.stderr().contains("step `boom` failed"), "{}", out.stderr());
+}
