@@ -251,12 +251,18 @@ procedures:
             timeout: 5s
 "#;
 
+/// A sandbox with `text` as breakable.yaml, after a run of `go` (with `extra`) that failed.
+fn failed_breakable(text: &str, extra: &[&str]) -> (Sandbox, String) {
+    let sandbox = Sandbox::new();
+    sandbox.file("breakable.yaml", text);
+    sandbox.runbook().args(["breakable", "go", "--yes"]).args(extra).output().status(1);
+    let id = sandbox.last_run_id();
+    (sandbox, id)
+}
+
 #[test]
 fn a_failed_undo_step_stops_the_undo_and_a_second_undo_retries_from_it() {
-    let sandbox = Sandbox::new();
-    sandbox.file("breakable.yaml", BREAKABLE);
-    sandbox.runbook().args(["breakable", "go", "--yes"]).output().status(1);
-    let id = sandbox.last_run_id();
+    let (sandbox, id) = failed_breakable(BREAKABLE, &[]);
     sandbox.file("./broken", "");
     let out = sandbox.runbook().args(["undo", &id, "--yes"]).output().status(1);
     // Older undo steps may depend on the failed one: nothing after it ran.
@@ -284,10 +290,7 @@ fn a_failed_undo_step_stops_the_undo_and_a_second_undo_retries_from_it() {
 
 #[test]
 fn resume_of_an_undone_run_is_refused() {
-    let sandbox = Sandbox::new();
-    sandbox.file("breakable.yaml", BREAKABLE);
-    sandbox.runbook().args(["breakable", "go", "--yes"]).output().status(1);
-    let id = sandbox.last_run_id();
+    let (sandbox, id) = failed_breakable(BREAKABLE, &[]);
     sandbox.runbook().args(["undo", &id, "--yes"]).output().success();
     let out = sandbox.runbook().args(["resume", &id, "--yes"]).output().status(2);
     assert!(out.stderr().contains(&format!("run {id} was undone")), "{}", out.stderr());
@@ -306,10 +309,7 @@ fn resume_of_an_undone_run_is_refused() {
     assert_eq!(log(&sandbox), ["a", "b", "b_undo", "a_undo"]);
 
     // Partly undone (the undo failed half-way): refused too; the undo can be finished.
-    let sandbox = Sandbox::new();
-    sandbox.file("breakable.yaml", BREAKABLE);
-    sandbox.runbook().args(["breakable", "go", "--yes"]).output().status(1);
-    let id = sandbox.last_run_id();
+    let (sandbox, id) = failed_breakable(BREAKABLE, &[]);
     sandbox.file("./broken", "");
     sandbox.runbook().args(["undo", &id, "--yes"]).output().status(1);
     let out = sandbox.runbook().args(["resume", &id, "--yes"]).output().status(2);
@@ -320,10 +320,7 @@ fn resume_of_an_undone_run_is_refused() {
 
 #[test]
 fn resume_from_an_undo_step_is_refused_naming_the_steps_that_can_restart() {
-    let sandbox = Sandbox::new();
-    sandbox.file("breakable.yaml", BREAKABLE);
-    sandbox.runbook().args(["breakable", "go", "--yes"]).output().status(1);
-    let id = sandbox.last_run_id();
+    let (sandbox, id) = failed_breakable(BREAKABLE, &[]);
     let out = sandbox.runbook().args(["resume", &id, "--yes", "--from", "a_undo"]).output().status(2);
     assert!(out.stderr().contains("`a_undo` is an undo step of `a`"), "{}", out.stderr());
     assert!(out.stderr().contains("runbook undo"), "{}", out.stderr());
@@ -332,10 +329,7 @@ fn resume_from_an_undo_step_is_refused_naming_the_steps_that_can_restart() {
 
 #[test]
 fn on_failure_undo_on_resume_undoes_and_is_journaled() {
-    let sandbox = Sandbox::new();
-    sandbox.file("breakable.yaml", BREAKABLE);
-    sandbox.runbook().args(["breakable", "go", "--yes"]).output().status(1);
-    let id = sandbox.last_run_id();
+    let (sandbox, id) = failed_breakable(BREAKABLE, &[]);
     let out = sandbox.runbook().args(["resume", &id, "--yes", "--on-failure", "undo"]).output().status(1);
     assert_eq!(log(&sandbox), ["a", "b", "b_undo", "a_undo"], "{}", out.stderr());
     assert!(out.stderr().contains("undone: `b`, `a`"), "{}", out.stderr());
@@ -416,41 +410,18 @@ fn a_resume_keeps_the_on_failure_undo_the_run_was_started_with() {
     assert_eq!(log(&sandbox), ["a", "b"]);
 }
 
-/// `mk` changes something and prints a secret; its undo reads that secret.
-const SECRET_OWNER: &str = r#"runbook: s
-procedures:
-  go:
-    stages:
-      - name: s
-        steps:
-          - id: mk
-            run: [sh, -c, 'echo mk >> log.txt; echo tok-123']
-            capture: text
-            secret: true
-            timeout: 5s
-            undo:
-              id: mk_undo
-              run: [sh, -c, 'cat >> undo.txt; echo mk_undo >> log.txt']
-              stdin: "{{ steps.mk.output }}"
-              timeout: 5s
-          - id: b
-            run: [sh, -c, 'echo b >> log.txt']
-            timeout: 5s
-            undo:
-              id: b_undo
-              run: [sh, -c, 'echo b_undo >> log.txt']
-              timeout: 5s
-          - id: boom
-            run: [sh, -c, 'exit 3']
-            timeout: 5s
-"#;
+/// `breakable` whose first step `mk` changes something and prints a secret; its undo reads
+/// that secret.
+fn secret_owner() -> String {
+    BREAKABLE.replace(
+        "          - id: a\n            run: [sh, -c, 'echo a >> log.txt']\n            timeout: 5s\n            undo:\n              id: a_undo\n              run: [sh, -c, 'echo a_undo >> log.txt']\n",
+        "          - id: mk\n            run: [sh, -c, 'echo mk >> log.txt; echo tok-123']\n            capture: text\n            secret: true\n            timeout: 5s\n            undo:\n              id: mk_undo\n              run: [sh, -c, 'cat >> undo.txt; echo mk_undo >> log.txt']\n              stdin: \"{{ steps.mk.output }}\"\n",
+    )
+}
 
 #[test]
 fn undo_needing_a_secret_output_never_journaled_is_refused_before_any_undo_step() {
-    let sandbox = Sandbox::new();
-    sandbox.file("s.yaml", SECRET_OWNER);
-    sandbox.runbook().args(["s", "go", "--yes"]).output().status(1);
-    let id = sandbox.last_run_id();
+    let (sandbox, id) = failed_breakable(&secret_owner(), &[]);
     let out = sandbox.runbook().args(["undo", &id, "--yes"]).output().status(2);
     assert!(
         out.stderr()
@@ -462,10 +433,8 @@ fn undo_needing_a_secret_output_never_journaled_is_refused_before_any_undo_step(
     assert_eq!(log(&sandbox), ["mk", "b"]);
 
     // An undo that does not read the secret goes on.
-    let sandbox = Sandbox::new();
-    sandbox.file("s.yaml", &SECRET_OWNER.replace(r#"stdin: "{{ steps.mk.output }}""#, "stdin: fixed"));
-    sandbox.runbook().args(["s", "go", "--yes"]).output().status(1);
-    let id = sandbox.last_run_id();
+    let (sandbox, id) =
+        failed_breakable(&secret_owner().replace(r#"stdin: "{{ steps.mk.output }}""#, "stdin: fixed"), &[]);
     sandbox.runbook().args(["undo", &id, "--yes"]).output().success();
     assert_eq!(log(&sandbox), ["mk", "b", "b_undo", "mk_undo"]);
     assert!(!std::fs::read_to_string(sandbox.path().join("undo.txt")).unwrap_or_default().contains("tok-123"));
