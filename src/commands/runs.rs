@@ -142,7 +142,9 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
     }
     if undo_left(&recorded) {
         let _ = writeln!(out, "continue the undo with: runbook undo {run_id}");
-    } else if recorded.status() != "done" && recorded.undo_status().is_none() {
+    }
+    // Resumable as long as no undo step started (an undo with every step skipped took nothing back).
+    if recorded.status() != "done" && undone_at(&recorded).is_none() {
         let _ = writeln!(out, "continue it with: runbook resume {run_id}");
     }
     crate::output::print(&out);

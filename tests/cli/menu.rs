@@ -424,7 +424,9 @@ fn undo_at_the_failure_menu_with_every_undo_skipped_leaves_the_run_resumable_and
     let (code, transcript) = pty.finish();
     assert_eq!(code, 1, "{transcript}");
     assert_eq!(super::undo::log(&sandbox), ["one", "two", "three"], "{transcript}");
-    assert!(show(&sandbox).contains("continue the undo with: runbook undo"));
+    let shown = show(&sandbox);
+    assert!(shown.contains("continue the undo with: runbook undo"), "{shown}");
+    assert!(shown.contains("continue it with: runbook resume"), "{shown}");
     // Nothing was taken back: resuming is not redoing anything.
     let id = sandbox.last_run_id();
     let out = sandbox.runbook().args(["resume", &id, "--yes"]).output().status(1);

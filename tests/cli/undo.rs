@@ -273,6 +273,7 @@ fn a_failed_undo_step_stops_the_undo_and_a_second_undo_retries_from_it() {
     let shown = sandbox.runbook().args(["show", &id]).output().success().stdout();
     assert!(shown.contains("status: undo failed"), "{shown}");
     assert!(shown.contains(&format!("continue the undo with: runbook undo {id}")), "{shown}");
+    assert!(!shown.contains("runbook resume"), "an undone run is not offered to resume\n{shown}");
 
     std::fs::remove_file(sandbox.path().join("broken")).unwrap_or_default();
     let out = sandbox.runbook().args(["undo", &id, "--yes"]).output().success();
