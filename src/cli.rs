@@ -133,6 +133,10 @@ pub enum Builtin {
         /// run again (confirmed; --yes without a terminal)
         #[arg(long, value_name = "STEP_ID")]
         from: Option<String>,
+        /// When a step fails where its `on_failure` stops the run: `undo` runs the undo steps
+        /// of what the run changed, newest first; `abort` stops, resumable [default: the run's]
+        #[arg(long, value_enum, value_name = "WHAT")]
+        on_failure: Option<crate::commands::undo::FailurePolicy>,
     },
     /// Run the undo steps of a finished, failed or aborted run, newest first
     Undo {
@@ -228,6 +232,10 @@ pub enum Builtin {
         /// Output format
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
+        /// When a step fails where its `on_failure` stops the run: `undo` runs the undo steps
+        /// of what the run changed, newest first; `abort` stops, resumable (the default)
+        #[arg(long, value_enum, value_name = "WHAT")]
+        on_failure: Option<crate::commands::undo::FailurePolicy>,
     },
     /// Run a procedure of a runbook file outside the runbook folder
     Run {

@@ -209,15 +209,24 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
         Builtin::Approve { file, comment, plan_id, approver_from_github } => {
             commands::plan::approve(&file, comment, plan_id, approver_from_github, &settings(global))
         }
-        Builtin::Apply { file, confirm_env, answer, output } => {
-            let args = commands::plan::ApplyArgs { file: &file, confirm_env, answers: answer, output };
+        Builtin::Apply { file, confirm_env, answer, output, on_failure } => {
+            let args = commands::plan::ApplyArgs { file: &file, confirm_env, answers: answer, output, on_failure };
             commands::plan::apply(args, &settings(global))
         }
         Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
-        Builtin::Resume { run_id, yes, force, answer, confirm_env, confirm_target, output, from } => {
+        Builtin::Resume { run_id, yes, force, answer, confirm_env, confirm_target, output, from, on_failure } => {
             let confirm = (confirm_env, confirm_target);
-            let args =
-                commands::runs::ResumeArgs { run_id, yes, force, answers: answer, confirm, output, undo: false, from };
+            let args = commands::runs::ResumeArgs {
+                run_id,
+                yes,
+                force,
+                answers: answer,
+                confirm,
+                output,
+                undo: false,
+                from,
+                on_failure,
+            };
             commands::runs::resume(&settings(global), args)
         }
         Builtin::Undo { run_id, yes, force, confirm_env, confirm_target, output } => {
@@ -231,6 +240,7 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
                 output,
                 undo: true,
                 from: None,
+                on_failure: None,
             };
             commands::runs::resume(&settings(global), args)
         }

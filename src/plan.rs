@@ -63,8 +63,8 @@ pub enum PlanError {
     UnknownVar { name: String, environment: String, known: String },
     #[error("--var needs --env: runbook `{0}` has no environments")]
     VarWithoutEnvironment(String),
-    #[error("--answer {id}=…: procedure `{procedure}` has no prompt or manual step `{id}`")]
-    UnknownAnswer { id: String, procedure: String },
+    #[error("--answer {id}=…: procedure `{procedure}` has no prompt or manual step `{id}` (it has: {known})")]
+    UnknownAnswer { id: String, procedure: String, known: String },
     #[error("step `{step}` reads env.{name}, but the environment variable {name} is not valid UTF-8")]
     NonUtf8Env { step: String, name: String },
     #[error("step `{step}`: cannot render {what}: {message}")]
@@ -393,7 +393,10 @@ fn bind_answers(
     for item in raw {
         let Some((id, value)) = item.split_once('=') else { return Err(PlanError::AnswerSyntax) };
         if !answerable.contains(&id.to_owned()) {
-            return Err(PlanError::UnknownAnswer { id: id.into(), procedure: proc.name.clone() });
+            // Shown escaped and cut: a mistyped id may hold control characters or be huge.
+            let known = if answerable.is_empty() { "none".to_owned() } else { answerable.join(", ") };
+            let id = id.escape_debug().take(80).collect();
+            return Err(PlanError::UnknownAnswer { id, procedure: proc.name.clone(), known });
         }
         // SPEC §3 rule 5: a decision given ahead is checked before the first step runs.
         if let Some(step) = find_step(runbook, id)

@@ -563,6 +563,8 @@ pub struct ApplyArgs<'a> {
     pub confirm_env: Option<String>,
     pub answers: Vec<String>,
     pub output: OutputFormat,
+    /// `--on-failure undo|abort`, as on a run.
+    pub on_failure: Option<super::undo::FailurePolicy>,
 }
 
 /// `runbook apply FILE`.
@@ -669,7 +671,7 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
         yes: true,
         output: args.output,
         completed: None,
-        recovery: super::undo::Recovery::default(),
+        recovery: super::undo::Recovery::on_failure(args.on_failure),
         resume_events: Vec::new(),
         forced: false,
         rehearsal: None,

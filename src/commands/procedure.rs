@@ -386,9 +386,20 @@ pub fn execute(plan: &mut Plan, mut execution: Execution, settings: &Settings) -
             if !json {
                 // Not eprintln!: after SIGHUP the terminal is gone and a failed write must
                 // not turn exit 130 into a panic.
-                let next = if execution.recovery.undo { "undo" } else { "resume" };
-                let _ =
-                    writeln!(std::io::stderr(), "The run can be continued with: runbook {next} {}", execution.run_id);
+                // After an undo, resuming would redo what was taken back: only `undo` goes on.
+                let next = match runner.undo_left() {
+                    Some(true) => Some("undo"),
+                    Some(false) => None,
+                    None if execution.recovery.undo => Some("undo"),
+                    None => Some("resume"),
+                };
+                if let Some(next) = next {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "The run can be continued with: runbook {next} {}",
+                        execution.run_id
+                    );
+                }
             }
             Err(Error::Reported(other.exit_code()))
         }

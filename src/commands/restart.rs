@@ -141,6 +141,12 @@ pub fn restart(request: &Request<'_>) -> Result<Option<Restart>, Error> {
                     "--from {from}: step `{from}` has not finished in an earlier attempt, so the resume reaches it anyway; steps that can be restarted: {valid}"
                 )));
             }
+            None if let Some(owner) = request.order.iter().find(|s| s.undo.iter().any(|u| u.id == from)) => {
+                return Err(Error::Usage(format!(
+                    "--from {from}: `{from}` is an undo step of `{}`; undo steps run only with `runbook undo`; steps that can be restarted: {valid}",
+                    owner.id
+                )));
+            }
             None => {
                 // Shown escaped and cut: a mistyped id may hold control characters or be huge.
                 let shown: String = from.escape_debug().take(80).collect();

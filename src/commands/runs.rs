@@ -140,9 +140,11 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
     if recorded.truncated {
         let _ = writeln!(out, "note: the last record was cut off (the process died while writing it)");
     }
-    if status == "partly undone" || status == "undo failed" {
+    if undo_left(&recorded) {
         let _ = writeln!(out, "continue the undo with: runbook undo {run_id}");
-    } else if recorded.status() != "done" && recorded.undo_status().is_none() {
+    }
+    // Resumable as long as no undo step started (an undo with every step skipped took nothing back).
+    if recorded.status() != "done" && undone_at(&recorded).is_none() {
         let _ = writeln!(out, "continue it with: runbook resume {run_id}");
     }
     crate::output::print(&out);
@@ -185,17 +187,36 @@ fn decisions_and_changes(recorded: &Recorded) -> Vec<String> {
         })
         .unwrap_or_default();
     let mut kinds: HashMap<String, String> = HashMap::new();
-    let (mut decisions, mut changes) = (Vec::new(), Vec::new());
+    let (mut decisions, mut changes): (Vec<(String, String)>, Vec<String>) = (Vec::new(), Vec::new());
+    // A later answer replaces an earlier one: the earlier line says so (values as journaled,
+    // so a secret stays masked).
+    // `newer`: the new answer is journaled already (the failure menu's edit asks first).
+    let replace = |decisions: &mut Vec<(String, String)>, id: &str, how: String, newer: usize| {
+        let earlier = decisions.iter_mut().rev().filter(|(d, _)| d == id).nth(newer);
+        if let Some((_, line)) = earlier.filter(|(_, line)| !line.contains(" — replaced")) {
+            line.push_str(&how);
+        }
+    };
     for record in &recorded.records {
-        let Record::Event { event, .. } = record else { continue };
+        let Record::Event { ts, event } = record else { continue };
         let id = event["id"].as_str().unwrap_or_default().to_owned();
+        let by = event["by"].as_str().unwrap_or("?");
         match event["event"].as_str() {
+            Some("answer_replaced") => {
+                let value = event["value"].as_str().unwrap_or_default();
+                replace(&mut decisions, &id, format!(" — replaced at {ts} by {by} (resume --answer): {value:?}"), 0);
+            }
+            Some("failure_choice") if event["choice"] == "edit" => {
+                let prompt = event["prompt"].as_str().unwrap_or_default();
+                let value = event["answer"].as_str().unwrap_or(crate::redact::MASK);
+                replace(&mut decisions, prompt, format!(" — replaced at {ts} by {by} (failure menu): {value:?}"), 1);
+            }
             Some("step_started") => {
                 kinds.insert(id, event["kind"].as_str().unwrap_or_default().to_owned());
             }
             Some("step_finished") if event["status"] == "done" => {
                 if let (Some("prompt"), Some(answer)) = (kinds.get(&id).map(String::as_str), event["answer"].as_str()) {
-                    decisions.push(format!("  {id}: {answer}"));
+                    decisions.push((id.clone(), format!("  {id}: {answer}")));
                 }
                 if mutating.contains(&id)
                     && let Some(text) = crate::exec::terminal::what_changed(&event["output"])
@@ -209,7 +230,7 @@ fn decisions_and_changes(recorded: &Recorded) -> Vec<String> {
     let mut lines = Vec::new();
     if !decisions.is_empty() {
         lines.push("decisions:".to_owned());
-        lines.extend(decisions);
+        lines.extend(decisions.into_iter().map(|(_, line)| line));
     }
     if !changes.is_empty() {
         lines.push("changes:".to_owned());
@@ -296,11 +317,51 @@ pub struct ResumeArgs {
     pub undo: bool,
     /// `--from STEP`: start again at this finished step.
     pub from: Option<String>,
+    /// `--on-failure undo|abort`; without it, what the run's last attempt chose.
+    pub on_failure: Option<super::undo::FailurePolicy>,
+}
+
+/// When the run's first undo step started (`runbook undo`, `--on-failure undo`, the failure
+/// menu). An undo whose every step was skipped, or that found nothing to undo, took nothing back.
+fn undone_at(recorded: &Recorded) -> Option<&str> {
+    recorded.records.iter().find_map(|r| match r {
+        Record::Event { ts, event } if event["event"] == "undo" && event["state"] == "started" => Some(ts.as_str()),
+        _ => None,
+    })
+}
+
+/// Whether `runbook undo` has something left to do: an owner whose undo was started,
+/// failed or skipped and never finished. Changes without `undo:` are not.
+fn undo_left(recorded: &Recorded) -> bool {
+    let undone = recorded.undone_steps();
+    let mut last: HashMap<&str, &str> = HashMap::new();
+    for record in &recorded.records {
+        let Record::Event { event, .. } = record else { continue };
+        if event["event"] != "undo" {
+            continue;
+        }
+        if let (Some(id), Some(state)) = (event["id"].as_str(), event["state"].as_str()) {
+            last.insert(id, state);
+        }
+    }
+    last.iter().any(|(id, state)| matches!(*state, "started" | "failed" | "skipped") && !undone.contains(*id))
 }
 
 pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     let recorded = find(settings, &args.run_id)?;
     let header = recorded.header().cloned().ok_or_else(|| Error::Io(format!("run {} has no header", args.run_id)))?;
+    if !args.undo
+        && let Some(when) = undone_at(&recorded)
+    {
+        let mut text = format!(
+            "run {} was undone at {when}; resuming would redo what was taken back: start a new run",
+            args.run_id
+        );
+        if undo_left(&recorded) {
+            text.push_str(&format!(" (finish the undo with: runbook undo {})", args.run_id));
+        }
+        return Err(Error::Usage(text));
+    }
     if recorded.status() == "done" && !args.undo {
         return Err(Error::Usage(format!("run {} finished successfully; there is nothing to resume", args.run_id)));
     }
@@ -379,7 +440,7 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         ask_missing_secrets(&mut plan)?;
     }
-    let mut completed = completed_steps(&plan, &recorded)?;
+    let mut completed = completed_steps(&plan, &recorded, args.undo)?;
     let order = super::restart::walk_order(&plan.runbook, &header.procedure);
     let request = super::restart::Request {
         order: &order,
@@ -425,7 +486,7 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         recovery: if args.undo {
             super::undo::Recovery::undo(&plan, &recorded)?
         } else {
-            super::undo::Recovery::resumed(&plan, &recorded)
+            super::undo::Recovery::resumed(&plan, &recorded).with_on_failure(args.on_failure, &recorded)
         },
     };
     execute(&mut plan, execution, settings)
@@ -433,7 +494,9 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
 
 /// Steps not to run again. A step whose output was secret is not in the journal: it runs
 /// again when it only reads (or asks), and blocks the resume when it changed something.
-fn completed_steps(plan: &Plan, recorded: &Recorded) -> Result<HashMap<String, Option<StepOutput>>, Error> {
+/// For `runbook undo` such a step is refused only when an undo step reads its output (before
+/// any undo step runs: nothing half-undone); otherwise its undo goes on without it.
+fn completed_steps(plan: &Plan, recorded: &Recorded, undo: bool) -> Result<HashMap<String, Option<StepOutput>>, Error> {
     let mut completed = HashMap::new();
     let steps: HashMap<&str, &crate::step::Step> = plan
         .runbook
@@ -450,6 +513,18 @@ fn completed_steps(plan: &Plan, recorded: &Recorded) -> Result<HashMap<String, O
             let rerunnable = step.effect == Effect::Read || matches!(step.kind, StepKind::Prompt(_));
             if rerunnable {
                 continue;
+            }
+            if undo {
+                let reader = steps
+                    .values()
+                    .flat_map(|s| &s.undo)
+                    .find(|u| crate::exec::recovery::menu::steps_read_by(u).contains(&id));
+                let Some(reader) = reader else { continue };
+                return Err(Error::Usage(format!(
+                    "cannot undo run {}: undo step `{}` needs the output of step `{id}`, which was secret and never journaled; nothing was undone (undo `{id}` by hand, or read the secret again in an undo step)",
+                    recorded.header().map(|h| h.run_id.as_str()).unwrap_or_default(),
+                    reader.id
+                )));
             }
             return Err(Error::Usage(format!(
                 "step `{id}` produced a secret and changed something; its output cannot be recovered safely on resume"

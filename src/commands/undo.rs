@@ -67,6 +67,25 @@ impl Recovery {
         }
     }
 
+    /// A resume's `--on-failure`: the one given, else the one the run's last attempt chose
+    /// (the operator chose a policy for the run; a resume continues that run).
+    pub fn with_on_failure(self, given: Option<FailurePolicy>, recorded: &Recorded) -> Self {
+        let chosen = recorded
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::RunStarted { header, .. } | Record::RunResumed { header, .. } => Some(header),
+                Record::Event { .. } => None,
+            })
+            .rfind(|h| !h.undo)
+            .and_then(|h| match h.on_failure.as_deref() {
+                Some("undo") => Some(FailurePolicy::Undo),
+                Some("abort") => Some(FailurePolicy::Abort),
+                _ => None,
+            });
+        Recovery { on_failure: given.or(chosen), ..self }
+    }
+
     /// `runbook undo`: refused when there is nothing left to undo.
     pub fn undo(plan: &Plan, recorded: &Recorded) -> Result<Self, Error> {
         let recovery = Recovery { undo: true, ..Recovery::resumed(plan, recorded) };
@@ -101,6 +120,7 @@ impl Recovery {
 
     pub fn prepare(&self, runner: &mut Runner<'_>) {
         runner.on_failure_undo = self.on_failure == Some(FailurePolicy::Undo);
+        runner.on_failure_abort = self.on_failure == Some(FailurePolicy::Abort);
         if self.earlier_done.is_some() {
             runner.earlier_done = self.earlier_done.clone();
             runner.undone = self.undone.clone();

@@ -102,6 +102,10 @@ pub struct Runner<'p> {
     undoing: bool,
     /// `--on-failure undo`: a step that fails where its `on_failure` aborts undoes the run.
     pub on_failure_undo: bool,
+    /// `--on-failure abort` given explicitly: a failed step stops the run, no menu.
+    pub on_failure_abort: bool,
+    /// The last undo state of each owner in this attempt (what `runbook undo` has left).
+    undo_states: std::collections::HashMap<String, event::UndoState>,
     /// The failure menu's `edit`: a prompt is asked again, whatever `--answer` said.
     ask_again: bool,
     /// Steps the operator skipped at the failure menu.
@@ -138,6 +142,8 @@ impl<'p> Runner<'p> {
             failed_mutation: None,
             undoing: false,
             on_failure_undo: false,
+            on_failure_abort: false,
+            undo_states: std::collections::HashMap::new(),
             ask_again: false,
             menu_skipped: std::collections::HashSet::new(),
         }

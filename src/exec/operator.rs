@@ -128,18 +128,17 @@ impl Operator {
         offered.push("[a]bort (resumable)");
         let question = format!("`{id}` failed: {}", offered.join(" / "));
         loop {
-            let answer: String = Input::with_theme(&Self::theme())
-                .with_prompt(&question)
-                .allow_empty(true)
-                .interact_text()
-                .map_err(ask_error)?;
+            // Read key by key: Ctrl-D is the end of input, pasted garbage is cut.
+            let Some(answer) = crate::exec::recovery::line::read(&question, crate::exec::recovery::line::SHOWN)? else {
+                return Err(AskError::Failed("end of input".into()));
+            };
             match answer.trim().to_ascii_lowercase().as_str() {
                 "r" | "retry" => return Ok(MenuChoice::Retry),
                 "e" | "edit" if edit => return Ok(MenuChoice::Edit),
                 "s" | "skip" => return Ok(MenuChoice::Skip),
                 "u" | "undo" if undo => return Ok(MenuChoice::Undo),
                 "a" | "abort" | "q" | "quit" => return Ok(MenuChoice::Abort),
-                _ => eprintln!("Please answer one of: {}.", offered.join(", ")),
+                other => eprintln!("Please answer one of: {} (not {other:?}).", offered.join(", ")),
             }
         }
     }
@@ -147,11 +146,11 @@ impl Operator {
     /// Why a failed step is skipped: asked until something is typed.
     pub fn skip_reason(&self, id: &str) -> Result<String, AskError> {
         loop {
-            let answer: String = Input::with_theme(&Self::theme())
-                .with_prompt(format!("Why skip `{id}`? (journaled)"))
-                .allow_empty(true)
-                .interact_text()
-                .map_err(ask_error)?;
+            let question = format!("Why skip `{id}`? (journaled)");
+            let Some(answer) = crate::exec::recovery::line::read(&question, crate::exec::recovery::line::REASON)?
+            else {
+                return Err(AskError::Failed("end of input".into()));
+            };
             let answer = answer.trim();
             if !answer.is_empty() {
                 return Ok(answer.to_owned());

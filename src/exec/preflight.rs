@@ -93,7 +93,12 @@ impl Runner<'_> {
             let target = plan.environment.as_deref().map_or("no environment".to_owned(), |e| format!("`{e}`"));
             return Err(format!("--confirm-env {name}: the run targets {target}"));
         }
-        let typed: Vec<&Step> = steps_of(plan).into_iter().filter(|s| s.confirm.is_some()).collect();
+        let mut typed: Vec<&Step> = steps_of(plan).into_iter().filter(|s| s.confirm.is_some()).collect();
+        // `--on-failure undo` may run undo steps: their typed targets are needed up front too,
+        // not half-way through an undo.
+        if self.on_failure_undo {
+            typed.extend(steps_of(plan).into_iter().flat_map(|s| &s.undo).filter(|u| u.confirm.is_some()));
+        }
         for id in given.targets.keys() {
             if !typed.iter().any(|s| s.id == *id) {
                 return Err(format!("--confirm-target {id}=…: {what} has no `confirm: typed` step `{id}`"));

@@ -128,6 +128,15 @@ fn edit_at_the_failure_menu_asks_the_prompt_again_and_retries_with_the_new_answe
     assert!(shown.contains(r#"answered "bad""#) && shown.contains(r#"answered "good""#), "{shown}");
     assert!(shown.contains(r#"answer `backup_id` changed to "good", then retry `restore`"#), "{shown}");
     assert!(shown.contains("(by "), "who chose is journaled\n{shown}");
+    // The replaced decision is marked, the new one is not.
+    let decisions: Vec<&str> = shown.lines().skip_while(|l| *l != "decisions:").collect();
+    assert!(
+        decisions
+            .iter()
+            .any(|l| l.starts_with("  backup_id: bad — replaced at ") && l.ends_with(r#"(failure menu): "good""#)),
+        "{shown}"
+    );
+    assert!(decisions.contains(&"  backup_id: good"), "{shown}");
 }
 
 #[test]
@@ -315,4 +324,111 @@ fn a_step_with_a_handler_procedure_runs_it_at_a_terminal_without_the_menu() {
     assert_eq!(code, 1, "{transcript}");
     assert!(sandbox.path().join("cleaned").exists(), "{transcript}");
     assert!(!transcript.contains("[r]etry"), "{transcript}");
+}
+
+#[test]
+fn explicit_on_failure_abort_at_a_terminal_stops_without_the_menu() {
+    let sandbox = sandbox("flaky", FLAKY);
+    let mut pty = Pty::spawn(&sandbox, &["flaky", "go", "--on-failure", "abort"]);
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    pty.expect("runbook resume");
+    let (code, transcript) = pty.finish();
+    // A failed step is exit 1 (SPEC); 3 is the operator aborting at a question.
+    assert_eq!(code, 1, "{transcript}");
+    assert!(!transcript.contains(MENU), "{transcript}");
+    assert!(!journal(&sandbox).contains("failure_choice"));
+    let id = sandbox.last_run_id();
+    sandbox.runbook().args(["resume", &id, "--yes"]).output().success();
+    assert_eq!(file(&sandbox, "log.txt"), "last\n");
+}
+
+#[test]
+fn ctrl_d_at_the_failure_menu_aborts_resumable_and_journaled() {
+    let sandbox = sandbox("flaky", FLAKY);
+    let mut pty = started(&sandbox, "flaky");
+    pty.expect(MENU);
+    pty.send("\u{4}");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "{transcript}");
+    assert!(show(&sandbox).contains("abort after `flaky` failed (resumable): cannot ask the operator: end of input"));
+    assert!(journal(&sandbox).contains(r#""choice":"abort""#));
+    let id = sandbox.last_run_id();
+    sandbox.runbook().args(["resume", &id, "--yes"]).output().success();
+    assert_eq!(file(&sandbox, "log.txt"), "last\n");
+}
+
+#[test]
+fn a_huge_or_control_character_answer_at_the_failure_menu_is_cut_and_asked_again() {
+    let sandbox = sandbox("flaky", FLAKY);
+    let mut pty = started(&sandbox, "flaky");
+    pty.expect(MENU);
+    let started = std::time::Instant::now();
+    // 200 KB pasted, with a bell, an escape sequence and a backspace in it.
+    pty.answer(&format!("r\u{7}\u{1b}[31m{}\u{7f}", "x".repeat(200_000)));
+    pty.expect("Please answer one of");
+    pty.expect("(not \"r");
+    pty.expect(MENU);
+    let elapsed = started.elapsed();
+    // Control characters look like a choice once dropped: `a` followed by Ctrl-A is no `a`.
+    pty.answer("a\u{1}");
+    pty.expect("Please answer one of");
+    pty.expect(MENU);
+    pty.answer("r");
+    pty.expect("Run `uses` with this command?");
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "{transcript}");
+    assert!(!transcript.contains(&"x".repeat(100)), "the paste was echoed");
+    assert!(!transcript.contains('\u{7}'), "a control character was echoed");
+    assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
+    eprintln!("200 KB answer at the menu: {elapsed:?}");
+}
+
+#[test]
+fn a_huge_skip_reason_is_cut_and_ctrl_d_at_the_reason_aborts() {
+    let sandbox = sandbox("flaky", FLAKY);
+    let mut pty = started(&sandbox, "flaky");
+    pty.expect(MENU);
+    pty.answer("s");
+    pty.expect("Why skip `flaky`?");
+    pty.answer(&format!("checked\u{7}{}", "y".repeat(5_000)));
+    pty.expect("`uses` failed: [r]etry");
+    pty.answer("s");
+    pty.expect("Why skip `uses`?");
+    pty.send("\u{4}");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "{transcript}");
+    let shown = show(&sandbox);
+    let reason = shown.lines().find(|l| l.contains("skip `flaky`: checked")).unwrap_or_default();
+    // Kept: 500 characters (the bell dropped), then the mark that it was cut.
+    assert!(reason.contains(&format!("checked{}…", "y".repeat(493))), "{shown}");
+    assert!(!reason.contains(&"y".repeat(600)), "{reason}");
+    assert!(!journal(&sandbox).contains('\u{7}'));
+    assert!(shown.contains("abort after `uses` failed (resumable): cannot ask the operator: end of input"), "{shown}");
+}
+
+#[test]
+fn undo_at_the_failure_menu_with_every_undo_skipped_leaves_the_run_resumable_and_undoable() {
+    let sandbox = super::undo::sandbox();
+    let mut pty = started(&sandbox, "undoable");
+    pty.expect("[u]ndo this run's changes");
+    pty.answer("u");
+    pty.expect("Run stage `undo of two`?");
+    pty.expect(STAGE_QUESTION);
+    pty.answer("s");
+    pty.expect("Run stage `undo of one`?");
+    pty.expect(STAGE_QUESTION);
+    pty.answer("s");
+    pty.expect("continued with: runbook undo");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 1, "{transcript}");
+    assert_eq!(super::undo::log(&sandbox), ["one", "two", "three"], "{transcript}");
+    let shown = show(&sandbox);
+    assert!(shown.contains("continue the undo with: runbook undo"), "{shown}");
+    assert!(shown.contains("continue it with: runbook resume"), "{shown}");
+    // Nothing was taken back: resuming is not redoing anything.
+    let id = sandbox.last_run_id();
+    let out = sandbox.runbook().args(["resume", &id, "--yes"]).output().status(1);
+    assert!(out.stderr().contains("step `boom` failed"), "{}", out.stderr());
 }

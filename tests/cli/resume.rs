@@ -290,3 +290,57 @@ fn a_from_with_control_characters_or_huge_is_refused_and_shown_escaped() {
     let out = Run::new(sandbox.path()).args(["resume", &id, "--yes", "--from", &huge]).output().status(2);
     assert!(out.stderr().len() < 1_000, "{}", out.stderr().len());
 }
+
+#[test]
+fn resume_from_a_step_of_an_included_procedure_restarts_there() {
+    let sandbox = sandbox();
+    let id = failed_go(&sandbox);
+    // `ticket` is in `prep`, included by `go`: it is asked again (given here), then every
+    // later step runs again.
+    let out = sandbox
+        .runbook()
+        .args(["resume", &id, "--yes", "--from", "ticket", "--answer", "ticket=OPS-2", "--answer", "choice=good"])
+        .output()
+        .success();
+    assert_eq!(log(&sandbox), ["before", "use bad OPS-1", "before", "use good OPS-2"], "{}", out.stderr());
+}
+
+#[test]
+fn resume_with_unknown_or_invalid_ids_exits_2_naming_them_without_a_panic() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let sandbox = sandbox();
+    let id = failed_go(&sandbox);
+    let out = sandbox.runbook().args(["resume", &id, "--yes", "--answer", "nope\u{1b}[31m=1"]).output().status(2);
+    assert!(out.stderr().contains(r"no prompt or manual step `nope\u{1b}[31m`"), "{}", out.stderr());
+    assert!(!out.stderr().contains('\u{1b}'), "{:?}", out.stderr());
+    // The prompts and manual steps that exist are listed.
+    assert!(out.stderr().contains("it has: note, ticket, choice"), "{}", out.stderr());
+    for flag in ["--from", "--answer"] {
+        let bad = std::ffi::OsStr::from_bytes(b"ch\xffoice=x");
+        let out = sandbox.runbook().args([std::ffi::OsStr::new("resume"), std::ffi::OsStr::new(&id)]).args([
+            std::ffi::OsStr::new("--yes"),
+            std::ffi::OsStr::new(flag),
+            bad,
+        ]);
+        let out = out.output().status(2);
+        assert!(out.stderr().contains("invalid UTF-8"), "{}", out.stderr());
+    }
+    assert_eq!(log(&sandbox), ["before", "use bad OPS-1"]);
+}
+
+#[test]
+fn show_marks_a_decision_replaced_by_resume_answer() {
+    let sandbox = sandbox();
+    let id = failed_go(&sandbox);
+    sandbox.runbook().args(["resume", &id, "--yes", "--answer", "choice=good"]).output().success();
+    let shown = sandbox.runbook().args(["show", &id]).output().success().stdout();
+    let decisions: Vec<&str> = shown.lines().skip_while(|l| *l != "decisions:").collect();
+    assert!(
+        decisions
+            .iter()
+            .any(|l| l.starts_with("  choice: bad — replaced at ") && l.ends_with(r#"(resume --answer): "good""#)),
+        "{shown}"
+    );
+    assert!(decisions.contains(&"  choice: good"), "{shown}");
+    assert!(decisions.contains(&"  ticket: OPS-1"), "an answer kept is not marked\n{shown}");
+}

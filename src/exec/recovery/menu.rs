@@ -37,7 +37,10 @@ pub fn describe_choice(
         ),
         "skip" => format!("skip `{id}`: {}", reason.unwrap_or("")),
         "undo" => format!("undo this run's changes after `{id}` failed"),
-        "abort" => format!("abort after `{id}` failed (resumable)"),
+        "abort" => match reason {
+            Some(why) => format!("abort after `{id}` failed (resumable): {why}"),
+            None => format!("abort after `{id}` failed (resumable)"),
+        },
         other => format!("{other} after `{id}` failed"),
     };
     format!("↳ failure menu: {}", what.replace(['\n', '\r'], " "))
@@ -66,6 +69,14 @@ fn strings<'v>(value: &'v serde_json::Value, out: &mut Vec<&'v str>) {
     }
 }
 
+/// Step ids `step`'s templates read (`steps.ID...`), its `undo:` steps included.
+pub(crate) fn steps_read_by(step: &Step) -> BTreeSet<String> {
+    let Ok(value) = serde_json::to_value(step) else { return BTreeSet::new() };
+    let mut texts = Vec::new();
+    strings(&value, &mut texts);
+    texts.iter().flat_map(|t| steps_read(t)).collect()
+}
+
 impl<'p> Runner<'p> {
     /// Whether `step`'s failure goes to the menu rather than straight to `on_failure`.
     pub(crate) fn offers_menu(&self, step: &Step) -> bool {
@@ -74,6 +85,7 @@ impl<'p> Runner<'p> {
             && !self.probing
             && !self.undoing
             && !self.on_failure_undo
+            && !self.on_failure_abort
             && !self.refused_answer
             && step.on_failure == OnFailure::Abort
     }
@@ -101,10 +113,7 @@ impl<'p> Runner<'p> {
 
     /// Why `step` could not render, when it reads a step skipped at the menu.
     pub(crate) fn uses_skipped(&self, step: &Step) -> Option<String> {
-        let Ok(value) = serde_json::to_value(step) else { return None };
-        let mut texts = Vec::new();
-        strings(&value, &mut texts);
-        let used: BTreeSet<String> = texts.iter().flat_map(|t| steps_read(t)).collect();
+        let used = steps_read_by(step);
         let skipped: Vec<String> =
             used.into_iter().filter(|id| self.menu_skipped.contains(id)).map(|id| format!("`{id}`")).collect();
         (!skipped.is_empty())
@@ -133,8 +142,9 @@ impl<'p> Runner<'p> {
             Err(AskError::Interrupted) => {
                 return Flow::Stop(Outcome::Interrupted, format!("{message}; interrupted at the failure menu"));
             }
-            // The terminal went away (end of input): the safe choice, resumable.
+            // End of input (Ctrl-D) or the terminal went away: the safe choice, resumable.
             Err(err) => {
+                self.choice_event(&step.id, "abort", Some(err.to_string()), None);
                 return Flow::Stop(Outcome::Aborted, format!("{message}; no choice at the failure menu: {err}"));
             }
         };
@@ -151,7 +161,10 @@ impl<'p> Runner<'p> {
                     Err(AskError::Interrupted) => {
                         return Flow::Stop(Outcome::Interrupted, format!("{message}; interrupted at the failure menu"));
                     }
-                    Err(err) => return Flow::Stop(Outcome::Aborted, format!("{message}; no reason to skip: {err}")),
+                    Err(err) => {
+                        self.choice_event(&step.id, "abort", Some(err.to_string()), None);
+                        return Flow::Stop(Outcome::Aborted, format!("{message}; no reason to skip: {err}"));
+                    }
                 };
                 self.choice_event(&step.id, "skip", Some(reason), None);
                 self.menu_skipped.insert(step.id.clone());

@@ -129,7 +129,7 @@ impl<'p> Runner<'p> {
 
     async fn undo_each(&mut self, owners: &[&'p Step]) -> Result<Undone, Flow> {
         let mut undone = Undone::default();
-        for owner in owners {
+        for (index, owner) in owners.iter().enumerate() {
             if owner.undo.is_empty() {
                 let shown = self.shown(owner).unwrap_or_else(|| "(command not known)".into());
                 self.undo_event(owner, UndoState::Manual, format!("cannot be undone automatically: $ {shown}"));
@@ -162,7 +162,16 @@ impl<'p> Runner<'p> {
             for step in &owner.undo {
                 if let Flow::Stop(outcome, message) = self.step(step).await {
                     self.undo_event(owner, UndoState::Failed, message.clone());
-                    return Err(Flow::Stop(outcome, format!("undo of `{}` did not finish: {message}", owner.id)));
+                    // Older undo steps may depend on this one: they wait for `runbook undo`.
+                    let left: Vec<String> = owners[index..]
+                        .iter()
+                        .filter(|o| !o.undo.is_empty() && !self.undone.contains(&o.id))
+                        .map(|o| format!("`{}`", o.id))
+                        .collect();
+                    return Err(Flow::Stop(
+                        outcome,
+                        format!("undo of `{}` did not finish: {message}; left to undo: {}", owner.id, left.join(", ")),
+                    ));
                 }
             }
             self.undo_event(owner, UndoState::Done, "undone".into());
@@ -204,7 +213,20 @@ impl<'p> Runner<'p> {
     }
 
     fn undo_event(&mut self, owner: &Step, state: UndoState, text: String) {
+        self.undo_states.insert(owner.id.clone(), state);
         self.emit(Event::Undo { id: owner.id.clone(), state, text });
+    }
+
+    /// `None` when this attempt undid nothing; else whether `runbook undo` has something
+    /// left (an undo started, failed or skipped; changes without `undo:` are not).
+    pub fn undo_left(&self) -> Option<bool> {
+        if self.undo_states.values().all(|s| *s == UndoState::Manual) {
+            return None;
+        }
+        let left = |(id, s): (&String, &UndoState)| {
+            matches!(s, UndoState::Started | UndoState::Failed | UndoState::Skipped) && !self.undone.contains(id)
+        };
+        Some(self.undo_states.iter().any(left))
     }
 
     /// `runbook undo`'s preflight: without a terminal, `--yes` and every typed target of
