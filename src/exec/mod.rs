@@ -3,6 +3,7 @@
 
 mod ansi;
 pub mod event;
+mod line;
 pub mod operator;
 mod preflight;
 mod process;

@@ -81,12 +81,12 @@ impl Operator {
             // The preflight refuses such runs; stopping is the safe answer regardless.
             return Ok(StageChoice::Stop);
         }
+        let question = format!("Run stage `{name}`? [y]es / [N]o, stop here / [s]kip this stage");
         loop {
-            let answer: String = Input::with_theme(&Self::theme())
-                .with_prompt(format!("Run stage `{name}`? [y]es / [N]o, stop here / [s]kip this stage"))
-                .allow_empty(true)
-                .interact_text()
-                .map_err(ask_error)?;
+            // Ctrl-D (the end of input) is the default: stop here.
+            let Some(answer) = super::line::read(&question, super::line::SHOWN)? else {
+                return Ok(StageChoice::Stop);
+            };
             match answer.trim().to_ascii_lowercase().as_str() {
                 "y" | "yes" => return Ok(StageChoice::Run),
                 "" | "n" | "no" | "q" | "quit" => return Ok(StageChoice::Stop),
@@ -99,12 +99,12 @@ impl Operator {
     /// A mutating step whose command was not known when its stage was confirmed (it uses a
     /// choice made in that stage): y / N (default).
     pub fn confirm_step(&self, id: &str) -> Result<bool, AskError> {
+        let question = format!("Run `{id}` with this command? [y]es / [N]o, stop here");
         loop {
-            let answer: String = Input::with_theme(&Self::theme())
-                .with_prompt(format!("Run `{id}` with this command? [y]es / [N]o, stop here"))
-                .allow_empty(true)
-                .interact_text()
-                .map_err(ask_error)?;
+            // Ctrl-D (the end of input) is the default: stop here.
+            let Some(answer) = super::line::read(&question, super::line::SHOWN)? else {
+                return Ok(false);
+            };
             match answer.trim().to_ascii_lowercase().as_str() {
                 "y" | "yes" => return Ok(true),
                 "" | "n" | "no" | "q" | "quit" => return Ok(false),
@@ -129,7 +129,7 @@ impl Operator {
         let question = format!("`{id}` failed: {}", offered.join(" / "));
         loop {
             // Read key by key: Ctrl-D is the end of input, pasted garbage is cut.
-            let Some(answer) = crate::exec::recovery::line::read(&question, crate::exec::recovery::line::SHOWN)? else {
+            let Some(answer) = super::line::read(&question, super::line::SHOWN)? else {
                 return Err(AskError::Failed("end of input".into()));
             };
             match answer.trim().to_ascii_lowercase().as_str() {
@@ -147,8 +147,7 @@ impl Operator {
     pub fn skip_reason(&self, id: &str) -> Result<String, AskError> {
         loop {
             let question = format!("Why skip `{id}`? (journaled)");
-            let Some(answer) = crate::exec::recovery::line::read(&question, crate::exec::recovery::line::REASON)?
-            else {
+            let Some(answer) = super::line::read(&question, super::line::REASON)? else {
                 return Err(AskError::Failed("end of input".into()));
             };
             let answer = answer.trim();

@@ -137,6 +137,27 @@ fn stage_yes_then_no_runs_the_first_stage_and_aborts() {
     assert!(!exists(&sandbox, "b"), "stage `Second` ran after `n`\n--- transcript\n{transcript}");
 }
 
+/// Ctrl-D at a stage confirmation is its default (No, stop here), never a wait forever; a
+/// pasted line full of control characters or a huge one is neither echoed nor taken as `y`.
+#[test]
+fn ctrl_d_or_garbage_at_a_stage_confirmation_never_runs_the_stage() {
+    let sandbox = Sandbox::new();
+    sandbox.file("two.yaml", TWO_STAGES);
+    let mut pty = Pty::spawn(&sandbox, &["two", "go"]);
+    pty.expect("Run stage `First`?");
+    pty.expect(STAGE_QUESTION);
+    // `y` followed by an escape sequence, a bell and 50 KB: not a `y`.
+    pty.answer(&format!("y\u{1b}[31m\u{7}{}", "y".repeat(50_000)));
+    pty.expect("Please answer y, n or s.");
+    pty.expect(STAGE_QUESTION);
+    pty.send("\u{4}");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "exit code (operator aborted)\n--- transcript\n{transcript}");
+    assert!(!exists(&sandbox, "a"), "stage `First` ran\n--- transcript\n{transcript}");
+    assert!(!transcript.contains(&"y".repeat(100)), "the paste was echoed\n{transcript}");
+    assert!(!transcript.contains('\u{7}'), "a control character was echoed");
+}
+
 #[test]
 fn stage_skip_then_yes_runs_only_the_second_stage() {
     let sandbox = Sandbox::new();

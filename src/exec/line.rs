@@ -1,5 +1,5 @@
-//! One line typed at the failure menu, read key by key: Ctrl-D on an empty line (or the end
-//! of input) is the end of input, control characters and anything beyond a limit
+//! One line typed at a question (the failure menu, a stage or step confirmation), read key
+//! by key: Ctrl-D on an empty line (or the end of input) is the end of input, control characters and anything beyond a limit
 //! characters are kept out of the terminal and out of the answer, so a pasted megabyte or
 //! an escape sequence can neither flood the screen nor be mistaken for a choice.
 
@@ -9,7 +9,8 @@ use console::{Key, Term};
 
 use crate::exec::operator::AskError;
 
-/// At most this many characters of a menu choice are kept and echoed; the rest is dropped.
+/// At most this many characters of a menu choice or a confirmation are kept and echoed; the
+/// rest is dropped.
 pub const SHOWN: usize = 64;
 
 /// At most this many characters of a skip reason are kept (it is journaled and shown).
