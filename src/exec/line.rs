@@ -13,6 +13,11 @@ use crate::exec::operator::AskError;
 /// rest is dropped.
 pub const SHOWN: usize = 64;
 
+/// At most this many characters of a name typed to confirm (an environment, an instance;
+/// Cloud resource names stay under 100). A target longer than this is confirmed ahead with
+/// `--confirm-target`; a cut answer never matches.
+pub const NAME: usize = 1024;
+
 /// At most this many characters of a skip reason are kept (it is journaled and shown).
 pub const REASON: usize = 500;
 

@@ -179,12 +179,12 @@ impl Operator {
         if !self.interactive {
             return Ok(false);
         }
+        let question = format!("{what}: type `{expected}` to continue");
         for _ in 0..3 {
-            let answer: String = Input::with_theme(&Self::theme())
-                .with_prompt(format!("{what}: type `{expected}` to continue"))
-                .allow_empty(true)
-                .interact_text()
-                .map_err(ask_error)?;
+            // Ctrl-D (the end of input) refuses; control characters never match a name.
+            let Some(answer) = super::line::read(&question, super::line::NAME)? else {
+                return Ok(false);
+            };
             if answer.trim() == expected {
                 return Ok(true);
             }
@@ -202,11 +202,12 @@ impl Operator {
             return Ok(false);
         }
         loop {
-            let answer: String = Input::with_theme(&Self::theme())
-                .with_prompt("Type `done` when finished (or `q` to stop the run)")
-                .allow_empty(true)
-                .interact_text()
-                .map_err(ask_error)?;
+            // Ctrl-D (the end of input) stops the run, as `q` does.
+            let Some(answer) =
+                super::line::read("Type `done` when finished (or `q` to stop the run)", super::line::SHOWN)?
+            else {
+                return Ok(false);
+            };
             match answer.trim().to_ascii_lowercase().as_str() {
                 "done" | "d" | "y" | "yes" => return Ok(true),
                 "q" | "quit" | "n" | "no" => return Ok(false),

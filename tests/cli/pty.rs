@@ -158,6 +158,19 @@ fn ctrl_d_or_garbage_at_a_stage_confirmation_never_runs_the_stage() {
     assert!(!transcript.contains('\u{7}'), "a control character was echoed");
 }
 
+/// Ctrl-D where a protected environment's name is asked refuses, exit 3, nothing ran.
+#[test]
+fn ctrl_d_at_the_protected_environment_name_refuses() {
+    let sandbox = Sandbox::new();
+    sandbox.file("prod.yaml", PROTECTED);
+    let mut pty = Pty::spawn(&sandbox, &["prod", "go", "--env", "production"]);
+    pty.expect(ENV_QUESTION);
+    pty.send("\u{4}");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "exit code (operator aborted)\n--- transcript\n{transcript}");
+    assert!(!exists(&sandbox, "marker-1"), "a step ran\n--- transcript\n{transcript}");
+}
+
 #[test]
 fn stage_skip_then_yes_runs_only_the_second_stage() {
     let sandbox = Sandbox::new();
