@@ -12,13 +12,13 @@ use serde_saphyr::Spanned;
 use crate::source::Span;
 
 /// One YAML value with where it was written.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub value: Value,
     pub span: Span,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
     Bool(bool),
@@ -30,6 +30,19 @@ pub enum Value {
 }
 
 impl Node {
+    /// This node and everything in it, placed at `span`.
+    fn move_to(&mut self, span: Span) {
+        self.span = span;
+        match &mut self.value {
+            Value::Seq(items) => items.iter_mut().for_each(|n| n.move_to(span)),
+            Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+                k.move_to(span);
+                v.move_to(span);
+            }),
+            Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::String(_) => {}
+        }
+    }
+
     /// What the user wrote, in words, for "expected X, found Y" messages.
     pub fn kind(&self) -> &'static str {
         match self.value {
@@ -144,4 +157,197 @@ impl<'de> Visitor<'de> for ValueVisitor {
         }
         Ok(Value::Map(entries))
     }
+}
+
+/// The common case of a runbook file, parsed straight from the YAML parser's events into the
+/// node tree (issue 13: through serde and `Spanned`, parsing was 60 % of a cold `validate`).
+/// `None` for anything outside that case — a syntax error, anchors and aliases, tags, merge
+/// keys, a repeated key, directives, more than one document, nesting or size beyond the
+/// limits, a scalar whose type needs the full resolver's say (`1.5`, `0x1F`, `.inf`): the
+/// caller then parses with serde-saphyr, which gives the same tree and every diagnostic.
+/// `fast_path_matches_serde_saphyr` holds the two to the same result.
+pub fn parse_fast(text: &str, max_depth: usize, max_nodes: usize) -> Option<Node> {
+    use granit_parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    let mut builder = FastBuilder {
+        stack: Vec::new(),
+        root: None,
+        nodes: 0,
+        max_depth,
+        max_nodes,
+        anchors: std::collections::HashMap::new(),
+        aliases: 0,
+        replayed: 0,
+    };
+    let mut documents = 0;
+    while let Some(next) = parser.next_event() {
+        let (event, span) = next.ok()?;
+        let at = (span.start.byte_offset()?, span.end.byte_offset()?);
+        match event {
+            Event::StreamStart | Event::DocumentEnd => {}
+            Event::StreamEnd => break,
+            Event::DocumentStart(_, None) => {
+                documents += 1;
+                if documents > 1 {
+                    return None;
+                }
+            }
+            Event::Scalar(value, style, anchor, None) => {
+                let value = resolve(&value, style)?;
+                builder.push(Node { value, span: Span::new(at.0, at.1) }, anchor)?;
+            }
+            Event::SequenceStart(_, anchor, None) => builder.open(Value::Seq(Vec::new()), at, anchor)?,
+            Event::MappingStart(_, anchor, None) => builder.open(Value::Map(Vec::new()), at, anchor)?,
+            // An alias repeats what its anchor holds, at the alias (a few per runbook: a
+            // command used again in an undo); the alias limits are the full resolver's.
+            Event::Alias(anchor) => {
+                let size = builder.anchors.get(&anchor)?.1;
+                builder.aliases += 1;
+                builder.replayed += size;
+                builder.nodes += size;
+                if builder.aliases > FAST_MAX_ALIASES
+                    || builder.replayed > FAST_MAX_REPLAYED
+                    || builder.nodes > builder.max_nodes
+                {
+                    return None;
+                }
+                let mut node = builder.anchors.get(&anchor)?.0.clone();
+                // Every node of the repeat is where the alias is, as serde-saphyr reports it.
+                node.move_to(Span::new(at.0, at.1));
+                builder.push(node, 0)?;
+            }
+            Event::SequenceEnd | Event::MappingEnd => builder.close()?,
+            // Comments carry no value; anything else (anchors, aliases, tags, directives)
+            // is the full resolver's.
+            Event::Comment(..) => {}
+            _ => return None,
+        }
+    }
+    if !builder.stack.is_empty() {
+        return None;
+    }
+    builder.root
+}
+
+/// Far below serde-saphyr's alias budgets (20,000 replayed events, its anchor and ratio
+/// limits): a file that uses more aliases goes the full way, which enforces them.
+const FAST_MAX_ALIASES: usize = 64;
+const FAST_MAX_REPLAYED: usize = 2_000;
+const FAST_MAX_ANCHORS: usize = 64;
+
+struct FastBuilder {
+    /// Open collections, each with the key waiting for its value (mappings), its anchor
+    /// (0: none) and the node count when it opened.
+    stack: Vec<(Node, Option<Node>, usize, usize)>,
+    /// Anchored nodes by id, with how many nodes each holds.
+    anchors: std::collections::HashMap<usize, (Node, usize)>,
+    aliases: usize,
+    /// Nodes repeated by aliases so far.
+    replayed: usize,
+    root: Option<Node>,
+    nodes: usize,
+    max_depth: usize,
+    max_nodes: usize,
+}
+
+impl FastBuilder {
+    fn open(&mut self, value: Value, at: (usize, usize), anchor: usize) -> Option<()> {
+        if self.stack.len() >= self.max_depth {
+            return None;
+        }
+        self.stack.push((Node { value, span: Span::new(at.0, at.1) }, None, anchor, self.nodes));
+        Some(())
+    }
+
+    fn close(&mut self) -> Option<()> {
+        let (node, pending, anchor, before) = self.stack.pop()?;
+        if pending.is_some() {
+            return None;
+        }
+        if anchor != 0 {
+            // Its own node is counted by `push` below.
+            let size = self.nodes - before + 1;
+            self.anchors.insert(anchor, (node.clone(), size));
+            if self.anchors.len() > FAST_MAX_ANCHORS {
+                return None;
+            }
+        }
+        self.push(node, 0)
+    }
+
+    fn push(&mut self, node: Node, anchor: usize) -> Option<()> {
+        self.nodes += 1;
+        if self.nodes > self.max_nodes {
+            return None;
+        }
+        if anchor != 0 {
+            self.anchors.insert(anchor, (node.clone(), 1));
+            if self.anchors.len() > FAST_MAX_ANCHORS {
+                return None;
+            }
+        }
+        let Some((parent, pending, _, _)) = self.stack.last_mut() else {
+            if self.root.is_some() {
+                return None;
+            }
+            self.root = Some(node);
+            return Some(());
+        };
+        match &mut parent.value {
+            Value::Seq(items) => items.push(node),
+            Value::Map(entries) => match pending.take() {
+                Some(key) => entries.push((key, node)),
+                None => {
+                    // Keys are scalars here; a merge key or a repeated key is the full
+                    // resolver's (it names the duplicate).
+                    let text = match &node.value {
+                        Value::String(s) => s.clone(),
+                        Value::Null | Value::Bool(_) | Value::Int(_) => node.scalar_text().unwrap_or_default(),
+                        Value::Float(_) | Value::Seq(_) | Value::Map(_) => return None,
+                    };
+                    if text == "<<" || entries.iter().any(|(k, _)| k.scalar_text().unwrap_or_default() == text) {
+                        return None;
+                    }
+                    *pending = Some(node);
+                }
+            },
+            _ => return None,
+        }
+        Some(())
+    }
+}
+
+/// A scalar's value as serde-saphyr resolves it with the checker's options (YAML 1.2
+/// booleans), for the spellings that are certain; `None` hands the file to it.
+fn resolve(value: &str, style: granit_parser::ScalarStyle) -> Option<Value> {
+    if style != granit_parser::ScalarStyle::Plain {
+        // Properties (`${NAME}`) are the full resolver's too.
+        return if value.contains("${") { None } else { Some(Value::String(value.to_owned())) };
+    }
+    match value {
+        "" | "~" | "null" | "Null" | "NULL" => return Some(Value::Null),
+        "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
+        _ => {}
+    }
+    if value.contains("${") {
+        return None;
+    }
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    if !digits.is_empty()
+        && digits.len() <= 18
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+    {
+        return value.parse().ok().map(Value::Int);
+    }
+    let unsigned = value.strip_prefix(['+', '-']).unwrap_or(value);
+    let numeric_looking = unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        || matches!(unsigned.to_ascii_lowercase().as_str(), "inf" | "infinity" | "nan");
+    // A character no number, radix, exponent, `inf` or `nan` has makes it text for certain.
+    const NUMBER_CHARS: &[u8] = b"0123456789abcdefABCDEFxXoObB_.+-iInNtTyY";
+    if numeric_looking && value.bytes().all(|b| NUMBER_CHARS.contains(&b)) {
+        return None;
+    }
+    Some(Value::String(value.to_owned()))
 }

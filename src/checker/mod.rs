@@ -136,31 +136,18 @@ pub fn check_bytes(path: &Path, bytes: &[u8]) -> Checked {
     }
 }
 
+/// The fast path's limits stay under serde-saphyr's (depth 64, 250,000 values): a file near
+/// them goes the full way, which reports them.
+const FAST_MAX_DEPTH: usize = 60;
+const FAST_MAX_NODES: usize = 200_000;
+
 pub fn check_source(source: SourceRef, sha256: String) -> Checked {
-    // Aliases may repeat what an anchor holds, but not blow it up ("billion laughs"): the
-    // default allows a million replayed events, which takes seconds to build and check.
-    let mut alias_limits = serde_saphyr::options::AliasLimits::default();
-    alias_limits.max_total_replayed_events = MAX_ALIAS_EVENTS;
-    let options = serde_saphyr::options! {
-        strict_booleans: true,
-        duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::Error,
-        reject_unsupported_tags: true,
-        alias_limits: alias_limits,
-        // Comments are never read into the model; not collecting them saves start-up time.
-        emit_comments: false,
-    };
-    let root: Node = match serde_saphyr::from_str_with_options(&source.text, options) {
-        Ok(root) => root,
-        Err(err) => {
-            let mut span = err.location().map_or_else(Span::default, |l| {
-                let s = Span::from_location(&l);
-                if s == Span::default() { offset_of(&source.text, l.line(), l.column()) } else { s }
-            });
-            let message = yaml_message(&err);
-            span = yaml_error_span(&source.text, span, &err);
-            let diagnostic = Diagnostic::error(Code::Syntax, &source, span, format!("invalid YAML: {message}"));
-            return Checked { source, runbook: None, name: None, diagnostics: vec![diagnostic] };
-        }
+    let root = match crate::yaml::parse_fast(&source.text, FAST_MAX_DEPTH, FAST_MAX_NODES) {
+        Some(root) => root,
+        None => match parse_full(&source) {
+            Ok(root) => root,
+            Err(diagnostic) => return Checked { source, runbook: None, name: None, diagnostics: vec![*diagnostic] },
+        },
     };
     let mut structure = structure::Structure::new(source.clone());
     let built = structure.runbook(&root, sha256);
@@ -173,6 +160,31 @@ pub fn check_source(source: SourceRef, sha256: String) -> Checked {
     diagnostics.sort_by_key(|d| (d.span.start, d.severity));
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     Checked { source, runbook: if has_errors { None } else { runbook }, name, diagnostics }
+}
+
+/// The whole YAML resolver (serde-saphyr): every construct, every limit, every diagnostic.
+fn parse_full(source: &SourceRef) -> Result<Node, Box<Diagnostic>> {
+    // Aliases may repeat what an anchor holds, but not blow it up ("billion laughs"): the
+    // default allows a million replayed events, which takes seconds to build and check.
+    let mut alias_limits = serde_saphyr::options::AliasLimits::default();
+    alias_limits.max_total_replayed_events = MAX_ALIAS_EVENTS;
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::Error,
+        reject_unsupported_tags: true,
+        alias_limits: alias_limits,
+        // Comments are never read into the model; not collecting them saves start-up time.
+        emit_comments: false,
+    };
+    serde_saphyr::from_str_with_options(&source.text, options).map_err(|err| {
+        let mut span = err.location().map_or_else(Span::default, |l| {
+            let s = Span::from_location(&l);
+            if s == Span::default() { offset_of(&source.text, l.line(), l.column()) } else { s }
+        });
+        let message = yaml_message(&err);
+        span = yaml_error_span(&source.text, span, &err);
+        Box::new(Diagnostic::error(Code::Syntax, source, span, format!("invalid YAML: {message}")))
+    })
 }
 
 /// Where to point for a YAML error: the library points at the scalar it was reading (or
@@ -265,4 +277,118 @@ fn offset_of(text: &str, line: u64, column: u64) -> Span {
         offset += l.len();
     }
     Span::new(text.len(), text.len())
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::{FAST_MAX_DEPTH, FAST_MAX_NODES, parse_full};
+    use crate::source::Source;
+    use crate::yaml::{Node, Value, parse_fast};
+
+    /// The first place two trees differ, as a path.
+    fn difference(fast: &Node, full: &Node, path: &str) -> Option<String> {
+        if fast.span != full.span {
+            return Some(format!("{path}: span {:?} (fast) vs {:?}", fast.span, full.span));
+        }
+        match (&fast.value, &full.value) {
+            (Value::Seq(a), Value::Seq(b)) => {
+                if a.len() != b.len() {
+                    return Some(format!("{path}: {} items vs {}", a.len(), b.len()));
+                }
+                a.iter().zip(b).enumerate().find_map(|(i, (x, y))| difference(x, y, &format!("{path}[{i}]")))
+            }
+            (Value::Map(a), Value::Map(b)) => {
+                if a.len() != b.len() {
+                    return Some(format!("{path}: {} entries vs {}", a.len(), b.len()));
+                }
+                a.iter().zip(b).find_map(|((k1, v1), (k2, v2))| {
+                    let key = k1.scalar_text().unwrap_or_default();
+                    difference(k1, k2, &format!("{path}.<key {key}>"))
+                        .or_else(|| difference(v1, v2, &format!("{path}.{key}")))
+                })
+            }
+            (a, b) if a == b => None,
+            (a, b) => Some(format!("{path}: {a:?} (fast) vs {b:?}")),
+        }
+    }
+
+    /// Whatever the fast path accepts, it reads exactly as serde-saphyr does: the same
+    /// values and the same spans. Returns whether the fast path took it.
+    fn same(text: &str) -> bool {
+        let source = Source::new(std::path::Path::new("t.yaml"), text.to_owned());
+        let Some(fast) = parse_fast(&source.text, FAST_MAX_DEPTH, FAST_MAX_NODES) else { return false };
+        let full = parse_full(&source)
+            .unwrap_or_else(|d| panic!("the fast path took what the full one refuses: {}\n{text}", d.message));
+        if let Some(diff) = difference(&fast, &full, "$") {
+            panic!("{diff}\n--- in\n{text}");
+        }
+        true
+    }
+
+    #[test]
+    fn fast_path_matches_serde_saphyr_on_every_runbook_of_the_repository() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in ["runbooks", "examples", "examples/runbooks", "tests/fixtures", "docs"] {
+            if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
+                files.extend(
+                    entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml")),
+                );
+            }
+        }
+        assert!(!files.is_empty(), "{files:?}");
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            // The runbooks we ship are the common case the fast path is for.
+            assert!(same(&text), "{} went the slow way", file.display());
+        }
+    }
+
+    #[test]
+    fn fast_path_matches_serde_saphyr_on_tricky_yaml() {
+        let cases = [
+            "a: 1\nb: -5\nc: 0\nd: -0\ne: 007\nf: 1.5\ng: 5s\nh: 10m\ni: 1e3\nj: 0x1F\nk: 1_000\n",
+            "a: true\nb: True\nc: FALSE\nd: yes\ne: no\nf: on\ng: off\nh: y\ni: n\n",
+            "a: null\nb: ~\nc:\nd: Null\ne: NULL\nf: nil\ng: 'null'\nh: \"~\"\n",
+            "a: .inf\nb: -.inf\nc: .nan\nd: inf\ne: nan\nf: Infinity\ng: +5\nh: +.5\n",
+            "a: 10.0.0.1\nb: 1.2.3\nc: 2026-11-28T04:12:00Z\nd: 2026-11-28\ne: 12:30\nf: 1d\n",
+            "\u{feff}runbook: bom\ntitle: x\n",
+            "runbook: crlf\r\ntitle: x\r\nlist:\r\n  - a\r\n  - 'b c'\r\n",
+            "név: ünïcödé\nτίτλος: \"ελληνικά — 日本語 🎉\"\nk: [é, ü, {x: ß}]\n",
+            "a: |\n  line one\n  line two\nb: >\n  folded\n  text\nc: |-\n  keep\nd: \"esc \\t \\n \\u00e9\"\ne: 'it''s'\n",
+            "a: {x: 1, y: [1, 2, {z: w}], 'q': \"r\"}\nb: [ ]\nc: { }\n",
+            "---\na: 1\n...\n",
+            "# comment\na: 1 # trailing\n# more\nb:\n  # inside\n  - x # after\n",
+            "a: multi\n  line\n  plain\nb: \"multi\n  line quoted\"\n",
+            "? complex\n: value\n",
+            "- top\n- level\n- [seq]\n",
+            "just a scalar\n",
+            "5: five\ntrue: yes-key\nnull: null-key\n'5x': q\n",
+            "a: x${y}\nb: '${HOME}'\n",
+            "a: -\nb: '-'\nc: - x\n",
+            "a: &s scalar\nb: *s\nc: &m {x: [1, 2], y: *s}\nd: *m\ne: [*m, *s]\n",
+            "a: &l [x, y]\nb:\n  <<: {k: v}\n  z: *l\n",
+            "a: *missing\n",
+            "a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: &c [*b, *b, *b]\nd: &d [*c, *c, *c]\ne: [*d, *d, *d, *d]\n",
+            "a: &x 1\na2: &x 2\nb: *x\n",
+            "a: 1\na: 2\n",
+            "a: {b: 1, b: 2}\n",
+            "a: 1\n'a': 2\n",
+            "%YAML 1.2\n---\na: 1\n",
+            "a: 1\n---\nb: 2\n",
+            "a: !!str 5\nb: !custom x\n",
+            "a: [1, 2\n",
+            "a:\n\t- x\n",
+            "a: b: c\n",
+            "",
+            "# only a comment\n",
+            "steps:\n  - {id: s1, run: [echo, \"{{ params.x }}\"], timeout: 5s}\n  - id: s2\n    shell: 'echo \"a: b\"'\n",
+        ];
+        let taken: Vec<bool> = cases.iter().map(|case| same(case)).collect();
+        // The plain cases must not all have fallen back (the test would prove nothing).
+        assert!(taken.iter().filter(|t| **t).count() >= 8, "{taken:?}");
+    }
 }
