@@ -97,6 +97,9 @@ impl Template {
         if self.is_literal() {
             return Ok(BTreeSet::new());
         }
+        if let Some(refs) = simple_references(&self.text) {
+            return Ok(refs);
+        }
         let template = ENGINE.template_from_str(&self.text).map_err(syntax_error)?;
         let mut refs: BTreeSet<String> = template.undeclared_variables(true).into_iter().collect();
         // The engine's list misses reads through a slice (`params.token[2:]`): checks and
@@ -119,6 +122,47 @@ impl Template {
             Err(err) => Err(render_error(err)),
         }
     }
+}
+
+/// The variables of a template whose every tag is a plain path (`{{ params.target }}`,
+/// `{{ steps.a.output }}`), found without parsing it (issue 13: the engine's parser was most
+/// of checking a 5,000-step runbook). `None` for anything else (statements, comments,
+/// filters, calls, subscripts, whitespace control, keywords, a syntax error): the engine
+/// decides. `simple_references_match_the_engine` holds the two to the same answer.
+fn simple_references(text: &str) -> Option<BTreeSet<String>> {
+    const KEYWORDS: &[&str] = &[
+        "true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else", "loop", "self",
+        "super", "varargs", "kwargs",
+    ];
+    if text.contains("{%") || text.contains("{#") {
+        return None;
+    }
+    let mut refs = BTreeSet::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let close = after.find("}}")?;
+        let inner = &after[..close];
+        if inner.starts_with(['-', '+']) || inner.ends_with(['-', '+']) {
+            return None;
+        }
+        let path = inner.trim_matches(|c| c == ' ');
+        let mut segments = path.split('.');
+        let first = segments.next()?;
+        if KEYWORDS.contains(&first) {
+            return None;
+        }
+        for segment in path.split('.') {
+            let mut chars = segment.chars();
+            let head = chars.next()?;
+            if !(head.is_ascii_alphabetic() || head == '_') || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return None;
+            }
+        }
+        refs.insert(path.to_owned());
+        rest = &after[close + 2..];
+    }
+    Some(refs)
 }
 
 /// Rendered text, refused past [`MAX_RENDERED`].
@@ -347,5 +391,59 @@ mod tests {
         let ctx = minijinja::context! { steps => Value::from_object(Placeholder::new("steps")) };
         let t = Template::new("{{ steps.backups.json[0].id }}", Span::default());
         assert_eq!(t.render(&ctx).map_err(|e| e.0).as_deref(), Ok("<steps.backups.json[0].id>"));
+    }
+}
+
+#[cfg(test)]
+mod simple_reference_tests {
+    use std::collections::BTreeSet;
+
+    use super::{ENGINE, simple_references};
+
+    /// What the engine (and the taint scan) say a template reads.
+    fn engine(text: &str) -> Option<BTreeSet<String>> {
+        let template = ENGINE.template_from_str(text).ok()?;
+        let mut refs: BTreeSet<String> = template.undeclared_variables(true).into_iter().collect();
+        refs.extend(crate::taint::paths(text, false));
+        Some(refs)
+    }
+
+    #[test]
+    fn simple_references_match_the_engine() {
+        let cases = [
+            "step 1 of {{ params.target }}",
+            "{{params.target}}",
+            "{{ steps.a.output }} and {{ vars.project }}-{{ env.HOME }}",
+            "{{ x }}",
+            "{{ a.b.c.d }} {{ a.b }}",
+            "{{  spaced  }}",
+            "{{ _under.score_9 }}",
+            "a }} b {{ params.x }}",
+            "{{ params.x }}}",
+            "{{ true }}",
+            "{{ none }}",
+            "{{ loop.index }}",
+            "{{ params.x | upper }}",
+            "{{ params.x[0] }}",
+            "{{ params.token[2:] }}",
+            "{{ params['x'] }}",
+            "{{- params.x -}}",
+            "{{ params. }}",
+            "{{ }}",
+            "{{ params.x",
+            "{% if x %}{{ y }}{% endif %}",
+            "{# c #}{{ y }}",
+            "{{ a.0 }}",
+            "{{ f(x) }}",
+            "{{ x\t}}",
+            "{{ é }}",
+        ];
+        for case in cases {
+            if let Some(fast) = simple_references(case) {
+                assert_eq!(Some(fast), engine(case), "{case:?}");
+            }
+        }
+        assert!(simple_references("step 1 of {{ params.target }}").is_some(), "the common case is fast");
+        assert!(simple_references("{{ steps.a.output }} and {{ vars.project }}").is_some());
     }
 }

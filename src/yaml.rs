@@ -168,7 +168,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
 /// `fast_path_matches_serde_saphyr` holds the two to the same result.
 pub fn parse_fast(text: &str, max_depth: usize, max_nodes: usize) -> Option<Node> {
     use granit_parser::{Event, Parser};
-    let mut parser = Parser::new_from_str(text);
+    // The parser options serde-saphyr derives from the checker's (its default budget, no
+    // comments): what one parser refuses, the other does too.
+    let mut options = granit_parser::Options::default();
+    options.emit_comments = false;
+    let mut parser = Parser::new_from_str_with_options(text, options);
     let mut builder = FastBuilder {
         stack: Vec::new(),
         root: None,
