@@ -19,3 +19,4 @@ mod store;
 mod tooling;
 mod undo;
 mod validate;
+mod version;
