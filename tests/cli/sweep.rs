@@ -1,0 +1,40 @@
+//! Outside attacks on the binary (the `sweep` pass): each test pins a promise that broke.
+
+use crate::support::{Run, Sandbox};
+
+/// A symlink loop is not "missing": the error names the path and says what the OS said, and
+/// nothing panics (exit 2, usage).
+#[test]
+fn symlink_loop_path_is_named_with_its_real_reason() {
+    let sandbox = Sandbox::new();
+    let a = sandbox.path().join("loop_a.yaml");
+    let b = sandbox.path().join("loop_b.yaml");
+    std::os::unix::fs::symlink(&b, &a).unwrap_or_else(|e| panic!("symlink: {e}"));
+    std::os::unix::fs::symlink(&a, &b).unwrap_or_else(|e| panic!("symlink: {e}"));
+    for args in [vec!["validate", "loop_a.yaml"], vec!["run", "loop_a.yaml", "go"]] {
+        let out = Run::new(sandbox.path()).args(&args).output().status(2);
+        let err = out.stderr();
+        assert!(err.contains("loop_a.yaml"), "{args:?}: {err}");
+        assert!(err.contains("symbolic links"), "{args:?} must give the OS reason: {err}");
+        assert!(!err.contains("no such"), "{args:?} claims the file is missing: {err}");
+    }
+}
+
+/// `runbook run DIR PROC` used to say "no such runbook file" for a folder that exists.
+#[test]
+fn run_given_a_folder_says_it_is_a_folder() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.path().join("adir")).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    let out = Run::new(sandbox.path()).args(["run", "adir", "go"]).output().status(2);
+    assert!(out.stderr().contains("adir: a folder, not a runbook file"), "{}", out.stderr());
+}
+
+/// A really missing file keeps its plain message (both commands).
+#[test]
+fn missing_paths_keep_their_plain_message() {
+    let sandbox = Sandbox::new();
+    let out = Run::new(sandbox.path()).args(["run", "nope.yaml", "go"]).output().status(2);
+    assert!(out.stderr().contains("nope.yaml: no such runbook file"), "{}", out.stderr());
+    let out = Run::new(sandbox.path()).args(["validate", "nope.yaml"]).output().status(2);
+    assert!(out.stderr().contains("nope.yaml: no such file or folder"), "{}", out.stderr());
+}
