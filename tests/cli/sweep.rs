@@ -38,3 +38,37 @@ fn missing_paths_keep_their_plain_message() {
     let out = Run::new(sandbox.path()).args(["validate", "nope.yaml"]).output().status(2);
     assert!(out.stderr().contains("nope.yaml: no such file or folder"), "{}", out.stderr());
 }
+
+const TINY: &str = "runbook: t
+procedures:
+  go:
+    summary: go
+    stages:
+      - name: one
+        steps:
+          - id: a
+            run: [echo, hi]
+            timeout: 5s
+";
+
+/// A journal with one invalid-UTF-8 line: the error must name the line (file:line), as it does
+/// for a line of valid-UTF-8 garbage, instead of "stream did not contain valid UTF-8" for the
+/// whole file.
+#[test]
+#[ignore = "owner: journal (lead): src/journal.rs:319 read_to_string fails the whole file without a line number on invalid UTF-8"]
+fn journal_with_invalid_utf8_line_names_the_line() {
+    let sandbox = Sandbox::new();
+    sandbox.file("runbooks/t.yaml", TINY);
+    sandbox.runbook().args(["t", "go", "--yes"]).output().success();
+    let id = sandbox.last_run_id();
+    let journal = sandbox.journals().into_iter().next().unwrap_or_else(|| panic!("no journal"));
+    let text = std::fs::read(&journal).unwrap_or_else(|e| panic!("read: {e}"));
+    let first_newline = text.iter().position(|b| *b == b'\n').unwrap_or_else(|| panic!("one line"));
+    let mut corrupted = text[..=first_newline].to_vec();
+    corrupted.extend_from_slice(b"\xff\xfe garbage\n");
+    corrupted.extend_from_slice(&text[first_newline + 1..]);
+    std::fs::write(&journal, corrupted).unwrap_or_else(|e| panic!("write: {e}"));
+    let out = sandbox.runbook().args(["show", &id]).output();
+    assert!(out.code() != 101, "panicked: {}", out.stderr());
+    assert!(out.stderr().contains(".jsonl:2:"), "the bad line is not named: {}", out.stderr());
+}
