@@ -72,3 +72,52 @@ fn journal_with_invalid_utf8_line_names_the_line() {
     assert!(out.code() != 101, "panicked: {}", out.stderr());
     assert!(out.stderr().contains(".jsonl:2:"), "the bad line is not named: {}", out.stderr());
 }
+
+/// A child that prints a secret param base64- or hex-encoded (`base64`, `od`/`xxd -p`) does
+/// not leak it: the whole-value encodings are masked on every channel.
+#[test]
+fn a_secret_printed_base64_or_hex_encoded_is_masked_everywhere() {
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "runbooks/k.yaml",
+        r#"runbook: k
+params:
+  token:
+    type: string
+    secret: true
+    required: true
+procedures:
+  go:
+    summary: go
+    params: [token]
+    stages:
+      - name: one
+        steps:
+          - id: a
+            shell: 'printf %s "$T" | base64; printf %s "$T" | od -An -tx1 | tr -d " \n"; echo; printf %s "$T" | base64 >&2'
+            env: {T: "{{ params.token }}"}
+            timeout: 5s
+"#,
+    );
+    let secret = "s3cr3t-Tok3n?value>";
+    let forms =
+        ["czNjcjN0LVRvazNuP3ZhbHVlPg==", "czNjcjN0LVRvazNuP3ZhbHVlPg", "7333637233742d546f6b336e3f76616c75653e"];
+    for output in ["human", "json"] {
+        let out =
+            sandbox.runbook().args(["k", "go", "--token", secret, "--yes", "--output", output]).output().success();
+        for form in forms {
+            assert!(!out.all().contains(form), "{output}: {form} leaked: {}", out.all());
+        }
+        assert!(out.all().contains("********"), "{output}: nothing masked: {}", out.all());
+    }
+    for journal in sandbox.journals() {
+        let text = std::fs::read_to_string(&journal).unwrap_or_else(|e| panic!("{}: {e}", journal.display()));
+        for form in forms {
+            assert!(!text.contains(form), "journal: {form} leaked");
+        }
+    }
+    let out = sandbox.runbook().args(["show", &sandbox.last_run_id(), "--format", "json"]).output().success();
+    for form in forms {
+        assert!(!out.all().contains(form), "show: {form} leaked");
+    }
+}
