@@ -121,3 +121,20 @@ procedures:
         assert!(!out.all().contains(form), "show: {form} leaked");
     }
 }
+
+/// `lock break` with an escape sequence, a newline or a path in the name used to echo it raw
+/// ("pass --confirm a<ESC>[31mb"): refused with exit 2, the name shown escaped.
+#[test]
+fn lock_break_refuses_names_with_control_chars_or_paths_without_echoing_them_raw() {
+    let sandbox = Sandbox::new();
+    for args in [
+        vec!["lock", "break", "a\u{1b}[31mb", "--reason", "x"],
+        vec!["lock", "break", "../../etc", "--reason", "x"],
+        vec!["lock", "break", "t", "--env", "x\ny", "--reason", "x"],
+        vec!["lock", "break", "", "--reason", "x"],
+    ] {
+        let out = Run::new(sandbox.path()).args(&args).output().status(2);
+        assert!(!out.all().contains('\u{1b}'), "{args:?}: raw escape echoed: {:?}", out.all());
+        assert!(out.stderr().contains("is not a runbook or environment name"), "{args:?}: {}", out.stderr());
+    }
+}
