@@ -250,7 +250,8 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
 /// `runbook run FILE PROCEDURE ...`: the file's procedures parsed as if it were in the folder.
 fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>, global: &GlobalArgs) -> Result<(), Error> {
     if !file.is_file() {
-        return Err(Error::Usage(format!("{}: no such runbook file", file.display())));
+        let reason = commands::validate::unusable_path_reason(file, "no such runbook file");
+        return Err(Error::Usage(format!("{}: {reason}", file.display())));
     }
     let entry = load_entry(file);
     let Some(runbook) = entry.checked.runbook.clone() else {

@@ -185,6 +185,19 @@ fn shown_form(text: &str) -> String {
     String::from_utf8_lossy(&View::new(text.as_bytes(), true).bytes).into_owned()
 }
 
+/// The encoded forms of `secret` that are masked like the secret itself.
+fn encodings(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let bytes = secret.as_bytes();
+    let mut forms = vec![STANDARD.encode(bytes), URL_SAFE_NO_PAD.encode(bytes), hex::encode(bytes)];
+    // The padded form's unpadded stem, so a padded value is found inside a longer stream too.
+    forms.push(STANDARD_NO_PAD.encode(bytes));
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
 impl Redactor {
     /// Registers a secret. Values shorter than [`MIN_SECRET_LEN`] characters are ignored:
     /// callers refuse them before they get here.
@@ -209,6 +222,12 @@ impl Redactor {
                 if shown.trim().chars().count() >= MIN_SECRET_LEN {
                     new.push(shown);
                 }
+            }
+            // The common whole-value encodings a child prints (`base64`, `xxd -p`, a JWT or a
+            // basic-auth header): base64 with and without padding, URL-safe, and hex. Bounded
+            // to secrets up to 4 KiB so a key file does not triple the matcher.
+            if secret.len() >= MIN_SECRET_LEN && secret.len() <= 4096 {
+                new.extend(encodings(secret));
             }
             // A multi-line secret (a key file) is also masked line by line, so each of its
             // lines is hidden wherever it turns up alone.

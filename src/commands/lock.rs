@@ -65,6 +65,16 @@ fn breaks(settings: &Settings, name: LockName, reason: &str, confirm: Option<&st
     if reason.trim().is_empty() {
         return Err(Error::Usage("--reason must say why the lock is broken".into()));
     }
+    // A lock is named after a runbook (and environment): refuse what cannot be one before
+    // echoing it back, so an escape sequence in the argument never reaches the terminal raw.
+    for part in std::iter::once(&name.runbook).chain(name.environment.as_ref()) {
+        if part.is_empty() || part.chars().any(|c| c.is_control() || c == '/' || c == '\\') || part.contains("..") {
+            return Err(Error::Usage(format!(
+                "`{}` is not a runbook or environment name (see `runbook lock status`)",
+                part.escape_debug()
+            )));
+        }
+    }
     let expected = name.display();
     // Like a destructive step: the operator types the lock's name; `--yes` never stands in.
     let confirmed = match confirm {

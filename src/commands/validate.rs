@@ -33,7 +33,11 @@ pub fn validate(
         } else if target.exists() {
             return Err(Error::Usage(format!("{}: not a runbook file or folder", target.display())));
         } else {
-            return Err(Error::Usage(format!("{}: no such file or folder", target.display())));
+            return Err(Error::Usage(format!(
+                "{}: {}",
+                target.display(),
+                unusable_path_reason(target, "no such file or folder")
+            )));
         }
     }
     let mut diagnostics: Vec<Diagnostic> = Vec::new();
@@ -69,4 +73,15 @@ pub fn validate(
         }
     }
     if errors > 0 || (strict && warnings > 0) { Err(Error::Reported(exit::STEP_FAILED)) } else { Ok(()) }
+}
+
+/// Why `path` is neither a file nor a folder we can use: `missing` only when it is really
+/// absent; a symlink loop or an unreadable parent says so (the OS error).
+pub(crate) fn unusable_path_reason(path: &std::path::Path, missing: &str) -> String {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => "a folder, not a runbook file".to_owned(),
+        Ok(_) => "not a runbook file or folder".to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.to_owned(),
+        Err(e) => format!("cannot be used: {e}"),
+    }
 }

@@ -16,6 +16,7 @@ mod resume;
 mod secrets;
 mod startup;
 mod store;
+mod sweep;
 mod tooling;
 mod undo;
 mod validate;
