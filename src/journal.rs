@@ -316,18 +316,24 @@ pub struct Recorded {
 }
 
 pub fn read(path: &Path) -> Result<Recorded, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // Bytes, decoded line by line: a torn last line may end inside a multi-byte character,
+    // and a damaged line elsewhere is named by its number, not refused as a whole file.
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut records = Vec::new();
     let mut truncated = false;
-    let lines: Vec<&str> = text.split('\n').collect();
+    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    let whole_lines = lines.len() - usize::from(bytes.ends_with(b"\n"));
     for (index, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Record>(line) {
+        let parsed = std::str::from_utf8(line)
+            .map_err(|_| "not UTF-8 text".to_owned())
+            .and_then(|line| serde_json::from_str::<Record>(line).map_err(|e| e.to_string()));
+        match parsed {
             Ok(record) => records.push(record),
             // Only the last line can be half-written (a crash during write_all).
-            Err(_) if index + 1 >= lines.len() - usize::from(text.ends_with('\n')) => truncated = true,
+            Err(_) if index + 1 >= whole_lines => truncated = true,
             Err(err) => return Err(format!("{}:{}: not a journal record: {err}", path.display(), index + 1)),
         }
     }
