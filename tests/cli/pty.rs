@@ -42,6 +42,12 @@ impl Pty {
         Pty { session, shown: Vec::new() }
     }
 
+    /// Sends `signal` to runbook itself (not a key: a session killed or hung up).
+    pub(super) fn signal(&mut self, signal: nix::sys::signal::Signal) {
+        let sent = self.session.process_mut().signal(signal);
+        sent.unwrap_or_else(|e| panic!("signal: {e}\n--- transcript\n{}", self.transcript()));
+    }
+
     /// Waits until `needle` is shown.
     #[track_caller]
     pub(super) fn expect(&mut self, needle: &str) {
@@ -169,6 +175,37 @@ fn ctrl_d_at_the_protected_environment_name_refuses() {
     let (code, transcript) = pty.finish();
     assert_eq!(code, 3, "exit code (operator aborted)\n--- transcript\n{transcript}");
     assert!(!exists(&sandbox, "marker-1"), "a step ran\n--- transcript\n{transcript}");
+}
+
+/// SIGTERM or SIGHUP while a stage confirmation waits (a session killed, not a key pressed):
+/// the run ends as interrupted (exit 130, resumable), it does not keep waiting.
+#[test]
+fn sigterm_or_sighup_at_a_question_ends_the_run_interrupted() {
+    use nix::sys::signal::Signal;
+    for (name, signal) in [("TERM", Signal::SIGTERM), ("HUP", Signal::SIGHUP)] {
+        let sandbox = Sandbox::new();
+        sandbox.file("two.yaml", TWO_STAGES);
+        let mut pty = Pty::spawn(&sandbox, &["two", "go"]);
+        pty.expect(STAGE_QUESTION);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        pty.signal(signal);
+        let (code, transcript) = pty.finish();
+        assert_eq!(code, 130, "SIG{name}\n--- transcript\n{transcript}");
+        assert!(!exists(&sandbox, "a"), "a stage ran");
+        let id = sandbox.last_run_id();
+        let shown = sandbox.runbook().args(["show", &id]).output().success();
+        assert!(shown.stdout().contains("interrupted"), "{}", shown.stdout());
+    }
+    // The same while a protected environment's name is asked.
+    let sandbox = Sandbox::new();
+    sandbox.file("prod.yaml", PROTECTED);
+    let mut pty = Pty::spawn(&sandbox, &["prod", "go", "--env", "production"]);
+    pty.expect(ENV_QUESTION);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    pty.signal(Signal::SIGTERM);
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 130, "--- transcript\n{transcript}");
+    assert!(!exists(&sandbox, "marker-1"), "a step ran");
 }
 
 #[test]
