@@ -59,6 +59,10 @@ fn main() -> ExitCode {
     let runbooks: &[library::Listed] = if parses_without_runbooks(&args) { &[] } else { &library.entries };
     let matches = match cli::command(runbooks).try_get_matches_from(&args) {
         Ok(matches) => matches,
+        Err(err) if err.kind() == clap::error::ErrorKind::InvalidUtf8 => {
+            eprintln!("error: {}", invalid_utf8_argument(&args));
+            return ExitCode::from(error::exit::USAGE);
+        }
         Err(err) => {
             print_parse_error(&err, library.entries.iter().filter_map(|e| e.summary.runbook.as_ref()), &args);
             if let Some(hint) = wrong_folder_hint(&err, &library) {
@@ -296,6 +300,30 @@ fn empty_call() -> cli::ProcedureCall {
 /// and how to point at them, instead of only "unrecognized subcommand".
 /// The argument parser's refusal, with any secret on the command line masked (it quotes
 /// what it refused).
+/// Which argument is not UTF-8 text, named by its position and the flag it belongs to —
+/// never by its bytes, which may be a secret's.
+fn invalid_utf8_argument(args: &[std::ffi::OsString]) -> String {
+    let Some(index) = args.iter().skip(1).position(|a| a.to_str().is_none()).map(|i| i + 1) else {
+        return "an argument is not valid UTF-8 text".into();
+    };
+    let bad = args[index].as_encoded_bytes();
+    let owner = if bad.starts_with(b"--") {
+        // `--flag=VALUE`: the flag's name is what is before `=`.
+        let name = bad.split(|b| *b == b'=').next().unwrap_or(bad);
+        std::str::from_utf8(name).ok().filter(|n| bad.len() > n.len()).map(str::to_owned)
+    } else {
+        args.get(index - 1).and_then(|a| a.to_str()).filter(|a| a.starts_with('-')).map(str::to_owned)
+    };
+    let what = match owner {
+        Some(flag) => format!("the value of `{}`", diagnostic::clip(&flag)),
+        None => "it".to_owned(),
+    };
+    format!(
+        "argument {index} is not valid UTF-8 text ({what}); params, answers, ids and names are text — \
+         re-type it or pass it through the environment"
+    )
+}
+
 fn print_parse_error<'a>(
     err: &clap::Error,
     runbooks: impl IntoIterator<Item = &'a crate::summary::RunbookSummary>,

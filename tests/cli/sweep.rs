@@ -153,3 +153,26 @@ fn a_journal_torn_inside_a_multibyte_character_is_still_read() {
     let out = sandbox.runbook().args(["show", &id]).output();
     assert_eq!(out.code(), 0, "{}", out.all());
 }
+
+/// A param value that is not UTF-8 is named by its position and flag — never echoed (it may
+/// be a secret's bytes) — with exit 2 and nothing run.
+#[test]
+fn a_non_utf8_param_value_names_its_flag_without_echoing_it() {
+    use std::os::unix::ffi::OsStrExt;
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "runbooks/p.yaml",
+        "runbook: p\nparams:\n  name: {type: string}\nprocedures:\n  go:\n    summary: go\n    params: [name]\n    stages:\n      - name: one\n        steps:\n          - {id: a, run: [touch, ran], timeout: 5s}\n",
+    );
+    let bad = std::ffi::OsStr::from_bytes(b"s3cr\xffet");
+    for args in [
+        vec![std::ffi::OsStr::new("p"), "go".as_ref(), "--name".as_ref(), bad, "--yes".as_ref()],
+        vec!["p".as_ref(), "go".as_ref(), std::ffi::OsStr::from_bytes(b"--name=s3cr\xffet"), "--yes".as_ref()],
+    ] {
+        let out = sandbox.runbook().args(args).output();
+        assert_eq!(out.code(), 2, "{}", out.all());
+        assert!(out.stderr().contains("not valid UTF-8") && out.stderr().contains("`--name`"), "{}", out.stderr());
+        assert!(!out.all().contains("s3cr"), "the bytes were echoed: {}", out.all());
+        assert!(!sandbox.path().join("ran").exists());
+    }
+}
