@@ -323,7 +323,12 @@ fn resume_with_unknown_or_invalid_ids_exits_2_naming_them_without_a_panic() {
             bad,
         ]);
         let out = out.output().status(2);
-        assert!(out.stderr().contains("invalid UTF-8"), "{}", out.stderr());
+        assert!(
+            out.stderr().contains("not valid UTF-8") && out.stderr().contains(&format!("`{flag}`")),
+            "{}",
+            out.stderr()
+        );
+        assert!(!out.stderr().contains("oice=x"), "the bytes were echoed: {}", out.stderr());
     }
     assert_eq!(log(&sandbox), ["before", "use bad OPS-1"]);
 }
