@@ -147,9 +147,7 @@ fn simple_references(text: &str) -> Option<BTreeSet<String>> {
             return None;
         }
         let path = inner.trim_matches(|c| c == ' ');
-        let mut segments = path.split('.');
-        let first = segments.next()?;
-        if KEYWORDS.contains(&first) {
+        if KEYWORDS.contains(&path.split('.').next()?) {
             return None;
         }
         for segment in path.split('.') {

@@ -239,10 +239,21 @@ const FAST_MAX_ALIASES: usize = 64;
 const FAST_MAX_REPLAYED: usize = 2_000;
 const FAST_MAX_ANCHORS: usize = 64;
 
+/// A collection being read.
+struct Open {
+    node: Node,
+    /// A mapping's key waiting for its value.
+    pending: Option<Node>,
+    /// A mapping's keys so far, as text: a repeat is found in one lookup, not by a scan of
+    /// every earlier key (quadratic in a mapping of 100,000 keys).
+    keys: std::collections::HashSet<String>,
+    /// Its anchor (0: none) and the node count when it opened.
+    anchor: usize,
+    before: usize,
+}
+
 struct FastBuilder {
-    /// Open collections, each with the key waiting for its value (mappings), its anchor
-    /// (0: none) and the node count when it opened.
-    stack: Vec<(Node, Option<Node>, usize, usize)>,
+    stack: Vec<Open>,
     /// Anchored nodes by id, with how many nodes each holds.
     anchors: std::collections::HashMap<usize, (Node, usize)>,
     aliases: usize,
@@ -259,12 +270,13 @@ impl FastBuilder {
         if self.stack.len() >= self.max_depth {
             return None;
         }
-        self.stack.push((Node { value, span: Span::new(at.0, at.1) }, None, anchor, self.nodes));
+        let node = Node { value, span: Span::new(at.0, at.1) };
+        self.stack.push(Open { node, pending: None, keys: Default::default(), anchor, before: self.nodes });
         Some(())
     }
 
     fn close(&mut self) -> Option<()> {
-        let (node, pending, anchor, before) = self.stack.pop()?;
+        let Open { node, pending, anchor, before, .. } = self.stack.pop()?;
         if pending.is_some() {
             return None;
         }
@@ -290,7 +302,7 @@ impl FastBuilder {
                 return None;
             }
         }
-        let Some((parent, pending, _, _)) = self.stack.last_mut() else {
+        let Some(Open { node: parent, pending, keys, .. }) = self.stack.last_mut() else {
             if self.root.is_some() {
                 return None;
             }
@@ -309,7 +321,7 @@ impl FastBuilder {
                         Value::Null | Value::Bool(_) | Value::Int(_) => node.scalar_text().unwrap_or_default(),
                         Value::Float(_) | Value::Seq(_) | Value::Map(_) => return None,
                     };
-                    if text == "<<" || entries.iter().any(|(k, _)| k.scalar_text().unwrap_or_default() == text) {
+                    if text == "<<" || !keys.insert(text) {
                         return None;
                     }
                     *pending = Some(node);

@@ -388,6 +388,10 @@ mod fast_path_tests {
             "steps:\n  - {id: s1, run: [echo, \"{{ params.x }}\"], timeout: 5s}\n  - id: s2\n    shell: 'echo \"a: b\"'\n",
         ];
         let taken: Vec<bool> = cases.iter().map(|case| same(case)).collect();
+        // A big mapping: every key is looked up once; the repeat at its end still falls back.
+        let big: String = (0..20_000).map(|i| format!("k{i}: {i}\n")).collect();
+        assert!(same(&big), "a 20,000-key mapping takes the fast path");
+        assert!(!same(&format!("{big}k7: again\n")), "a repeated key at the end falls back");
         // The plain cases must not all have fallen back (the test would prove nothing).
         assert!(taken.iter().filter(|t| **t).count() >= 8, "{taken:?}");
     }
