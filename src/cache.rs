@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::summary::Summary;
+use runbook_lang::summary::Summary;
 
 /// Most cache files kept; past it, a write removes the oldest down to half.
 pub const MAX_ENTRIES: usize = 512;

@@ -8,7 +8,7 @@ use clap::{ArgAction, Args, Command, CommandFactory, FromArgMatches, Parser, Sub
 use indexmap::IndexMap;
 
 use crate::library::Listed;
-use crate::summary::{ParamSummary, RunbookSummary};
+use runbook_lang::summary::{ParamSummary, RunbookSummary};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,7 +39,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "RUNBOOK_STATE_URL", value_name = "URL")]
     pub state_url: Option<String>,
     /// Lease of a shared run lock; the holder renews it [default: 90s]
-    #[arg(long, global = true, env = "RUNBOOK_LOCK_LEASE", value_name = "DURATION", value_parser = crate::store::parse_lease)]
+    #[arg(long, global = true, env = "RUNBOOK_LOCK_LEASE", value_name = "DURATION", value_parser = runbook_state::store::parse_lease)]
     pub lock_lease: Option<std::time::Duration>,
     /// When to use colour
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
@@ -57,6 +57,24 @@ pub enum ColorChoice {
     Auto,
     Always,
     Never,
+}
+
+/// `--on-failure`: what a step failing where its `on_failure` aborts does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnFailure {
+    /// Run the undo steps of what this run changed, newest first; the run still fails.
+    Undo,
+    /// Stop; the run can be resumed (the default).
+    Abort,
+}
+
+impl From<OnFailure> for runbook_engine::session::FailurePolicy {
+    fn from(choice: OnFailure) -> Self {
+        match choice {
+            OnFailure::Undo => runbook_engine::session::FailurePolicy::Undo,
+            OnFailure::Abort => runbook_engine::session::FailurePolicy::Abort,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -136,7 +154,7 @@ pub enum Builtin {
         /// When a step fails where its `on_failure` stops the run: `undo` runs the undo steps
         /// of what the run changed, newest first; `abort` stops, resumable [default: the run's]
         #[arg(long, value_enum, value_name = "WHAT")]
-        on_failure: Option<crate::commands::undo::FailurePolicy>,
+        on_failure: Option<OnFailure>,
     },
     /// Run the undo steps of a finished, failed or aborted run, newest first
     Undo {
@@ -235,7 +253,7 @@ pub enum Builtin {
         /// When a step fails where its `on_failure` stops the run: `undo` runs the undo steps
         /// of what the run changed, newest first; `abort` stops, resumable (the default)
         #[arg(long, value_enum, value_name = "WHAT")]
-        on_failure: Option<crate::commands::undo::FailurePolicy>,
+        on_failure: Option<OnFailure>,
     },
     /// Run a procedure of a runbook file outside the runbook folder
     Run {
@@ -316,7 +334,7 @@ pub struct ExecArgs {
     /// When a step fails where its `on_failure` stops the run: `undo` runs the undo steps
     /// of what this run changed, newest first; `abort` stops, resumable (the default)
     #[arg(long, value_enum, value_name = "WHAT")]
-    pub on_failure: Option<crate::commands::undo::FailurePolicy>,
+    pub on_failure: Option<OnFailure>,
     /// Write a plan for `runbook approve` and `runbook apply`: probes run, nothing changes
     #[arg(long, value_name = "FILE", conflicts_with_all = ["dry_run", "simulate"])]
     pub save_plan: Option<PathBuf>,
@@ -339,7 +357,7 @@ const PARAM_PREFIX: &str = "param:";
 /// The `runbook` command with a subcommand for every runbook in the folder.
 pub fn command(entries: &[Listed]) -> Command {
     let mut cmd = Cli::command();
-    let mut taken: Vec<String> = crate::checker::builtins().to_vec();
+    let mut taken: Vec<String> = runbook_lang::checker::builtins().iter().map(|b| (*b).to_owned()).collect();
     for entry in entries {
         // A name that is taken (a built-in, or a runbook listed earlier) is reported by
         // `validate`; it gets no subcommand of its own.
@@ -417,13 +435,10 @@ fn param_arg(param: &ParamSummary) -> clap::Arg {
         // A secret typed on the command line lands in shell history and `ps`; the env var
         // (or the hidden prompt when neither is given) keeps it out of both.
         // A value that starts with `-` is the secret, not an unknown flag to quote back.
-        arg = arg.env(secret_env_name(&param.name)).hide_env_values(true).allow_hyphen_values(true);
+        arg =
+            arg.env(runbook_lang::param::secret_env_name(&param.name)).hide_env_values(true).allow_hyphen_values(true);
     }
     arg
-}
-
-pub fn secret_env_name(param: &str) -> String {
-    format!("RUNBOOK_PARAM_{}", param.to_uppercase())
 }
 
 /// Reads a procedure's flags out of its matches.
@@ -518,9 +533,26 @@ mod tests {
         let command = super::GlobalArgs::augment_args(command);
         for arg in command.get_arguments() {
             if let Some(long) = arg.get_long() {
-                assert!(crate::checker::RESERVED_FLAGS.contains(&long), "--{long} is not in RESERVED_FLAGS");
+                assert!(runbook_lang::checker::RESERVED_FLAGS.contains(&long), "--{long} is not in RESERVED_FLAGS");
             }
         }
         let _ = super::Cli::command();
+    }
+
+    /// The language crate keeps its own list of built-ins (it knows no command line); this
+    /// holds it to the command line's definition, so a new built-in is never missing there.
+    #[test]
+    fn the_checkers_builtins_are_the_command_lines() {
+        let command = super::Cli::command();
+        let mut names: Vec<String> = command
+            .get_subcommands()
+            .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_all_aliases()))
+            .map(str::to_owned)
+            .collect();
+        names.push("help".to_owned());
+        names.sort();
+        let mut listed: Vec<String> = runbook_lang::checker::BUILTINS.iter().map(|b| (*b).to_owned()).collect();
+        listed.sort();
+        assert_eq!(listed, names, "runbook_lang::checker::BUILTINS must list every built-in command");
     }
 }

@@ -1,15 +1,8 @@
 //! The top-level error: every failure the user sees, its exit code and how it is printed.
 
-use crate::diagnostic::Diagnostic;
+use runbook_lang::diagnostic::Diagnostic;
 
-/// Exit codes, per the product contract.
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const STEP_FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const ABORTED: u8 = 3;
-    pub const INTERRUPTED: u8 = 130;
-}
+pub use runbook_state::exit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,7 +10,7 @@ pub enum Error {
     #[error("{} has {count} error{s}; nothing was run", path, s = if *count == 1 { "" } else { "s" })]
     Invalid { path: String, count: usize, diagnostics: Vec<Diagnostic> },
     #[error("{0}")]
-    Plan(#[from] crate::plan::PlanError),
+    Plan(#[from] runbook_engine::plan::PlanError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -39,10 +32,22 @@ impl Error {
         match self {
             Error::Reported(_) => {}
             Error::Invalid { diagnostics, .. } => {
-                eprint!("{}", crate::diagnostic::render_all(diagnostics, color));
+                eprint!("{}", runbook_lang::diagnostic::render_all(diagnostics, color));
                 eprintln!("error: {self}");
             }
             other => eprintln!("error: {other}"),
+        }
+    }
+}
+
+impl From<runbook_engine::session::Error> for Error {
+    fn from(err: runbook_engine::session::Error) -> Self {
+        use runbook_engine::session::Error as Session;
+        match err {
+            Session::Usage(text) => Error::Usage(text),
+            Session::Io(text) => Error::Io(text),
+            Session::Plan(err) => Error::Plan(err),
+            Session::Reported(code) => Error::Reported(code),
         }
     }
 }

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use sha2::Digest as _;
 
 use crate::cache::SummaryCache;
-use crate::checker::{Checked, check_file, check_read, read_file};
-use crate::diagnostic::{Code, Diagnostic};
-use crate::source::{Source, Span};
-use crate::summary::Summary;
+use runbook_lang::checker::{Checked, check_file, check_read, read_file};
+use runbook_lang::diagnostic::{Code, Diagnostic};
+use runbook_lang::source::{Source, Span};
+use runbook_lang::summary::Summary;
 
 pub struct Library {
     pub dir: PathBuf,
@@ -44,7 +44,7 @@ impl Library {
     /// The runbook a command name runs; never one named like a built-in (that name is an
     /// error in its file, and the built-in wins).
     pub fn find(&self, name: &str) -> Option<&Entry> {
-        if crate::checker::builtins().iter().any(|b| b == name) {
+        if runbook_lang::checker::builtins().contains(&name) {
             return None;
         }
         self.entries.iter().find(|e| e.command_name() == name)
@@ -65,7 +65,7 @@ impl Library {
                 let others: Vec<String> = indices
                     .iter()
                     .filter(|&&i| i != index)
-                    .map(|&i| crate::source::display_path(&self.entries[i].path))
+                    .map(|&i| runbook_lang::source::display_path(&self.entries[i].path))
                     .collect();
                 let entry = &mut self.entries[index];
                 let source = entry.checked.source.clone();
@@ -86,6 +86,19 @@ impl Library {
 
 fn name_span(text: &str) -> Span {
     text.find("runbook:").map_or_else(Span::default, |i| Span::new(i, i + "runbook".len()))
+}
+
+/// The entry's checked runbook, or the error that names every problem in it.
+pub fn checked_runbook(entry: &Entry) -> Result<runbook_lang::model::RunbookRef, crate::error::Error> {
+    // Rule 1: nothing runs unless the whole runbook checks out.
+    entry.checked.runbook.clone().ok_or_else(|| {
+        let diagnostics = entry.checked.diagnostics.clone();
+        crate::error::Error::Invalid {
+            path: entry.checked.source.display_path(),
+            count: diagnostics.iter().filter(|d| d.severity == runbook_lang::diagnostic::Severity::Error).count(),
+            diagnostics,
+        }
+    })
 }
 
 pub fn load_entry(path: &Path) -> Entry {
@@ -204,7 +217,7 @@ impl Listing {
 
     /// The runbook a command name runs (never one named like a built-in).
     pub fn find(&self, name: &str) -> Option<&Listed> {
-        if crate::checker::builtins().iter().any(|b| b == name) {
+        if runbook_lang::checker::builtins().contains(&name) {
             return None;
         }
         self.entries.iter().find(|e| e.command_name() == name)

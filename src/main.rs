@@ -1,38 +1,11 @@
 //! `runbook`: parse the command line, load the runbook folder, run the command.
 
-mod approvals;
 mod cache;
-mod checker;
 mod cli;
 mod commands;
-mod diagnostic;
-mod docs;
-mod dry_run;
 mod error;
-mod exec;
-#[cfg(test)]
-mod fuzz_rng;
-mod journal;
 mod library;
-mod lock;
-mod model;
 mod output;
-mod param;
-mod plan;
-mod plan_file;
-mod redact;
-mod rehearsal;
-mod render;
-mod schema;
-mod simulate;
-mod source;
-mod state;
-mod step;
-mod store;
-mod summary;
-mod taint;
-mod template;
-mod yaml;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -124,7 +97,7 @@ fn needs_library(args: &[std::ffi::OsString]) -> bool {
 /// show the runbooks, so they get the full command line.
 fn parses_without_runbooks(args: &[std::ffi::OsString]) -> bool {
     matches!(head(args), Head::Command(command)
-        if !matches!(command, "help" | "completions" | "man") && checker::builtins().iter().any(|b| b == command))
+        if !matches!(command, "help" | "completions" | "man") && runbook_lang::checker::builtins().contains(&command))
 }
 
 /// What comes first on the command line after the global flags.
@@ -186,7 +159,7 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
         Builtin::Man { out_dir } => commands::tooling::man(cli::command(&library.entries), out_dir.as_deref()),
         Builtin::Simulate { scenario, port, print_scenario, print_faults_schema } => {
             if print_faults_schema {
-                output::print(&simulate::faults::schema_json());
+                output::print(&runbook_simulate::faults::schema_json());
                 Ok(())
             } else if print_scenario {
                 commands::rehearse::print_scenario(scenario.as_deref())
@@ -196,7 +169,7 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
         }
         Builtin::Lock(command) => commands::lock::lock(&settings(global), command),
         Builtin::Schema => {
-            output::print(&schema::json());
+            output::print(&runbook_lang::schema::json());
             Ok(())
         }
         Builtin::History { format, rehearsals, no_rehearsals, break_glass } => {
@@ -214,7 +187,13 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
             commands::plan::approve(&file, comment, plan_id, approver_from_github, &settings(global))
         }
         Builtin::Apply { file, confirm_env, answer, output, on_failure } => {
-            let args = commands::plan::ApplyArgs { file: &file, confirm_env, answers: answer, output, on_failure };
+            let args = commands::plan::ApplyArgs {
+                file: &file,
+                confirm_env,
+                answers: answer,
+                output,
+                on_failure: on_failure.map(Into::into),
+            };
             commands::plan::apply(args, &settings(global))
         }
         Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
@@ -229,7 +208,7 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
                 output,
                 undo: false,
                 from,
-                on_failure,
+                on_failure: on_failure.map(Into::into),
             };
             commands::runs::resume(&settings(global), args)
         }
@@ -262,7 +241,7 @@ fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>, global: &Glob
         return commands::procedure::run_procedure(&entry, empty_call(), &settings(global));
     };
     let bin_name = format!("runbook run {}", file.display());
-    let summary = summary::RunbookSummary::of(&runbook);
+    let summary = runbook_lang::summary::RunbookSummary::of(&runbook);
     let cmd = cli::procedures_command(clap::Command::new("run").bin_name(bin_name), &summary);
     let argv: Vec<std::ffi::OsString> = std::iter::once(std::ffi::OsString::from("run")).chain(rest).collect();
     let matches = match cmd.try_get_matches_from(&argv) {
@@ -279,10 +258,10 @@ fn run_file(file: &std::path::Path, rest: Vec<std::ffi::OsString>, global: &Glob
     commands::procedure::run_procedure(&entry, call, &settings(global))
 }
 
-fn settings(global: &GlobalArgs) -> commands::procedure::Settings {
+fn settings(global: &GlobalArgs) -> runbook_engine::session::Settings {
     let no_color =
         matches!(global.color, ColorChoice::Never) || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    commands::procedure::Settings {
+    runbook_engine::session::Settings {
         quiet: global.quiet,
         state_dir: global.state_dir.clone(),
         state_url: global.state_url.clone(),
@@ -315,7 +294,7 @@ fn invalid_utf8_argument(args: &[std::ffi::OsString]) -> String {
         args.get(index - 1).and_then(|a| a.to_str()).filter(|a| a.starts_with('-')).map(str::to_owned)
     };
     let what = match owner {
-        Some(flag) => format!("the value of `{}`", diagnostic::clip(&flag)),
+        Some(flag) => format!("the value of `{}`", runbook_lang::diagnostic::clip(&flag)),
         None => "it".to_owned(),
     };
     format!(
@@ -326,10 +305,10 @@ fn invalid_utf8_argument(args: &[std::ffi::OsString]) -> String {
 
 fn print_parse_error<'a>(
     err: &clap::Error,
-    runbooks: impl IntoIterator<Item = &'a crate::summary::RunbookSummary>,
+    runbooks: impl IntoIterator<Item = &'a runbook_lang::summary::RunbookSummary>,
     args: &[std::ffi::OsString],
 ) {
-    let redactor = redact::in_arguments(runbooks, args);
+    let redactor = runbook_engine::redact::in_arguments(runbooks, args);
     if redactor.is_empty() || !err.use_stderr() {
         let _ = err.print();
     } else {

@@ -11,7 +11,7 @@ pub fn list(library: &Listing) -> String {
         return out;
     }
     for entry in &library.entries {
-        let path = crate::source::display_path(&entry.path);
+        let path = runbook_lang::source::display_path(&entry.path);
         let Some(runbook) = &entry.summary.runbook else {
             let errors = entry.summary.problems;
             let _ = writeln!(

@@ -4,10 +4,10 @@
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 
-use super::procedure::Settings;
 use crate::cli::{LockCommand, OutputFormat};
 use crate::error::Error;
-use crate::store::LockName;
+use runbook_engine::session::Settings;
+use runbook_state::store::LockName;
 
 pub fn lock(settings: &Settings, command: LockCommand) -> Result<(), Error> {
     match command {
@@ -96,15 +96,15 @@ fn breaks(settings: &Settings, name: LockName, reason: &str, confirm: Option<&st
     };
     if !confirmed {
         eprintln!("The lock of `{expected}` was not broken: the name typed did not match.");
-        return Err(Error::Reported(crate::error::exit::ABORTED));
+        return Err(Error::Reported(runbook_state::exit::ABORTED));
     }
     let store = settings.store()?;
-    let by = store.identity();
+    let by = runbook_state::identity::Identity::current().display();
     let holder = store.break_lock(&name, &by, reason).map_err(Error::Usage)?;
     // Journaled in the run that held it, so its story says who broke its lock and why.
     let event =
         serde_json::json!({"event": "lock_broken", "lock": expected, "by": by, "reason": reason, "holder": holder});
-    let record = crate::journal::Record::Event { ts: chrono::Utc::now().to_rfc3339(), event };
+    let record = runbook_state::journal::Record::Event { ts: chrono::Utc::now().to_rfc3339(), event };
     let line = serde_json::to_string(&record).map_err(|e| Error::Io(e.to_string()))?;
     let journaled =
         store.next_seq(&holder.run_id).and_then(|seq| store.put_record(&holder.run_id, seq, "lock_broken", &line));

@@ -8,5 +8,4 @@ pub mod rehearse;
 pub mod restart;
 pub mod runs;
 pub mod tooling;
-pub mod undo;
 pub mod validate;

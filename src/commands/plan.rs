@@ -7,129 +7,31 @@ use std::path::Path;
 use chrono::{DateTime, SecondsFormat, Utc};
 use indexmap::IndexMap;
 
-use super::procedure::{
-    Execution, Settings, ask_missing_secrets, checked_runbook, execute, interactive, probe_outputs,
-};
-use crate::approvals::{Applied, Approval, Store, StoreError};
 use crate::cli::{OutputFormat, ProcedureCall};
 use crate::error::{Error, exit};
-use crate::model::RunbookRef;
-use crate::plan::{Inputs, Outputs, Plan};
-use crate::plan_file::{FORMAT, PREFIX_LEN, PlanBody, PlanFile, Probe, RunbookCopy};
-use crate::render::{Action, render};
-use crate::state::StateDir;
-use crate::step::{Step, StepKind};
+use crate::library::checked_runbook;
+use runbook_engine::plan::{Inputs, Outputs, Plan};
+use runbook_engine::render::{Action, render};
+use runbook_engine::session::{
+    Audit, Recovery, Settings, Start, ask_missing_secrets, check_text, execute, interactive, probe_outputs,
+};
+use runbook_lang::model::RunbookRef;
+use runbook_lang::step::{Step, StepKind};
+use runbook_state::approvals::{Applied, Approval, Store, StoreError};
+use runbook_state::dir::StateDir;
+use runbook_state::plan_file::{FORMAT, PREFIX_LEN, PlanBody, PlanFile, Probe, RunbookCopy, short};
 
 const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
-const MAX_REASON: usize = 1000;
 
-/// Who allowed a run besides its operator; journaled in the run's header.
-#[derive(Default)]
-pub struct Audit {
-    pub plan_id: Option<String>,
-    pub approvers: Vec<String>,
-    pub break_glass: Option<String>,
-    /// `apply`: marks the plan used, once the lock is held (fails if it was used before).
-    pub claim: Option<Claim>,
-}
-
-/// Called with the run id; fails when the plan was applied before.
-pub type Claim = Box<dyn Fn(&str) -> Result<(), Error>>;
-
-impl Audit {
-    pub fn resumed(header: &crate::journal::Header) -> Audit {
-        Audit {
-            plan_id: header.plan_id.clone(),
-            approvers: header.approvers.clone(),
-            break_glass: header.break_glass.clone(),
-            claim: None,
-        }
-    }
-
-    pub fn stamp(&self, header: &mut crate::journal::Header) {
-        header.plan_id.clone_from(&self.plan_id);
-        header.approvers.clone_from(&self.approvers);
-        header.break_glass.clone_from(&self.break_glass);
-    }
-
-    /// The line the terminal shows at the start and in the summary.
-    pub fn banner(&self) -> Option<String> {
-        if let Some(reason) = &self.break_glass {
-            return Some(format!("BREAK GLASS: run without an approved plan; reason: {reason}"));
-        }
-        self.plan_id.as_ref().map(|id| format!("Applying plan {} approved by {}", short(id), self.approvers.join(", ")))
-    }
-}
-
-fn short(id: &str) -> &str {
-    id.get(..PREFIX_LEN).unwrap_or(id)
+fn refuse(message: impl Into<String>) -> Error {
+    Error::Usage(message.into())
 }
 
 fn now_text(now: DateTime<Utc>) -> String {
     now.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn refuse(message: impl Into<String>) -> Error {
-    Error::Usage(message.into())
-}
-
-/// A direct run (not `apply`) of an environment with `approvals: N` needs a break-glass
-/// reason. Dry-runs, saved plans and rehearsals never get here or need none.
-pub fn break_glass(plan: &Plan, given: Option<&str>, rehearsal: bool) -> Result<Option<String>, Error> {
-    // A procedure that changes nothing (`verify`) needs no second pair of eyes.
-    let needed = if plan.runbook.mutates(&plan.procedure) { plan.environment().map_or(0, |e| e.approvals) } else { 0 };
-    let env = plan.environment.clone().unwrap_or_default();
-    if needed == 0 || rehearsal {
-        return match given {
-            Some(_) if !rehearsal => Err(refuse(format!(
-                "--break-glass: `{} {}` on environment `{env}` needs no approvals; run it without --break-glass",
-                plan.runbook.name, plan.procedure
-            ))),
-            _ => Ok(None),
-        };
-    }
-    if let Some(reason) = given {
-        return check_reason(reason).map(Some);
-    }
-    let refusal = format!(
-        "environment `{env}` needs {needed} approval{s}: save a plan (--save-plan FILE), have someone else `runbook approve` it, then `runbook apply` it; in an emergency run with --break-glass REASON",
-        s = if needed == 1 { "" } else { "s" }
-    );
-    if !interactive() {
-        return Err(refuse(refusal));
-    }
-    eprintln!("{refusal}");
-    let reason: String = dialoguer::Input::new()
-        .with_prompt("Reason to break glass (recorded; empty to stop)")
-        .allow_empty(true)
-        .interact_text()
-        .map_err(|e| refuse(format!("cannot ask for a break-glass reason: {e}")))?;
-    if reason.trim().is_empty() {
-        return Err(refuse(format!("not run: environment `{env}` needs an approved plan or a break-glass reason")));
-    }
-    check_reason(&reason).map(Some)
-}
-
-/// A reason or comment is shown in terminals later: one line of text, no control characters.
-fn check_text(text: &str, what: &str) -> Result<String, Error> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(refuse(format!("{what} is empty")));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(refuse(format!("{what} contains control characters")));
-    }
-    if text.chars().count() > MAX_REASON {
-        return Err(refuse(format!("{what} is longer than {MAX_REASON} characters")));
-    }
-    Ok(text.to_owned())
-}
-
-fn check_reason(reason: &str) -> Result<String, Error> {
-    check_text(reason, "the break-glass reason")
-}
-
-fn secret_step_ids(runbook: &crate::model::Runbook) -> Vec<String> {
+fn secret_step_ids(runbook: &runbook_lang::model::Runbook) -> Vec<String> {
     runbook
         .procedures
         .values()
@@ -142,7 +44,7 @@ fn secret_step_ids(runbook: &crate::model::Runbook) -> Vec<String> {
 fn steps(plan: &Plan) -> Vec<&Step> {
     let mut out = Vec::new();
     if let Some(procedure) = plan.runbook.procedures.get(&plan.procedure) {
-        crate::plan::steps_in_order(&plan.runbook, procedure, &mut out);
+        runbook_engine::plan::steps_in_order(&plan.runbook, procedure, &mut out);
     }
     out
 }
@@ -164,8 +66,8 @@ fn probes(plan: &Plan, outputs: &Outputs) -> Vec<Probe> {
 
 /// The dry-run text (redacted) and JSON an approver sees.
 fn rendered(plan: &Plan, outputs: &Outputs) -> Result<(String, serde_json::Value), Error> {
-    let dry = crate::dry_run::build(plan, outputs);
-    let shown = plan.redactor.redact(&crate::dry_run::human(plan, &dry));
+    let dry = runbook_engine::dry_run::build(plan, outputs);
+    let shown = plan.redactor.redact(&runbook_engine::dry_run::human(plan, &dry));
     let json = serde_json::to_string(&dry).map_err(|e| Error::Io(e.to_string()))?;
     let json = serde_json::from_str(&plan.redactor.redact(&json)).map_err(|e| Error::Io(e.to_string()))?;
     Ok((shown, json))
@@ -206,7 +108,7 @@ pub fn save(runbook: RunbookRef, call: ProcedureCall, file: &Path, settings: &Se
     }
     answer_prompts(&mut plan, &outputs)?;
     let (shown, rendered) = rendered(&plan, &outputs)?;
-    let (creator, _) = crate::approvals::identity();
+    let creator = runbook_state::identity::Identity::current().name.clone();
     let expires = created + chrono::Duration::from_std(ttl).map_err(|e| refuse(e.to_string()))?;
     let mut answers: Vec<(String, String)> = plan.answers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     answers.sort();
@@ -233,7 +135,7 @@ pub fn save(runbook: RunbookRef, call: ProcedureCall, file: &Path, settings: &Se
         created: now_text(created),
         expires: now_text(expires),
     };
-    let id = crate::plan_file::write(file, &body).map_err(Error::Io)?;
+    let id = runbook_state::plan_file::write(file, &body).map_err(Error::Io)?;
     if !settings.quiet {
         eprintln!(
             "Saved plan {id} to {} (made by {}, expires {}).\nNext: someone else runs `runbook approve {}`, then `runbook apply {}`.",
@@ -266,17 +168,17 @@ fn answer_prompts(plan: &mut Plan, outputs: &Outputs) -> Result<(), Error> {
     }
     for (id, prompt, question, choices, labels, default) in found {
         let answer = if interactive() {
-            let operator = crate::exec::operator::Operator {
+            let operator = runbook_engine::exec::operator::Operator {
                 interactive: true,
                 yes: false,
                 answers: std::collections::HashMap::new(),
-                confirmations: crate::exec::operator::Confirmations::default(),
+                confirmations: runbook_engine::exec::operator::Confirmations::default(),
             };
-            let items: Option<Vec<crate::exec::operator::Choice<'_>>> = choices.as_ref().map(|values| {
+            let items: Option<Vec<runbook_engine::exec::operator::Choice<'_>>> = choices.as_ref().map(|values| {
                 values
                     .iter()
                     .enumerate()
-                    .map(|(i, value)| crate::exec::operator::Choice {
+                    .map(|(i, value)| runbook_engine::exec::operator::Choice {
                         value,
                         label: labels.as_ref().and_then(|l| l.get(i)).map(String::as_str),
                     })
@@ -304,12 +206,12 @@ fn answer_prompts(plan: &mut Plan, outputs: &Outputs) -> Result<(), Error> {
 }
 
 fn read_plan(file: &Path) -> Result<PlanFile, Error> {
-    crate::plan_file::read(file).map_err(refuse)
+    runbook_state::plan_file::read(file).map_err(refuse)
 }
 
 fn store(settings: &Settings) -> Result<Box<dyn Store>, Error> {
     let state = StateDir::resolve(settings.state_dir.as_deref()).map_err(Error::Io)?;
-    Ok(crate::approvals::store(settings.store()?.as_ref(), &state))
+    Ok(runbook_state::store::plan_records(settings.store()?.as_ref(), &state))
 }
 
 /// Approvals that count: for this id, by someone other than the creator. The others are
@@ -354,7 +256,7 @@ fn describe_json(planned: &PlanFile, store: &dyn Store) -> Result<serde_json::Va
     let body = &planned.body;
     let (valid, notes) = valid_approvals(planned, store)?;
     let applied = store.applied(&planned.id).map_err(Error::Io)?;
-    let now = std::fs::read(&body.runbook.path).map(|b| crate::plan_file::sha256_hex(&b)).unwrap_or_default();
+    let now = std::fs::read(&body.runbook.path).map(|b| runbook_state::plan_file::sha256_hex(&b)).unwrap_or_default();
     let pairs = |list: &[(String, String)]| -> serde_json::Value {
         list.iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
@@ -415,8 +317,8 @@ fn describe(planned: &PlanFile, store: &dyn Store) -> Result<String, Error> {
         let _ = writeln!(
             out,
             "Secret --{} is not in the plan: give it again at apply ({})",
-            crate::param::flag_name(name),
-            crate::cli::secret_env_name(name)
+            runbook_lang::param::flag_name(name),
+            runbook_lang::param::secret_env_name(name)
         );
     }
     if !body.probes.is_empty() {
@@ -433,7 +335,7 @@ fn describe(planned: &PlanFile, store: &dyn Store) -> Result<String, Error> {
     let _ = writeln!(out, "\nApply runs it only if:");
     let _ = writeln!(out, "  - this file is unchanged (its content hashes to the id above)");
     let _ = writeln!(out, "  - {} is unchanged (sha256 {})", body.runbook.path.display(), short(&body.runbook.sha256));
-    let now = std::fs::read(&body.runbook.path).map(|b| crate::plan_file::sha256_hex(&b)).unwrap_or_default();
+    let now = std::fs::read(&body.runbook.path).map(|b| runbook_state::plan_file::sha256_hex(&b)).unwrap_or_default();
     if now != body.runbook.sha256 {
         let _ = writeln!(out, "      (it is gone or changed now: apply will refuse this plan)");
     }
@@ -489,7 +391,12 @@ pub fn approve(
         )));
     }
     let comment = comment.map(|c| check_text(&c, "the comment")).transpose()?;
-    let (approver, source) = if from_github { github_reviewer()? } else { crate::approvals::identity() };
+    let (approver, source) = if from_github {
+        github_reviewer()?
+    } else {
+        let me = runbook_state::identity::Identity::current();
+        (me.name.clone(), me.source.as_str())
+    };
     if approver == planned.body.creator {
         return Err(refuse(format!("{approver} made plan {}; someone else must approve it", planned.short_id())));
     }
@@ -551,7 +458,7 @@ fn github_reviewer() -> Result<(String, &'static str), Error> {
     }
     let reviewer = std::env::var("RUNBOOK_GITHUB_REVIEWER").unwrap_or_default();
     let reviewer = reviewer.trim();
-    if !crate::approvals::github_login(reviewer) {
+    if !runbook_state::identity::github_login(reviewer) {
         return Err(refuse("--approver-from-github: RUNBOOK_GITHUB_REVIEWER must hold the reviewer's GitHub login"));
     }
     Ok((format!("github:{reviewer}"), "github"))
@@ -564,7 +471,7 @@ pub struct ApplyArgs<'a> {
     pub answers: Vec<String>,
     pub output: OutputFormat,
     /// `--on-failure undo|abort`, as on a run.
-    pub on_failure: Option<super::undo::FailurePolicy>,
+    pub on_failure: Option<runbook_engine::session::FailurePolicy>,
 }
 
 /// `runbook apply FILE`.
@@ -639,7 +546,7 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
     let secrets: IndexMap<String, String> = body
         .secret_params
         .iter()
-        .filter_map(|name| std::env::var(crate::cli::secret_env_name(name)).ok().map(|v| (name.clone(), v)))
+        .filter_map(|name| std::env::var(runbook_lang::param::secret_env_name(name)).ok().map(|v| (name.clone(), v)))
         .collect();
     inputs.params.extend(secrets);
     let mut plan = Plan::bind(runbook, &body.procedure, inputs, created)?;
@@ -648,7 +555,7 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
     }
     let approvers: Vec<String> = valid.iter().map(|a| a.approver.clone()).collect();
     let plan_id = planned.id.clone();
-    let (operator, _) = crate::approvals::identity();
+    let operator = runbook_state::identity::Identity::current().name.clone();
     let claim = move |run_id: &str| {
         let applied = Applied {
             plan_id: plan_id.clone(),
@@ -658,28 +565,28 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
         };
         match store.mark_applied(&applied) {
             Ok(()) => Ok(()),
-            Err(StoreError::Exists) => Err(refuse(format!(
+            Err(StoreError::Exists) => Err(runbook_engine::session::Error::Usage(format!(
                 "plan {} was applied already (just now, by another apply); a plan runs once",
                 short(&plan_id)
             ))),
-            Err(StoreError::Io(err)) => Err(Error::Io(err)),
+            Err(StoreError::Io(err)) => Err(runbook_engine::session::Error::Io(err)),
         }
     };
-    let execution = Execution {
-        run_id: crate::state::new_run_id(),
+    let start = Start {
+        run_id: runbook_state::dir::new_run_id(),
         // The approval answers the stage confirmations; the environment was typed above.
         yes: true,
-        output: args.output,
+        json: args.output == OutputFormat::Json,
         completed: None,
-        recovery: super::undo::Recovery::on_failure(args.on_failure),
+        recovery: Recovery::on_failure(args.on_failure),
         resume_events: Vec::new(),
         forced: false,
         rehearsal: None,
         // The protected environment's name was typed (or given) above, before the drift check.
-        confirmations: crate::exec::operator::Confirmations { env: confirmed_env, ..Default::default() },
+        confirmations: runbook_engine::exec::operator::Confirmations { env: confirmed_env, ..Default::default() },
         audit: Audit { plan_id: Some(planned.id.clone()), approvers, break_glass: None, claim: Some(Box::new(claim)) },
     };
-    execute(&mut plan, execution, settings)
+    Ok(execute(&mut plan, start, settings)?)
 }
 
 /// The protected environment's name is still typed (or given with --confirm-env).

@@ -5,16 +5,16 @@
 use std::collections::HashMap;
 
 use crate::error::Error;
-use crate::journal::{Record, Recorded};
-use crate::model::Runbook;
-use crate::plan::StepOutput;
-use crate::step::{Step, StepKind};
+use runbook_engine::plan::StepOutput;
+use runbook_lang::model::Runbook;
+use runbook_lang::step::{Step, StepKind};
+use runbook_state::journal::{Record, Recorded};
 
 /// Every step of `procedure` in the order the walk meets it (includes expanded).
 pub fn walk_order<'a>(runbook: &'a Runbook, procedure: &str) -> Vec<&'a Step> {
     let mut order = Vec::new();
     if let Some(procedure) = runbook.procedures.get(procedure) {
-        crate::plan::steps_in_order(runbook, procedure, &mut order);
+        runbook_engine::plan::steps_in_order(runbook, procedure, &mut order);
     }
     order
 }
@@ -38,7 +38,7 @@ pub fn journaled_answers(runbook: &Runbook, procedure: &str, recorded: &Recorded
                 // The value the later steps saw (a labelled choice journals `value (label)`).
                 let Some(value) = event["output"]["output"].as_str() else { continue };
                 let fits = prompt.check_answer(value, prompt.static_choices(), value, chrono::Utc::now()).is_ok();
-                if !fits || value.contains(crate::redact::MASK) {
+                if !fits || value.contains(runbook_engine::redact::MASK) {
                     continue;
                 }
                 value.to_owned()
@@ -76,7 +76,8 @@ pub struct Restart {
 impl Restart {
     /// The journal records: the answers replaced, then where the walk starts again.
     pub fn events(&self, secret: &dyn Fn(&str) -> bool) -> Vec<serde_json::Value> {
-        let shown = |id: &str, value: &str| if secret(id) { crate::redact::MASK.to_owned() } else { value.to_owned() };
+        let shown =
+            |id: &str, value: &str| if secret(id) { runbook_engine::redact::MASK.to_owned() } else { value.to_owned() };
         let mut events: Vec<serde_json::Value> = self
             .replaced
             .iter()
@@ -233,7 +234,7 @@ pub fn confirm_from(from: &str, yes: bool, interactive: bool) -> Result<(), Erro
             "y" | "yes" => return Ok(()),
             "" | "n" | "no" | "q" | "quit" => {
                 eprintln!("The operator did not confirm --from {from}; nothing was run.");
-                return Err(Error::Reported(crate::error::exit::ABORTED));
+                return Err(Error::Reported(runbook_state::exit::ABORTED));
             }
             _ => eprintln!("Please answer y or n."),
         }

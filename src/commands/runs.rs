@@ -5,13 +5,15 @@ use std::fmt::Write as _;
 
 use indexmap::IndexMap;
 
-use super::procedure::{Execution, Settings, ask_missing_secrets, checked_runbook, execute};
 use crate::cli::OutputFormat;
 use crate::error::Error;
-use crate::journal::{Record, Recorded, Summary};
-use crate::plan::{Inputs, Plan, StepOutput};
-use crate::state::StateDir;
-use crate::step::{Effect, StepKind};
+use crate::library::checked_runbook;
+use runbook_engine::plan::{Inputs, Plan, StepOutput};
+use runbook_engine::session::{Audit, Recovery, Settings, Start, ask_missing_secrets, execute, interactive};
+use runbook_lang::step::{Effect, StepKind};
+use runbook_state::dir::StateDir;
+use runbook_state::journal::{Record, Recorded, Summary};
+use runbook_state::record::RunStatus;
 
 fn state(settings: &Settings) -> Result<StateDir, Error> {
     StateDir::resolve(settings.state_dir.as_deref()).map_err(Error::Io)
@@ -27,9 +29,10 @@ pub fn history(
 ) -> Result<(), Error> {
     let store = settings.store()?;
     let mut summaries: Vec<Summary> = Vec::new();
+    let running = runbook_state::store::running(store.as_ref());
     for (id, recorded) in store.history().map_err(Error::Io)? {
         match recorded {
-            Ok(recorded) => summaries.extend(recorded.summary(&id)),
+            Ok(recorded) => summaries.extend(recorded.summary(&id, running.contains(&id))),
             Err(err) => eprintln!("warning: {err}"),
         }
     }
@@ -52,19 +55,19 @@ pub fn history(
                 return Ok(());
             }
             let mut out = format!(
-                "{:<28} {:<12} {:<16} {:<11} {:<9} {:<12} {:<20} {}\n",
+                "{:<28} {:<12} {:<16} {:<11} {:<9} {:<24} {:<20} {}\n",
                 "RUN", "RUNBOOK", "PROCEDURE", "ENV", "KIND", "USER", "STARTED", "STATUS"
             );
             for s in &summaries {
                 let _ = writeln!(
                     out,
-                    "{:<28} {:<12} {:<16} {:<11} {:<9} {:<12} {:<20} {}",
+                    "{:<28} {:<12} {:<16} {:<11} {:<9} {:<24} {:<20} {}",
                     s.id,
                     s.runbook,
                     s.procedure,
                     s.environment.as_deref().unwrap_or("-"),
                     if s.rehearsal { "rehearsal" } else { "real" },
-                    s.user,
+                    s.identity,
                     s.started.get(..19).unwrap_or(&s.started),
                     s.status
                 );
@@ -78,19 +81,24 @@ pub fn history(
     Ok(())
 }
 
-fn find(settings: &Settings, run_id: &str) -> Result<Recorded, Error> {
+/// A run's records and its status (see `Recorded::status`).
+fn find(settings: &Settings, run_id: &str) -> Result<(Recorded, RunStatus), Error> {
     // Before any path or object name is built: `../../x` must not open (or resume) a journal
     // outside the state dir or the store's prefix.
-    crate::state::check_run_id(run_id).map_err(Error::Usage)?;
+    runbook_state::dir::check_run_id(run_id).map_err(Error::Usage)?;
     let store = settings.store()?;
     match store.run(run_id).map_err(Error::Io)? {
-        Some(recorded) => Ok(recorded),
+        Some(recorded) => {
+            let holding = runbook_state::store::running(store.as_ref()).contains(run_id);
+            let status = recorded.status(holding);
+            Ok((recorded, status))
+        }
         None => Err(Error::Usage(format!("no run `{run_id}` in {} (see `runbook history`)", store.location()))),
     }
 }
 
 pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(), Error> {
-    let recorded = find(settings, run_id)?;
+    let (recorded, status) = find(settings, run_id)?;
     if format == OutputFormat::Json {
         let json = serde_json::to_string_pretty(&recorded.records).map_err(|e| Error::Io(e.to_string()))?;
         crate::output::print(&(json + "\n"));
@@ -102,16 +110,19 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
             Record::RunStarted { ts, header } | Record::RunResumed { ts, header } => {
                 let verb = if matches!(record, Record::RunStarted { .. }) { "started" } else { "resumed" };
                 let env = header.environment.as_deref().map(|e| format!(" --env {e}")).unwrap_or_default();
-                let who = header.identity.as_ref().map(|i| format!("{i} (")).unwrap_or_default();
-                let close = if who.is_empty() { "" } else { ")" };
+                let who = runbook_state::identity::display(
+                    header.identity.as_deref().unwrap_or_default(),
+                    &header.user,
+                    &header.host,
+                );
                 let _ = writeln!(
                     out,
-                    "{ts}  run {verb}: {} {}{env} by {who}{}@{}{close} (pid {}, runbook {})",
-                    header.runbook, header.procedure, header.user, header.host, header.pid, header.version
+                    "{ts}  run {verb}: {} {}{env} by {who} (pid {}, runbook {})",
+                    header.runbook, header.procedure, header.pid, header.version
                 );
                 let _ = writeln!(out, "{:26}file {} (sha256 {})", "", header.file.display(), header.sha256);
                 for (name, value) in &header.params {
-                    let _ = writeln!(out, "{:26}--{} {value}", "", crate::param::flag_name(name));
+                    let _ = writeln!(out, "{:26}--{} {value}", "", runbook_lang::param::flag_name(name));
                 }
                 describe_rehearsal(&mut out, header);
                 if let Some(reason) = &header.break_glass {
@@ -126,7 +137,7 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
                 }
             }
             Record::Event { ts, event } => {
-                if let Some(line) = describe(event) {
+                if let Some(line) = runbook_engine::timeline::describe(event) {
                     let _ = writeln!(out, "{ts}  {line}");
                 }
             }
@@ -135,16 +146,18 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
     for line in decisions_and_changes(&recorded) {
         let _ = writeln!(out, "{line}");
     }
-    let status = recorded.undo_status().map_or_else(|| recorded.status(), str::to_owned);
     let _ = writeln!(out, "status: {status}");
     if recorded.truncated {
         let _ = writeln!(out, "note: the last record was cut off (the process died while writing it)");
     }
-    if undo_left(&recorded) {
+    // Advice that fits the status: a finished rollback is never offered its undo.
+    if status.is_undo() && undo_left(&recorded) {
         let _ = writeln!(out, "continue the undo with: runbook undo {run_id}");
     }
     // Resumable as long as no undo step started (an undo with every step skipped took nothing back).
-    if recorded.status() != "done" && undone_at(&recorded).is_none() {
+    let resumable =
+        !matches!(status, RunStatus::Done | RunStatus::Running | RunStatus::Undone | RunStatus::PartlyUndone);
+    if resumable && undone_at(&recorded).is_none() {
         let _ = writeln!(out, "continue it with: runbook resume {run_id}");
     }
     crate::output::print(&out);
@@ -152,7 +165,7 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
 }
 
 /// A run's rehearsal, `--var` overrides and `--yes`, under its header line in `show`.
-fn describe_rehearsal(out: &mut String, header: &crate::journal::Header) {
+fn describe_rehearsal(out: &mut String, header: &runbook_state::journal::Header) {
     match &header.rehearsal {
         Some(r) => {
             let against = match (&r.server, &r.scenario) {
@@ -208,7 +221,7 @@ fn decisions_and_changes(recorded: &Recorded) -> Vec<String> {
             }
             Some("failure_choice") if event["choice"] == "edit" => {
                 let prompt = event["prompt"].as_str().unwrap_or_default();
-                let value = event["answer"].as_str().unwrap_or(crate::redact::MASK);
+                let value = event["answer"].as_str().unwrap_or(runbook_engine::redact::MASK);
                 replace(&mut decisions, prompt, format!(" — replaced at {ts} by {by} (failure menu): {value:?}"), 1);
             }
             Some("step_started") => {
@@ -219,7 +232,7 @@ fn decisions_and_changes(recorded: &Recorded) -> Vec<String> {
                     decisions.push((id.clone(), format!("  {id}: {answer}")));
                 }
                 if mutating.contains(&id)
-                    && let Some(text) = crate::exec::terminal::what_changed(&event["output"])
+                    && let Some(text) = runbook_engine::exec::terminal::what_changed(&event["output"])
                 {
                     changes.push(format!("  {id}: {text}"));
                 }
@@ -239,72 +252,6 @@ fn decisions_and_changes(recorded: &Recorded) -> Vec<String> {
     lines
 }
 
-pub fn describe(event: &serde_json::Value) -> Option<String> {
-    let s = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
-    Some(match event["event"].as_str()? {
-        "stage_started" => format!("stage {}: {} [{}]", event["index"], s("name"), s("procedure")),
-        "stage_skipped" => format!("stage skipped: {} ({})", s("name"), s("reason")),
-        "stage_done_earlier" => format!("stage done in an earlier attempt: {} [{}]", s("name"), s("procedure")),
-        "answer_replaced" => {
-            let previous = event["previous"].as_str().map_or_else(|| "unknown".to_owned(), |p| format!("{p:?}"));
-            format!("answer to {} replaced by {}: {previous} → {:?}", s("id"), s("by"), s("value"))
-        }
-        "resume_restart" => {
-            let reasons: Vec<&str> =
-                event["reasons"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
-            format!(
-                "resume starts again at step {} (it and every later step run again), by {}: {}",
-                s("from"),
-                s("by"),
-                reasons.join("; ")
-            )
-        }
-        "step_started" => {
-            let command = event["command"].as_str().map(|c| format!(": {c}")).unwrap_or_default();
-            let attempt =
-                event["attempt"].as_u64().filter(|a| *a > 1).map(|a| format!(" (attempt {a})")).unwrap_or_default();
-            format!("  ▶ {} ({}){attempt}{command}", s("id"), s("kind"))
-        }
-        "step_finished" => {
-            let exit = event["exit_code"].as_i64().map(|c| format!(", exit {c}")).unwrap_or_default();
-            let message = event["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
-            let answer = event["answer"].as_str().map(|a| format!(", answered {a:?}")).unwrap_or_default();
-            format!("  {} {} after {}{exit}{answer}{message}", s("status"), s("id"), s("duration"))
-        }
-        "failure_choice" => {
-            let by = event["by"].as_str().map(|b| format!(" (by {b})")).unwrap_or_default();
-            let line = crate::exec::recovery::menu::describe_choice(
-                &s("id"),
-                &s("choice"),
-                event["reason"].as_str(),
-                event["prompt"].as_str(),
-                event["answer"].as_str(),
-            );
-            format!("  {line}{by}")
-        }
-        "notice" => format!("  note ({}): {}", s("id"), s("text").replace('\n', " ")),
-        "undo" => format!("  ↶ undo of {} {}: {}", s("id"), s("state"), s("text").replace('\n', " ")),
-        "lock_taken_over" => {
-            let previous = &event["previous"];
-            format!(
-                "lock taken over by {} after the lease of run {} ({}) ran out",
-                s("by"),
-                previous["run_id"].as_str().unwrap_or("?"),
-                previous["identity"].as_str().unwrap_or("?")
-            )
-        }
-        "lock_broken" => {
-            let reason = s("reason").replace(char::is_control, " ");
-            format!("lock {} broken by {}: {reason}", s("lock"), s("by"))
-        }
-        "run_finished" => {
-            let message = event["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
-            format!("run finished: {} in {}{message}", s("outcome"), s("duration"))
-        }
-        _ => return None,
-    })
-}
-
 pub struct ResumeArgs {
     pub run_id: String,
     pub yes: bool,
@@ -318,7 +265,7 @@ pub struct ResumeArgs {
     /// `--from STEP`: start again at this finished step.
     pub from: Option<String>,
     /// `--on-failure undo|abort`; without it, what the run's last attempt chose.
-    pub on_failure: Option<super::undo::FailurePolicy>,
+    pub on_failure: Option<runbook_engine::session::FailurePolicy>,
 }
 
 /// When the run's first undo step started (`runbook undo`, `--on-failure undo`, the failure
@@ -348,7 +295,13 @@ fn undo_left(recorded: &Recorded) -> bool {
 }
 
 pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
-    let recorded = find(settings, &args.run_id)?;
+    let (recorded, status) = find(settings, &args.run_id)?;
+    if status == RunStatus::Running {
+        return Err(Error::Usage(format!(
+            "run {} is still running (it holds its lock); see `runbook lock status`",
+            args.run_id
+        )));
+    }
     let header = recorded.header().cloned().ok_or_else(|| Error::Io(format!("run {} has no header", args.run_id)))?;
     if !args.undo
         && let Some(when) = undone_at(&recorded)
@@ -362,7 +315,7 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         }
         return Err(Error::Usage(text));
     }
-    if recorded.status() == "done" && !args.undo {
+    if status == RunStatus::Done && !args.undo {
         return Err(Error::Usage(format!("run {} finished successfully; there is nothing to resume", args.run_id)));
     }
     // On another machine the file is wherever that machine keeps the runbook folder: found
@@ -402,12 +355,9 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         .iter()
         .filter(|(name, _)| !header.secret_params.contains(name))
         .map(|(k, v)| (k.clone(), v.clone()))
-        .chain(
-            header
-                .secret_params
-                .iter()
-                .filter_map(|name| std::env::var(crate::cli::secret_env_name(name)).ok().map(|v| (name.clone(), v))),
-        )
+        .chain(header.secret_params.iter().filter_map(|name| {
+            std::env::var(runbook_lang::param::secret_env_name(name)).ok().map(|v| (name.clone(), v))
+        }))
         .collect();
     // A typed target given with --answer confirmed that attempt only: it is asked again.
     let typed = |id: &str| {
@@ -420,11 +370,11 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     // What earlier attempts answered comes back without asking: the journal's answers, then
     // the last header's `--answer` values, then this resume's (the last one given wins).
     let journaled = super::restart::journaled_answers(&runbook, &header.procedure, &recorded);
-    let headed = header.answers.iter().filter(|(k, v)| v.as_str() != crate::redact::MASK && !typed(k));
+    let headed = header.answers.iter().filter(|(k, v)| v.as_str() != runbook_engine::redact::MASK && !typed(k));
     let earlier: HashMap<String, String> = headed.cloned().chain(journaled.iter().cloned()).collect();
     let mut answers: Vec<String> = journaled
         .iter()
-        .chain(header.answers.iter().filter(|(k, v)| v.as_str() != crate::redact::MASK && !typed(k)))
+        .chain(header.answers.iter().filter(|(k, v)| v.as_str() != runbook_engine::redact::MASK && !typed(k)))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let given = args.answers.clone();
@@ -452,11 +402,11 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     };
     // `runbook undo` runs undo steps only: nothing starts again and no prompt is asked.
     let restart = if args.undo { None } else { super::restart::restart(&request)? };
-    if !args.undo && !super::procedure::interactive() {
+    if !args.undo && !interactive() {
         super::restart::missing_secret_answers(&order, &recorded, &given)?;
     }
     if let Some(from) = &args.from {
-        super::restart::confirm_from(from, args.yes, super::procedure::interactive())?;
+        super::restart::confirm_from(from, args.yes, interactive())?;
     }
     let secret = |id: &str| order.iter().any(|s| s.id == id && s.secret);
     let resume_events = restart.as_ref().map(|r| r.events(&secret)).unwrap_or_default();
@@ -469,27 +419,27 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     let spool = state(settings)?;
     if !spool.journal_path(&args.run_id).exists() && settings.store()?.shared() {
         spool.create().map_err(Error::Io)?;
-        crate::journal::seed(&spool.journal_path(&args.run_id), &recorded.records).map_err(Error::Io)?;
+        runbook_state::journal::seed(&spool.journal_path(&args.run_id), &recorded.records).map_err(Error::Io)?;
     }
-    let execution = Execution {
+    let start = Start {
         run_id: args.run_id,
         // SPEC §3 rule 5: a resume asks again unless given --yes (and the names) again.
         yes: args.yes,
-        confirmations: super::procedure::confirmations(args.confirm.0, &args.confirm.1)?,
-        output: args.output,
+        confirmations: runbook_engine::session::confirmations(args.confirm.0, &args.confirm.1)?,
+        json: args.output == OutputFormat::Json,
         completed: Some(completed),
         resume_events,
         forced,
         // A rehearsal resumes as a rehearsal, against its fake restored from the state dir.
         rehearsal: header.rehearsal.clone(),
-        audit: super::plan::Audit::resumed(&header),
+        audit: Audit::resumed(&header),
         recovery: if args.undo {
-            super::undo::Recovery::undo(&plan, &recorded)?
+            Recovery::undo(&plan, &recorded)?
         } else {
-            super::undo::Recovery::resumed(&plan, &recorded).with_on_failure(args.on_failure, &recorded)
+            Recovery::resumed(&plan, &recorded).with_on_failure(args.on_failure, &recorded)
         },
     };
-    execute(&mut plan, execution, settings)
+    Ok(execute(&mut plan, start, settings)?)
 }
 
 /// Steps not to run again. A step whose output was secret is not in the journal: it runs
@@ -498,7 +448,7 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
 /// any undo step runs: nothing half-undone); otherwise its undo goes on without it.
 fn completed_steps(plan: &Plan, recorded: &Recorded, undo: bool) -> Result<HashMap<String, Option<StepOutput>>, Error> {
     let mut completed = HashMap::new();
-    let steps: HashMap<&str, &crate::step::Step> = plan
+    let steps: HashMap<&str, &runbook_lang::step::Step> = plan
         .runbook
         .procedures
         .values()
@@ -508,7 +458,7 @@ fn completed_steps(plan: &Plan, recorded: &Recorded, undo: bool) -> Result<HashM
     for (id, output, _skipped) in recorded.done_steps() {
         let Some(step) = steps.get(id.as_str()) else { continue };
         // An output journaled with a mask in it cannot be given back to later steps as it was.
-        let masked = output.as_ref().is_some_and(|o| o.to_string().contains(crate::redact::MASK));
+        let masked = output.as_ref().is_some_and(|o| o.to_string().contains(runbook_engine::redact::MASK));
         if step.output_is_secret() || masked {
             let rerunnable = step.effect == Effect::Read || matches!(step.kind, StepKind::Prompt(_));
             if rerunnable {
@@ -518,7 +468,7 @@ fn completed_steps(plan: &Plan, recorded: &Recorded, undo: bool) -> Result<HashM
                 let reader = steps
                     .values()
                     .flat_map(|s| &s.undo)
-                    .find(|u| crate::exec::recovery::menu::steps_read_by(u).contains(&id));
+                    .find(|u| runbook_engine::exec::recovery::menu::steps_read_by(u).contains(&id));
                 let Some(reader) = reader else { continue };
                 return Err(Error::Usage(format!(
                     "cannot undo run {}: undo step `{}` needs the output of step `{id}`, which was secret and never journaled; nothing was undone (undo `{id}` by hand, or read the secret again in an undo step)",

@@ -18,8 +18,8 @@ pub fn docs(library: &Library, target: &str) -> Result<(), Error> {
             )));
         }
     };
-    let runbook = super::procedure::checked_runbook(entry)?;
-    crate::output::print(&(crate::docs::markdown(&runbook) + "\n"));
+    let runbook = crate::library::checked_runbook(entry)?;
+    crate::output::print(&(runbook_lang::docs::markdown(&runbook) + "\n"));
     Ok(())
 }
 

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::ValidateFormat;
-use crate::diagnostic::{Diagnostic, Severity, render_all};
 use crate::error::{Error, exit};
 use crate::library::{file_diagnostics, folder_diagnostics, runbook_files};
+use runbook_lang::diagnostic::{Diagnostic, Severity, render_all};
 
 pub fn validate(
     paths: &[PathBuf],
@@ -66,9 +66,10 @@ pub fn validate(
                 eprintln!("{checked} runbook file(s) checked: {errors} error(s), {warnings} warning(s)");
             }
         }
-        ValidateFormat::Json => crate::output::print(&(crate::diagnostic::to_json(&diagnostics) + "\n")),
+        ValidateFormat::Json => crate::output::print(&(runbook_lang::diagnostic::to_json(&diagnostics) + "\n")),
         ValidateFormat::Github => {
-            let lines: String = diagnostics.iter().map(|d| crate::diagnostic::github_annotation(d) + "\n").collect();
+            let lines: String =
+                diagnostics.iter().map(|d| runbook_lang::diagnostic::github_annotation(d) + "\n").collect();
             crate::output::print(&lines);
         }
     }

@@ -50,7 +50,8 @@ impl Machine {
             .runbook()
             .env("STORAGE_EMULATOR_HOST", &self.host)
             .env("RUNBOOK_STATE_URL", format!("gs://{BUCKET}/ops"))
-            .env("RUNBOOK_IDENTITY", self.who)
+            // Who the team knows: the active gcloud account, as gcloud itself reads it.
+            .env("CLOUDSDK_CORE_ACCOUNT", self.who)
             .env("RUNBOOK_STORE_TIMEOUT", "1s")
             .env("WHO", self.who)
     }
@@ -108,6 +109,10 @@ fn a_second_machine_is_refused_at_once_naming_the_first_and_both_share_one_histo
     let asked = Instant::now();
     let refused = b.go().output().status(2);
     assert!(asked.elapsed() < Duration::from_secs(3), "refused at once, not after waiting");
+    // One identity (issue 20): the holder's gcloud account, beside its local account, in the
+    // refusal and in `lock status` on the other machine.
+    let status = b.runbook().args(["lock", "status"]).output().success().stdout();
+    assert!(status.contains("alice@example.com ("), "lock status names the gcloud account: {status}");
     let (code, _) = finish(holder);
     assert_eq!(code, 0);
     let first = ids(&a.history());
@@ -123,6 +128,10 @@ fn a_second_machine_is_refused_at_once_naming_the_first_and_both_share_one_histo
     assert_eq!(on_a, on_b, "one history for both machines");
     let users: Vec<String> = a.history().as_array().into_iter().flatten().map(|r| r["status"].to_string()).collect();
     assert_eq!(users, ["\"done\"", "\"done\""]);
+    let shown = b.runbook().args(["show", &first[0]]).output().success().stdout();
+    assert!(shown.contains("by alice@example.com ("), "show names who ran it as the lock did: {shown}");
+    let listed = b.runbook().args(["history"]).output().success().stdout();
+    assert!(listed.contains("alice@example.com (") && listed.contains("bob@example.com ("), "{listed}");
     let status = a.runbook().args(["lock", "status"]).output().success().stdout();
     assert_eq!(status.split_whitespace().collect::<Vec<_>>(), ["demo/staging", "free"], "released at the end");
     // The local spool still has each machine's own run.
@@ -238,7 +247,7 @@ fn lock_break_needs_the_typed_name_and_is_journaled_with_who_and_why() {
     let _ = finish(holder);
     let id = a.sandbox.last_run_id();
     let shown = b.runbook().args(["show", &id]).output().success().stdout();
-    assert!(shown.contains("lock demo/staging broken by bob: alice's laptop died"), "{shown}");
+    assert!(shown.contains("lock demo/staging broken by bob (") && shown.contains("): alice's laptop died"), "{shown}");
 }
 
 #[test]

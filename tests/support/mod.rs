@@ -112,9 +112,15 @@ impl Run {
             "XDG_STATE_HOME",
             "RUNBOOK_STATE_URL",
             "STORAGE_EMULATOR_HOST",
+            "GITHUB_ACTOR",
+            "CLOUDSDK_CORE_ACCOUNT",
+            "CLOUDSDK_ACTIVE_CONFIG_NAME",
         ] {
             cmd.env_remove(var);
         }
+        // Who runs is the active gcloud account (issue 20): the tests' gcloud set-up is their
+        // own, never the developer's (tests that rehearse point it at theirs).
+        cmd.env("CLOUDSDK_CONFIG", cwd.join("gcloud-config"));
         cmd.env("RUNBOOK_STATE_DIR", cwd.join("state")).env("NO_COLOR", "1").env("COLUMNS", "100");
         // The start-up cache of the tests is theirs, not the user's (tests of the cache set
         // their own).

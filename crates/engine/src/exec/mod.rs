@@ -1,0 +1,681 @@
+//! Execution: walks a checked [`Plan`] stage by stage, asks the operator where the runbook
+//! says so, runs each step and reports events to its subscribers.
+
+mod ansi;
+pub mod context;
+
+mod line;
+pub mod operator;
+mod preflight;
+mod process;
+pub mod recovery;
+mod steps;
+pub mod terminal;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::plan::{Outputs, Plan, StepOutput};
+use crate::render::render;
+pub use context::Options;
+use context::{Attempt, Events, StepContext};
+use operator::{AskError, Operator, StageChoice};
+use runbook_lang::model::{Procedure, Stage};
+use runbook_lang::step::{OnFailure, Step, StepKind};
+use runbook_state::event::{self, Event, Outcome, StepStatus, Subscriber};
+
+/// Captured output above this is an error, not a memory problem (`RUNBOOK_CAPTURE_LIMIT`).
+pub const DEFAULT_CAPTURE_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A question that got no answer ends the run: Ctrl-C as an interruption (exit 130,
+/// resumable), anything else as the operator's abort.
+fn unanswered(err: AskError) -> Flow {
+    match err {
+        AskError::Interrupted => Flow::Stop(Outcome::Interrupted, "interrupted at a question to the operator".into()),
+        AskError::Failed(_) => Flow::Stop(Outcome::Aborted, err.to_string()),
+    }
+}
+
+/// How a walk through steps goes on.
+pub(crate) enum Flow {
+    Continue,
+    Stop(Outcome, String),
+    /// The operator chose `retry` at the failure menu: the step runs again.
+    Retry,
+}
+
+pub struct Runner<'p> {
+    plan: &'p Plan,
+    operator: Operator,
+    options: Options,
+    events: Events,
+    pub cancel: CancellationToken,
+    pub outputs: Outputs,
+    done: usize,
+    skipped: usize,
+    failed: usize,
+    /// Quiet walk for `--dry-run --probe`: only read steps run, nothing is asked.
+    probing: bool,
+    /// Steps finished by an earlier attempt of this run (`resume`), with their outputs.
+    pub completed: HashMap<String, Option<StepOutput>>,
+    /// A mutating step has started in this attempt.
+    mutated: bool,
+    /// How deep the walk is inside `include` steps of a confirmed stage: their stages were
+    /// shown inline and are not asked again.
+    included: usize,
+    /// Mutating steps of the confirmed stage whose command was not known when it was shown
+    /// (it uses a choice made in the stage): shown final and confirmed before they run.
+    unseen: std::collections::HashSet<String>,
+    /// An `--answer` was refused before anything changed: a usage error (exit 2).
+    pub refused_answer: bool,
+    /// Mutating steps finished in this attempt, in order (the undo engine's owners).
+    finished: Vec<String>,
+    /// Steps finished in earlier attempts in the journal's order (`runbook undo`); `None`:
+    /// those in `completed`, in the runbook's order.
+    pub earlier_done: Option<Vec<String>>,
+    /// Steps whose undo finished (journaled `undo` events, and this attempt's).
+    pub undone: std::collections::HashSet<String>,
+    /// The mutating step that failed last (it may have changed part of what it meant to):
+    /// the undo engine names it for the operator to check; it is not undone.
+    pub failed_mutation: Option<String>,
+    /// The undo engine is running: a failing undo step does not start another undo.
+    undoing: bool,
+    /// `--on-failure undo`: a step that fails where its `on_failure` aborts undoes the run.
+    pub on_failure_undo: bool,
+    /// `--on-failure abort` given explicitly: a failed step stops the run, no menu.
+    pub on_failure_abort: bool,
+    /// The last undo state of each owner in this attempt (what `runbook undo` has left).
+    undo_states: std::collections::HashMap<String, event::UndoState>,
+    /// The failure menu's `edit`: a prompt is asked again, whatever `--answer` said.
+    ask_again: bool,
+    /// Steps the operator skipped at the failure menu.
+    menu_skipped: std::collections::HashSet<String>,
+}
+
+impl<'p> Runner<'p> {
+    pub fn new(plan: &'p Plan, options: Options, subscribers: Vec<Box<dyn Subscriber>>) -> Self {
+        let operator = Operator {
+            interactive: options.interactive,
+            yes: options.yes,
+            answers: plan.answers.clone(),
+            confirmations: options.confirmations.clone(),
+        };
+        Runner {
+            plan,
+            operator,
+            options,
+            events: Events::new(subscribers, plan.redactor.clone()),
+            cancel: CancellationToken::new(),
+            outputs: Outputs::default(),
+            done: 0,
+            skipped: 0,
+            failed: 0,
+            probing: false,
+            completed: HashMap::new(),
+            mutated: false,
+            included: 0,
+            unseen: std::collections::HashSet::new(),
+            refused_answer: false,
+            finished: Vec::new(),
+            earlier_done: None,
+            undone: std::collections::HashSet::new(),
+            failed_mutation: None,
+            undoing: false,
+            on_failure_undo: false,
+            on_failure_abort: false,
+            undo_states: std::collections::HashMap::new(),
+            ask_again: false,
+            menu_skipped: std::collections::HashSet::new(),
+        }
+    }
+
+    pub fn subscribe(&mut self, subscriber: Box<dyn Subscriber>) {
+        self.events.subscribe(subscriber);
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.events.emit(event);
+    }
+
+    /// SPEC rule 7: no step starts without its durable record. `Some` once the journal
+    /// could not write one; the run stops there, resumable from what was recorded.
+    fn unrecorded(&self, step: &Step) -> Option<Flow> {
+        let err = self.events.broken()?;
+        Some(Flow::Stop(Outcome::Failed, format!("stopped before step `{}` ran: {err}", step.id)))
+    }
+
+    fn emit_before_mutation(&mut self, event: &Event) -> Result<(), String> {
+        self.events.before_mutation(event)
+    }
+
+    /// Before the run waits on the operator: what subscribers buffered goes out.
+    fn settle(&mut self) {
+        self.events.flush();
+    }
+
+    /// One attempt of a rendered step, by its kind, with only what a kind may use.
+    async fn execute(&mut self, step: &Step, rendered: &crate::render::Rendered) -> Attempt {
+        let mut context = StepContext {
+            plan: self.plan,
+            outputs: &self.outputs,
+            options: &self.options,
+            cancel: &self.cancel,
+            operator: &self.operator,
+            events: &mut self.events,
+            probing: self.probing,
+            ask_again: self.ask_again,
+        };
+        let attempt = steps::execute(&mut context, step, rendered).await;
+        if attempt.answer_refused {
+            // A wrong `--answer` found before anything changed is a usage error.
+            self.refused_answer = !self.mutated;
+        }
+        attempt
+    }
+
+    pub async fn run(&mut self) -> Outcome {
+        let started = self.start_run();
+        let flow = match self.confirm_environment() {
+            Flow::Continue => self.procedure(self.plan.procedure.clone()).await,
+            stop => stop,
+        };
+        let (outcome, message) = match flow {
+            Flow::Continue | Flow::Retry => (Outcome::Done, None),
+            Flow::Stop(outcome, message) => (outcome, Some(message)),
+        };
+        self.finish_run(started, outcome, message);
+        outcome
+    }
+
+    /// The run's first record; what earlier attempts produced is known from the start, so
+    /// stage previews show it instead of placeholders.
+    fn start_run(&mut self) -> Instant {
+        let started = Instant::now();
+        let plan = self.plan;
+        self.emit(Event::RunStarted {
+            runbook: plan.runbook.name.clone(),
+            procedure: plan.procedure.clone(),
+            environment: plan.environment.clone(),
+            file: plan.runbook.source.display_path(),
+        });
+        let earlier: Vec<(String, StepOutput)> =
+            self.completed.iter().filter_map(|(id, o)| o.clone().map(|o| (id.clone(), o))).collect();
+        for (id, output) in &earlier {
+            self.outputs.insert(id, output);
+        }
+        started
+    }
+
+    /// The run's last record, its message masked.
+    fn finish_run(&mut self, started: Instant, outcome: Outcome, message: Option<String>) {
+        self.emit(Event::RunFinished {
+            outcome,
+            message: message.map(|m| self.plan.redactor.redact(&m)),
+            duration: started.elapsed(),
+            done: self.done,
+            skipped: self.skipped,
+            failed: self.failed,
+        });
+    }
+
+    /// `--dry-run --probe`: runs read-only steps whose inputs are known, so the dry-run
+    /// shows real values where it can.
+    pub async fn probe(&mut self) {
+        self.probing = true;
+        let runbook = self.plan.runbook.clone();
+        let mut order = Vec::new();
+        if let Some(proc) = runbook.procedures.get(&self.plan.procedure) {
+            crate::plan::steps_in_order(&runbook, proc, &mut order);
+        }
+        self.outputs.placeholders = true;
+        for step in order {
+            if !matches!(step.kind, StepKind::Run(_) | StepKind::Shell(_) | StepKind::Http(_)) || step.mutates() {
+                continue;
+            }
+            // A step that would not run (its `when` is false or not decidable yet) is not probed.
+            if let Some(when) = &step.when
+                && !matches!(when.eval(&self.plan.context(&self.outputs)), Ok(v) if v.is_true() && !runbook_lang::template::is_placeholder(&v))
+            {
+                continue;
+            }
+            let Ok(rendered) = render(self.plan, step, &self.outputs) else { continue };
+            if rendered.has_placeholders() {
+                continue;
+            }
+            let attempt = self.execute(step, &rendered).await;
+            if let (StepStatus::Done, Some(output)) = (attempt.status, attempt.output) {
+                self.outputs.insert(&step.id, &output);
+            }
+            if self.cancel.is_cancelled() {
+                break;
+            }
+        }
+    }
+
+    fn confirm_environment(&mut self) -> Flow {
+        let Some(env) = self.plan.environment() else { return Flow::Continue };
+        if !env.protected {
+            return Flow::Continue;
+        }
+        let name = env.name.clone();
+        self.settle();
+        let given = self.operator.confirmations.env.clone();
+        match self.operator.type_to_confirm(given.as_deref(), &name, &format!("`{name}` is a protected environment")) {
+            Ok(true) => Flow::Continue,
+            Ok(false) => {
+                Flow::Stop(Outcome::Aborted, format!("the operator did not confirm the protected environment `{name}`"))
+            }
+            Err(err) => unanswered(err),
+        }
+    }
+
+    fn procedure(&mut self, name: String) -> Pin<Box<dyn Future<Output = Flow> + '_>> {
+        Box::pin(async move {
+            let runbook = self.plan.runbook.clone();
+            let Some(procedure) = runbook.procedures.get(&name) else {
+                return Flow::Stop(Outcome::Failed, format!("no procedure `{name}`"));
+            };
+            for (index, stage) in procedure.stages.iter().enumerate() {
+                match self.stage(procedure, index, stage).await {
+                    Flow::Continue => {}
+                    stop => return stop,
+                }
+            }
+            Flow::Continue
+        })
+    }
+
+    async fn stage(&mut self, procedure: &Procedure, index: usize, stage: &Stage) -> Flow {
+        // Done before (a resume): not confirmed again, not run again, and not "skipped",
+        // which is what the operator's `s` means.
+        if !stage.steps.is_empty() && stage.steps.iter().all(|s| self.done_earlier(s)) {
+            self.emit(Event::StageDoneEarlier {
+                procedure: procedure.name.clone(),
+                index: index + 1,
+                name: stage.name.clone(),
+            });
+            return Flow::Continue;
+        }
+        let mutates = stage.steps.iter().any(|s| s.mutates() && !self.completed.contains_key(&s.id));
+        let choice = if self.operator.yes || self.included > 0 {
+            StageChoice::Run
+        } else if self.operator.interactive {
+            self.show_stage(procedure, index, stage);
+            self.unseen = self.not_yet_known(stage);
+            self.settle();
+            match self.operator.confirm_stage(&stage.name) {
+                Ok(choice) => choice,
+                Err(err) => return unanswered(err),
+            }
+        } else if mutates {
+            StageChoice::Stop
+        } else {
+            StageChoice::Run
+        };
+        if self.cancel.is_cancelled() {
+            return Flow::Stop(Outcome::Interrupted, "interrupted".into());
+        }
+        match choice {
+            StageChoice::Run => {}
+            StageChoice::Skip => {
+                self.emit(Event::StageSkipped {
+                    procedure: procedure.name.clone(),
+                    index: index + 1,
+                    name: stage.name.clone(),
+                    reason: "the operator skipped it".into(),
+                });
+                self.skipped += stage.steps.len();
+                return Flow::Continue;
+            }
+            StageChoice::Stop => {
+                return Flow::Stop(
+                    Outcome::Aborted,
+                    format!("the operator stopped the run before stage `{}`", stage.name),
+                );
+            }
+        }
+        self.emit(Event::StageStarted {
+            procedure: procedure.name.clone(),
+            index: index + 1,
+            name: stage.name.clone(),
+        });
+        for step in &stage.steps {
+            match self.step(step).await {
+                Flow::Continue => {}
+                stop => return stop,
+            }
+        }
+        Flow::Continue
+    }
+
+    /// What the stage will do, rendered as in a dry-run, before the operator answers.
+    fn show_stage(&self, procedure: &Procedure, index: usize, stage: &Stage) {
+        let mut outputs = self.outputs.clone();
+        outputs.placeholders = true;
+        let text = self.plan.redactor.redact(&crate::dry_run::stage_preview(
+            self.plan,
+            &procedure.name,
+            index,
+            stage,
+            &outputs,
+        ));
+        eprint!("\n{text}");
+    }
+
+    /// Mutating steps of `stage` (included ones too) whose shown command still holds a
+    /// placeholder for an output the stage itself produces.
+    fn not_yet_known(&self, stage: &Stage) -> std::collections::HashSet<String> {
+        let mut outputs = self.outputs.clone();
+        outputs.placeholders = true;
+        let mut order = Vec::new();
+        for step in &stage.steps {
+            order.push(step);
+            if let StepKind::Include(include) = &step.kind
+                && let Some(inner) = self.plan.runbook.procedures.get(&include.procedure)
+            {
+                crate::plan::steps_in_order(&self.plan.runbook, inner, &mut order);
+            }
+        }
+        order
+            .into_iter()
+            .filter(|s| s.mutates() && !self.completed.contains_key(&s.id))
+            .filter(|s| {
+                render(self.plan, s, &outputs).map_or(true, |r| {
+                    let shown = r.command_line(self.plan).or_else(|| crate::render::http_line(self.plan, &r));
+                    shown.is_some_and(|c| c.contains("<steps."))
+                })
+            })
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    /// A step the walk does not run again: finished in an earlier attempt of this run, or an
+    /// `include` whose steps (at any depth) all did.
+    fn done_earlier(&self, step: &Step) -> bool {
+        if self.completed.contains_key(&step.id) {
+            return true;
+        }
+        let StepKind::Include(include) = &step.kind else { return false };
+        let Some(inner) = self.plan.runbook.procedures.get(&include.procedure) else { return false };
+        let mut order = Vec::new();
+        crate::plan::steps_in_order(&self.plan.runbook, inner, &mut order);
+        let mut leaves = order.iter().filter(|s| !matches!(s.kind, StepKind::Include(_))).peekable();
+        leaves.peek().is_some() && leaves.all(|s| self.completed.contains_key(&s.id))
+    }
+
+    /// A step finished by an earlier attempt: its outputs are back, it does not run again.
+    fn restore(&mut self, step: &Step) -> bool {
+        let Some(output) = self.completed.get(&step.id).cloned() else { return false };
+        if let Some(output) = output {
+            self.outputs.insert(&step.id, &output);
+        }
+        true
+    }
+
+    /// A step, again as long as the operator chooses `retry` at the failure menu.
+    async fn step(&mut self, step: &Step) -> Flow {
+        loop {
+            match self.step_once(step).await {
+                Flow::Retry => {}
+                flow => return flow,
+            }
+        }
+    }
+
+    async fn step_once(&mut self, step: &Step) -> Flow {
+        let started = Instant::now();
+        if self.restore(step) {
+            self.emit(Event::Notice { id: step.id.clone(), text: format!("{}: done in an earlier attempt", step.id) });
+            return Flow::Continue;
+        }
+        if let Some(when) = &step.when {
+            match when.is_true(&self.plan.context(&self.outputs)) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.finish(
+                        step,
+                        Attempt::with_status(StepStatus::Skipped, format!("`when: {}` is false", when.text)),
+                        started,
+                    );
+                    return Flow::Continue;
+                }
+                Err(err) => {
+                    return self
+                        .fail(step, Attempt::failed(format!("`when` could not be evaluated: {err}")), started)
+                        .await;
+                }
+            }
+        }
+        if let StepKind::Include(include) = &step.kind {
+            self.included += 1;
+            let flow = self.procedure(include.procedure.clone()).await;
+            self.included -= 1;
+            return flow;
+        }
+        if let Some(target) = &step.confirm {
+            let target = match target.render(&self.plan.context(&self.outputs)) {
+                Ok(target) => target,
+                Err(err) => {
+                    return self
+                        .fail(step, Attempt::failed(format!("`target` could not be rendered: {err}")), started)
+                        .await;
+                }
+            };
+            let what = format!("step `{}` is destructive", step.id);
+            self.settle();
+            let given = self.operator.confirmations.targets.get(&step.id).or_else(|| self.plan.answers.get(&step.id));
+            match self.operator.type_to_confirm(given.map(String::as_str), &target, &what) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Flow::Stop(
+                        Outcome::Aborted,
+                        format!("the operator did not confirm `{target}` for step `{}`", step.id),
+                    );
+                }
+                Err(err) => return unanswered(err),
+            }
+        }
+        let attempts = step.retry.as_ref().map_or(1, |r| r.attempts);
+        let mut last = Attempt::failed("not run");
+        for attempt in 1..=attempts {
+            let rendered = match render(self.plan, step, &self.outputs) {
+                Ok(rendered) => rendered,
+                Err(err) => {
+                    let why = self.uses_skipped(step).map(|s| format!(" ({s})")).unwrap_or_default();
+                    let message = format!("cannot render the step{why}: {err}");
+                    return self.fail(step, Attempt::failed(message), started).await;
+                }
+            };
+            let command = rendered.command_line(self.plan).or_else(|| crate::render::http_line(self.plan, &rendered));
+            if self.unseen.remove(&step.id) && self.operator.interactive && !self.operator.yes {
+                // See before you confirm: the stage was shown with a placeholder here.
+                let shown = command.clone().unwrap_or_else(|| step.id.clone());
+                self.emit(Event::Notice {
+                    id: step.id.clone(),
+                    text: format!("{} will now run, with the choice just made:\n$ {shown}", step.id),
+                });
+                match self.operator.confirm_step(&step.id) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Flow::Stop(
+                            Outcome::Aborted,
+                            format!("the operator stopped the run before step `{}`", step.id),
+                        );
+                    }
+                    Err(err) => return unanswered(err),
+                }
+            }
+            if let Some(stop) = self.unrecorded(step) {
+                return stop;
+            }
+            let event = Event::StepStarted {
+                id: step.id.clone(),
+                name: step.name.clone(),
+                kind: step.kind_name(),
+                command,
+                attempt,
+            };
+            if step.mutates() {
+                // No mutation without its record: a subscriber that cannot record it stops it.
+                if let Err(reason) = self.emit_before_mutation(&event) {
+                    let message = format!("step `{}` did not start: {reason}", step.id);
+                    self.finish(step, Attempt::failed(message.clone()), started);
+                    return Flow::Stop(Outcome::Failed, message);
+                }
+            } else {
+                self.emit(event);
+            }
+            if let Some(stop) = self.unrecorded(step) {
+                return stop;
+            }
+            if step.mutates() {
+                self.mutated = true;
+            }
+            let mut result = self.execute(step, &rendered).await;
+            if result.status == StepStatus::Interrupted {
+                self.finish(step, result, started);
+                return Flow::Stop(Outcome::Interrupted, format!("interrupted during step `{}`", step.id));
+            }
+            if result.status == StepStatus::Done
+                && let Some(until) = step.retry.as_ref().and_then(|r| r.until.as_ref())
+            {
+                let result_value =
+                    minijinja::Value::from(minijinja::value::Serde(result.output.clone().unwrap_or_default()));
+                let context = minijinja::context! { result => result_value, ..self.plan.context(&self.outputs) };
+                match until.is_true(&context) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        result = Attempt {
+                            status: StepStatus::Failed,
+                            message: Some(format!("`until: {}` is not true yet", until.text)),
+                            ..result
+                        }
+                    }
+                    Err(err) => {
+                        return self
+                            .fail(step, Attempt::failed(format!("`until` could not be evaluated: {err}")), started)
+                            .await;
+                    }
+                }
+            }
+            if result.status == StepStatus::Done {
+                if let Some(output) = &result.output {
+                    self.outputs.insert(&step.id, output);
+                }
+                self.finish(step, result, started);
+                return Flow::Continue;
+            }
+            if result.last {
+                // Refused, not failed: another attempt would be refused too.
+                return self.fail(step, result, started).await;
+            }
+            if attempt < attempts {
+                let interval = step.retry.as_ref().map_or(Duration::ZERO, |r| r.interval);
+                let reason = self.plan.redactor.redact(result.message.as_deref().unwrap_or("failed"));
+                self.emit(Event::Notice {
+                    id: step.id.clone(),
+                    text: format!(
+                        "attempt {attempt}/{attempts} failed: {reason}; retrying in {}",
+                        humantime::format_duration(interval)
+                    ),
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = self.cancel.cancelled() => {
+                        self.finish(step, Attempt::with_status(StepStatus::Interrupted, "interrupted while waiting to retry"), started);
+                        return Flow::Stop(Outcome::Interrupted, format!("interrupted during step `{}`", step.id));
+                    }
+                }
+            }
+            last = result;
+        }
+        if attempts > 1 {
+            last.message = last.message.map(|m| format!("{m} (after {attempts} attempts)"));
+        }
+        self.fail(step, last, started).await
+    }
+
+    /// A failed step: `on_failure` decides what happens next.
+    async fn fail(&mut self, step: &Step, mut attempt: Attempt, started: Instant) -> Flow {
+        let message = attempt.message.clone().unwrap_or_else(|| "failed".into());
+        let message = format!("step `{}` failed: {}", step.id, self.plan.redactor.redact(&message));
+        match &step.on_failure {
+            OnFailure::Continue => {
+                attempt.status = StepStatus::FailedContinued;
+                self.finish(step, attempt, started);
+                Flow::Continue
+            }
+            OnFailure::Abort => {
+                self.finish(step, attempt, started);
+                if self.offers_menu(step) {
+                    return Box::pin(self.failure_menu(step, message)).await;
+                }
+                if self.on_failure_undo && !self.undoing {
+                    return Box::pin(self.undo_after_failure(message)).await;
+                }
+                Flow::Stop(Outcome::Failed, message)
+            }
+            OnFailure::Procedure(handler) => {
+                self.finish(step, attempt, started);
+                self.emit(Event::Notice {
+                    id: step.id.clone(),
+                    text: format!("running on_failure procedure `{handler}`"),
+                });
+                // A handler's stages are confirmed on their own, even inside an include.
+                let included = std::mem::take(&mut self.included);
+                let flow = self.procedure(handler.clone()).await;
+                self.included = included;
+                match flow {
+                    Flow::Continue | Flow::Retry => {
+                        Flow::Stop(Outcome::Failed, format!("{message}; on_failure procedure `{handler}` ran"))
+                    }
+                    Flow::Stop(outcome, handler_message) => {
+                        let outcome = if outcome == Outcome::Done { Outcome::Failed } else { outcome };
+                        Flow::Stop(
+                            outcome,
+                            format!("{message}; on_failure procedure `{handler}` did not finish: {handler_message}"),
+                        )
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, step: &Step, attempt: Attempt, started: Instant) {
+        if step.mutates() && !self.undoing {
+            match attempt.status {
+                StepStatus::Done => self.finished.push(step.id.clone()),
+                StepStatus::Skipped => {}
+                _ => self.failed_mutation = Some(step.id.clone()),
+            }
+        }
+        match attempt.status {
+            StepStatus::Done => self.done += 1,
+            StepStatus::Skipped => self.skipped += 1,
+            _ => self.failed += 1,
+        }
+        let redactor = &self.plan.redactor;
+        let output = if step.output_is_secret() {
+            None
+        } else {
+            attempt
+                .output
+                .as_ref()
+                .and_then(|o| serde_json::to_value(o).ok())
+                .map(|v| crate::redact::redact_json(redactor, v))
+        };
+        self.emit(Event::StepFinished {
+            id: step.id.clone(),
+            status: attempt.status,
+            duration: started.elapsed(),
+            exit_code: attempt.exit_code,
+            message: attempt.message.map(|m| redactor.redact(&m)),
+            output,
+            answer: attempt.answer.map(|a| redactor.redact(&a)),
+        });
+    }
+}

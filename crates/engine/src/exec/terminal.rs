@@ -1,0 +1,347 @@
+//! The operator's view of a run: steps as they start and finish, child output indented
+//! under its step, a spinner with elapsed time when stderr is a terminal, plain
+//! timestamped lines otherwise, and a summary at the end.
+
+use std::io::Write;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use runbook_state::event::{Event, Outcome, StepStatus, Stream, Subscriber};
+
+pub struct Terminal {
+    spinner: Option<ProgressBar>,
+    fancy: bool,
+    quiet: bool,
+    finished: Vec<(String, StepStatus, Duration)>,
+    /// What the end-of-run summary needs beyond the events.
+    pub context: SummaryContext,
+    /// Step kinds by id, from `StepStarted`.
+    kinds: std::collections::HashMap<String, &'static str>,
+    /// Prompt answers in the order given: (step, answer as journaled).
+    decisions: Vec<(String, String)>,
+    /// What finished mutating steps produced or said last: (step, text).
+    changes: Vec<(String, String)>,
+    /// The last output line of the running mutating step.
+    last_line: Option<(String, String)>,
+    /// Child output not written yet (see `flush_output`).
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Terminal {
+    pub fn new(fancy: bool, quiet: bool) -> Self {
+        Terminal {
+            spinner: None,
+            fancy,
+            quiet,
+            finished: Vec::new(),
+            context: SummaryContext::default(),
+            kinds: std::collections::HashMap::new(),
+            decisions: Vec::new(),
+            changes: Vec::new(),
+            last_line: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        }
+    }
+
+    /// The decisions and changes of the run, for the end-of-run summary.
+    fn report(&self, earlier: usize) -> Vec<String> {
+        let mut lines = Vec::new();
+        if earlier > 0 {
+            lines.push(format!("  ({earlier} step(s) done in an earlier attempt of this run)"));
+        }
+        let before = &self.context;
+        for (title, earlier, now) in [
+            ("Decisions:", &before.earlier_decisions, &self.decisions),
+            ("Changes:", &before.earlier_changes, &self.changes),
+        ] {
+            if earlier.is_empty() && now.is_empty() {
+                continue;
+            }
+            lines.push(title.to_owned());
+            lines.extend(earlier.iter().map(|(id, text)| format!("  {id}: {text} (earlier attempt)")));
+            lines.extend(now.iter().map(|(id, text)| format!("  {id}: {text}")));
+        }
+        lines
+    }
+
+    fn say(&self, line: &str) {
+        let mut text =
+            if self.fancy { line.to_owned() } else { format!("[{}] {line}", chrono::Local::now().format("%H:%M:%S")) };
+        match &self.spinner {
+            Some(spinner) => spinner.println(text),
+            None => {
+                // One write per line, not one for the text and one for its line feed.
+                text.push('\n');
+                let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            }
+        }
+    }
+
+    /// Child output, indented under its step. Already masked; decoded here, where a person
+    /// reads it (valid UTF-8, the usual case, is checked, not copied).
+    fn output(&mut self, stream: Stream, text: &[u8]) {
+        let decoded = runbook_state::event::decode(text);
+        let buffer = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        buffer.reserve(text.len() + text.len() / 16);
+        for line in runbook_state::event::lines(decoded.as_bytes()) {
+            buffer.extend_from_slice("    │ ".as_bytes());
+            buffer.extend_from_slice(line);
+            buffer.push(b'\n');
+        }
+        if buffer.len() >= 64 * 1024 {
+            self.flush_output();
+        }
+    }
+
+    /// Child output is written a burst at a time (and around the spinner, if any).
+    fn flush_output(&mut self) {
+        if self.stdout.is_empty() && self.stderr.is_empty() {
+            return;
+        }
+        let (stdout, stderr) = (&self.stdout, &self.stderr);
+        let write = || {
+            // A closed pipe on our own stdout must not stop the run.
+            let _ = std::io::stdout().lock().write_all(stdout);
+            let _ = std::io::stderr().lock().write_all(stderr);
+        };
+        match &self.spinner {
+            Some(spinner) => spinner.suspend(write),
+            None => write(),
+        }
+        // Cleared, not replaced: the buffers keep their memory for the next burst, rather
+        // than growing the heap and giving it back for every 64 KiB of output.
+        self.stdout.clear();
+        self.stderr.clear();
+    }
+
+    fn stop_spinner(&mut self) {
+        if let Some(spinner) = self.spinner.take() {
+            spinner.finish_and_clear();
+        }
+    }
+}
+
+impl Subscriber for Terminal {
+    fn flush(&mut self) {
+        self.flush_output();
+    }
+
+    fn event(&mut self, event: &Event) {
+        if !matches!(event, Event::Output { .. }) {
+            self.flush_output();
+        }
+        match event {
+            Event::RunStarted { runbook, procedure, environment, file } => {
+                if !self.quiet {
+                    let env = environment.as_deref().map(|e| format!(" on {e}")).unwrap_or_default();
+                    self.say(&format!("Running `{runbook} {procedure}`{env} from {file}"));
+                }
+            }
+            Event::StageStarted { name, procedure, .. } => {
+                if !self.quiet {
+                    self.say(&format!("== Stage: {name}  [{procedure}]"));
+                }
+            }
+            Event::StageSkipped { name, reason, .. } => self.say(&format!("== Stage skipped: {name} ({reason})")),
+            Event::StageDoneEarlier { name, procedure, .. } => {
+                self.say(&format!("== Stage done in an earlier attempt: {name}  [{procedure}]"));
+            }
+            Event::StepStarted { id, name, kind, command, attempt } => {
+                self.kinds.insert(id.clone(), kind);
+                self.last_line = None;
+                let title = name.as_deref().map(|n| format!(" — {n}")).unwrap_or_default();
+                let retry = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+                if !self.quiet {
+                    self.say(&format!("▶ {id}{title} ({kind}){retry}"));
+                    if let Some(command) = command {
+                        let prompt = if *kind == "http" { "→" } else { "$" };
+                        self.say(&format!("  {prompt} {command}"));
+                    }
+                }
+                if self.fancy && matches!(*kind, "run" | "shell" | "http") {
+                    let spinner = ProgressBar::new_spinner();
+                    spinner.set_style(
+                        ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    spinner.set_message(id.clone());
+                    spinner.enable_steady_tick(Duration::from_millis(120));
+                    self.spinner = Some(spinner);
+                }
+            }
+            Event::Output { id, stream, text } => {
+                if self.context.mutating.contains(id) {
+                    let decoded = runbook_state::event::decode(text);
+                    let last = runbook_state::event::lines(decoded.as_bytes())
+                        .map(|line| strip_escapes(&String::from_utf8_lossy(line)).trim().to_owned())
+                        .filter(|line| !line.is_empty())
+                        .last();
+                    if let Some(line) = last {
+                        self.last_line = Some((id.clone(), line.chars().take(120).collect()));
+                    }
+                }
+                self.output(*stream, text);
+            }
+            Event::Notice { text, .. } => {
+                self.stop_spinner();
+                for line in text.lines() {
+                    self.say(&format!("  {line}"));
+                }
+            }
+            Event::FailureChoice { id, choice, reason, prompt, answer, .. } => {
+                self.stop_spinner();
+                self.say(&crate::exec::recovery::menu::describe_choice(
+                    id,
+                    choice,
+                    reason.as_deref(),
+                    prompt.as_deref(),
+                    answer.as_deref(),
+                ));
+            }
+            Event::Undo { id, text, .. } => {
+                self.stop_spinner();
+                self.say(&format!("↶ undo of {id}: {}", text.replace('\n', " ")));
+            }
+            Event::StepFinished { id, status, duration, message, output, answer, .. } => {
+                self.stop_spinner();
+                if *status == StepStatus::Done {
+                    if let (Some("prompt"), Some(answer)) = (self.kinds.get(id).copied(), answer) {
+                        self.decisions.push((id.clone(), answer.clone()));
+                    }
+                    if self.context.mutating.contains(id) {
+                        let said = self.last_line.take().filter(|(step, _)| step == id).map(|(_, line)| line);
+                        if let Some(text) = output.as_ref().and_then(what_changed).or(said) {
+                            self.changes.push((id.clone(), text));
+                        }
+                    }
+                }
+                let took = format_duration(*duration);
+                let line = match status {
+                    StepStatus::Done => format!("✓ {id} ({took})"),
+                    StepStatus::Skipped => {
+                        format!("- {id} skipped{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())
+                    }
+                    StepStatus::Failed
+                    | StepStatus::FailedContinued
+                    | StepStatus::TimedOut
+                    | StepStatus::Interrupted => {
+                        let continued = if *status == StepStatus::FailedContinued {
+                            " (continuing: on_failure: continue)"
+                        } else {
+                            ""
+                        };
+                        format!("✗ {id} failed after {took}: {}{continued}", message.as_deref().unwrap_or("failed"))
+                    }
+                };
+                if !self.quiet || !matches!(status, StepStatus::Done | StepStatus::Skipped) {
+                    self.say(&line);
+                }
+                self.finished.push((id.clone(), *status, *duration));
+            }
+            Event::RunFinished { outcome, message, duration, done, skipped, failed } => {
+                self.stop_spinner();
+                let verdict = match outcome {
+                    Outcome::Done => "done",
+                    Outcome::Failed => "FAILED",
+                    Outcome::Aborted => "aborted by the operator",
+                    Outcome::Interrupted => "interrupted",
+                };
+                self.say(&format!(
+                    "Summary: {verdict} in {} — {done} step(s) done, {skipped} skipped, {failed} failed",
+                    format_duration(*duration)
+                ));
+                if !self.quiet {
+                    for (id, status, took) in &self.finished {
+                        let mark = match status {
+                            StepStatus::Done => "✓",
+                            StepStatus::Skipped => "-",
+                            _ => "✗",
+                        };
+                        self.say(&format!("  {mark} {id:<28} {}", format_duration(*took)));
+                    }
+                }
+                if !self.quiet {
+                    for line in self.report(self.context.earlier) {
+                        self.say(&line);
+                    }
+                }
+                if let Some(message) = message {
+                    self.say(message);
+                }
+            }
+        }
+    }
+}
+
+/// What the summary needs that the events do not carry.
+#[derive(Debug, Default, Clone)]
+pub struct SummaryContext {
+    /// Ids of steps that change something (`effect: mutate` run/shell/http steps).
+    pub mutating: std::collections::HashSet<String>,
+    /// Steps finished in an earlier attempt (`resume`).
+    pub earlier: usize,
+    /// Decisions and changes of earlier attempts, listed before this attempt's.
+    pub earlier_decisions: Vec<(String, String)>,
+    pub earlier_changes: Vec<(String, String)>,
+}
+
+/// `line` without terminal escape sequences (gcloud prints bold names) or control characters.
+fn strip_escapes(line: &str) -> String {
+    super::ansi::strip(line).chars().filter(|c| !c.is_control() || *c == '\t').collect()
+}
+
+/// The part of a mutating step's captured output worth repeating: an operation's name,
+/// type, target and status, or the first line of text.
+pub fn what_changed(output: &serde_json::Value) -> Option<String> {
+    if let Some(json) = output.get("json").filter(|j| j.is_object()) {
+        let parts: Vec<String> = ["operationType", "targetId", "name", "status"]
+            .iter()
+            .filter_map(|key| json.get(*key).and_then(|v| v.as_str()).map(|v| format!("{key} {v}")))
+            .collect();
+        if !parts.is_empty() {
+            return Some(parts.join(", "));
+        }
+    }
+    let text = output.get("output").and_then(|o| o.as_str())?.lines().find(|l| !l.trim().is_empty())?;
+    let short: String = strip_escapes(text.trim()).chars().take(120).collect();
+    Some(short)
+}
+
+fn format_duration(duration: Duration) -> String {
+    if duration < Duration::from_secs(60) {
+        format!("{:.1}s", duration.as_secs_f64())
+    } else {
+        humantime::format_duration(Duration::from_secs(duration.as_secs())).to_string()
+    }
+}
+
+/// `--output json`: one JSON object per event on stdout.
+pub struct JsonLines;
+
+impl Subscriber for JsonLines {
+    fn event(&mut self, event: &Event) {
+        if let Event::Output { id, stream, text } = event {
+            // One `output` event per line, as before output came in chunks.
+            let decoded = runbook_state::event::decode(text);
+            let mut out = Vec::with_capacity(text.len() * 2);
+            for line in runbook_state::event::lines(decoded.as_bytes()) {
+                let line = runbook_state::event::decode(line);
+                let value = serde_json::json!({"event": "output", "id": id, "stream": stream, "line": line});
+                if serde_json::to_writer(&mut out, &value).is_ok() {
+                    out.push(b'\n');
+                }
+            }
+            let _ = std::io::stdout().lock().write_all(&out);
+            return;
+        }
+        if let Ok(line) = serde_json::to_string(event) {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
+    }
+}

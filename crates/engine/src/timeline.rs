@@ -1,0 +1,68 @@
+//! A journal event as one line of a run's timeline: `show`, and the events a resume
+//! journals before its first step.
+
+pub fn describe(event: &serde_json::Value) -> Option<String> {
+    let s = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
+    Some(match event["event"].as_str()? {
+        "stage_started" => format!("stage {}: {} [{}]", event["index"], s("name"), s("procedure")),
+        "stage_skipped" => format!("stage skipped: {} ({})", s("name"), s("reason")),
+        "stage_done_earlier" => format!("stage done in an earlier attempt: {} [{}]", s("name"), s("procedure")),
+        "answer_replaced" => {
+            let previous = event["previous"].as_str().map_or_else(|| "unknown".to_owned(), |p| format!("{p:?}"));
+            format!("answer to {} replaced by {}: {previous} → {:?}", s("id"), s("by"), s("value"))
+        }
+        "resume_restart" => {
+            let reasons: Vec<&str> =
+                event["reasons"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+            format!(
+                "resume starts again at step {} (it and every later step run again), by {}: {}",
+                s("from"),
+                s("by"),
+                reasons.join("; ")
+            )
+        }
+        "step_started" => {
+            let command = event["command"].as_str().map(|c| format!(": {c}")).unwrap_or_default();
+            let attempt =
+                event["attempt"].as_u64().filter(|a| *a > 1).map(|a| format!(" (attempt {a})")).unwrap_or_default();
+            format!("  ▶ {} ({}){attempt}{command}", s("id"), s("kind"))
+        }
+        "step_finished" => {
+            let exit = event["exit_code"].as_i64().map(|c| format!(", exit {c}")).unwrap_or_default();
+            let message = event["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
+            let answer = event["answer"].as_str().map(|a| format!(", answered {a:?}")).unwrap_or_default();
+            format!("  {} {} after {}{exit}{answer}{message}", s("status"), s("id"), s("duration"))
+        }
+        "failure_choice" => {
+            let by = event["by"].as_str().map(|b| format!(" (by {b})")).unwrap_or_default();
+            let line = crate::exec::recovery::menu::describe_choice(
+                &s("id"),
+                &s("choice"),
+                event["reason"].as_str(),
+                event["prompt"].as_str(),
+                event["answer"].as_str(),
+            );
+            format!("  {line}{by}")
+        }
+        "notice" => format!("  note ({}): {}", s("id"), s("text").replace('\n', " ")),
+        "undo" => format!("  ↶ undo of {} {}: {}", s("id"), s("state"), s("text").replace('\n', " ")),
+        "lock_taken_over" => {
+            let previous = &event["previous"];
+            format!(
+                "lock taken over by {} after the lease of run {} ({}) ran out",
+                s("by"),
+                previous["run_id"].as_str().unwrap_or("?"),
+                previous["identity"].as_str().unwrap_or("?")
+            )
+        }
+        "lock_broken" => {
+            let reason = s("reason").replace(char::is_control, " ");
+            format!("lock {} broken by {}: {reason}", s("lock"), s("by"))
+        }
+        "run_finished" => {
+            let message = event["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
+            format!("run finished: {} in {}{message}", s("outcome"), s("duration"))
+        }
+        _ => return None,
+    })
+}

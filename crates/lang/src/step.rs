@@ -1,0 +1,282 @@
+//! Steps: the unit of work, its kind and the keys every kind shares.
+
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::param::{AnswerHint, ParamType};
+use crate::source::Span;
+use crate::template::{Expr, Template};
+
+/// Default time limits when a step sets none.
+pub const DEFAULT_PROCESS_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Serialize)]
+pub struct Step {
+    pub id: String,
+    pub name: Option<String>,
+    pub kind: StepKind,
+    pub when: Option<Expr>,
+    pub effect: Effect,
+    pub timeout: Option<Duration>,
+    pub retry: Option<Retry>,
+    /// `confirm: typed`: the operator types this rendered value before the step runs.
+    pub confirm: Option<Template>,
+    pub on_failure: OnFailure,
+    pub secret: bool,
+    /// `undo:`: steps that put back what this (mutating) step changed, run by
+    /// `runbook undo` and `--on-failure undo`, newest owner first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undo: Vec<Step>,
+    /// `restarts_from: STEP`: the earlier step that started the operation this step waits
+    /// on. When this step fails, `resume` starts again at that step (a new operation)
+    /// instead of waiting on the failed one.
+    pub restarts_from: Option<String>,
+    /// Where the `restarts_from` value is written.
+    #[serde(skip)]
+    pub restarts_from_span: Option<Span>,
+    #[serde(skip)]
+    pub span: Span,
+    /// Where the `on_failure` value is written, for diagnostics about it.
+    #[serde(skip)]
+    pub on_failure_span: Option<Span>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    Read,
+    Mutate,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Retry {
+    pub attempts: u32,
+    pub interval: Duration,
+    pub until: Option<Expr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    Abort,
+    Continue,
+    Procedure(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Capture {
+    Text,
+    Json,
+    Lines,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepKind {
+    Run(RunStep),
+    Shell(ShellStep),
+    Http(HttpStep),
+    Manual(Template),
+    Prompt(PromptStep),
+    Assert(AssertStep),
+    Include(IncludeStep),
+}
+
+/// What a process step shares between `run:` and `shell:`.
+#[derive(Debug, Default, Serialize)]
+pub struct Process {
+    pub env: Vec<(String, Template)>,
+    pub stdin: Option<Template>,
+    pub cwd: Option<Template>,
+    pub capture: Option<Capture>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunStep {
+    pub argv: Vec<Template>,
+    pub process: Process,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShellStep {
+    /// Never rendered: values reach the script as `$1`... (`args`) or through `env`.
+    pub script: String,
+    #[serde(skip)]
+    pub script_span: Span,
+    pub args: Vec<Template>,
+    pub process: Process,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HttpStep {
+    pub method: String,
+    pub url: Template,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<Template>,
+    pub expect: Expect,
+    pub connect_timeout: Option<Duration>,
+    pub capture: Option<Capture>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Expect {
+    pub status: Vec<u16>,
+    pub body_contains: Option<Template>,
+    /// JSON path (RFC 9535) → expected value.
+    pub json: Vec<(String, serde_json::Value)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PromptStep {
+    pub question: Template,
+    #[serde(rename = "type")]
+    pub ty: ParamType,
+    pub choices: Option<Choices>,
+    pub default: Option<Template>,
+    #[serde(serialize_with = "serialize_regex")]
+    pub pattern: Option<Regex>,
+    /// `example:` / `pattern_help:`: what a wrong answer is told instead of the regex.
+    #[serde(flatten)]
+    pub hint: AnswerHint,
+    /// `label:`: a template per choice item (`item`), shown instead of the value.
+    pub label: Option<Template>,
+    /// `value:`: a template per choice item (`item`); the answer. Default: the item itself.
+    pub value: Option<Template>,
+}
+
+impl PromptStep {
+    /// Checks an answer: one of `choices` (when known), the prompt's type and pattern.
+    /// The error is a sentence for the operator; `shown` is how the answer may be printed.
+    pub fn check_answer(
+        &self,
+        answer: &str,
+        choices: Option<&[String]>,
+        shown: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::param::ParamValue, String> {
+        if let Some(choices) = choices
+            && !choices.iter().any(|c| c == answer)
+        {
+            let list: Vec<&str> = choices.iter().take(10).map(String::as_str).collect();
+            let more = if choices.len() > 10 { ", …" } else { "" };
+            return Err(format!("`{shown}` is not one of the choices: {}{more}", list.join(", ")));
+        }
+        let value = crate::param::check_typed(&self.ty, answer, now)
+            .map_err(|reason| format!("`{shown}`: {}", self.hint.explain(&reason)))?;
+        if let Some(pattern) = &self.pattern
+            && !pattern.is_match(answer)
+        {
+            return Err(format!("`{shown}` {}", self.hint.pattern_mismatch(pattern)));
+        }
+        Ok(value)
+    }
+
+    /// Choices given in the runbook itself, known before anything runs.
+    pub fn static_choices(&self) -> Option<&[String]> {
+        match &self.choices {
+            Some(Choices::List(list)) => Some(list),
+            _ => None,
+        }
+    }
+}
+
+#[allow(clippy::ref_option)] // serde's serialize_with signature
+fn serialize_regex<S: serde::Serializer>(regex: &Option<Regex>, s: S) -> Result<S::Ok, S::Error> {
+    match regex {
+        Some(regex) => s.serialize_some(regex.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Choices {
+    List(Vec<String>),
+    /// An expression over earlier outputs, e.g. `steps.revisions.json | map(attribute='name')`.
+    Expr(Expr),
+}
+
+#[derive(Debug, Serialize)]
+pub struct AssertStep {
+    pub expr: Expr,
+    pub message: Option<Template>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IncludeStep {
+    pub procedure: String,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+impl Step {
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            StepKind::Run(_) => "run",
+            StepKind::Shell(_) => "shell",
+            StepKind::Http(_) => "http",
+            StepKind::Manual(_) => "manual",
+            StepKind::Prompt(_) => "prompt",
+            StepKind::Assert(_) => "assert",
+            StepKind::Include(_) => "include",
+        }
+    }
+
+    /// Whether running the step may change something outside `runbook`.
+    /// Manual steps, prompts and asserts change nothing by themselves.
+    pub fn mutates(&self) -> bool {
+        matches!(self.kind, StepKind::Run(_) | StepKind::Shell(_) | StepKind::Http(_)) && self.effect == Effect::Mutate
+    }
+
+    /// Procedures this step may run: an `include` and an `on_failure` handler.
+    pub fn procedures_used(&self) -> Vec<&str> {
+        let mut used = Vec::new();
+        if let StepKind::Include(include) = &self.kind {
+            used.push(include.procedure.as_str());
+        }
+        if let OnFailure::Procedure(name) = &self.on_failure {
+            used.push(name.as_str());
+        }
+        used
+    }
+
+    /// What later steps can read of this step: `output`, `json`, `lines`, `status`.
+    pub fn outputs(&self) -> &'static [&'static str] {
+        let capture = match &self.kind {
+            StepKind::Run(run) => run.process.capture,
+            StepKind::Shell(shell) => shell.process.capture,
+            StepKind::Http(http) => {
+                return match http.capture {
+                    None => &["status"],
+                    Some(Capture::Text) => &["status", "output"],
+                    Some(Capture::Json) => &["status", "output", "json"],
+                    Some(Capture::Lines) => &["status", "output", "lines"],
+                };
+            }
+            StepKind::Prompt(_) => return &["output"],
+            StepKind::Manual(_) | StepKind::Assert(_) | StepKind::Include(_) => return &[],
+        };
+        match capture {
+            None => &["status"],
+            Some(Capture::Text) => &["status", "output"],
+            Some(Capture::Json) => &["status", "output", "json"],
+            Some(Capture::Lines) => &["status", "output", "lines"],
+        }
+    }
+
+    /// Whether the step's output is secret (a `secret: true` step or a secret prompt).
+    pub fn output_is_secret(&self) -> bool {
+        self.secret
+    }
+
+    pub fn timeout_or_default(&self) -> Duration {
+        self.timeout.unwrap_or(match self.kind {
+            StepKind::Http(_) => DEFAULT_HTTP_TIMEOUT,
+            _ => DEFAULT_PROCESS_TIMEOUT,
+        })
+    }
+}

@@ -1,0 +1,479 @@
+//! The shared store on Cloud Storage. Under `gs://BUCKET/PREFIX`:
+//!
+//! - `locks/<runbook>--<env>.json`: one object per lock. Created with `ifGenerationMatch=0`;
+//!   its generation is the holder's token. The holder renews it (a conditional overwrite)
+//!   before its lease ends; a lock not renewed within its lease, judged by the store's own
+//!   clock (`updated` against the answer's `Date`), can be taken over with
+//!   `ifGenerationMatch=<observed>`, so exactly one taker wins. Release overwrites it with a
+//!   "free" marker (the emulator ignores preconditions on deletes).
+//! - `runs/<run id>/<seq>.json`: one object per journal record, created with
+//!   `ifGenerationMatch=0`, so a record can never be written twice.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::client::{Client, GcsError};
+use super::{Acquired, HeldLock, Holder, LockName, LockState, RunEntry, StateUrl, Store};
+use crate::record::{Record, Recorded};
+
+pub struct GcsStore {
+    url: StateUrl,
+    client: Arc<Client>,
+    lease: Duration,
+}
+
+/// The contents of a lock object.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum LockObject {
+    Held {
+        #[serde(flatten)]
+        holder: Holder,
+        lease_seconds: u64,
+    },
+    Free {
+        by: String,
+        at: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+impl GcsStore {
+    pub fn new(url: StateUrl, lease: Duration, timeout: Duration) -> Result<GcsStore, String> {
+        let emulator = std::env::var("STORAGE_EMULATOR_HOST").ok().filter(|h| !h.trim().is_empty());
+        GcsStore::at(url, lease, timeout, emulator)
+    }
+
+    /// The store at Google, or at an emulator (`HOST:PORT` or a URL) without credentials.
+    fn at(url: StateUrl, lease: Duration, timeout: Duration, emulator: Option<String>) -> Result<GcsStore, String> {
+        let endpoint = match &emulator {
+            Some(host) if host.contains("://") => host.clone(),
+            Some(host) => format!("http://{host}"),
+            None => "https://storage.googleapis.com".to_owned(),
+        };
+        let client = Client::new(&url.bucket, &endpoint, super::auth::Auth::new(emulator.is_some()), timeout)?;
+        Ok(GcsStore { url, client: Arc::new(client), lease })
+    }
+
+    fn object(&self, path: &str) -> String {
+        if self.url.prefix.is_empty() { path.to_owned() } else { format!("{}/{path}", self.url.prefix) }
+    }
+
+    fn lock_object(&self, name: &LockName) -> String {
+        self.object(&format!("locks/{}.json", name.key()))
+    }
+
+    fn record_object(&self, run_id: &str, seq: u64) -> String {
+        self.object(&format!("runs/{run_id}/{seq:08}.json"))
+    }
+
+    fn fail(&self, what: &str, err: &GcsError) -> String {
+        format!("cannot {what} in the shared store gs://{}/{}: {err}", self.url.bucket, self.url.prefix)
+    }
+
+    /// The lock object's state, its generation, and how long ago (store clock) it was written.
+    fn read_lock(&self, object: &str) -> Result<Option<(LockObject, i64, i64)>, GcsError> {
+        let (meta, now) = match self.client.metadata(object) {
+            Ok(found) => found,
+            Err(GcsError::NotFound) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let body = self.client.media(object, Some(meta.generation))?;
+        let state = serde_json::from_slice::<LockObject>(&body)
+            .map_err(|e| GcsError::Other(format!("{object} is not a lock: {e}")))?;
+        Ok(Some((state, meta.generation, (now - meta.updated).num_seconds())))
+    }
+
+    fn records(&self, run_id: &str) -> Result<Vec<super::client::Object>, String> {
+        self.client.list(&self.object(&format!("runs/{run_id}/"))).map_err(|e| self.fail("list the journal", &e))
+    }
+}
+
+pub fn matches(name: &LockName, runbook: Option<&str>, environment: Option<&str>) -> bool {
+    runbook.is_none_or(|r| r == name.runbook || name.runbook == format!("{r}.rehearsal"))
+        && environment.is_none_or(|e| name.environment.as_deref() == Some(e))
+}
+
+impl Store for GcsStore {
+    fn location(&self) -> String {
+        format!("gs://{}/{}", self.url.bucket, self.url.prefix)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn acquire(&self, name: &LockName, holder: &Holder) -> Result<Acquired, String> {
+        let object = self.lock_object(name);
+        let held = LockObject::Held { holder: holder.clone(), lease_seconds: self.lease.as_secs().max(1) };
+        let body = serde_json::to_vec(&held).map_err(|e| e.to_string())?;
+        // Each turn either wins, refuses, or saw the object change under it and looks again.
+        for _ in 0..8 {
+            let sent = Instant::now();
+            let (observed, took_over) = match self.client.insert(&object, &body, 0, &[]) {
+                Ok(created) => return Ok(self.held(object, body, created.generation, sent, None, holder)),
+                Err(GcsError::Precondition) => match self.read_lock(&object) {
+                    Ok(Some((LockObject::Free { .. }, generation, _))) => (generation, None),
+                    Ok(Some((LockObject::Held { holder: other, lease_seconds }, generation, age))) => {
+                        let lease = i64::try_from(lease_seconds).unwrap_or(i64::MAX);
+                        if age <= lease {
+                            return Err(format!(
+                                "`{}` is already running: {}; its lease was renewed {age}s ago and runs out in {}s (shared lock in {})",
+                                name.display(),
+                                other.describe(),
+                                lease - age,
+                                self.location()
+                            ));
+                        }
+                        (generation, Some(other))
+                    }
+                    Ok(None) => continue,
+                    Err(err) => return Err(self.fail("read the run lock", &err)),
+                },
+                Err(err) => return Err(self.fail("take the run lock", &err)),
+            };
+            let sent = Instant::now();
+            match self.client.insert(&object, &body, observed, &[]) {
+                Ok(written) => return Ok(self.held(object, body, written.generation, sent, took_over, holder)),
+                Err(GcsError::Precondition) => continue,
+                Err(err) => return Err(self.fail("take the run lock", &err)),
+            }
+        }
+        Err(format!("`{}`: the shared lock kept changing while taking it; try again", name.display()))
+    }
+
+    fn status(&self, runbook: Option<&str>, environment: Option<&str>) -> Result<Vec<LockState>, String> {
+        let objects = self.client.list(&self.object("locks/")).map_err(|e| self.fail("list the locks", &e))?;
+        let mut states = Vec::new();
+        for object in objects {
+            let Some(key) = object.name.rsplit('/').next().and_then(|n| n.strip_suffix(".json")) else { continue };
+            let name = LockName::from_key(key);
+            if !matches(&name, runbook, environment) {
+                continue;
+            }
+            let state = match self.read_lock(&object.name) {
+                Ok(Some((LockObject::Held { holder, lease_seconds }, _, age))) => {
+                    LockState { name, holder: Some(holder), renewed_ago: Some(age), lease: Some(lease_seconds) }
+                }
+                Ok(_) => LockState { name, holder: None, renewed_ago: None, lease: None },
+                Err(err) => return Err(self.fail("read a lock", &err)),
+            };
+            states.push(state);
+        }
+        Ok(states)
+    }
+
+    fn break_lock(&self, name: &LockName, by: &str, reason: &str) -> Result<Holder, String> {
+        let object = self.lock_object(name);
+        let (holder, generation) = match self.read_lock(&object) {
+            Ok(Some((LockObject::Held { holder, .. }, generation, _))) => (holder, generation),
+            Ok(_) => return Err(format!("`{}` is not locked", name.display())),
+            Err(err) => return Err(self.fail("read the run lock", &err)),
+        };
+        let free = LockObject::Free { by: by.to_owned(), at: now(), reason: Some(reason.to_owned()) };
+        let body = serde_json::to_vec(&free).map_err(|e| e.to_string())?;
+        match self.client.insert(&object, &body, generation, &[]) {
+            Ok(_) => Ok(holder),
+            Err(GcsError::Precondition) => Err(format!(
+                "the lock of `{}` changed while breaking it; look again with `runbook lock status`",
+                name.display()
+            )),
+            Err(err) => Err(self.fail("break the run lock", &err)),
+        }
+    }
+
+    fn put_record(&self, run_id: &str, seq: u64, kind: &str, line: &str) -> Result<(), String> {
+        let object = self.record_object(run_id, seq);
+        let body = line.trim_end().as_bytes();
+        let mut last = GcsError::Other("not tried".into());
+        for attempt in 0..3u64 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(200 * attempt));
+            }
+            match self.client.insert(&object, body, 0, &[("record", kind)]) {
+                Ok(_) => return Ok(()),
+                // Already there: fine if it is ours (an earlier try landed but its answer
+                // was lost), else another process writes this run.
+                Err(GcsError::Precondition) => {
+                    return match self.client.media(&object, None) {
+                        Ok(existing) if existing == body => Ok(()),
+                        Ok(_) => Err(format!(
+                            "record {seq} of run {run_id} was already written by another process: someone else is continuing this run"
+                        )),
+                        Err(err) => Err(self.fail("check a journal record", &err)),
+                    };
+                }
+                Err(err) => last = err,
+            }
+        }
+        Err(self.fail("store the journal record", &last))
+    }
+
+    fn next_seq(&self, run_id: &str) -> Result<u64, String> {
+        Ok(self.records(run_id)?.iter().filter_map(|o| seq_of(&o.name)).max().map_or(0, |s| s + 1))
+    }
+
+    fn history(&self) -> Result<Vec<RunEntry>, String> {
+        let objects = self.client.list(&self.object("runs/")).map_err(|e| self.fail("list the runs", &e))?;
+        // Per run: its first record (when it started), its last header (who ran it last) and
+        // its last record (how it ended) are enough for the list.
+        let mut runs: std::collections::BTreeMap<String, Vec<&super::client::Object>> = Default::default();
+        for object in &objects {
+            let mut parts = object.name.rsplit('/');
+            let (Some(_record), Some(run)) = (parts.next(), parts.next()) else { continue };
+            runs.entry(run.to_owned()).or_default().push(object);
+        }
+        let mut wanted = Vec::new();
+        let mut plan = Vec::new();
+        for (run, records) in &runs {
+            // The status needs every attempt's header and end and every undo record, as on the
+            // local store: the same records, the same status (`Recorded::status`).
+            let kind = |o: &&&super::client::Object| {
+                o.metadata.get("record").is_some_and(|k| k.starts_with("run_") || k == "undo")
+            };
+            let mut names: Vec<String> = records
+                .first()
+                .into_iter()
+                .chain(records.iter().filter(kind))
+                .chain(records.last())
+                .map(|o| o.name.clone())
+                .collect();
+            names.dedup();
+            plan.push((run.clone(), wanted.len(), names.len()));
+            wanted.extend(names);
+        }
+        let bodies = self.client.media_many(wanted);
+        let mut history: Vec<(String, Result<Recorded, String>)> = plan
+            .into_iter()
+            .map(|(run, start, count)| {
+                let parts = bodies.get(start..start + count).unwrap_or_default();
+                (run.clone(), decode(&run, parts.iter().map(|b| b.as_ref().map_err(|e| self.fail("read a record", e)))))
+            })
+            .collect();
+        history.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(history)
+    }
+
+    fn run(&self, run_id: &str) -> Result<Option<Recorded>, String> {
+        let objects = self.records(run_id)?;
+        if objects.is_empty() {
+            return Ok(None);
+        }
+        let bodies = self.client.media_many(objects.iter().map(|o| o.name.clone()).collect());
+        decode(run_id, bodies.iter().map(|b| b.as_ref().map_err(|e| self.fail("read a record", e)))).map(Some)
+    }
+
+    fn plan_records(&self) -> Option<Box<dyn crate::approvals::Store>> {
+        Some(Box::new(super::plans::GcsPlans::new(
+            Arc::clone(&self.client),
+            self.object("plans"),
+            format!("gs://{}/{}", self.url.bucket, self.object("plans")),
+        )))
+    }
+}
+
+fn seq_of(name: &str) -> Option<u64> {
+    name.rsplit('/').next()?.strip_suffix(".json")?.parse().ok()
+}
+
+fn decode<'a>(run_id: &str, bodies: impl Iterator<Item = Result<&'a Vec<u8>, String>>) -> Result<Recorded, String> {
+    let mut records = Vec::new();
+    for body in bodies {
+        let record: Record = serde_json::from_slice(body?)
+            .map_err(|e| format!("run {run_id}: a record in the shared store is not a journal record: {e}"))?;
+        records.push(record);
+    }
+    if records.is_empty() {
+        return Err(format!("run {run_id}: no records"));
+    }
+    Ok(Recorded { records, truncated: false })
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl GcsStore {
+    fn held(
+        &self,
+        object: String,
+        body: Vec<u8>,
+        generation: i64,
+        sent: Instant,
+        took_over: Option<Holder>,
+        holder: &Holder,
+    ) -> Acquired {
+        let lease = Arc::new(Lease {
+            client: self.client.clone(),
+            object,
+            body,
+            lease: self.lease,
+            released_by: format!("run {} ({})", holder.run_id, holder.identity),
+            state: Mutex::new(LeaseState { generation, renewed: sent, lost: None }),
+            stop: AtomicBool::new(false),
+        });
+        let renewer = lease.clone();
+        let spawned =
+            std::thread::Builder::new().name("runbook-lease".into()).spawn(move || renewer.renew_until_stopped());
+        if let Err(err) = spawned {
+            // Without the background renewal, the check before each mutating step renews.
+            tracing::warn!("cannot start the lease renewal thread: {err}");
+        }
+        Acquired { lock: Arc::new(GcsLock { lease }), took_over }
+    }
+}
+
+struct LeaseState {
+    generation: i64,
+    /// When the last successful renewal was sent (a lower bound of the store's `updated`).
+    renewed: Instant,
+    lost: Option<String>,
+}
+
+struct Lease {
+    client: Arc<Client>,
+    object: String,
+    body: Vec<u8>,
+    lease: Duration,
+    /// Written into the "free" marker on release.
+    released_by: String,
+    state: Mutex<LeaseState>,
+    stop: AtomicBool,
+}
+
+impl Lease {
+    fn renew_until_stopped(&self) {
+        let tick = Duration::from_millis(100);
+        loop {
+            std::thread::sleep(tick);
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let due = self.state.lock().map(|s| s.lost.is_none() && s.renewed.elapsed() >= self.lease / 3);
+            match due {
+                Ok(true) => self.renew(),
+                Ok(false) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// One conditional rewrite with the current token. A 412 means someone took it over;
+    /// any other failure loses the lock only once the lease has run out.
+    fn renew(&self) {
+        let Ok(mut state) = self.state.lock() else { return };
+        if state.lost.is_some() {
+            return;
+        }
+        let sent = Instant::now();
+        match self.client.insert(&self.object, &self.body, state.generation, &[]) {
+            Ok(written) => {
+                state.generation = written.generation;
+                state.renewed = sent;
+            }
+            Err(GcsError::Precondition) => {
+                state.lost = Some("another run took the lock over after its lease ran out".into());
+            }
+            Err(err) => {
+                if state.renewed.elapsed() >= self.lease {
+                    state.lost = Some(format!(
+                        "the lock could not be renewed within its lease of {} ({err})",
+                        humantime::format_duration(self.lease)
+                    ));
+                }
+            }
+        }
+    }
+}
+
+struct GcsLock {
+    lease: Arc<Lease>,
+}
+
+impl HeldLock for GcsLock {
+    fn check(&self) -> Result<(), String> {
+        let overdue = self.lease.state.lock().map(|s| s.renewed.elapsed() >= self.lease.lease / 3).unwrap_or(true);
+        if overdue {
+            // Renewal is overdue (the process was stopped, or the store slow): renew now
+            // rather than trust a lease that may have been taken over meanwhile.
+            self.lease.renew();
+        }
+        match self.lease.state.lock() {
+            Ok(state) => match &state.lost {
+                Some(reason) => Err(format!("the run lock is lost: {reason}")),
+                None if state.renewed.elapsed() >= self.lease.lease => {
+                    Err("the run lock is lost: its lease ran out before it could be renewed".into())
+                }
+                None => Ok(()),
+            },
+            Err(_) => Err("the run lock's state is poisoned".into()),
+        }
+    }
+}
+
+impl Drop for GcsLock {
+    fn drop(&mut self) {
+        self.lease.stop.store(true, Ordering::SeqCst);
+        let Ok(state) = self.lease.state.lock() else { return };
+        if state.lost.is_some() {
+            return;
+        }
+        let free = LockObject::Free { by: self.lease.released_by.clone(), at: now(), reason: None };
+        let Ok(body) = serde_json::to_vec(&free) else { return };
+        if let Err(err) = self.lease.client.insert(&self.lease.object, &body, state.generation, &[]) {
+            eprintln!("warning: cannot release the shared run lock: {err}; it frees itself when its lease runs out");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{GcsStore, StateUrl, Store};
+
+    /// Against the real emulator when `scripts/test` exported it (FAKE_GCS_SERVER).
+    fn emulator() -> Option<(std::process::Child, String)> {
+        let Some(binary) = std::env::var_os("FAKE_GCS_SERVER") else {
+            assert!(std::env::var_os("CI").is_none(), "FAKE_GCS_SERVER is not set: run scripts/test");
+            eprintln!("*** SKIP: FAKE_GCS_SERVER is not set (scripts/test sets it) ***");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).ok()?.port();
+        let child = std::process::Command::new(binary)
+            .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-backend", "memory"])
+            .args(["-log-level", "error"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start FAKE_GCS_SERVER: {e}"));
+        Some((child, format!("127.0.0.1:{port}")))
+    }
+
+    #[test]
+    fn a_retried_record_write_that_had_landed_is_accepted_and_a_foreign_one_is_not() {
+        let Some((mut child, host)) = emulator() else { return };
+        let url = StateUrl { bucket: "retry-check".into(), prefix: "p".into() };
+        let store = GcsStore::at(url, Duration::from_secs(90), Duration::from_secs(5), Some(host));
+        let Ok(store) = store else { panic!("client") };
+        let made = (0..100).any(|_| {
+            let done = store.client.create_bucket().is_ok();
+            if !done {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            done
+        });
+        assert!(made, "the emulator did not come up");
+        assert_eq!(store.put_record("r1", 0, "run_started", "{\"a\":1}\n"), Ok(()));
+        assert_eq!(store.put_record("r1", 0, "run_started", "{\"a\":1}\n"), Ok(()), "our own earlier write");
+        let other = store.put_record("r1", 0, "run_started", "{\"a\":2}\n").err().unwrap_or_default();
+        assert!(other.contains("already written by another process"), "{other}");
+        assert_eq!(store.next_seq("r1"), Ok(1));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
