@@ -182,19 +182,19 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
             };
             commands::runs::history(&settings(global), format, only, break_glass)
         }
-        Builtin::ShowPlan { file, output } => commands::plan::show(&file, output, &settings(global)),
+        Builtin::ShowPlan { file, output } => commands::show_plan::show(&file, output, &settings(global)),
         Builtin::Approve { file, comment, plan_id, approver_from_github } => {
-            commands::plan::approve(&file, comment, plan_id, approver_from_github, &settings(global))
+            commands::approve::approve(&file, comment, plan_id, approver_from_github, &settings(global))
         }
         Builtin::Apply { file, confirm_env, answer, output, on_failure } => {
-            let args = commands::plan::ApplyArgs {
+            let args = commands::apply::ApplyArgs {
                 file: &file,
                 confirm_env,
                 answers: answer,
                 output,
                 on_failure: on_failure.map(Into::into),
             };
-            commands::plan::apply(args, &settings(global))
+            commands::apply::apply(args, &settings(global))
         }
         Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
         Builtin::Resume { run_id, yes, force, answer, confirm_env, confirm_target, output, from, on_failure } => {

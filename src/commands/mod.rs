@@ -1,5 +1,8 @@
 //! One file per command.
 
+pub mod apply;
+pub mod approve;
+pub mod drift;
 pub mod list;
 pub mod lock;
 pub mod plan;
@@ -7,5 +10,7 @@ pub mod procedure;
 pub mod rehearse;
 pub mod restart;
 pub mod runs;
+pub mod save_plan;
+pub mod show_plan;
 pub mod tooling;
 pub mod validate;

@@ -13,7 +13,7 @@ use runbook_engine::session::{
 pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) -> Result<(), Error> {
     let runbook = checked_runbook(entry)?;
     if let Some(file) = call.exec.save_plan.clone() {
-        return super::plan::save(runbook, call, &file, settings);
+        return super::save_plan::save(runbook, call, &file, settings);
     }
     let inputs = Inputs {
         environment: call.exec.env.clone(),

@@ -1,0 +1,166 @@
+//! `runbook apply FILE`: run exactly an approved plan, refused when anything drifted.
+
+use super::drift::check_drift;
+use super::plan::{now_text, read_plan, refuse, secret_step_ids, store, valid_approvals};
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+
+use crate::cli::OutputFormat;
+use crate::error::{Error, exit};
+use crate::library::checked_runbook;
+use runbook_engine::plan::{Inputs, Plan};
+use runbook_engine::session::{Audit, Recovery, Settings, Start, ask_missing_secrets, execute, interactive};
+use runbook_state::approvals::{Applied, StoreError};
+use runbook_state::plan_file::short;
+
+/// Options of `runbook apply`.
+pub struct ApplyArgs<'a> {
+    pub file: &'a Path,
+    pub confirm_env: Option<String>,
+    pub answers: Vec<String>,
+    pub output: OutputFormat,
+    /// `--on-failure undo|abort`, as on a run.
+    pub on_failure: Option<runbook_engine::session::FailurePolicy>,
+}
+
+/// `runbook apply FILE`.
+pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
+    let planned = read_plan(args.file)?;
+    let body = &planned.body;
+    let id = planned.short_id().to_owned();
+    if planned.is_expired(Utc::now()).map_err(refuse)? {
+        return Err(refuse(format!("plan {id} expired at {}; make and approve a new plan", body.expires)));
+    }
+    let path = &body.runbook.path;
+    if !path.is_file() {
+        return Err(refuse(format!("the runbook file {} of plan {id} is gone", path.display())));
+    }
+    let entry = crate::library::load_entry(path);
+    let runbook = checked_runbook(&entry)?;
+    if runbook.sha256 != body.runbook.sha256 {
+        return Err(refuse(format!(
+            "{} changed since plan {id} was made (sha256 {} → {}); make and approve a new plan",
+            path.display(),
+            short(&body.runbook.sha256),
+            short(&runbook.sha256)
+        )));
+    }
+    let store = store(settings)?;
+    if let Some(applied) = store.applied(&planned.id).map_err(Error::Io)? {
+        return Err(refuse(format!(
+            "plan {id} was applied already (run {} by {} at {}); a plan runs once: make a new one",
+            applied.run_id, applied.by, applied.time
+        )));
+    }
+    let (valid, notes) = valid_approvals(&planned, store.as_ref())?;
+    let needed = body.approvals_required.max(1) as usize;
+    if valid.len() < needed {
+        let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join("; ")) };
+        return Err(refuse(format!(
+            "plan {id} has {} of {needed} approval{} it needs{notes}; someone other than {} runs `runbook approve {}`",
+            valid.len(),
+            if needed == 1 { "" } else { "s" },
+            body.creator,
+            args.file.display()
+        )));
+    }
+    let environment = body.environment.as_ref().and_then(|e| runbook.environments.get(e));
+    let confirmed_env = environment.filter(|e| e.protected).map(|e| e.name.clone());
+    if let Some(name) = &confirmed_env {
+        confirm_environment(name, args.confirm_env.as_deref())?;
+    }
+    let created = DateTime::parse_from_rfc3339(&body.created)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| refuse(format!("the plan's creation time is not a time: {e}")))?;
+    let planned_inputs = || Inputs {
+        environment: body.environment.clone(),
+        params: body.params.iter().cloned().collect(),
+        answers: body.answers.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        vars: body.vars.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    };
+    check_drift(&planned, Plan::bind(runbook.clone(), &body.procedure, planned_inputs(), created)?)?;
+
+    // The run: the planned inputs, plus the secrets the plan never held.
+    let secret_steps = secret_step_ids(&runbook);
+    let mut inputs = planned_inputs();
+    for answer in args.answers {
+        let step = answer.split_once('=').map_or(answer.as_str(), |(id, _)| id);
+        if !secret_steps.iter().any(|s| s == step) {
+            return Err(refuse(format!(
+                "--answer {step}=…: only secret prompts are answered at apply; the plan holds every other answer"
+            )));
+        }
+        inputs.answers.push(answer);
+    }
+    let secrets: IndexMap<String, String> = body
+        .secret_params
+        .iter()
+        .filter_map(|name| std::env::var(runbook_lang::param::secret_env_name(name)).ok().map(|v| (name.clone(), v)))
+        .collect();
+    inputs.params.extend(secrets);
+    let mut plan = Plan::bind(runbook, &body.procedure, inputs, created)?;
+    if interactive() {
+        ask_missing_secrets(&mut plan)?;
+    }
+    let approvers: Vec<String> = valid.iter().map(|a| a.approver.clone()).collect();
+    let plan_id = planned.id.clone();
+    let operator = runbook_state::identity::Identity::current().name.clone();
+    let claim = move |run_id: &str| {
+        let applied = Applied {
+            plan_id: plan_id.clone(),
+            run_id: run_id.to_owned(),
+            by: operator.clone(),
+            time: now_text(Utc::now()),
+        };
+        match store.mark_applied(&applied) {
+            Ok(()) => Ok(()),
+            Err(StoreError::Exists) => Err(runbook_engine::session::Error::Usage(format!(
+                "plan {} was applied already (just now, by another apply); a plan runs once",
+                short(&plan_id)
+            ))),
+            Err(StoreError::Io(err)) => Err(runbook_engine::session::Error::Io(err)),
+        }
+    };
+    let start = Start {
+        run_id: runbook_state::dir::new_run_id(),
+        // The approval answers the stage confirmations; the environment was typed above.
+        yes: true,
+        json: args.output == OutputFormat::Json,
+        completed: None,
+        recovery: Recovery::on_failure(args.on_failure),
+        resume_events: Vec::new(),
+        forced: false,
+        rehearsal: None,
+        // The protected environment's name was typed (or given) above, before the drift check.
+        confirmations: runbook_engine::exec::operator::Confirmations { env: confirmed_env, ..Default::default() },
+        audit: Audit { plan_id: Some(planned.id.clone()), approvers, break_glass: None, claim: Some(Box::new(claim)) },
+    };
+    Ok(execute(&mut plan, start, settings)?)
+}
+
+/// The protected environment's name is still typed (or given with --confirm-env).
+fn confirm_environment(name: &str, given: Option<&str>) -> Result<(), Error> {
+    match given {
+        Some(given) if given == name => Ok(()),
+        Some(given) => Err(refuse(format!("--confirm-env {given} does not match the plan's environment `{name}`"))),
+        None if interactive() => {
+            let typed: String = dialoguer::Input::new()
+                .with_prompt(format!("`{name}` is a protected environment: type `{name}` to apply the plan"))
+                .allow_empty(true)
+                .interact_text()
+                .map_err(|e| refuse(format!("cannot ask the operator: {e}")))?;
+            if typed.trim() == name {
+                Ok(())
+            } else {
+                eprintln!("not applied: the operator did not confirm the protected environment `{name}`");
+                Err(Error::Reported(exit::ABORTED))
+            }
+        }
+        None => Err(refuse(format!(
+            "the plan targets the protected environment `{name}` and there is no terminal to type it: pass --confirm-env {name}"
+        ))),
+    }
+}
