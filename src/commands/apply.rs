@@ -125,6 +125,9 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
         }
     };
     let start = Start {
+        // The approval confirms the stages; the manual work is still a person's to do and
+        // acknowledge, at a terminal (without one it is journaled as not confirmed).
+        manual_by_person: true,
         run_id: runbook_state::dir::new_run_id(),
         // The approval answers the stage confirmations; the environment was typed above.
         yes: true,

@@ -41,6 +41,7 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
         ask_missing_secrets(&mut plan)?;
     }
     let start = Start {
+        manual_by_person: false,
         run_id: runbook_state::dir::new_run_id(),
         yes: call.exec.yes,
         confirmations: confirmations(call.exec.confirm_env.clone(), &call.exec.confirm_target)?,

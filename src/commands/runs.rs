@@ -151,13 +151,13 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
         let _ = writeln!(out, "note: the last record was cut off (the process died while writing it)");
     }
     // Advice that fits the status: a finished rollback is never offered its undo.
-    if status.is_undo() && undo_left(&recorded) {
+    if status.is_undo() && recorded.undo_left() {
         let _ = writeln!(out, "continue the undo with: runbook undo {run_id}");
     }
     // Resumable as long as no undo step started (an undo with every step skipped took nothing back).
     let resumable =
         !matches!(status, RunStatus::Done | RunStatus::Running | RunStatus::Undone | RunStatus::PartlyUndone);
-    if resumable && undone_at(&recorded).is_none() {
+    if resumable && recorded.undone_at().is_none() {
         let _ = writeln!(out, "continue it with: runbook resume {run_id}");
     }
     crate::output::print(&out);
@@ -268,32 +268,6 @@ pub struct ResumeArgs {
     pub on_failure: Option<runbook_engine::session::FailurePolicy>,
 }
 
-/// When the run's first undo step started (`runbook undo`, `--on-failure undo`, the failure
-/// menu). An undo whose every step was skipped, or that found nothing to undo, took nothing back.
-fn undone_at(recorded: &Recorded) -> Option<&str> {
-    recorded.records.iter().find_map(|r| match r {
-        Record::Event { ts, event } if event["event"] == "undo" && event["state"] == "started" => Some(ts.as_str()),
-        _ => None,
-    })
-}
-
-/// Whether `runbook undo` has something left to do: an owner whose undo was started,
-/// failed or skipped and never finished. Changes without `undo:` are not.
-fn undo_left(recorded: &Recorded) -> bool {
-    let undone = recorded.undone_steps();
-    let mut last: HashMap<&str, &str> = HashMap::new();
-    for record in &recorded.records {
-        let Record::Event { event, .. } = record else { continue };
-        if event["event"] != "undo" {
-            continue;
-        }
-        if let (Some(id), Some(state)) = (event["id"].as_str(), event["state"].as_str()) {
-            last.insert(id, state);
-        }
-    }
-    last.iter().any(|(id, state)| matches!(*state, "started" | "failed" | "skipped") && !undone.contains(*id))
-}
-
 pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     let (recorded, status) = find(settings, &args.run_id)?;
     if status == RunStatus::Running {
@@ -304,13 +278,13 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     }
     let header = recorded.header().cloned().ok_or_else(|| Error::Io(format!("run {} has no header", args.run_id)))?;
     if !args.undo
-        && let Some(when) = undone_at(&recorded)
+        && let Some(when) = recorded.undone_at()
     {
         let mut text = format!(
             "run {} was undone at {when}; resuming would redo what was taken back: start a new run",
             args.run_id
         );
-        if undo_left(&recorded) {
+        if recorded.undo_left() {
             text.push_str(&format!(" (finish the undo with: runbook undo {})", args.run_id));
         }
         return Err(Error::Usage(text));
@@ -422,6 +396,8 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         runbook_state::journal::seed(&spool.journal_path(&args.run_id), &recorded.records).map_err(Error::Io)?;
     }
     let start = Start {
+        // An applied run's manual steps wait for a person on resume too.
+        manual_by_person: header.plan_id.is_some(),
         run_id: args.run_id,
         // SPEC §3 rule 5: a resume asks again unless given --yes (and the names) again.
         yes: args.yes,

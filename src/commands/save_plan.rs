@@ -115,6 +115,7 @@ fn answer_prompts(plan: &mut Plan, outputs: &Outputs) -> Result<(), Error> {
                 yes: false,
                 answers: std::collections::HashMap::new(),
                 confirmations: runbook_engine::exec::operator::Confirmations::default(),
+                manual_by_person: false,
             };
             let items: Option<Vec<runbook_engine::exec::operator::Choice<'_>>> = choices.as_ref().map(|values| {
                 values

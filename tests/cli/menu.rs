@@ -121,6 +121,10 @@ fn edit_at_the_failure_menu_asks_the_prompt_again_and_retries_with_the_new_answe
     pty.answer("e");
     pty.expect("Backup to restore");
     pty.answer("good");
+    // Issue 21: the changed command is shown and confirmed before it runs.
+    pty.expect("$ sh -c 'echo \"$1\" >> tried.txt; test \"$1\" = good' x good");
+    pty.expect("Run `restore` with this command?");
+    pty.answer("y");
     let (code, transcript) = pty.finish();
     assert_eq!(code, 0, "{transcript}");
     assert_eq!(file(&sandbox, "tried.txt"), "bad\ngood\n", "{transcript}");
@@ -151,6 +155,8 @@ fn a_secret_answer_edited_at_the_failure_menu_is_never_shown_nor_journaled() {
     pty.answer("e");
     pty.expect("Database password");
     pty.answer(SECOND);
+    pty.expect("Run `use_pw` with this command?");
+    pty.answer("y");
     let (code, transcript) = pty.finish();
     assert_eq!(code, 0, "{transcript}");
     assert_eq!(file(&sandbox, "got.txt"), SECOND, "{transcript}");
@@ -260,6 +266,8 @@ fn an_answer_edited_at_the_failure_menu_is_the_one_resume_uses() {
     pty.answer("e");
     pty.expect("Backup to restore");
     pty.answer("worse");
+    pty.expect("Run `restore` with this command?");
+    pty.answer("y");
     pty.expect("[e]dit an answer and retry");
     pty.answer("a");
     let (code, transcript) = pty.finish();

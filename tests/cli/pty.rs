@@ -25,11 +25,28 @@ pub(super) struct Pty {
 impl Pty {
     /// Starts `runbook ARGS...` in the sandbox with the same environment as `support::Run`.
     pub(super) fn spawn(sandbox: &Sandbox, args: &[&str]) -> Pty {
+        Pty::spawn_with(sandbox, args, &[])
+    }
+
+    /// `spawn` with extra environment variables.
+    pub(super) fn spawn_with(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Pty {
         let mut cmd = Command::new(binary());
         cmd.current_dir(sandbox.path()).args(args);
-        for var in ["RUNBOOK_DIR", "GITHUB_ACTIONS", "RUST_LOG", "XDG_STATE_HOME", "CLICOLOR_FORCE"] {
+        for var in [
+            "RUNBOOK_DIR",
+            "GITHUB_ACTIONS",
+            "GITHUB_ACTOR",
+            "RUST_LOG",
+            "XDG_STATE_HOME",
+            "CLICOLOR_FORCE",
+            "CLOUDSDK_CORE_ACCOUNT",
+            "CLOUDSDK_ACTIVE_CONFIG_NAME",
+        ] {
             cmd.env_remove(var);
         }
+        // Who runs is the gcloud account: the tests' own set-up, never the developer's.
+        cmd.env("CLOUDSDK_CONFIG", sandbox.path().join("gcloud-config"));
+        cmd.envs(env.iter().copied());
         cmd.env("RUNBOOK_STATE_DIR", sandbox.path().join("state"))
             .env("XDG_CACHE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache"))
             .env("NO_COLOR", "1")
@@ -94,7 +111,7 @@ impl Pty {
     }
 
     /// Everything shown so far (escape codes stripped), as text.
-    fn transcript(&self) -> String {
+    pub(super) fn transcript(&self) -> String {
         String::from_utf8_lossy(&self.shown).into_owned()
     }
 }

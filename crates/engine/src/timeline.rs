@@ -30,7 +30,11 @@ pub fn describe(event: &serde_json::Value) -> Option<String> {
         "step_finished" => {
             let exit = event["exit_code"].as_i64().map(|c| format!(", exit {c}")).unwrap_or_default();
             let message = event["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
-            let answer = event["answer"].as_str().map(|a| format!(", answered {a:?}")).unwrap_or_default();
+            let answer = match event["answer"].as_str() {
+                Some(a) if a.starts_with(runbook_state::event::UNATTENDED) => format!(", {a}"),
+                Some(a) => format!(", answered {a:?}"),
+                None => String::new(),
+            };
             format!("  {} {} after {}{exit}{answer}{message}", s("status"), s("id"), s("duration"))
         }
         "failure_choice" => {

@@ -139,7 +139,15 @@ pub enum StepStatus {
     FailedContinued,
     TimedOut,
     Interrupted,
+    /// The operator stopped the run at this step (`q` at a manual step): not a failure,
+    /// the run is resumable from it.
+    Aborted,
 }
+
+/// How a manual step passed without a person acknowledging it (`--yes`, `apply` without a
+/// terminal) is journaled: the answer starts with this. Such a step never counts as an
+/// undo done.
+pub const UNATTENDED: &str = "not confirmed by a person";
 
 /// Where the undo of one step stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -153,6 +161,9 @@ pub enum UndoState {
     Already,
     /// No `undo:`: cannot be undone automatically.
     Manual,
+    /// Its undo has a manual step nobody has acknowledged yet (`--yes`): not undone until a
+    /// person does, with `runbook undo` at a terminal.
+    Waiting,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]

@@ -124,6 +124,8 @@ pub enum RunStatus {
     UndoFailed,
     /// An undo found only manual undo steps, none done.
     NotUndone,
+    /// Nothing put back yet: an undo's manual step waits for a person to do it.
+    UndoWaiting,
     /// An outcome this version does not know (a newer version wrote it).
     Unknown(String),
 }
@@ -140,13 +142,21 @@ impl RunStatus {
             RunStatus::PartlyUndone => "partly undone",
             RunStatus::UndoFailed => "undo failed",
             RunStatus::NotUndone => "not undone",
+            RunStatus::UndoWaiting => "undo waiting for a person",
             RunStatus::Unknown(text) => text,
         }
     }
 
     /// An undo decided it: resuming would redo what was taken back.
     pub fn is_undo(&self) -> bool {
-        matches!(self, RunStatus::Undone | RunStatus::PartlyUndone | RunStatus::UndoFailed | RunStatus::NotUndone)
+        matches!(
+            self,
+            RunStatus::Undone
+                | RunStatus::PartlyUndone
+                | RunStatus::UndoFailed
+                | RunStatus::NotUndone
+                | RunStatus::UndoWaiting
+        )
     }
 }
 
@@ -285,17 +295,62 @@ impl Recorded {
             return None;
         }
         let undone = self.undone_steps();
+        let mut last: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        for e in &undos {
+            if let (Some(id), Some(state)) = (e["id"].as_str(), e["state"].as_str()) {
+                last.insert(id, state);
+            }
+        }
+        let waiting = last.values().any(|s| *s == "waiting");
         // What the last undo left: its owners minus those undone by then.
         let remains = undos.iter().any(|e| {
             let id = e["id"].as_str().unwrap_or_default();
-            matches!(e["state"].as_str(), Some("manual" | "skipped" | "failed" | "started")) && !undone.contains(id)
+            matches!(e["state"].as_str(), Some("manual" | "skipped" | "failed" | "started" | "waiting"))
+                && !undone.contains(id)
         });
         Some(match (undone.is_empty(), remains) {
             (false, false) => RunStatus::Undone,
             (false, true) => RunStatus::PartlyUndone,
+            (true, _) if waiting => RunStatus::UndoWaiting,
             (true, _) if undos.iter().all(|e| e["state"] == "manual") => RunStatus::NotUndone,
             (true, _) => RunStatus::UndoFailed,
         })
+    }
+
+    /// When the run's first undo step started (`runbook undo`, `--on-failure undo`, the
+    /// failure menu). An undo whose every step was skipped, or that found nothing to undo,
+    /// took nothing back.
+    pub fn undone_at(&self) -> Option<&str> {
+        self.records.iter().find_map(|r| match r {
+            Record::Event { ts, event } if event["event"] == "undo" && event["state"] == "started" => Some(ts.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Whether `runbook undo` has something left to do: an owner whose undo was started,
+    /// failed, skipped or waits for a person, and never finished. Changes without `undo:`
+    /// are not.
+    pub fn undo_left(&self) -> bool {
+        let undone = self.undone_steps();
+        let mut last: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        for event in self.events().filter(|e| e["event"] == "undo") {
+            if let (Some(id), Some(state)) = (event["id"].as_str(), event["state"].as_str()) {
+                last.insert(id, state);
+            }
+        }
+        last.iter()
+            .any(|(id, state)| matches!(*state, "started" | "failed" | "skipped" | "waiting") && !undone.contains(*id))
+    }
+
+    /// Manual steps whose last finish was not acknowledged by a person (`--yes`).
+    pub fn unattended_steps(&self) -> std::collections::HashSet<String> {
+        let mut last: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+        for event in self.events().filter(|e| e["event"] == "step_finished") {
+            let Some(id) = event["id"].as_str() else { continue };
+            let unattended = event["answer"].as_str().is_some_and(|a| a.starts_with(crate::event::UNATTENDED));
+            last.insert(id, unattended);
+        }
+        last.into_iter().filter(|(_, unattended)| *unattended).map(|(id, _)| id.to_owned()).collect()
     }
 
     /// Steps finished successfully (in any attempt), with what they produced.

@@ -29,6 +29,8 @@ pub struct Options {
     pub strip_ansi: bool,
     /// `--confirm-env` / `--confirm-target`: names typed ahead.
     pub confirmations: Confirmations,
+    /// Manual steps wait for a person even under `yes` (`apply` at a terminal).
+    pub manual_by_person: bool,
 }
 
 /// Every event of a run goes out here, masked once, to every subscriber (the terminal,

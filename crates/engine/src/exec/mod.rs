@@ -94,6 +94,8 @@ pub struct Runner<'p> {
     ask_again: bool,
     /// Steps the operator skipped at the failure menu.
     menu_skipped: std::collections::HashSet<String>,
+    /// Manual steps passed in this attempt without a person acknowledging them.
+    unattended: std::collections::HashSet<String>,
 }
 
 impl<'p> Runner<'p> {
@@ -103,6 +105,7 @@ impl<'p> Runner<'p> {
             yes: options.yes,
             answers: plan.answers.clone(),
             confirmations: options.confirmations.clone(),
+            manual_by_person: options.manual_by_person,
         };
         Runner {
             plan,
@@ -130,6 +133,7 @@ impl<'p> Runner<'p> {
             undo_states: std::collections::HashMap::new(),
             ask_again: false,
             menu_skipped: std::collections::HashSet::new(),
+            unattended: std::collections::HashSet::new(),
         }
     }
 
@@ -540,6 +544,11 @@ impl<'p> Runner<'p> {
                 self.finish(step, result, started);
                 return Flow::Stop(Outcome::Interrupted, format!("interrupted during step `{}`", step.id));
             }
+            if result.status == StepStatus::Aborted {
+                let message = result.message.clone().unwrap_or_else(|| format!("stopped at step `{}`", step.id));
+                self.finish(step, result, started);
+                return Flow::Stop(Outcome::Aborted, message);
+            }
             if result.status == StepStatus::Done
                 && let Some(until) = step.retry.as_ref().and_then(|r| r.until.as_ref())
             {
@@ -649,14 +658,21 @@ impl<'p> Runner<'p> {
         if step.mutates() && !self.undoing {
             match attempt.status {
                 StepStatus::Done => self.finished.push(step.id.clone()),
-                StepStatus::Skipped => {}
+                // A step the operator stopped at never started its change.
+                StepStatus::Skipped | StepStatus::Aborted => {}
                 _ => self.failed_mutation = Some(step.id.clone()),
             }
         }
         match attempt.status {
             StepStatus::Done => self.done += 1,
             StepStatus::Skipped => self.skipped += 1,
+            StepStatus::Aborted => {}
             _ => self.failed += 1,
+        }
+        if matches!(step.kind, StepKind::Manual(_))
+            && attempt.answer.as_deref().is_some_and(|a| a.starts_with(runbook_state::event::UNATTENDED))
+        {
+            self.unattended.insert(step.id.clone());
         }
         let redactor = &self.plan.redactor;
         let output = if step.output_is_secret() {

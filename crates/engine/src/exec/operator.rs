@@ -39,6 +39,9 @@ pub struct Operator {
     pub yes: bool,
     pub answers: HashMap<String, String>,
     pub confirmations: Confirmations,
+    /// Manual steps wait for a person even though stages are confirmed ahead (`apply`: the
+    /// approval confirms the stages, nobody's approval did the manual work).
+    pub manual_by_person: bool,
 }
 
 pub use super::line::AskError;
@@ -58,6 +61,17 @@ fn ask_error(err: dialoguer::Error) -> AskError {
 pub fn interactive() -> bool {
     use std::io::IsTerminal as _;
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// How a manual step was passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acknowledged {
+    /// A person typed it (`done`, `not needed`), at the terminal or ahead with `--answer`.
+    ByPerson(&'static str),
+    /// Nobody was asked (`--yes`, `apply` without a terminal): journaled as such.
+    Unattended(&'static str),
+    /// `q`, Ctrl-D, or nobody to ask without `--yes`: the run stops here, resumable.
+    Stopped,
 }
 
 /// A choice list item as the operator sees it.
@@ -193,23 +207,33 @@ impl Operator {
     }
 
     /// Manual instructions are shown by the caller; this waits for "done".
-    pub fn acknowledge(&self, id: &str) -> Result<bool, AskError> {
-        if self.answers.contains_key(id) || self.yes {
-            return Ok(true);
+    pub fn acknowledge(&self, id: &str) -> Result<Acknowledged, AskError> {
+        if let Some(given) = self.answers.get(id) {
+            // Typed ahead by the operator on the command line (`--answer ID=done`).
+            return Ok(match given.trim().to_ascii_lowercase().as_str() {
+                "not needed" | "not-needed" | "skip" => Acknowledged::ByPerson("not needed (--answer)"),
+                _ => Acknowledged::ByPerson("done (--answer)"),
+            });
         }
-        if !self.interactive {
-            return Ok(false);
+        let ask = self.interactive && (!self.yes || self.manual_by_person);
+        if !ask {
+            return Ok(match (self.yes, self.interactive) {
+                (true, true) => Acknowledged::Unattended("--yes"),
+                (true, false) if self.manual_by_person => Acknowledged::Unattended("no terminal to ask at"),
+                (true, false) => Acknowledged::Unattended("--yes"),
+                (false, _) => Acknowledged::Stopped,
+            });
         }
         loop {
             // Ctrl-D (the end of input) stops the run, as `q` does.
-            let Some(answer) =
-                super::line::read("Type `done` when finished (or `q` to stop the run)", super::line::SHOWN)?
-            else {
-                return Ok(false);
+            let question = "Type `done` when finished, `not needed` if it does not apply (or `q` to stop the run)";
+            let Some(answer) = super::line::read(question, super::line::SHOWN)? else {
+                return Ok(Acknowledged::Stopped);
             };
             match answer.trim().to_ascii_lowercase().as_str() {
-                "done" | "d" | "y" | "yes" => return Ok(true),
-                "q" | "quit" | "n" | "no" => return Ok(false),
+                "done" | "d" | "y" | "yes" => return Ok(Acknowledged::ByPerson("done")),
+                "not needed" | "not-needed" | "skip" | "s" => return Ok(Acknowledged::ByPerson("not needed")),
+                "q" | "quit" | "n" | "no" => return Ok(Acknowledged::Stopped),
                 _ => {}
             }
         }

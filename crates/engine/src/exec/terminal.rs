@@ -222,8 +222,13 @@ impl Subscriber for Terminal {
                     }
                 }
                 let took = format_duration(*duration);
+                let unattended = answer.as_deref().filter(|a| a.starts_with(runbook_state::event::UNATTENDED));
                 let line = match status {
+                    StepStatus::Done if unattended.is_some() => {
+                        format!("✓ {id} ({took}) — {}", unattended.unwrap_or_default())
+                    }
                     StepStatus::Done => format!("✓ {id} ({took})"),
+                    StepStatus::Aborted => format!("■ {id} stopped: {}", message.as_deref().unwrap_or("stopped")),
                     StepStatus::Skipped => {
                         format!("- {id} skipped{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())
                     }

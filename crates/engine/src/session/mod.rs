@@ -58,6 +58,9 @@ impl Settings {
 pub struct Start {
     pub run_id: String,
     pub yes: bool,
+    /// Manual steps wait for a person at a terminal even with `yes` (`apply`: an approval
+    /// confirms the stages, not the manual work).
+    pub manual_by_person: bool,
     /// `--confirm-env` / `--confirm-target`, never carried over to a resume.
     pub confirmations: Confirmations,
     /// `--output json`: events as JSON lines on stdout instead of the terminal view.
@@ -81,7 +84,9 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
     let rehearsal_settings = rehearsal::settings(&execution)?;
     {
         // Every answer and decision is checked before anything (lock, journal, fake) starts.
-        let mut preflight = Runner::new(plan, options(execution.yes, execution.confirmations.clone())?, Vec::new());
+        let mut options = options(execution.yes, execution.confirmations.clone())?;
+        options.manual_by_person = execution.manual_by_person;
+        let mut preflight = Runner::new(plan, options, Vec::new());
         if let Some(completed) = &execution.completed {
             preflight.completed = completed.clone();
         }
@@ -120,6 +125,7 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
         .map(rehearsal::Rehearsal::url)
         .or_else(|| rehearsal_settings.as_ref().and_then(|s| s.server.clone()));
     let mut options = options(execution.yes, execution.confirmations.clone())?;
+    options.manual_by_person = execution.manual_by_person;
     let mut notes = Vec::new();
     if let Some(base) = &fake_base {
         notes = rehearsal::bind_vars(plan, base);
@@ -367,6 +373,7 @@ fn options(yes: bool, confirmations: Confirmations) -> Result<Options, Error> {
         remove_env: Vec::new(),
         http_guard: None,
         strip_ansi: false,
+        manual_by_person: false,
     })
 }
 

@@ -46,11 +46,16 @@ impl Recovery {
         // Resume knows the procedure's steps; the undo steps an interrupted undo finished
         // are added here (a secret read runs again: its output was never journaled).
         let undo_steps: Vec<&Step> = steps.iter().flat_map(|s| &s.undo).collect();
+        // A manual undo step nobody acknowledged is asked again.
+        let unattended = recorded.unattended_steps();
         let undo_steps_done = recorded
             .done_steps()
             .into_iter()
             .filter_map(|(id, output, _)| {
                 let step = undo_steps.iter().find(|u| u.id == id)?;
+                if unattended.contains(&id) {
+                    return None;
+                }
                 if step.output_is_secret() && !step.mutates() {
                     return None;
                 }

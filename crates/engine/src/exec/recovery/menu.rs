@@ -209,8 +209,42 @@ impl<'p> Runner<'p> {
             .get(&id)
             .and_then(|v| v.get_attr("output").ok())
             .map_or_else(String::new, |v| self.plan.redactor.redact(&v.to_string()));
-        self.choice_event(&step.id, "edit", None, Some((id, answer)));
+        self.choice_event(&step.id, "edit", None, Some((id.clone(), answer)));
         self.failed = self.failed.saturating_sub(1);
+        // A changed answer goes through what a first one went through (SPEC rule 10): the
+        // asserts that read it are evaluated again before the step runs with it; one that
+        // fails stops here, at its own failure, before anything changes.
+        for check in self.asserts_reading(&id, step) {
+            self.completed.remove(&check.id);
+            match Box::pin(self.step(check)).await {
+                Flow::Continue => {}
+                stop => return stop,
+            }
+        }
+        // And the changed command is shown and confirmed, as a stage is.
+        self.unseen.insert(step.id.clone());
         Flow::Retry
+    }
+
+    /// The `assert:` steps of the run, before `failed` in the walk, that read step `id`'s
+    /// output (directly, or through a step that reads it).
+    fn asserts_reading(&self, id: &str, failed: &Step) -> Vec<&'p Step> {
+        let plan: &'p crate::plan::Plan = self.plan;
+        let mut order = Vec::new();
+        if let Some(procedure) = plan.runbook.procedures.get(&plan.procedure) {
+            crate::plan::steps_in_order(&plan.runbook, procedure, &mut order);
+        }
+        let before = order.iter().position(|s| s.id == failed.id).unwrap_or(order.len());
+        let mut tainted: BTreeSet<String> = BTreeSet::from([id.to_owned()]);
+        let mut asserts = Vec::new();
+        for step in order.into_iter().take(before) {
+            if steps_read_by(step).iter().any(|r| tainted.contains(r)) {
+                tainted.insert(step.id.clone());
+                if matches!(step.kind, StepKind::Assert(_)) {
+                    asserts.push(step);
+                }
+            }
+        }
+        asserts
     }
 }

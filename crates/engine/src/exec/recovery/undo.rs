@@ -28,6 +28,8 @@ pub struct Undone {
     pub manual: Vec<String>,
     /// Undos the operator skipped.
     pub skipped: Vec<String>,
+    /// Undos whose manual step nobody acknowledged (`--yes`): not undone yet.
+    pub waiting: Vec<String>,
 }
 
 impl Undone {
@@ -43,6 +45,9 @@ impl Undone {
         }
         if !self.skipped.is_empty() {
             parts.push(format!("undo skipped: {}", list(&self.skipped)));
+        }
+        if !self.waiting.is_empty() {
+            parts.push(format!("waiting for a person: {}", list(&self.waiting)));
         }
         if !self.manual.is_empty() {
             parts.push(format!("cannot be undone automatically: {}", list(&self.manual)));
@@ -174,6 +179,19 @@ impl<'p> Runner<'p> {
                     ));
                 }
             }
+            // A manual undo step nobody acknowledged (`--yes`) is not an undo done: the
+            // change may still be there (the clone not deleted).
+            let waiting: Vec<String> =
+                owner.undo.iter().filter(|u| self.unattended.contains(&u.id)).map(|u| format!("`{}`", u.id)).collect();
+            if !waiting.is_empty() {
+                let text = format!(
+                    "waiting for a person: the manual undo step {} was not confirmed by a person; acknowledge it with `runbook undo` at a terminal",
+                    waiting.join(", ")
+                );
+                self.undo_event(owner, UndoState::Waiting, text);
+                undone.waiting.push(owner.id.clone());
+                continue;
+            }
             self.undo_event(owner, UndoState::Done, "undone".into());
             self.undone.insert(owner.id.clone());
             undone.undone.push(owner.id.clone());
@@ -218,13 +236,15 @@ impl<'p> Runner<'p> {
     }
 
     /// `None` when this attempt undid nothing; else whether `runbook undo` has something
-    /// left (an undo started, failed or skipped; changes without `undo:` are not).
+    /// left (an undo started, failed, skipped or waiting for a person; changes without
+    /// `undo:` are not). The same rule as `Recorded::undo_left` over a journal.
     pub fn undo_left(&self) -> Option<bool> {
         if self.undo_states.values().all(|s| *s == UndoState::Manual) {
             return None;
         }
         let left = |(id, s): (&String, &UndoState)| {
-            matches!(s, UndoState::Started | UndoState::Failed | UndoState::Skipped) && !self.undone.contains(id)
+            matches!(s, UndoState::Started | UndoState::Failed | UndoState::Skipped | UndoState::Waiting)
+                && !self.undone.contains(id)
         };
         Some(self.undo_states.iter().any(left))
     }

@@ -1,0 +1,219 @@
+//! Issue 21: the way back is as safe as the way forward. Manual steps are acknowledged by a
+//! person or say they were not; an undo whose manual step nobody did is not an undo done;
+//! an edit at the failure menu goes through the asserts a first answer went through; one
+//! status after an abandoned undo. Files on disk prove what ran.
+
+use super::pty::{Pty, STAGE_QUESTION};
+use crate::support::Sandbox;
+
+/// A manual step between two changes; the clone's undo is a manual deletion.
+const HANDS: &str = r#"
+runbook: hands
+procedures:
+  go:
+    stages:
+      - name: Hands
+        steps:
+          - id: stop_rollout
+            manual: Stop the rollout in the deploy tool.
+          - id: clone
+            run: [sh, -c, 'echo clone >> log.txt']
+            timeout: 10s
+            undo:
+              id: delete_clone
+              manual: Delete the clone by hand.
+          - id: after
+            run: [sh, -c, 'echo after >> log.txt']
+            timeout: 10s
+"#;
+
+fn sandbox() -> Sandbox {
+    let sandbox = Sandbox::new();
+    sandbox.file("hands.yaml", HANDS);
+    sandbox
+}
+
+fn log(sandbox: &Sandbox) -> String {
+    std::fs::read_to_string(sandbox.path().join("log.txt")).unwrap_or_default()
+}
+
+fn show(sandbox: &Sandbox, id: &str) -> String {
+    sandbox.runbook().args(["show", id]).output().success().stdout()
+}
+
+/// `--yes` passes a manual step, and says so: never the `done` a person's acknowledgement
+/// journals.
+#[test]
+fn yes_passes_a_manual_step_journaled_as_not_confirmed_by_a_person() {
+    let sandbox = sandbox();
+    let out = sandbox.runbook().args(["hands", "go", "--yes"]).output().success();
+    assert!(out.stderr().contains("not confirmed by a person (--yes)"), "{}", out.stderr());
+    let shown = show(&sandbox, &sandbox.last_run_id());
+    assert!(shown.contains("done stop_rollout") && shown.contains("not confirmed by a person (--yes)"), "{shown}");
+    assert!(!shown.contains("answered \"done\""), "{shown}");
+}
+
+/// `runbook undo --yes` does not tick off a manual undo step: the clone may still exist. The
+/// run's status says the undo waits for a person, `show` says the undo waits for a person, and a later `runbook
+/// undo` asks again.
+#[test]
+fn a_manual_undo_step_nobody_acknowledged_is_not_an_undo_done() {
+    let sandbox = sandbox();
+    sandbox.runbook().args(["hands", "go", "--yes"]).output().success();
+    let id = sandbox.last_run_id();
+    let out = sandbox.runbook().args(["undo", &id, "--yes"]).output();
+    assert!(out.stderr().contains("waiting for a person"), "{}", out.stderr());
+    assert!(!out.stderr().contains("undone: `clone`"), "{}", out.stderr());
+    let shown = show(&sandbox, &id);
+    assert!(shown.contains("status: undo waiting for a person"), "{shown}");
+    assert!(shown.contains("continue the undo with: runbook undo"), "{shown}");
+    let history = sandbox.runbook().args(["history", "--format", "json"]).output().success().stdout();
+    assert!(history.contains("\"undo waiting for a person\""), "{history}");
+
+    // A person acknowledges it at a terminal: now the clone's undo is done.
+    let mut pty = Pty::spawn(&sandbox, &["undo", &id]);
+    pty.expect("Run stage `undo of clone`?");
+    pty.answer("y");
+    pty.expect("Delete the clone by hand.");
+    pty.expect("Type `done` when finished");
+    pty.answer("done");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "{transcript}");
+    let shown = show(&sandbox, &id);
+    assert!(shown.contains("undo of clone done: undone"), "{shown}");
+    // `after` has no `undo:`: it remains, as before.
+    assert!(shown.contains("status: partly undone"), "{shown}");
+}
+
+/// `q` at a manual step stops the run: aborted (exit 3), not failed, no failure menu, and
+/// resumable at that step.
+#[test]
+fn q_at_a_manual_step_stops_the_run_aborted_and_resumable() {
+    let sandbox = sandbox();
+    let mut pty = Pty::spawn(&sandbox, &["hands", "go"]);
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    pty.expect("Stop the rollout in the deploy tool.");
+    pty.expect("`not needed` if it does not apply");
+    pty.answer("q");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "{transcript}");
+    assert!(!transcript.contains("[r]etry"), "no failure menu for a stop\n{transcript}");
+    assert_eq!(log(&sandbox), "", "nothing after the manual step ran");
+    let id = sandbox.last_run_id();
+    let shown = show(&sandbox, &id);
+    assert!(shown.contains("status: aborted"), "{shown}");
+    assert!(shown.contains("continue it with: runbook resume"), "{shown}");
+    let mut pty = Pty::spawn(&sandbox, &["resume", &id]);
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    pty.expect("Stop the rollout in the deploy tool.");
+    pty.answer("not needed");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "{transcript}");
+    assert_eq!(log(&sandbox), "clone\nafter\n");
+    assert!(show(&sandbox, &id).contains("answered \"not needed\""));
+}
+
+/// An approved plan confirms the stages, not the manual work: `apply` at a terminal stops at
+/// each manual step until a person acknowledges it.
+#[test]
+fn apply_at_a_terminal_stops_at_each_manual_step() {
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "hands.yaml",
+        &HANDS.replace(
+            "runbook: hands\n",
+            "runbook: hands\nenvironments:\n  production:\n    approvals: 1\n    vars: {}\n",
+        ),
+    );
+    let as_user = |who: &str| sandbox.runbook().env("CLOUDSDK_CORE_ACCOUNT", who);
+    as_user("a@x").args(["hands", "go", "--env", "production", "--save-plan", "go.plan"]).output().success();
+    let text = std::fs::read_to_string(sandbox.path().join("go.plan")).unwrap_or_default();
+    let id = text.lines().next().and_then(|l| l.strip_prefix("runbook plan ")).unwrap_or_default().to_owned();
+    as_user("b@x").args(["approve", "go.plan", "--plan-id", &id[..8]]).output().success();
+    let mut pty = Pty::spawn_with(&sandbox, &["apply", "go.plan"], &[("CLOUDSDK_CORE_ACCOUNT", "a@x")]);
+    pty.expect("Stop the rollout in the deploy tool.");
+    pty.expect("Type `done` when finished");
+    assert_eq!(log(&sandbox), "", "apply waits at the manual step\n{}", pty.transcript());
+    pty.answer("done");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "{transcript}");
+    assert_eq!(log(&sandbox), "clone\nafter\n");
+    let shown = show(&sandbox, &sandbox.last_run_id());
+    assert!(shown.contains("answered \"done\""), "{shown}");
+}
+
+/// The revision that serves now is `rev-bad`; the assert refuses it as the target.
+const TRAFFIC: &str = r#"
+runbook: traffic
+procedures:
+  go:
+    stages:
+      - name: Pick
+        steps:
+          - id: serving
+            run: [echo, rev-bad]
+            effect: read
+            capture: text
+          - id: previous_revision
+            prompt: Revision to send traffic to
+          - id: not_the_serving_revision
+            assert: "steps.previous_revision.output != (steps.serving.output | trim)"
+            message: the chosen revision is the one serving now
+      - name: Switch
+        steps:
+          - id: update_traffic
+            run: [sh, -c, 'echo "$1" >> traffic.txt; test -e ok', x, "{{ steps.previous_revision.output }}"]
+            timeout: 10s
+"#;
+
+/// The failure menu's edit is checked like a first answer: picking the serving revision
+/// after a failed traffic update is refused by the assert before anything runs with it, and
+/// an accepted edit shows the changed command and asks before it runs.
+#[test]
+fn an_edit_at_the_failure_menu_goes_through_the_asserts_and_is_confirmed() {
+    let sandbox = Sandbox::new();
+    sandbox.file("traffic.yaml", TRAFFIC);
+    let mut pty = Pty::spawn(&sandbox, &["traffic", "go"]);
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    pty.expect("Revision to send traffic to");
+    pty.answer("rev-other");
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    pty.expect("`update_traffic` failed: [r]etry");
+    pty.answer("e");
+    pty.expect("Revision to send traffic to");
+    pty.answer("rev-bad");
+    pty.expect("the chosen revision is the one serving now");
+    pty.expect("`not_the_serving_revision` failed: [r]etry");
+    pty.answer("a");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "{transcript}");
+    let traffic = std::fs::read_to_string(sandbox.path().join("traffic.txt")).unwrap_or_default();
+    assert_eq!(traffic, "rev-other\n", "nothing ran with the refused answer\n{transcript}");
+
+    // An edit the assert accepts: the changed command is shown and confirmed first.
+    let sandbox = Sandbox::new();
+    sandbox.file("traffic.yaml", TRAFFIC);
+    let mut pty = Pty::spawn(&sandbox, &["traffic", "go"]);
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    pty.expect("Revision to send traffic to");
+    pty.answer("rev-other");
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    pty.expect("`update_traffic` failed: [r]etry");
+    std::fs::write(sandbox.path().join("ok"), "").unwrap_or_else(|e| panic!("{e}"));
+    pty.answer("e");
+    pty.expect("Revision to send traffic to");
+    pty.answer("rev-good");
+    pty.expect("x rev-good");
+    pty.expect("Run `update_traffic` with this command?");
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "{transcript}");
+    let traffic = std::fs::read_to_string(sandbox.path().join("traffic.txt")).unwrap_or_default();
+    assert_eq!(traffic, "rev-other\nrev-good\n", "{transcript}");
+}
