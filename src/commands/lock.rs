@@ -106,8 +106,7 @@ fn breaks(settings: &Settings, name: LockName, reason: &str, confirm: Option<&st
         serde_json::json!({"event": "lock_broken", "lock": expected, "by": by, "reason": reason, "holder": holder});
     let record = runbook_state::journal::Record::Event { ts: chrono::Utc::now().to_rfc3339(), event };
     let line = serde_json::to_string(&record).map_err(|e| Error::Io(e.to_string()))?;
-    let journaled =
-        store.next_seq(&holder.run_id).and_then(|seq| store.put_record(&holder.run_id, seq, "lock_broken", &line));
+    let journaled = store.put_note(&holder.run_id, "lock_broken", &line);
     eprintln!("Broke the lock of `{expected}` held by {}.", holder.describe());
     if let Err(err) = journaled {
         eprintln!("warning: the break is not in run {}'s journal: {err}", holder.run_id);

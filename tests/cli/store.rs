@@ -250,6 +250,59 @@ fn lock_break_needs_the_typed_name_and_is_journaled_with_who_and_why() {
     assert!(shown.contains("lock demo/staging broken by bob (") && shown.contains("): alice's laptop died"), "{shown}");
 }
 
+/// Three changes; `s1` is still running when the lock is broken (it sleeps `$HOLD`).
+const HANDOVER: &str = r#"runbook: demo
+environments:
+  staging: {vars: {project: demo-staging}}
+procedures:
+  go:
+    stages:
+      - name: Work
+        steps:
+          - id: s1
+            run: [sh, -c, 'echo "s1 $WHO" >> log.txt; touch s1-started; sleep ${HOLD:-0}']
+            timeout: 60s
+          - id: s2
+            run: [sh, -c, 'echo "s2 $WHO" >> log.txt']
+          - id: s3
+            run: [sh, -c, 'echo "s3 $WHO" >> log.txt']
+"#;
+
+/// Issue 21: a lock break never takes the holder's next record slot, so the end of the step
+/// the holder was running reaches the store, the holder stops before its next change, and a
+/// hand-over on another machine runs each finished step zero more times.
+#[test]
+fn a_lock_break_then_a_hand_over_runs_each_step_once() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let (a, b) = (Machine::new(&gcs, "alice@example.com"), Machine::new(&gcs, "bob@example.com"));
+    // One folder for both "machines" is not what a team has; the log file proves the order,
+    // so both runbooks write to a's folder through an absolute path.
+    let log = a.sandbox.path().join("log.txt");
+    let text = HANDOVER
+        .replace("log.txt", &log.display().to_string())
+        .replace("touch s1-started", &format!("touch {}", a.sandbox.path().join("s1-started").display()));
+    a.sandbox.file("demo.yaml", &text);
+    b.sandbox.file("demo.yaml", &text);
+    let holder = Machine::spawn(a.go().env("HOLD", "3"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !a.sandbox.path().join("s1-started").exists() {
+        assert!(Instant::now() < deadline, "s1 never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let breaking =
+        ["lock", "break", "demo", "--env", "staging", "--reason", "laptop died", "--confirm", "demo/staging"];
+    b.runbook().args(breaking).output().success();
+    let (code, stderr) = finish(holder);
+    assert_eq!(code, 1, "the holder stops before its next change: {stderr}");
+    let id = a.sandbox.last_run_id();
+    b.runbook().args(["resume", &id, "--yes"]).output().success();
+    let ran = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(ran, "s1 alice@example.com\ns2 bob@example.com\ns3 bob@example.com\n", "each step once");
+    let shown = b.runbook().args(["show", &id]).output().success().stdout();
+    assert!(shown.contains("lock demo/staging broken by bob@example.com ("), "{shown}");
+    assert!(shown.contains("status: done"), "{shown}");
+}
+
 #[test]
 fn the_runbook_folders_config_file_names_the_shared_store() {
     let Some(gcs) = FakeGcs::start(BUCKET) else { return };

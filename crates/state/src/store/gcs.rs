@@ -217,6 +217,18 @@ impl Store for GcsStore {
         Ok(self.records(run_id)?.iter().filter_map(|o| seq_of(&o.name)).max().map_or(0, |s| s + 1))
     }
 
+    /// Named after the last record seen (`00000007.note-….json` sorts after `00000007.json`
+    /// and before `00000008.json`) and never parsed as a sequence number.
+    fn put_note(&self, run_id: &str, kind: &str, line: &str) -> Result<(), String> {
+        let last = self.next_seq(run_id)?.saturating_sub(1);
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+        let object = self.object(&format!("runs/{run_id}/{last:08}.note-{stamp}-{}.json", std::process::id()));
+        self.client
+            .insert(&object, line.trim_end().as_bytes(), 0, &[("record", kind)])
+            .map(|_| ())
+            .map_err(|e| self.fail("store a note in the journal", &e))
+    }
+
     fn history(&self) -> Result<Vec<RunEntry>, String> {
         let objects = self.client.list(&self.object("runs/")).map_err(|e| self.fail("list the runs", &e))?;
         // Per run: its first record (when it started), its last header (who ran it last) and
@@ -376,7 +388,10 @@ impl Lease {
                 state.renewed = sent;
             }
             Err(GcsError::Precondition) => {
-                state.lost = Some("another run took the lock over after its lease ran out".into());
+                state.lost = Some(
+                    "the lock was broken or taken over by someone else (`runbook lock status` says who holds it now)"
+                        .into(),
+                );
             }
             Err(err) => {
                 if state.renewed.elapsed() >= self.lease {
@@ -396,12 +411,11 @@ struct GcsLock {
 
 impl HeldLock for GcsLock {
     fn check(&self) -> Result<(), String> {
-        let overdue = self.lease.state.lock().map(|s| s.renewed.elapsed() >= self.lease.lease / 3).unwrap_or(true);
-        if overdue {
-            // Renewal is overdue (the process was stopped, or the store slow): renew now
-            // rather than trust a lease that may have been taken over meanwhile.
-            self.lease.renew();
-        }
+        // Before every mutating step, whatever the lease: one conditional rewrite of the lock
+        // object. A lock broken (deleted) or replaced since the last renewal fails it, so a
+        // second run that took the lock and this one never change things at the same time.
+        // It costs one small request per mutating step, and renews the lease too.
+        self.lease.renew();
         match self.lease.state.lock() {
             Ok(state) => match &state.lost {
                 Some(reason) => Err(format!("the run lock is lost: {reason}")),

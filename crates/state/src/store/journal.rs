@@ -145,6 +145,9 @@ mod tests {
         fn next_seq(&self, _: &str) -> Result<u64, String> {
             Ok(0)
         }
+        fn put_note(&self, _: &str, _: &str, _: &str) -> Result<(), String> {
+            Ok(())
+        }
         fn history(&self) -> Result<Vec<RunEntry>, String> {
             Ok(Vec::new())
         }

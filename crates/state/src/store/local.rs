@@ -74,6 +74,21 @@ impl Store for LocalStore {
         Ok(0)
     }
 
+    /// The local journal is appended to with whole lines (`O_APPEND`): a note goes at its end.
+    fn put_note(&self, run_id: &str, _kind: &str, line: &str) -> Result<(), String> {
+        use std::io::Write as _;
+        let path = self.state.journal_path(run_id);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open the journal {}: {e}", path.display()))?;
+        let mut line = line.trim_end().to_owned();
+        line.push('\n');
+        file.write_all(line.as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(|e| format!("cannot write the journal {}: {e}", path.display()))
+    }
+
     fn history(&self) -> Result<Vec<RunEntry>, String> {
         let Ok(entries) = std::fs::read_dir(self.state.runs()) else { return Ok(Vec::new()) };
         let mut runs: Vec<(String, Result<Recorded, String>)> = entries

@@ -120,6 +120,10 @@ pub trait Store: Send + Sync {
     fn put_record(&self, run_id: &str, seq: u64, kind: &str, line: &str) -> Result<(), String>;
     /// The sequence number the next record of a run takes.
     fn next_seq(&self, run_id: &str) -> Result<u64, String>;
+    /// A record about a run written by someone other than its writer (a lock break): it
+    /// never takes a sequence number, so the writer's next record — the end of the step it
+    /// is running — still lands, and a hand-over does not run that step again.
+    fn put_note(&self, run_id: &str, kind: &str, line: &str) -> Result<(), String>;
     /// Every run, newest first, read far enough for `history`.
     fn history(&self) -> Result<Vec<RunEntry>, String>;
     /// Every record of one run, or `None` when there is no such run.
