@@ -802,6 +802,32 @@ fn a_bad_answer_for_any_pitr_prompt_exits_2_before_anything_changes() {
     }
 }
 
+/// Issue 21: the point in time is checked against the deploy serving now (created 45
+/// minutes ago in the fake): ten minutes ago, typed with an offset, is refused in the
+/// preflight, shown in UTC beside the revision's creation time, before any change.
+#[test]
+fn a_timestamp_after_the_bad_deploy_is_refused_before_any_change() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let offset = chrono::FixedOffset::east_opt(2 * 3600).unwrap_or_else(|| panic!("offset"));
+    let when = (chrono::Utc::now() - chrono::Duration::minutes(10)).with_timezone(&offset);
+    let ts = when.to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    let out = runbook(&sandbox, &fake)
+        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes", "--confirm-env", "production"])
+        .args(["--var", &format!("api_base_url={}", fake.app_url())])
+        .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .output()
+        .status(1);
+    let utc = when.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let stderr = out.stderr();
+    assert!(stderr.contains("timestamp_before_the_deploy"), "{stderr}");
+    assert!(stderr.contains(&format!("is {utc} in UTC: not before the deploy")), "{stderr}");
+    assert!(stderr.contains("pegasus-api-00003-zt4, created "), "{stderr}");
+    assert_eq!(mutating_requests(&fake), Vec::<serde_json::Value>::new(), "something changed");
+}
+
 #[test]
 fn a_failed_backup_given_with_answer_is_refused_before_the_restore() {
     let Some(gcloud) = gcloud() else { return };
@@ -928,7 +954,9 @@ fn undo_after_a_failed_traffic_update_restores_the_original_secret_and_traffic()
     assert!(shown.contains("undo of pitr_update_traffic manual: failed before it finished; not undone"), "{shown}");
     assert!(!shown.contains("pitr_route_back"), "{shown}");
     let secret = shown.find("undo of add_secret_version done").unwrap_or_else(|| panic!("{shown}"));
-    let clone = shown.find("undo of clone_op done").unwrap_or_else(|| panic!("{shown}"));
+    // The clone's undo is deleting it by hand: with --yes nobody did, so it is not undone
+    // (issue 21) but waits for a person.
+    let clone = shown.find("undo of clone_op waiting: waiting for a person").unwrap_or_else(|| panic!("{shown}"));
     assert!(secret < clone, "newest first: {shown}");
     assert!(shown.contains("status: partly undone"), "{shown}");
     // The old value travelled on stdin only: never on a command line, never recorded.
@@ -938,8 +966,13 @@ fn undo_after_a_failed_traffic_update_restores_the_original_secret_and_traffic()
     {
         assert!(!text.contains("s3cr3t-pw"), "the password appeared in {place}");
     }
-    let again = runbook(&sandbox, &fake).args(["undo", &id, "--yes", "--confirm-env", "production"]).output().status(2);
-    assert!(again.stderr().contains("already undone"), "{}", again.stderr());
+    // Undo again: what was undone is not undone twice; the clone still waits for a person.
+    let again = runbook(&sandbox, &fake).args(["undo", &id, "--yes", "--confirm-env", "production"]).output();
+    let all = again.all();
+    assert!(all.contains("undo of add_secret_version: already undone"), "{all}");
+    assert!(all.contains("undo of clone_op: waiting for a person"), "{all}");
+    let versions = fake.state()["projects"][PROJECT]["secrets"]["pegasus-db-url"]["versions"].as_array().map(Vec::len);
+    assert_eq!(versions, Some(4), "the secret was not undone twice");
 }
 
 /// Issue 11: a finished traffic update is undone by routing traffic back to the split read

@@ -217,3 +217,53 @@ fn an_edit_at_the_failure_menu_goes_through_the_asserts_and_is_confirmed() {
     let traffic = std::fs::read_to_string(sandbox.path().join("traffic.txt")).unwrap_or_default();
     assert_eq!(traffic, "rev-other\nrev-good\n", "{transcript}");
 }
+
+/// `one` can be undone; `boom` fails until `fixed` exists.
+const ABANDON: &str = r#"
+runbook: abandon
+procedures:
+  go:
+    stages:
+      - name: change
+        steps:
+          - id: one
+            run: [sh, -c, 'echo one >> log.txt']
+            timeout: 10s
+            undo:
+              id: one_undo
+              run: [sh, -c, 'echo one_undo >> log.txt']
+              timeout: 10s
+          - id: boom
+            run: [sh, -c, 'test -e fixed']
+            timeout: 10s
+"#;
+
+/// An undo abandoned at its first step, then a resume to the end: the rollback is done —
+/// in `history` and `show` alike — and nothing suggests undoing it.
+#[test]
+fn an_abandoned_undo_then_a_resume_to_the_end_is_done() {
+    let sandbox = Sandbox::new();
+    sandbox.file("abandon.yaml", ABANDON);
+    let mut pty = Pty::spawn(&sandbox, &["abandon", "go"]);
+    pty.expect(STAGE_QUESTION);
+    pty.answer("y");
+    pty.expect("[u]ndo this run's changes");
+    pty.answer("u");
+    pty.expect("Run stage `undo of one`?");
+    pty.expect(STAGE_QUESTION);
+    pty.answer("n");
+    let (code, transcript) = pty.finish();
+    assert_ne!(code, 0, "{transcript}");
+    assert_eq!(log(&sandbox), "one\n", "nothing was undone\n{transcript}");
+    let id = sandbox.last_run_id();
+    std::fs::write(sandbox.path().join("fixed"), "").unwrap_or_else(|e| panic!("{e}"));
+    let out = sandbox.runbook().args(["resume", &id, "--yes"]).output().success();
+    assert!(out.stderr().contains("done"), "{}", out.stderr());
+    let shown = show(&sandbox, &id);
+    assert!(shown.ends_with("status: done\n"), "{shown}");
+    assert!(!shown.contains("runbook undo"), "a finished rollback is not offered its undo\n{shown}");
+    let history = sandbox.runbook().args(["history", "--format", "json"]).output().success().stdout();
+    let runs: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
+    assert_eq!(runs[0]["status"], "done", "{history}");
+    assert_eq!(log(&sandbox), "one\n");
+}

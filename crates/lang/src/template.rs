@@ -33,6 +33,8 @@ static ENGINE: LazyLock<Environment<'static>> = LazyLock::new(|| {
     // Rendered text goes to argv, stdin and HTTP bodies, never to HTML.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.add_filter("replace_host", replace_host);
+    env.add_filter("utc", utc);
+    env.add_filter("epoch", epoch);
     // `x.startswith('10.')`, `s.split(',')`: what runbook authors write from Python habit.
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     // Booleans go to argv as `true`/`false`, as the programs we call spell them, not as
@@ -255,6 +257,36 @@ fn replace_host(url: Value, host: Value) -> Result<Value, minijinja::Error> {
     replace_url_host(url, host.trim()).map(Value::from).map_err(|m| invalid(&m))
 }
 
+/// An RFC 3339 time (any offset, any fraction: `--timestamp`, Cloud Run's
+/// `creationTimestamp`) as UTC to the second: `2025-06-15T14:00:00Z`. Shown beside times from
+/// the cloud so that a time typed with an offset can be compared by eye.
+fn utc(value: Value) -> Result<Value, minijinja::Error> {
+    if let Some(placeholder) = value.downcast_object_ref::<Placeholder>() {
+        return Ok(Value::from_object(placeholder.derived("utc")));
+    }
+    let time = parse_time(&value)?;
+    Ok(Value::from(time.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
+}
+
+/// An RFC 3339 time as seconds since 1970 (with its fraction): what `assert`s compare, as
+/// texts with different offsets or fractions do not sort by time.
+fn epoch(value: Value) -> Result<Value, minijinja::Error> {
+    if let Some(placeholder) = value.downcast_object_ref::<Placeholder>() {
+        return Ok(Value::from_object(placeholder.derived("epoch")));
+    }
+    let time = parse_time(&value)?;
+    let nanos = f64::from(time.timestamp_subsec_nanos()) / 1e9;
+    #[allow(clippy::cast_precision_loss)] // seconds since 1970 fit an f64's 53 bits exactly
+    Ok(Value::from(time.timestamp() as f64 + nanos))
+}
+
+fn parse_time(value: &Value) -> Result<chrono::DateTime<chrono::Utc>, minijinja::Error> {
+    let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| invalid(&format!("`{}` is not an RFC 3339 time ({e})", crate::diagnostic::clip(&text))))
+}
+
 fn invalid(message: &str) -> minijinja::Error {
     minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message.to_owned())
 }
@@ -372,6 +404,15 @@ mod tests {
         );
         assert!(replace_url_host("not a url", "1.2.3.4").is_err());
         assert!(replace_url_host("postgres://u@h/db", "").is_err());
+    }
+
+    #[test]
+    fn utc_and_epoch_compare_times_written_with_any_offset() {
+        let ctx = minijinja::context! { a => "2025-06-15T16:00:00+02:00", b => "2025-06-15T14:00:00.500000Z" };
+        let render = |text: &str| Template::new(text, Span::default()).render(&ctx).map_err(|e| e.to_string());
+        assert_eq!(render("{{ a | utc }}").as_deref(), Ok("2025-06-15T14:00:00Z"));
+        assert_eq!(render("{{ (a | epoch) < (b | epoch) }}").as_deref(), Ok("true"));
+        assert!(render("{{ 'yesterday' | utc }}").is_err_and(|e| e.contains("not an RFC 3339 time")));
     }
 
     #[test]

@@ -511,7 +511,7 @@ fn pegasus_project(
         revisions: vec![
             revision(1, "k7q", Duration::days(9), "v1.4.0"),
             revision(2, "x9m", Duration::days(3), "v1.5.0"),
-            revision(3, "zt4", Duration::hours(1), "v1.6.0"),
+            revision(3, "zt4", Duration::minutes(45), "v1.6.0"),
         ],
         generation: 3,
         ..RunService::default()

@@ -512,7 +512,7 @@ impl<'a> References<'a> {
                     Span::new(start, start + name.len())
                 });
             self.error(Code::TemplateSyntax, span, format!("unknown filter `{name}`")).help =
-                Some("see the MiniJinja filters and `replace_host` in docs/format.md".into());
+                Some("see the MiniJinja filters and `replace_host`, `utc`, `epoch` in docs/format.md".into());
         }
     }
 
