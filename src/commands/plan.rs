@@ -89,7 +89,7 @@ pub fn probes(plan: &Plan, outputs: &Outputs) -> Vec<Probe> {
 
 /// The dry-run text (redacted) and JSON an approver sees.
 pub fn rendered(plan: &Plan, outputs: &Outputs) -> Result<(String, serde_json::Value), Error> {
-    let dry = runbook_engine::dry_run::build(plan, outputs);
+    let dry = runbook_engine::dry_run::build(plan, outputs, true);
     let shown = plan.redactor.redact(&runbook_engine::dry_run::human(plan, &dry));
     let json = serde_json::to_string(&dry).map_err(|e| Error::Io(e.to_string()))?;
     let json = serde_json::from_str(&plan.redactor.redact(&json)).map_err(|e| Error::Io(e.to_string()))?;

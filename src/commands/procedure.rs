@@ -63,7 +63,7 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
 
 fn dry_run(plan: &Plan, probe: bool, output: OutputFormat) -> Result<(), Error> {
     let outputs = if probe { probe_outputs(plan)?.0 } else { Outputs::dry_run() };
-    let dry = runbook_engine::dry_run::build(plan, &outputs);
+    let dry = runbook_engine::dry_run::build(plan, &outputs, probe);
     match output {
         OutputFormat::Human => crate::output::print(&plan.redactor.redact(&runbook_engine::dry_run::human(plan, &dry))),
         OutputFormat::Json => {

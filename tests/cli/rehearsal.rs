@@ -691,6 +691,40 @@ fn ctrl_c_during_a_slow_simulated_clone_then_resume_finishes_with_one_clone() {
     );
 }
 
+/// Issue 21: an instance that already has the clone's name (left by an earlier rollback)
+/// is refused in the preflight, with the commands to inspect or delete it and the `--var`
+/// that picks another name, before any mutating request.
+#[test]
+fn a_clone_left_by_another_run_is_refused_in_the_preflight() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let mut scenario: serde_json::Value = serde_json::from_str(&default_scenario_json_plain()).unwrap_or_default();
+    let instances = &mut scenario["projects"][PROJECT]["instances"];
+    let leftover = instances["pegasus-db-eu"].clone();
+    instances["pegasus-db-eu-rollback"] = leftover;
+    sandbox.file("scenarios/leftover.json", &scenario.to_string());
+    let out = simulated(&sandbox, &["rollback", "pitr", "--env", "production", "--timestamp", &recent_timestamp()])
+        .args(PITR_ANSWERS)
+        .args(["--scenario", "scenarios/leftover.json"])
+        .output()
+        .status(1);
+    let stderr = out.stderr();
+    assert!(stderr.contains("step `no_clone_yet` failed"), "{stderr}");
+    assert!(stderr.contains("An instance named pegasus-db-eu-rollback already exists"), "{stderr}");
+    assert!(stderr.contains("gcloud sql instances delete pegasus-db-eu-rollback"), "{stderr}");
+    assert!(stderr.contains("--var clone_instance=pegasus-db-eu-rollback-2"), "{stderr}");
+    let id = sandbox.last_run_id();
+    let saved = std::fs::read_to_string(sandbox.path().join(format!("state/simulate/{id}.json"))).unwrap_or_default();
+    let saved: serde_json::Value = serde_json::from_str(&saved).unwrap_or_default();
+    let mutating: Vec<&serde_json::Value> = saved["fake"]["requests"]
+        .as_array()
+        .map(|r| {
+            r.iter().filter(|r| r["method"] != "GET" && !r["path"].as_str().unwrap_or("").contains("__fake")).collect()
+        })
+        .unwrap_or_default();
+    assert!(mutating.is_empty(), "no mutating request: {mutating:?}");
+}
+
 fn default_scenario_json_plain() -> String {
     let out = Command::new(binary()).args(["simulate", "--print-scenario"]).output();
     match out {

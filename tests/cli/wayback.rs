@@ -267,3 +267,70 @@ fn an_abandoned_undo_then_a_resume_to_the_end_is_done() {
     assert_eq!(runs[0]["status"], "done", "{history}");
     assert_eq!(log(&sandbox), "one\n");
 }
+
+/// `set` knows when its effect already holds (`done_if` over what `state` reads).
+const ALREADY: &str = r#"
+runbook: already
+procedures:
+  go:
+    stages:
+      - name: Change
+        steps:
+          - id: state
+            run: [cat, state.txt]
+            effect: read
+            capture: text
+          - id: set
+            run: [sh, -c, 'echo new > state.txt; echo set >> log.txt']
+            done_if: "steps.state.output | trim == 'new'"
+            timeout: 10s
+          - id: check
+            run: [sh, -c, 'test -e fixed']
+            timeout: 10s
+"#;
+
+/// A mutating step whose `done_if` holds is journaled as already done and not run again:
+/// after `--from` (the read it names is read again first), and `--dry-run --probe` says so.
+#[test]
+fn a_step_whose_effect_already_holds_is_not_run_again() {
+    let sandbox = Sandbox::new();
+    sandbox.file("already.yaml", ALREADY);
+    sandbox.file("./state.txt", "old\n");
+    let probe = sandbox.runbook().args(["already", "go", "--dry-run", "--probe"]).output().success();
+    assert!(probe.stdout().contains("WOULD CHANGE: done_if"), "{}", probe.stdout());
+    sandbox.runbook().args(["already", "go", "--yes"]).output().status(1);
+    assert_eq!(log(&sandbox), "set\n");
+    let id = sandbox.last_run_id();
+    std::fs::write(sandbox.path().join("fixed"), "").unwrap_or_else(|e| panic!("{e}"));
+    let out = sandbox.runbook().args(["resume", &id, "--yes", "--from", "set"]).output().success();
+    assert_eq!(log(&sandbox), "set\n", "not run twice: {}", out.stderr());
+    assert!(
+        out.stderr().contains("already done: `done_if: steps.state.output | trim == 'new'` holds"),
+        "{}",
+        out.stderr()
+    );
+    let shown = show(&sandbox, &id);
+    assert!(shown.contains("already done") && shown.contains("read again: `state`"), "{shown}");
+    let probe = sandbox.runbook().args(["already", "go", "--dry-run", "--probe"]).output().success();
+    assert!(probe.stdout().contains("ALREADY DONE: done_if"), "{}", probe.stdout());
+}
+
+/// `done_if` belongs on a step that changes something, and its expression is checked.
+#[test]
+fn done_if_is_checked_with_its_position() {
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "bad.yaml",
+        "runbook: bad\nprocedures:\n  go:\n    stages:\n      - name: s\n        steps:\n          - id: r\n            run: [echo]\n            effect: read\n            done_if: \"true\"\n          - id: m\n            run: [echo]\n            done_if: \"steps.later.output == 'x'\"\n          - id: later\n            run: [echo]\n            effect: read\n            capture: text\n",
+    );
+    let out = sandbox.runbook().args(["validate", "runbooks/bad.yaml"]).output().status(1);
+    let stderr = out.stdout() + &out.stderr();
+    assert!(
+        stderr.contains("bad.yaml:10:22") && stderr.contains("`done_if` is for a step that changes something"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad.yaml:13:23") && stderr.contains("step `later` has not run yet when step `m` runs"),
+        "{stderr}"
+    );
+}

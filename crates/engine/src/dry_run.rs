@@ -40,9 +40,18 @@ pub struct DryStep {
     /// Its `undo:` steps, rendered with the outputs known when it runs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub undo: Vec<DryStep>,
+    /// A mutating step's `done_if`, as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done_if: Option<String>,
+    /// `--dry-run --probe`, a mutating step: `would change`, `already done` (its `done_if`
+    /// holds with what the probes read) or `unknown` (it needs what only the run knows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<&'static str>,
 }
 
-pub fn build(plan: &Plan, outputs: &Outputs) -> DryRun {
+/// `probed`: `outputs` hold what `--probe` read; each mutating step then says whether it
+/// would change anything.
+pub fn build(plan: &Plan, outputs: &Outputs, probed: bool) -> DryRun {
     let params = plan
         .params
         .iter()
@@ -58,21 +67,38 @@ pub fn build(plan: &Plan, outputs: &Outputs) -> DryRun {
         procedure: plan.procedure.clone(),
         environment: plan.environment.clone(),
         params,
-        stages: stages(plan, &plan.procedure, outputs),
+        stages: stages(plan, &plan.procedure, outputs, probed),
     }
 }
 
-fn stages(plan: &Plan, procedure: &str, outputs: &Outputs) -> Vec<DryStage> {
+fn stages(plan: &Plan, procedure: &str, outputs: &Outputs, probed: bool) -> Vec<DryStage> {
     let Some(proc) = plan.runbook.procedures.get(procedure) else { return Vec::new() };
-    proc.stages.iter().map(|stage| dry_stage(plan, procedure, stage, outputs)).collect()
+    proc.stages.iter().map(|stage| dry_stage(plan, procedure, stage, outputs, probed)).collect()
 }
 
-fn dry_stage(plan: &Plan, procedure: &str, stage: &runbook_lang::model::Stage, outputs: &Outputs) -> DryStage {
+fn dry_stage(
+    plan: &Plan,
+    procedure: &str,
+    stage: &runbook_lang::model::Stage,
+    outputs: &Outputs,
+    probed: bool,
+) -> DryStage {
     DryStage {
         procedure: procedure.to_owned(),
         name: stage.name.clone(),
         description: stage.description.clone(),
-        steps: stage.steps.iter().map(|step| dry_step(plan, step, outputs)).collect(),
+        steps: stage.steps.iter().map(|step| dry_step(plan, step, outputs, probed)).collect(),
+    }
+}
+
+/// What `--probe` can tell of a mutating step: its `done_if` over what the probes read.
+fn probe_state(plan: &Plan, step: &Step, outputs: &Outputs) -> &'static str {
+    let Some(check) = &step.done_if else { return "would change" };
+    match check.eval(&plan.context(outputs)) {
+        Ok(value) if runbook_lang::template::is_placeholder(&value) => "unknown",
+        Ok(value) if value.is_true() => "already done",
+        Ok(_) => "would change",
+        Err(_) => "unknown",
     }
 }
 
@@ -87,12 +113,12 @@ pub fn stage_preview(
     let mut out = String::new();
     // Included procedures are shown inline, numbered as in the dry-run: confirming the
     // stage confirms them too.
-    let dry = dry_stage(plan, procedure, stage, outputs);
+    let dry = dry_stage(plan, procedure, stage, outputs, false);
     write_stages(&mut out, plan, std::slice::from_ref(&dry), "", index + 1);
     out
 }
 
-fn dry_step(plan: &Plan, step: &Step, outputs: &Outputs) -> DryStep {
+fn dry_step(plan: &Plan, step: &Step, outputs: &Outputs, probed: bool) -> DryStep {
     let (rendered, error) = match render(plan, step, outputs) {
         Ok(rendered) => (Some(rendered), None),
         Err(err) => (None, Some(plan.redactor.redact(&err.0))),
@@ -107,7 +133,7 @@ fn dry_step(plan: &Plan, step: &Step, outputs: &Outputs) -> DryStep {
         .map(|o| format!("steps.{}.{o}", step.id))
         .collect();
     let nested = match &step.kind {
-        StepKind::Include(include) => stages(plan, &include.procedure, outputs),
+        StepKind::Include(include) => stages(plan, &include.procedure, outputs, probed),
         _ => Vec::new(),
     };
     DryStep {
@@ -119,6 +145,8 @@ fn dry_step(plan: &Plan, step: &Step, outputs: &Outputs) -> DryStep {
         writes,
         stages: nested,
         undo: step.undo.iter().map(|u| dry_undo_step(plan, u, outputs)).collect(),
+        done_if: step.done_if.as_ref().map(|d| d.text.clone()),
+        probe: (probed && step.mutates()).then(|| probe_state(plan, step, outputs)),
     }
 }
 
@@ -188,6 +216,18 @@ fn write_step(out: &mut String, plan: &Plan, step: &DryStep, number: &str, inden
     let _ = writeln!(out, "{indent}  {number} {}{title}  ({})", rendered.id, tags.join(", "));
     if let Some(when) = &step.when {
         let _ = writeln!(out, "{pad}only when: {when}");
+    }
+    match (step.probe, &step.done_if) {
+        (Some(state), Some(check)) => {
+            let _ = writeln!(out, "{pad}{}: done_if `{check}`", state.to_uppercase());
+        }
+        (Some(state), None) => {
+            let _ = writeln!(out, "{pad}{} (no done_if to tell)", state.to_uppercase());
+        }
+        (None, Some(check)) => {
+            let _ = writeln!(out, "{pad}not run again when already done: {check}");
+        }
+        (None, None) => {}
     }
     if let Some(target) = &rendered.confirm {
         let _ = writeln!(out, "{pad}asks the operator to type `{target}` first");
@@ -279,7 +319,7 @@ fn write_step(out: &mut String, plan: &Plan, step: &DryStep, number: &str, inden
 /// An undo step as the dry-run shows it. An argument that cannot be rendered before the
 /// run (a loop over a split read by an earlier step) is shown as what it is made from.
 fn dry_undo_step(plan: &Plan, step: &Step, outputs: &Outputs) -> DryStep {
-    let mut dry = dry_step(plan, step, outputs);
+    let mut dry = dry_step(plan, step, outputs, false);
     if let (None, StepKind::Run(run)) = (&dry.rendered, &step.kind) {
         let context = plan.context(outputs);
         let argv = run.argv.iter().map(|arg| match arg.render(&context) {

@@ -258,7 +258,15 @@ pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, R
             }
             StepKind::Assert(assert) => Action::Assert {
                 expr: assert.expr.text.clone(),
-                message: assert.message.as_ref().map(plain).transpose()?,
+                // A message that loops over outputs not known yet (a dry-run) is shown as
+                // written; when the assert runs, its outputs are known and it renders.
+                message: match assert.message.as_ref().map(plain).transpose() {
+                    Ok(message) => message,
+                    Err(_) if outputs.placeholders => {
+                        assert.message.as_ref().map(|m| m.text.split_whitespace().collect::<Vec<_>>().join(" "))
+                    }
+                    Err(err) => return Err(err),
+                },
             },
             StepKind::Include(include) => Action::Include { procedure: include.procedure.clone() },
         };

@@ -194,6 +194,9 @@ fn write_step(out: &mut String, step: &Step, number: usize) {
     if let Some(when) = &step.when {
         let _ = writeln!(out, "{pad}Only when `{}`.", when.text);
     }
+    if let Some(done_if) = &step.done_if {
+        let _ = writeln!(out, "{pad}Already done (not run again) when `{}`.", done_if.text);
+    }
     if let Some(target) = &step.confirm {
         let _ = writeln!(out, "{pad}The operator first types `{}` to confirm.", show(target));
     }

@@ -161,6 +161,9 @@ pub struct StepDef {
     pub include: Option<String>,
     /// An expression; the step is skipped when it is false.
     pub when: Option<String>,
+    /// A mutating step: an expression over what read steps saw that says the step's effect
+    /// already holds; then it is journaled as already done and not run again.
+    pub done_if: Option<String>,
     /// `read` steps are safe probes; default `mutate`.
     pub effect: Option<EffectName>,
     /// A duration such as `90s`, `5m`, `1h`.

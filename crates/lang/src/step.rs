@@ -19,6 +19,13 @@ pub struct Step {
     pub name: Option<String>,
     pub kind: StepKind,
     pub when: Option<Expr>,
+    /// `done_if:` (a mutating step): an expression over what read steps saw that says the
+    /// step's effect already holds. Then the step is journaled as already done, with the
+    /// evidence, and not run again — on a first run, a resume, a hand-over or after
+    /// `--from`; the read steps it names are read again first when an earlier attempt read
+    /// them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done_if: Option<Expr>,
     pub effect: Effect,
     pub timeout: Option<Duration>,
     pub retry: Option<Retry>,

@@ -8,6 +8,7 @@ mod line;
 pub mod operator;
 mod preflight;
 mod process;
+pub mod reads;
 pub mod recovery;
 mod steps;
 pub mod terminal;
@@ -454,6 +455,11 @@ impl<'p> Runner<'p> {
                 }
             }
         }
+        if step.mutates()
+            && let Some(flow) = self.already_done(step, started).await
+        {
+            return flow;
+        }
         if let StepKind::Include(include) = &step.kind {
             self.included += 1;
             let flow = self.procedure(include.procedure.clone()).await;
@@ -606,6 +612,55 @@ impl<'p> Runner<'p> {
             last.message = last.message.map(|m| format!("{m} (after {attempts} attempts)"));
         }
         self.fail(step, last, started).await
+    }
+
+    /// `done_if:` — the mutating step's effect already holds (a resume after a lost reply, a
+    /// hand-over, `--from`, an effect someone made by hand): journaled as already done with
+    /// the evidence, not run again. The read steps the check names are read again first
+    /// when an earlier attempt read them, so the check sees the world as it is now.
+    async fn already_done(&mut self, step: &Step, started: Instant) -> Option<Flow> {
+        let check = step.done_if.as_ref()?;
+        let reads = crate::exec::reads::steps_read_in(&check.text);
+        let mut refreshed = Vec::new();
+        for id in reads {
+            let Some(read) = self.read_step(&id) else { continue };
+            if self.completed.remove(&id).is_some() {
+                if let Flow::Stop(outcome, message) = Box::pin(self.step(read)).await {
+                    return Some(Flow::Stop(outcome, message));
+                }
+                refreshed.push(format!("`{id}`"));
+            }
+        }
+        match check.is_true(&self.plan.context(&self.outputs)) {
+            Ok(true) => {
+                let again = if refreshed.is_empty() {
+                    String::new()
+                } else {
+                    format!(", read again: {}", refreshed.join(", "))
+                };
+                let message = format!("already done: `done_if: {}` holds{again}; not run again", check.text);
+                self.emit(Event::Notice { id: step.id.clone(), text: format!("{}: {message}", step.id) });
+                self.finish(step, Attempt { message: Some(message), ..Attempt::done(None) }, started);
+                Some(Flow::Continue)
+            }
+            Ok(false) => None,
+            Err(err) => {
+                // Not knowing is not "done": the step runs, and says why it could not tell.
+                self.emit(Event::Notice {
+                    id: step.id.clone(),
+                    text: format!("{}: `done_if` could not be evaluated ({err}); the step runs", step.id),
+                });
+                None
+            }
+        }
+    }
+
+    /// A read step of the runbook by id (the steps `done_if` may read again).
+    fn read_step(&self, id: &str) -> Option<&'p Step> {
+        let plan: &'p Plan = self.plan;
+        plan.runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps)).find(|s| {
+            s.id == id && !s.mutates() && matches!(s.kind, StepKind::Run(_) | StepKind::Shell(_) | StepKind::Http(_))
+        })
     }
 
     /// A failed step: `on_failure` decides what happens next.

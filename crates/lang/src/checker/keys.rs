@@ -18,8 +18,20 @@ pub const PARAM: &[&str] = &[
 pub const PROCEDURE: &[&str] = &["summary", "description", "params", "stages"];
 pub const STAGE: &[&str] = &["name", "description", "steps"];
 pub const KINDS: &[&str] = &["run", "shell", "http", "manual", "prompt", "assert", "include"];
-pub const COMMON_KEYS: &[&str] =
-    &["id", "name", "when", "effect", "timeout", "retry", "confirm", "target", "on_failure", "secret", "restarts_from"];
+pub const COMMON_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "when",
+    "done_if",
+    "effect",
+    "timeout",
+    "retry",
+    "confirm",
+    "target",
+    "on_failure",
+    "secret",
+    "restarts_from",
+];
 pub const PROCESS_KEYS: &[&str] = &["env", "stdin", "cwd", "capture"];
 pub const SHELL_KEYS: &[&str] = &["args"];
 pub const HTTP_STEP_KEYS: &[&str] = &["capture"];

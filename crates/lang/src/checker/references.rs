@@ -467,6 +467,7 @@ impl<'a> References<'a> {
         }
         templates.extend(step.confirm.iter().map(|t| (t, Sink::Public("in text shown on the terminal"))));
         exprs.extend(step.when.iter().map(|e| (e, false)));
+        exprs.extend(step.done_if.iter().map(|e| (e, false)));
         if let Some(until) = step.retry.as_ref().and_then(|r| r.until.as_ref()) {
             exprs.push((until, true));
         }

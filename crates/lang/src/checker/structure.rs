@@ -501,6 +501,7 @@ impl Structure {
             }
         }
         let when = fields.get("when").and_then(|n| self.r.expr(n, "`when`"));
+        let done_if = fields.get("done_if").and_then(|n| self.r.expr(n, "`done_if`"));
         let timeout = fields.get("timeout").and_then(|n| self.r.duration(n, "`timeout`"));
         let retry = fields.get("retry").and_then(|n| self.retry(n));
         let confirm = self.confirm(&fields);
@@ -517,12 +518,18 @@ impl Structure {
         let name = self.r.opt_string(&fields, "name");
         let mutates = matches!(kind_name, "run" | "shell" | "http") && effect == Effect::Mutate;
         let undo = self.undo(&fields, mutates);
+        if let (Some(node), false) = (fields.get("done_if"), mutates) {
+            self.r
+                .error(Code::InvalidValue, node.span, "`done_if` is for a step that changes something".to_owned())
+                .help = Some("a read, prompt, manual or assert step is never skipped as already done".into());
+        }
         Some(Step {
             // A missing id is reported; the step's templates are still checked.
             id: id.unwrap_or_default(),
             name,
             kind: kind?,
             when,
+            done_if,
             effect,
             timeout,
             retry,

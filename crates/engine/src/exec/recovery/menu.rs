@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 
 use crate::exec::operator::{AskError, MenuChoice};
+pub use crate::exec::reads::steps_read_by;
 use crate::exec::{Flow, Runner};
 use runbook_lang::step::{OnFailure, Step, StepKind};
-use runbook_lang::template::{Expr, Template};
 use runbook_state::event::{Event, Outcome};
 
 /// Who chose at the menu, as every record names the operator.
@@ -46,37 +46,6 @@ pub fn describe_choice(
     format!("↳ failure menu: {}", what.replace(['\n', '\r'], " "))
 }
 
-/// Step ids a template or expression text reads (`steps.ID...`).
-fn steps_read(text: &str) -> Vec<String> {
-    let span = runbook_lang::source::Span::default();
-    let mut refs = Template::new(text, span).references().unwrap_or_default();
-    if !text.contains("{{") && !text.contains("{%") {
-        refs.extend(Expr::new(text, span).references().unwrap_or_default());
-    }
-    refs.iter()
-        .filter_map(|r| r.strip_prefix("steps."))
-        .filter_map(|r| r.split('.').next())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn strings<'v>(value: &'v serde_json::Value, out: &mut Vec<&'v str>) {
-    match value {
-        serde_json::Value::String(s) => out.push(s),
-        serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
-        _ => {}
-    }
-}
-
-/// Step ids `step`'s templates read (`steps.ID...`), its `undo:` steps included.
-pub fn steps_read_by(step: &Step) -> BTreeSet<String> {
-    let Ok(value) = serde_json::to_value(step) else { return BTreeSet::new() };
-    let mut texts = Vec::new();
-    strings(&value, &mut texts);
-    texts.iter().flat_map(|t| steps_read(t)).collect()
-}
-
 impl<'p> Runner<'p> {
     /// Whether `step`'s failure goes to the menu rather than straight to `on_failure`.
     pub(crate) fn offers_menu(&self, step: &Step) -> bool {
@@ -98,14 +67,8 @@ impl<'p> Runner<'p> {
     /// Prompts whose answer `step`'s own templates read (not through other steps' outputs:
     /// those steps would hold the old value).
     pub(crate) fn prompts_used(&self, step: &Step) -> Vec<String> {
-        let Ok(mut value) = serde_json::to_value(step) else { return Vec::new() };
-        if let Some(map) = value.as_object_mut() {
-            map.remove("undo");
-        }
-        let mut texts = Vec::new();
-        strings(&value, &mut texts);
-        let ids: BTreeSet<String> = texts.iter().flat_map(|t| steps_read(t)).collect();
-        ids.into_iter()
+        crate::exec::reads::steps_read_by_itself(step)
+            .into_iter()
             .filter(|id| *id != step.id)
             .filter(|id| self.find_step(id).is_some_and(|s| matches!(s.kind, StepKind::Prompt(_))))
             .collect()
