@@ -1083,3 +1083,77 @@ fn a_restore_that_failed_is_redone_with_the_backup_given_on_resume() {
     assert_eq!(bodies.len(), 2, "{bodies:?}");
     assert!(bodies[1].contains(&second.to_string()), "{bodies:?}");
 }
+
+/// What in an strace log (`connect`, `sendto`, `sendmsg`) reaches beyond loopback or asks a
+/// name server: a socket address that is not 127.0.0.0/8 or ::1, anything to port 53, or
+/// systemd-resolved's socket. (The name-service cache daemon's socket is not counted: user and
+/// group look-ups go there too.)
+fn outside_loopback(trace: &str) -> Vec<String> {
+    let address =
+        |line: &str, key: &str| line.split(key).nth(1).and_then(|rest| rest.split('"').nth(1)).map(str::to_owned);
+    trace
+        .lines()
+        .filter(|line| line.contains("connect(") || line.contains("sendto(") || line.contains("sendmsg("))
+        .filter(|line| {
+            let v4 = address(line, "inet_addr(");
+            let v6 = address(line, "inet_pton(AF_INET6, ");
+            let outside_v4 = v4.as_deref().is_some_and(|a| !a.starts_with("127."));
+            let outside_v6 = v6.as_deref().is_some_and(|a| a != "::1");
+            outside_v4 || outside_v6 || line.contains("htons(53)") || line.contains("systemd/resolve")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 24: a full `--simulate` rehearsal — the runbook, every gcloud, the smoke script —
+/// connects to loopback only and asks no name server: gcloud's Compute Engine check
+/// (`metadata.google.internal`) is turned off and its metadata host is the fake.
+#[test]
+fn a_rehearsal_under_strace_connects_to_loopback_only_and_asks_no_dns() {
+    let Some(gcloud) = gcloud() else { return };
+    if !Path::new("/usr/bin/strace").is_file() {
+        assert!(std::env::var_os("CI").is_none(), "strace is not installed, and CI machines must have it");
+        let _ = writeln!(std::io::stderr(), "\n*** SKIP: /usr/bin/strace is not installed ***\n");
+        return;
+    }
+    let (sandbox, _) = rehearsal(&gcloud);
+    let trace = sandbox.path().join("strace.log");
+    let trace_arg = trace.display().to_string();
+    let out = simulated(&sandbox, &["rollback", "pitr", "--env", "production", "--timestamp", &recent_timestamp()])
+        .args(PITR_ANSWERS)
+        .wrapped("/usr/bin/strace", &["-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o", &trace_arg])
+        .output();
+    let all = out.all();
+    assert_eq!(out.code(), 0, "{all}");
+    let log = std::fs::read_to_string(&trace).unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
+    assert!(log.contains("inet_addr(\"127.0.0.1\")"), "strace saw the calls to the fake: {log}");
+    assert_eq!(outside_loopback(&log), Vec::<String>::new(), "left loopback or asked a name server");
+}
+
+/// Issue 24: the same rehearsal inside an empty network namespace (only a loopback device)
+/// finishes: nothing it does needs a network beyond the machine.
+#[test]
+fn a_rehearsal_finishes_inside_an_empty_network_namespace() {
+    let Some(gcloud) = gcloud() else { return };
+    let allowed = Command::new("unshare")
+        .args(["-rn", "ip", "link", "set", "lo", "up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allowed {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIP: this machine does not allow an unprivileged network namespace (`unshare -rn`) with `ip`; the empty-network rehearsal did not run ***\n"
+        );
+        return;
+    }
+    let (sandbox, _) = rehearsal(&gcloud);
+    let out = simulated(&sandbox, &["rollback", "pitr", "--env", "production", "--timestamp", &recent_timestamp()])
+        .args(PITR_ANSWERS)
+        .wrapped("unshare", &["-rn", "sh", "-c", "ip link set lo up && exec \"$@\"", "sh"])
+        .output();
+    let all = out.all();
+    assert_eq!(out.code(), 0, "{all}");
+    assert!(all.contains("This was a REHEARSAL"), "{all}");
+}

@@ -76,6 +76,12 @@ async fn serve(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> R
     if path == "/__fake" || path.starts_with("/__fake/") {
         return admin(&shared, parts.method.as_str(), &path, &bytes);
     }
+    if path.starts_with("/computeMetadata/") {
+        // gcloud's metadata-server variables point here: answer as no metadata server does
+        // (without `Metadata-Flavor: Google`), so gcloud concludes it is not on Compute Engine.
+        return (StatusCode::NOT_FOUND, "not a Compute Engine metadata server: a local fake of the Google APIs\n")
+            .into_response();
+    }
     if path == "/app" || path.starts_with("/app/") {
         return app(&shared, parts.method.as_str(), &host, &path);
     }
