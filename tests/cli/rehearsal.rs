@@ -1157,3 +1157,47 @@ fn a_rehearsal_finishes_inside_an_empty_network_namespace() {
     assert_eq!(out.code(), 0, "{all}");
     assert!(all.contains("This was a REHEARSAL"), "{all}");
 }
+
+/// Issue 24, the check: Google leaves out default-valued fields (a traffic entry carries
+/// `latestRevision` only when true, `tag` only when set). A split on named revisions is
+/// reverted and undone with the real gcloud: traffic is back on the revisions that served.
+#[test]
+fn undo_of_a_traffic_revert_restores_a_split_whose_entries_omit_default_fields() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let mut scenario: serde_json::Value = serde_json::from_str(&default_scenario_json(&fake)).unwrap_or_default();
+    let split = serde_json::json!([
+        {"percent": 90, "revision_name": "pegasus-api-00003-zt4"},
+        {"percent": 10, "revision_name": "pegasus-api-00001-k7q", "tag": "canary"},
+    ]);
+    scenario["projects"][PROJECT]["services"]["pegasus-api"]["traffic"] = split.clone();
+    fake.admin("POST", "/__fake/scenario", &scenario.to_string());
+    let traffic = |fake: &Fake| fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"].clone();
+    runbook(&sandbox, &fake)
+        .args(["rollback", "revert-traffic", "--env", "production", "--yes", "--confirm-env", "production"])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .output()
+        .success();
+    let serving = |fake: &Fake| -> Vec<(String, u64)> {
+        traffic(fake)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|t| t["percent"].as_u64().is_some_and(|p| p > 0))
+            .map(|t| (t["revision_name"].as_str().unwrap_or_default().to_owned(), t["percent"].as_u64().unwrap_or(0)))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    // gcloud keeps the tag on its revision, with no share of the traffic.
+    assert_eq!(serving(&fake), vec![("pegasus-api-00002-x9m".to_owned(), 100)]);
+    let id = sandbox.last_run_id();
+    let undo = runbook(&sandbox, &fake).args(["undo", &id, "--yes", "--confirm-env", "production"]).output();
+    assert_eq!(undo.code(), 0, "{}", undo.all());
+    assert_eq!(
+        serving(&fake),
+        vec![("pegasus-api-00001-k7q".to_owned(), 10), ("pegasus-api-00003-zt4".to_owned(), 90)]
+    );
+}

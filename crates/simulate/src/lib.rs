@@ -17,6 +17,7 @@
 mod api;
 mod crc32c;
 pub mod faults;
+mod proto3;
 mod run;
 mod scenario;
 mod secrets;

@@ -138,6 +138,8 @@ async fn serve(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> R
     {
         return error_response(&ApiError::new(503, "The fake is shutting down."));
     }
+    let mut value = value;
+    super::proto3::omit_defaults(&mut value);
     json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &value)
 }
 
