@@ -1201,3 +1201,79 @@ fn undo_of_a_traffic_revert_restores_a_split_whose_entries_omit_default_fields()
         vec![("pegasus-api-00001-k7q".to_owned(), 10), ("pegasus-api-00003-zt4".to_owned(), 90)]
     );
 }
+
+/// gcloud's installation folder and its bundled Python, from `gcloud info`.
+fn gcloud_python() -> Option<(String, String)> {
+    let info = |format: &str| {
+        Command::new("gcloud")
+            .args(["info", &format!("--format=value({format})")])
+            .env("CLOUDSDK_CONFIG", std::env::temp_dir().join("runbook-tests-gcloud-info"))
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    Some((info("installation.sdk_root")?, info("basic.python_location")?))
+}
+
+/// Issue 24: every response the fake sent during full `pitr`, `snapshot` and `revert-traffic`
+/// rehearsals decodes with gcloud's own generated message classes (sqladmin v1beta4,
+/// secretmanager v1, run v1), strictly — no unknown field at any depth, no wrong type — and
+/// leaves out every default-valued field, as Google's proto3 JSON does.
+#[test]
+fn every_response_of_three_rehearsals_decodes_with_gclouds_message_classes() {
+    let Some(gcloud) = gcloud() else { return };
+    let Some((sdk, python)) = gcloud_python() else { panic!("`gcloud info` names no SDK root or Python") };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let backups = fake.state()["projects"][PROJECT]["instances"]["pegasus-db-eu"]["backup_runs"].clone();
+    let pre_deploy = backups
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["description"] == "pre-deploy"))
+        .and_then(|b| b["id"].as_i64())
+        .unwrap_or_else(|| panic!("the scenario has a pre-deploy backup"));
+    let app = format!("api_base_url={}", fake.app_url());
+    let common = ["--env", "production", "--yes", "--confirm-env", "production", "--var", &app];
+    let migration = ["--answer", "failing_migration_file=003_add_course_tags.sql"];
+    runbook(&sandbox, &fake)
+        .args(["rollback", "pitr", "--timestamp", &recent_timestamp()])
+        .args(common)
+        .args(migration)
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .output()
+        .success();
+    runbook(&sandbox, &fake)
+        .args(["rollback", "snapshot", "--confirm-target", "restore_op=pegasus-db-eu"])
+        .args(common)
+        .args(migration)
+        .args(["--answer", &format!("backup_id={pre_deploy}"), "--answer", "previous_revision=pegasus-api-00001-k7q"])
+        .output()
+        .success();
+    runbook(&sandbox, &fake)
+        .args(["rollback", "revert-traffic"])
+        .args(common)
+        .args(["--answer", "previous_revision=pegasus-api-00003-zt4"])
+        .output()
+        .success();
+    let requests = serde_json::Value::Array(fake.requests()).to_string();
+    let mut child = Command::new(&python)
+        .arg(repo_root().join("tests/support/google_decode.py"))
+        .arg(&sdk)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{python}: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(requests.as_bytes()).unwrap_or_else(|e| panic!("write: {e}"));
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("wait: {e}"));
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{report}");
+    let decoded: usize = report
+        .lines()
+        .find_map(|l| l.strip_prefix("decoded ")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{report}"));
+    // Every call of the three procedures: describes, clones, operations, backups, secrets, traffic.
+    assert!(decoded >= 25, "{report}");
+}

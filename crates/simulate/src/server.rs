@@ -104,6 +104,7 @@ async fn serve(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> R
             body: request.body.clone(),
             command,
             status: 0,
+            response: Value::Null,
         });
         let hang = take_hang(state.faults_mut(), &request);
         (seq, hang)
@@ -120,16 +121,18 @@ async fn serve(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> R
             Some(error) => Err(error),
             None => route(&mut state, &request),
         };
-        let (status, value) = match result {
+        let (status, mut value) = match result {
             Ok(value) => (200, value),
             Err(error) => (error.code, error.to_json()),
         };
+        super::proto3::omit_defaults(&mut value);
         // The log may have been cleared meanwhile: only touch the record if it is still this request's.
         if let Some(record) = state.requests.get_mut(seq)
             && record.status == 0
             && record.path == request.path
         {
             record.status = status;
+            record.response = value.clone();
         }
         (status, value)
     };
@@ -138,8 +141,6 @@ async fn serve(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> R
     {
         return error_response(&ApiError::new(503, "The fake is shutting down."));
     }
-    let mut value = value;
-    super::proto3::omit_defaults(&mut value);
     json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &value)
 }
 
@@ -293,6 +294,7 @@ fn app(shared: &Shared, method: &str, host: &str, path: &str) -> Response {
         body: Value::Null,
         command: None,
         status: status.as_u16(),
+        response: Value::Null,
     });
     json_response(status, &body)
 }

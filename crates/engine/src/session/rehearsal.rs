@@ -348,6 +348,7 @@ mod tests {
             body: serde_json::Value::Null,
             command: None,
             status: 200,
+            response: serde_json::Value::Null,
         }
     }
 
