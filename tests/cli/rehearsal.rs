@@ -1277,3 +1277,36 @@ fn every_response_of_three_rehearsals_decodes_with_gclouds_message_classes() {
     // Every call of the three procedures: describes, clones, operations, backups, secrets, traffic.
     assert!(decoded >= 25, "{report}");
 }
+
+/// Issue 24: a run sends its steps' marks to a `runbook simulate` server only once the server
+/// proved it knows the token `runbook simulate` printed (an HMAC of a fresh nonce); with a
+/// wrong or missing token nothing is posted and the run says why.
+#[test]
+fn step_marks_go_only_to_a_server_that_proved_it_is_the_fake() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    assert!(
+        fake.env.iter().any(|(k, v)| k == "RUNBOOK_REHEARSAL_TOKEN" && v.len() == 64),
+        "runbook simulate prints its token: {:?}",
+        fake.env
+    );
+    let marks = |fake: &Fake| fake.admin("GET", "/__fake/marks", "").as_array().map_or(0, Vec::len);
+    let revert = ["rollback", "revert-traffic", "--env", "production", "--yes", "--confirm-env", "production"];
+    for (token, revision) in [("0".repeat(64), "pegasus-api-00002-x9m"), (String::new(), "pegasus-api-00003-zt4")] {
+        let out = runbook(&sandbox, &fake)
+            .env("RUNBOOK_REHEARSAL_TOKEN", &token)
+            .args(revert)
+            .args(["--answer", &format!("previous_revision={revision}")])
+            .output()
+            .success();
+        assert!(out.stderr().contains("warning: the steps' marks are not sent to 127.0.0.1:"), "{}", out.all());
+        assert_eq!(marks(&fake), 0, "no mark without the proof");
+    }
+    runbook(&sandbox, &fake)
+        .args(revert)
+        .args(["--answer", "previous_revision=pegasus-api-00001-k7q"])
+        .output()
+        .success();
+    assert!(marks(&fake) > 0, "the proven fake gets the marks");
+}

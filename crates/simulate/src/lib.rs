@@ -17,6 +17,8 @@
 mod api;
 mod crc32c;
 pub mod faults;
+pub use proof::{TOKEN_VAR, prove, verify};
+pub mod proof;
 mod proto3;
 mod run;
 mod scenario;
@@ -141,6 +143,14 @@ impl Drop for Handle {
 #[derive(Clone)]
 pub struct Tap {
     shared: Arc<server::Shared>,
+}
+
+impl Handle {
+    /// The secret this server proves it knows (`POST /__fake/proof`), printed as
+    /// [`TOKEN_VAR`] by `runbook simulate`.
+    pub fn token(&self) -> &str {
+        &self.shared.token
+    }
 }
 
 impl Tap {

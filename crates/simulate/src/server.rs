@@ -22,11 +22,13 @@ use super::{run, secrets, sql};
 pub struct Shared {
     state: Mutex<State>,
     pub cancel: CancellationToken,
+    /// The secret this server proves it knows (`POST /__fake/proof`); see `proof.rs`.
+    pub token: String,
 }
 
 impl Shared {
     pub fn with_state(state: State) -> Self {
-        Self { state: Mutex::new(state), cancel: CancellationToken::new() }
+        Self { state: Mutex::new(state), cancel: CancellationToken::new(), token: super::proof::random_hex() }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -211,6 +213,17 @@ fn error_response(error: &ApiError) -> Response {
 }
 
 fn admin(shared: &Shared, method: &str, path: &str, body: &Bytes) -> Response {
+    if (method, path) == ("POST", "/__fake/proof") {
+        let nonce = serde_json::from_slice::<Value>(body).ok().and_then(|v| v["nonce"].as_str().map(str::to_owned));
+        return match nonce.filter(|n| n.len() >= 16) {
+            Some(nonce) => {
+                json_response(StatusCode::OK, &serde_json::json!({"proof": super::proof::prove(&shared.token, &nonce)}))
+            }
+            None => {
+                error_response(&ApiError::invalid("POST /__fake/proof expects {\"nonce\": \"AT LEAST 16 CHARACTERS\"}"))
+            }
+        };
+    }
     let mut state = shared.lock();
     let ok = |value: Value| json_response(StatusCode::OK, &value);
     let to_value = |result: Result<Value, serde_json::Error>| match result {
@@ -226,6 +239,7 @@ fn admin(shared: &Shared, method: &str, path: &str, body: &Bytes) -> Response {
                 "GET /__fake/faults": "the faults in force",
                 "POST /__fake/faults": "replace the faults (JSON body, the scenario's `faults` shape; see docs/faults.md)",
                 "GET /__fake/faults/schema": "the JSON Schema of the faults shape (schema/faults.schema.json)",
+                "POST /__fake/proof": "{\"nonce\": N} → {\"proof\": HMAC-SHA256(token, N)}: the server knows the token `runbook simulate` printed",
                 "GET|POST /__fake/marks": "where each step of a run began in the request log ({\"step\": ID}); runbook posts them",
                 "POST /__fake/scenario": "replace the whole scenario (JSON body); keeps the request log",
             }
