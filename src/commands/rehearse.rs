@@ -30,8 +30,12 @@ pub fn serve(scenario: Option<&Path>, port: Option<u16>, state_dir: Option<&Path
         let mut text = format!("{}\n# In another terminal:\n", rehearsal.banner());
         // The marker tells a run in that terminal that it rehearses against this server: it is
         // labelled a rehearsal, takes the rehearsal lock and keeps its http: steps on the fake.
-        let env = rehearsal.gcloud_env();
-        for (key, value) in env.iter().chain(std::iter::once(&(MARKER.to_owned(), rehearsal.url()))) {
+        // The token lets a run check that the server it talks to is this fake before it sends
+        // it anything of its own (the steps' marks).
+        let mut env = rehearsal.gcloud_env();
+        env.push((MARKER.to_owned(), rehearsal.url()));
+        env.push((runbook_simulate::TOKEN_VAR.to_owned(), rehearsal.token().to_owned()));
+        for (key, value) in &env {
             text.push_str(&format!("export {key}={}\n", shell_words::quote(value)));
         }
         text.push_str("# Ctrl-C stops the fake; its state is in memory only.\n");

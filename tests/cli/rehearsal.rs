@@ -1150,3 +1150,230 @@ fn a_restore_that_failed_is_redone_with_the_backup_given_on_resume() {
     assert_eq!(bodies.len(), 2, "{bodies:?}");
     assert!(bodies[1].contains(&second.to_string()), "{bodies:?}");
 }
+
+/// What in an strace log (`connect`, `sendto`, `sendmsg`) reaches beyond loopback or asks a
+/// name server: a socket address that is not 127.0.0.0/8 or ::1, anything to port 53, or
+/// systemd-resolved's socket. (The name-service cache daemon's socket is not counted: user and
+/// group look-ups go there too.)
+fn outside_loopback(trace: &str) -> Vec<String> {
+    let address =
+        |line: &str, key: &str| line.split(key).nth(1).and_then(|rest| rest.split('"').nth(1)).map(str::to_owned);
+    trace
+        .lines()
+        .filter(|line| line.contains("connect(") || line.contains("sendto(") || line.contains("sendmsg("))
+        .filter(|line| {
+            let v4 = address(line, "inet_addr(");
+            let v6 = address(line, "inet_pton(AF_INET6, ");
+            let outside_v4 = v4.as_deref().is_some_and(|a| !a.starts_with("127."));
+            let outside_v6 = v6.as_deref().is_some_and(|a| a != "::1");
+            outside_v4 || outside_v6 || line.contains("htons(53)") || line.contains("systemd/resolve")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 24: a full `--simulate` rehearsal — the runbook, every gcloud, the smoke script —
+/// connects to loopback only and asks no name server: gcloud's Compute Engine check
+/// (`metadata.google.internal`) is turned off and its metadata host is the fake.
+#[test]
+fn a_rehearsal_under_strace_connects_to_loopback_only_and_asks_no_dns() {
+    let Some(gcloud) = gcloud() else { return };
+    if !Path::new("/usr/bin/strace").is_file() {
+        assert!(std::env::var_os("CI").is_none(), "strace is not installed, and CI machines must have it");
+        let _ = writeln!(std::io::stderr(), "\n*** SKIP: /usr/bin/strace is not installed ***\n");
+        return;
+    }
+    let (sandbox, _) = rehearsal(&gcloud);
+    let trace = sandbox.path().join("strace.log");
+    let trace_arg = trace.display().to_string();
+    let out = simulated(&sandbox, &["rollback", "pitr", "--env", "production", "--timestamp", &recent_timestamp()])
+        .args(PITR_ANSWERS)
+        .wrapped("/usr/bin/strace", &["-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o", &trace_arg])
+        .output();
+    let all = out.all();
+    assert_eq!(out.code(), 0, "{all}");
+    let log = std::fs::read_to_string(&trace).unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
+    assert!(log.contains("inet_addr(\"127.0.0.1\")"), "strace saw the calls to the fake: {log}");
+    assert_eq!(outside_loopback(&log), Vec::<String>::new(), "left loopback or asked a name server");
+}
+
+/// Issue 24: the same rehearsal inside an empty network namespace (only a loopback device)
+/// finishes: nothing it does needs a network beyond the machine.
+#[test]
+fn a_rehearsal_finishes_inside_an_empty_network_namespace() {
+    let Some(gcloud) = gcloud() else { return };
+    let allowed = Command::new("unshare")
+        .args(["-rn", "ip", "link", "set", "lo", "up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allowed {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIP: this machine does not allow an unprivileged network namespace (`unshare -rn`) with `ip`; the empty-network rehearsal did not run ***\n"
+        );
+        return;
+    }
+    let (sandbox, _) = rehearsal(&gcloud);
+    let out = simulated(&sandbox, &["rollback", "pitr", "--env", "production", "--timestamp", &recent_timestamp()])
+        .args(PITR_ANSWERS)
+        .wrapped("unshare", &["-rn", "sh", "-c", "ip link set lo up && exec \"$@\"", "sh"])
+        .output();
+    let all = out.all();
+    assert_eq!(out.code(), 0, "{all}");
+    assert!(all.contains("This was a REHEARSAL"), "{all}");
+}
+
+/// Issue 24, the check: Google leaves out default-valued fields (a traffic entry carries
+/// `latestRevision` only when true, `tag` only when set). A split on named revisions is
+/// reverted and undone with the real gcloud: traffic is back on the revisions that served.
+#[test]
+fn undo_of_a_traffic_revert_restores_a_split_whose_entries_omit_default_fields() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let mut scenario: serde_json::Value = serde_json::from_str(&default_scenario_json(&fake)).unwrap_or_default();
+    let split = serde_json::json!([
+        {"percent": 90, "revision_name": "pegasus-api-00003-zt4"},
+        {"percent": 10, "revision_name": "pegasus-api-00001-k7q", "tag": "canary"},
+    ]);
+    scenario["projects"][PROJECT]["services"]["pegasus-api"]["traffic"] = split.clone();
+    fake.admin("POST", "/__fake/scenario", &scenario.to_string());
+    let traffic = |fake: &Fake| fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"].clone();
+    runbook(&sandbox, &fake)
+        .args(["rollback", "revert-traffic", "--env", "production", "--yes", "--confirm-env", "production"])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .output()
+        .success();
+    let serving = |fake: &Fake| -> Vec<(String, u64)> {
+        traffic(fake)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|t| t["percent"].as_u64().is_some_and(|p| p > 0))
+            .map(|t| (t["revision_name"].as_str().unwrap_or_default().to_owned(), t["percent"].as_u64().unwrap_or(0)))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    // gcloud keeps the tag on its revision, with no share of the traffic.
+    assert_eq!(serving(&fake), vec![("pegasus-api-00002-x9m".to_owned(), 100)]);
+    let id = sandbox.last_run_id();
+    let undo = runbook(&sandbox, &fake).args(["undo", &id, "--yes", "--confirm-env", "production"]).output();
+    assert_eq!(undo.code(), 0, "{}", undo.all());
+    assert_eq!(
+        serving(&fake),
+        vec![("pegasus-api-00001-k7q".to_owned(), 10), ("pegasus-api-00003-zt4".to_owned(), 90)]
+    );
+}
+
+/// gcloud's installation folder and its bundled Python, from `gcloud info`.
+fn gcloud_python() -> Option<(String, String)> {
+    let info = |format: &str| {
+        Command::new("gcloud")
+            .args(["info", &format!("--format=value({format})")])
+            .env("CLOUDSDK_CONFIG", std::env::temp_dir().join("runbook-tests-gcloud-info"))
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    Some((info("installation.sdk_root")?, info("basic.python_location")?))
+}
+
+/// Issue 24: every response the fake sent during full `pitr`, `snapshot` and `revert-traffic`
+/// rehearsals decodes with gcloud's own generated message classes (sqladmin v1beta4,
+/// secretmanager v1, run v1), strictly — no unknown field at any depth, no wrong type — and
+/// leaves out every default-valued field, as Google's proto3 JSON does.
+#[test]
+fn every_response_of_three_rehearsals_decodes_with_gclouds_message_classes() {
+    let Some(gcloud) = gcloud() else { return };
+    let Some((sdk, python)) = gcloud_python() else { panic!("`gcloud info` names no SDK root or Python") };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let backups = fake.state()["projects"][PROJECT]["instances"]["pegasus-db-eu"]["backup_runs"].clone();
+    let pre_deploy = backups
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["description"] == "pre-deploy"))
+        .and_then(|b| b["id"].as_i64())
+        .unwrap_or_else(|| panic!("the scenario has a pre-deploy backup"));
+    let app = format!("api_base_url={}", fake.app_url());
+    let common = ["--env", "production", "--yes", "--confirm-env", "production", "--var", &app];
+    let migration = ["--answer", "failing_migration_file=003_add_course_tags.sql"];
+    runbook(&sandbox, &fake)
+        .args(["rollback", "pitr", "--timestamp", &recent_timestamp()])
+        .args(common)
+        .args(migration)
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .output()
+        .success();
+    runbook(&sandbox, &fake)
+        .args(["rollback", "snapshot", "--confirm-target", "restore_op=pegasus-db-eu"])
+        .args(common)
+        .args(migration)
+        .args(["--answer", &format!("backup_id={pre_deploy}"), "--answer", "previous_revision=pegasus-api-00001-k7q"])
+        .output()
+        .success();
+    runbook(&sandbox, &fake)
+        .args(["rollback", "revert-traffic"])
+        .args(common)
+        .args(["--answer", "previous_revision=pegasus-api-00003-zt4"])
+        .output()
+        .success();
+    let requests = serde_json::Value::Array(fake.requests()).to_string();
+    let mut child = Command::new(&python)
+        .arg(repo_root().join("tests/support/google_decode.py"))
+        .arg(&sdk)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{python}: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(requests.as_bytes()).unwrap_or_else(|e| panic!("write: {e}"));
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("wait: {e}"));
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{report}");
+    let decoded: usize = report
+        .lines()
+        .find_map(|l| l.strip_prefix("decoded ")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{report}"));
+    // Every call of the three procedures: describes, clones, operations, backups, secrets, traffic.
+    assert!(decoded >= 25, "{report}");
+}
+
+/// Issue 24: a run sends its steps' marks to a `runbook simulate` server only once the server
+/// proved it knows the token `runbook simulate` printed (an HMAC of a fresh nonce); with a
+/// wrong or missing token nothing is posted and the run says why.
+#[test]
+fn step_marks_go_only_to_a_server_that_proved_it_is_the_fake() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    assert!(
+        fake.env.iter().any(|(k, v)| k == "RUNBOOK_REHEARSAL_TOKEN" && v.len() == 64),
+        "runbook simulate prints its token: {:?}",
+        fake.env
+    );
+    let marks = |fake: &Fake| fake.admin("GET", "/__fake/marks", "").as_array().map_or(0, Vec::len);
+    let revert = ["rollback", "revert-traffic", "--env", "production", "--yes", "--confirm-env", "production"];
+    for (token, revision) in [("0".repeat(64), "pegasus-api-00002-x9m"), (String::new(), "pegasus-api-00003-zt4")] {
+        let out = runbook(&sandbox, &fake)
+            .env("RUNBOOK_REHEARSAL_TOKEN", &token)
+            .args(revert)
+            .args(["--answer", &format!("previous_revision={revision}")])
+            .output()
+            .success();
+        assert!(out.stderr().contains("warning: the steps' marks are not sent to 127.0.0.1:"), "{}", out.all());
+        assert_eq!(marks(&fake), 0, "no mark without the proof");
+    }
+    runbook(&sandbox, &fake)
+        .args(revert)
+        .args(["--answer", "previous_revision=pegasus-api-00001-k7q"])
+        .output()
+        .success();
+    assert!(marks(&fake) > 0, "the proven fake gets the marks");
+}

@@ -142,6 +142,23 @@ impl Run {
         self
     }
 
+    /// The same run under `program args...` (strace, unshare): the wrapper runs the binary with
+    /// this run's arguments, environment and folder.
+    pub fn wrapped(self, program: &str, args: &[&str]) -> Run {
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args).arg(self.cmd.get_program()).args(self.cmd.get_args());
+        for (key, value) in self.cmd.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        if let Some(dir) = self.cmd.get_current_dir() {
+            cmd.current_dir(dir);
+        }
+        Run { cmd, stdin: self.stdin }
+    }
+
     pub fn stdin(mut self, text: &str) -> Run {
         self.stdin = Some(text.to_owned());
         self

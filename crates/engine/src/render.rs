@@ -171,11 +171,14 @@ impl Rendered {
 pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, RenderError> {
     let context = plan.context(outputs);
     let derived = Derived { placeholders: outputs.placeholders, values: std::cell::RefCell::new(Vec::new()) };
-    let text = |t: &Template| -> Result<Text, RenderError> { Ok(Text::new(plan, t, t.render(&context)?, &derived)) };
+    let source = &plan.runbook.source;
+    let text = |t: &Template| -> Result<Text, RenderError> {
+        Ok(Text::new(plan, t, t.render_located(&context, source)?, &derived))
+    };
     // Where the checker lets a secret through unmarked (an expectation, a confirmation
     // target), the value is still registered.
     let plain = |t: &Template| -> Result<String, RenderError> {
-        let value = t.render(&context)?;
+        let value = t.render_located(&context, source)?;
         if plan.is_secret(t) {
             derived.note(&value);
         }
@@ -230,8 +233,8 @@ pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, R
                 match &prompt.choices {
                     None => {}
                     Some(Choices::List(list)) => choices = Some(list.clone()),
-                    Some(Choices::Expr(expr)) => match expr.eval(&context) {
-                        Ok(value) => match labelled_choices(prompt, &value, &context) {
+                    Some(Choices::Expr(expr)) => match expr.eval_located(&context, source) {
+                        Ok(value) => match labelled_choices(prompt, &value, &context, source) {
                             Some(Ok((values, shown))) => (choices, labels) = (Some(values), shown),
                             Some(Err(_)) if outputs.placeholders => choices_from = Some(expr.text.clone()),
                             Some(Err(err)) => return Err(err),
@@ -301,6 +304,7 @@ fn labelled_choices(
     prompt: &runbook_lang::step::PromptStep,
     list: &Value,
     context: &Value,
+    source: &runbook_lang::source::Source,
 ) -> Option<Result<ChoiceList, RenderError>> {
     if runbook_lang::template::is_placeholder(list) {
         return None;
@@ -311,14 +315,14 @@ fn labelled_choices(
     for item in iter {
         let scope = minijinja::context! { item => item.clone(), ..context.clone() };
         let value = match &prompt.value {
-            Some(template) => match template.render(&scope) {
+            Some(template) => match template.render_located(&scope, source) {
                 Ok(value) => value,
                 Err(err) => return Some(Err(err)),
             },
             None => item.to_string(),
         };
         if let Some(template) = &prompt.label {
-            match template.render(&scope) {
+            match template.render_located(&scope, source) {
                 // One line, and nothing that could drive the terminal (escape sequences).
                 Ok(label) => labels.push(
                     label

@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock};
 use minijinja::value::{Enumerator, Object, ObjectRepr};
 use minijinja::{Environment, UndefinedBehavior, Value};
 
-use crate::source::Span;
+use crate::source::{Source, Span};
 
 pub use crate::refs::ROOTS;
 
@@ -110,17 +110,31 @@ impl Template {
     }
 
     pub fn render(&self, context: &Value) -> Result<String, RenderError> {
+        self.render_in(context, None)
+    }
+
+    /// Renders; an error names the template's `file:line:col` in `source` and the expression
+    /// that failed (`` in `t.latestRevision`: `t.latestRevision` is undefined ``).
+    pub fn render_located(&self, context: &Value, source: &Source) -> Result<String, RenderError> {
+        self.render_in(context, Some(source))
+    }
+
+    fn render_in(&self, context: &Value, source: Option<&Source>) -> Result<String, RenderError> {
         if self.is_literal() {
             return Ok(self.text.clone());
         }
-        let template = ENGINE.template_from_str(&self.text).map_err(render_error)?;
+        let failed = |err: minijinja::Error| match source {
+            Some(source) => located(&err, &self.text, self.span, source),
+            None => render_error(err),
+        };
+        let template = ENGINE.template_from_str(&self.text).map_err(failed)?;
         let mut out = Bounded { text: Vec::new(), overflow: false };
         match template.render_captured_to(context, &mut out) {
             Ok(_) => String::from_utf8(out.text).map_err(|_| RenderError("the template rendered invalid UTF-8".into())),
             Err(_) if out.overflow => {
                 Err(RenderError(format!("the template renders more than {} MiB of text", MAX_RENDERED / (1024 * 1024))))
             }
-            Err(err) => Err(render_error(err)),
+            Err(err) => Err(failed(err)),
         }
     }
 }
@@ -202,6 +216,13 @@ impl Expr {
         expr.eval(context).map_err(render_error)
     }
 
+    /// Evaluates; an error names the expression's `file:line:col` in `source`.
+    pub fn eval_located(&self, context: &Value, source: &Source) -> Result<Value, RenderError> {
+        let failed = |err: minijinja::Error| located(&err, &self.text, self.span, source);
+        let expr = ENGINE.compile_expression(&self.text).map_err(failed)?;
+        expr.eval(context).map_err(failed)
+    }
+
     pub fn is_true(&self, context: &Value) -> Result<bool, RenderError> {
         self.eval(context).map(|v| v.is_true())
     }
@@ -218,6 +239,20 @@ pub struct RenderError(pub String);
 
 fn render_error(err: minijinja::Error) -> RenderError {
     RenderError(describe(&err))
+}
+
+/// `file:line:col: in `EXPR`: MESSAGE`: where in the runbook a template failed. The engine
+/// reports a byte range inside the template's text; the runbook's source holds that text at
+/// `span` (quoted, or folded over lines): the failing part is looked up there, and the
+/// template's own start is given where it cannot be found verbatim.
+fn located(err: &minijinja::Error, text: &str, span: Span, source: &Source) -> RenderError {
+    let message = describe(err);
+    let part = err.range().and_then(|r| text.get(r)).map(str::trim).filter(|p| !p.is_empty());
+    let written = source.text.get(span.start..span.end.max(span.start)).unwrap_or_default();
+    let offset = part.and_then(|p| written.find(p)).map_or(span.start, |i| span.start + i);
+    let (line, col) = source.line_col(offset);
+    let part = part.map(|p| format!(" in `{p}`")).unwrap_or_default();
+    RenderError(format!("{}:{line}:{col}:{part}: {message}", source.display_path()))
 }
 
 fn describe(err: &minijinja::Error) -> String {
@@ -391,6 +426,27 @@ pub fn has_filter(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_undefined_value_names_the_file_line_col_the_expression_and_the_missing_name() {
+        let text = "{% for t in traffic %}{{ 'LATEST' if t.latestRevision else t.revisionName }}{% endfor %}";
+        let yaml = format!("steps:\n  - run:\n      - \"{text}\"\n");
+        let start = yaml.find(text).unwrap_or(0);
+        let source = Source::new("rollback.yaml", yaml.clone());
+        let template = Template::new(text, Span::new(start - 1, start + text.len() + 1));
+        let context = minijinja::context! { traffic => vec![minijinja::context! { revisionName => "r1" }] };
+        let err = template.render_located(&context, &source).err().map(|e| e.0).unwrap_or_default();
+        let column = start - yaml[..start].rfind('\n').unwrap_or(0) + "{% for t in traffic %}".len();
+        assert_eq!(
+            err,
+            format!(
+                "rollback.yaml:3:{column}: in `{{{{ 'LATEST' if t.latestRevision else t.revisionName`: `t.latestRevision` is undefined"
+            )
+        );
+        let expr = Expr::new("traffic[0].percent > 0", Span::new(0, 4));
+        let err = expr.eval_located(&context, &source).err().map(|e| e.0).unwrap_or_default();
+        assert!(err.starts_with("rollback.yaml:1:1:") && err.contains("`traffic[0].percent` is undefined"), "{err}");
+    }
 
     #[test]
     fn replace_host_keeps_credentials_port_and_query() {

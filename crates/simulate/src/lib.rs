@@ -17,6 +17,9 @@
 mod api;
 mod crc32c;
 pub mod faults;
+pub use proof::{TOKEN_VAR, prove, verify};
+pub mod proof;
+mod proto3;
 mod run;
 mod scenario;
 mod secrets;
@@ -142,6 +145,14 @@ pub struct Tap {
     shared: Arc<server::Shared>,
 }
 
+impl Handle {
+    /// The secret this server proves it knows (`POST /__fake/proof`), printed as
+    /// [`TOKEN_VAR`] by `runbook simulate`.
+    pub fn token(&self) -> &str {
+        &self.shared.token
+    }
+}
+
 impl Tap {
     /// A step starts.
     pub fn mark(&self, step: &str) {
@@ -170,7 +181,8 @@ fn base_url(addr: SocketAddr) -> String {
 /// then reaches the fake in absolute form, Cloud SQL's and Secret Manager's included.
 pub fn gcloud_env(addr: SocketAddr, config_dir: &Path) -> Vec<(String, String)> {
     let url = base_url(addr);
-    let proxy_host = url.trim_start_matches("http://").split(':').next().unwrap_or("127.0.0.1").to_string();
+    let authority = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let proxy_host = authority.split(':').next().unwrap_or("127.0.0.1").to_string();
     [
         ("CLOUDSDK_CONFIG", config_dir.display().to_string()),
         ("CLOUDSDK_AUTH_DISABLE_CREDENTIALS", "true".into()),
@@ -184,7 +196,20 @@ pub fn gcloud_env(addr: SocketAddr, config_dir: &Path) -> Vec<(String, String)> 
         // Nothing else may try to leave the machine.
         ("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true".into()),
         ("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true".into()),
+        // gcloud asks a Compute Engine metadata server (`metadata.google.internal`) whether it
+        // runs on a VM: for credentials unless `core/check_gce_metadata` is off
+        // (`core/credentials/store.py`), and for the metrics environment unless
+        // `metrics/environment` is set (`core/properties.py`, `GetMetricsEnvironment`), a DNS
+        // query on the first call even with credentials disabled.
         ("CLOUDSDK_CORE_CHECK_GCE_METADATA", "false".into()),
+        ("CLOUDSDK_METRICS_ENVIRONMENT", "runbook-rehearsal".into()),
+        // Any other path to the metadata server reaches the fake, which is no metadata server
+        // (no `Metadata-Flavor: Google`): gcloud's `GCE_METADATA_ROOT` (`gce_read.py`), its
+        // bundled google-auth's `GCE_METADATA_HOST` and `GCE_METADATA_IP`
+        // (`google/auth/environment_vars.py`).
+        ("GCE_METADATA_ROOT", authority.clone()),
+        ("GCE_METADATA_HOST", authority.clone()),
+        ("GCE_METADATA_IP", authority),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

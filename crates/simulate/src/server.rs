@@ -22,11 +22,13 @@ use super::{run, secrets, sql};
 pub struct Shared {
     state: Mutex<State>,
     pub cancel: CancellationToken,
+    /// The secret this server proves it knows (`POST /__fake/proof`); see `proof.rs`.
+    pub token: String,
 }
 
 impl Shared {
     pub fn with_state(state: State) -> Self {
-        Self { state: Mutex::new(state), cancel: CancellationToken::new() }
+        Self { state: Mutex::new(state), cancel: CancellationToken::new(), token: super::proof::random_hex() }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -76,6 +78,12 @@ async fn serve(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> R
     if path == "/__fake" || path.starts_with("/__fake/") {
         return admin(&shared, parts.method.as_str(), &path, &bytes);
     }
+    if path.starts_with("/computeMetadata/") {
+        // gcloud's metadata-server variables point here: answer as no metadata server does
+        // (without `Metadata-Flavor: Google`), so gcloud concludes it is not on Compute Engine.
+        return (StatusCode::NOT_FOUND, "not a Compute Engine metadata server: a local fake of the Google APIs\n")
+            .into_response();
+    }
     if path == "/app" || path.starts_with("/app/") {
         return app(&shared, parts.method.as_str(), &host, &path);
     }
@@ -98,6 +106,7 @@ async fn serve(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> R
             body: request.body.clone(),
             command,
             status: 0,
+            response: Value::Null,
         });
         let hang = take_hang(state.faults_mut(), &request);
         (seq, hang)
@@ -114,16 +123,18 @@ async fn serve(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> R
             Some(error) => Err(error),
             None => route(&mut state, &request),
         };
-        let (status, value) = match result {
+        let (status, mut value) = match result {
             Ok(value) => (200, value),
             Err(error) => (error.code, error.to_json()),
         };
+        super::proto3::omit_defaults(&mut value);
         // The log may have been cleared meanwhile: only touch the record if it is still this request's.
         if let Some(record) = state.requests.get_mut(seq)
             && record.status == 0
             && record.path == request.path
         {
             record.status = status;
+            record.response = value.clone();
         }
         (status, value)
     };
@@ -202,6 +213,17 @@ fn error_response(error: &ApiError) -> Response {
 }
 
 fn admin(shared: &Shared, method: &str, path: &str, body: &Bytes) -> Response {
+    if (method, path) == ("POST", "/__fake/proof") {
+        let nonce = serde_json::from_slice::<Value>(body).ok().and_then(|v| v["nonce"].as_str().map(str::to_owned));
+        return match nonce.filter(|n| n.len() >= 16) {
+            Some(nonce) => {
+                json_response(StatusCode::OK, &serde_json::json!({"proof": super::proof::prove(&shared.token, &nonce)}))
+            }
+            None => {
+                error_response(&ApiError::invalid("POST /__fake/proof expects {\"nonce\": \"AT LEAST 16 CHARACTERS\"}"))
+            }
+        };
+    }
     let mut state = shared.lock();
     let ok = |value: Value| json_response(StatusCode::OK, &value);
     let to_value = |result: Result<Value, serde_json::Error>| match result {
@@ -217,6 +239,7 @@ fn admin(shared: &Shared, method: &str, path: &str, body: &Bytes) -> Response {
                 "GET /__fake/faults": "the faults in force",
                 "POST /__fake/faults": "replace the faults (JSON body, the scenario's `faults` shape; see docs/faults.md)",
                 "GET /__fake/faults/schema": "the JSON Schema of the faults shape (schema/faults.schema.json)",
+                "POST /__fake/proof": "{\"nonce\": N} → {\"proof\": HMAC-SHA256(token, N)}: the server knows the token `runbook simulate` printed",
                 "GET|POST /__fake/marks": "where each step of a run began in the request log ({\"step\": ID}); runbook posts them",
                 "POST /__fake/scenario": "replace the whole scenario (JSON body); keeps the request log",
             }
@@ -285,6 +308,7 @@ fn app(shared: &Shared, method: &str, host: &str, path: &str) -> Response {
         body: Value::Null,
         command: None,
         status: status.as_u16(),
+        response: Value::Null,
     });
     json_response(status, &body)
 }

@@ -64,6 +64,9 @@ pub struct RequestRecord {
     pub command: Option<String>,
     /// The HTTP status the fake answered with (0 while the request is still in flight).
     pub status: u16,
+    /// The JSON body the fake answered with, as sent (default-valued fields left out).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub response: Value,
 }
 
 /// A Cloud SQL Admin operation.

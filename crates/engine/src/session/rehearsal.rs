@@ -117,6 +117,11 @@ impl Rehearsal {
         )
     }
 
+    /// The secret the fake proves it knows ([`proves_fake`]).
+    pub fn token(&self) -> &str {
+        self.handle.token()
+    }
+
     /// The variables that point gcloud at the fake (what `runbook simulate` prints to export).
     pub fn gcloud_env(&self) -> Vec<(String, String)> {
         runbook_simulate::gcloud_env(self.handle.addr, &self.config_dir)
@@ -163,37 +168,82 @@ impl Subscriber for Recorder {
 }
 
 /// For a run against a `runbook simulate` server: tells the server where each step begins
-/// (`POST /__fake/marks`), so its closing report names the step of each call.
+/// (`POST /__fake/marks`), so its closing report names the step of each call — only once the
+/// server proved it is the project's fake ([`proves_fake`]).
 pub struct ServerMarks {
     authority: String,
     warned: bool,
 }
 
+/// `host:port` of a base URL.
+fn authority(base: &str) -> Option<String> {
+    let url = url::Url::parse(base).ok()?;
+    Some(format!("{}:{}", url.host_str()?, url.port_or_known_default()?))
+}
+
+/// One JSON request to a loopback server; the answer's status and body.
+fn exchange(authority: &str, path: &str, body: &serde_json::Value) -> std::io::Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut answer = Vec::new();
+    stream.take(1 << 20).read_to_end(&mut answer)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Whether the server at `base` proves it is the `runbook simulate` that printed `token`: it
+/// answers a fresh nonce with its HMAC under the token (`POST /__fake/proof`); the token itself
+/// is never sent. Issue 22 reuses this to decide that a run rehearses at all.
+pub fn proves_fake(base: &str, token: &str) -> Result<(), String> {
+    let authority = authority(base).ok_or_else(|| format!("{base} is not a URL"))?;
+    let nonce = runbook_simulate::proof::random_hex();
+    let (status, body) = exchange(&authority, "/__fake/proof", &serde_json::json!({ "nonce": nonce }))
+        .map_err(|e| format!("no answer from {authority}: {e}"))?;
+    let proof = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["proof"].as_str().map(str::to_owned))
+        .ok_or_else(|| format!("{authority} gave no proof (HTTP {status}): it is not a `runbook simulate` server"))?;
+    if runbook_simulate::verify(token, &nonce, &proof) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{authority} does not know {}: it is not the `runbook simulate` that printed it",
+            runbook_simulate::TOKEN_VAR
+        ))
+    }
+}
+
 impl ServerMarks {
+    /// Marks for the server at `base` when it proves, with the token `runbook simulate`
+    /// printed, that it is the fake; none (with a warning) otherwise.
     pub fn subscriber(base: &str) -> Option<Box<dyn Subscriber>> {
-        let url = url::Url::parse(base).ok()?;
-        let authority = format!("{}:{}", url.host_str()?, url.port_or_known_default()?);
+        let authority = authority(base)?;
+        let proven = match std::env::var(runbook_simulate::TOKEN_VAR) {
+            Ok(token) if !token.is_empty() => proves_fake(base, &token),
+            _ => Err(format!("{} is not set (export what `runbook simulate` printed)", runbook_simulate::TOKEN_VAR)),
+        };
+        if let Err(why) = proven {
+            eprintln!("warning: the steps' marks are not sent to {authority}: {why}");
+            return None;
+        }
         Some(Box::new(ServerMarks { authority, warned: false }))
     }
 
     fn post(&self, step: &str) -> std::io::Result<()> {
-        use std::io::{Read as _, Write as _};
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(&self.authority)?
-            .next()
-            .ok_or_else(|| std::io::Error::other("no address"))?;
-        let timeout = std::time::Duration::from_secs(2);
-        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
-        stream.set_read_timeout(Some(timeout))?;
-        let body = serde_json::json!({ "step": step }).to_string();
-        let request = format!(
-            "POST /__fake/marks HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            self.authority,
-            body.len()
-        );
-        stream.write_all(request.as_bytes())?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer)?;
-        Ok(())
+        exchange(&self.authority, "/__fake/marks", &serde_json::json!({ "step": step })).map(|_| ())
     }
 }
 
@@ -348,6 +398,7 @@ mod tests {
             body: serde_json::Value::Null,
             command: None,
             status: 200,
+            response: serde_json::Value::Null,
         }
     }
 
