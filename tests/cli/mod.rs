@@ -21,3 +21,4 @@ mod tooling;
 mod undo;
 mod validate;
 mod version;
+mod watch;

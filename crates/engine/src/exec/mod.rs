@@ -94,6 +94,12 @@ pub struct Runner<'p> {
     ask_again: bool,
     /// Steps the operator skipped at the failure menu.
     menu_skipped: std::collections::HashSet<String>,
+    /// When the run started (its first attempt, for a resume): time to recovery counts
+    /// from here.
+    pub run_started: chrono::DateTime<chrono::Utc>,
+    /// A `recovery: true` step has passed in this run (in any attempt): the run's time to
+    /// recovery is recorded once, by the first.
+    pub recovered: bool,
 }
 
 impl<'p> Runner<'p> {
@@ -130,6 +136,8 @@ impl<'p> Runner<'p> {
             undo_states: std::collections::HashMap::new(),
             ask_again: false,
             menu_skipped: std::collections::HashSet::new(),
+            run_started: chrono::Utc::now(),
+            recovered: false,
         }
     }
 
@@ -168,6 +176,7 @@ impl<'p> Runner<'p> {
             events: &mut self.events,
             probing: self.probing,
             ask_again: self.ask_again,
+            sampling: false,
         };
         let attempt = steps::execute(&mut context, step, rendered).await;
         if attempt.answer_refused {
@@ -668,6 +677,7 @@ impl<'p> Runner<'p> {
                 .and_then(|o| serde_json::to_value(o).ok())
                 .map(|v| crate::redact::redact_json(redactor, v))
         };
+        let recovered_now = attempt.status == StepStatus::Done && step.recovery && !self.recovered && !self.probing;
         self.emit(Event::StepFinished {
             id: step.id.clone(),
             status: attempt.status,
@@ -677,5 +687,15 @@ impl<'p> Runner<'p> {
             output,
             answer: attempt.answer.map(|a| redactor.redact(&a)),
         });
+        if recovered_now {
+            self.recovered = true;
+            let after = (chrono::Utc::now() - self.run_started).to_std().unwrap_or_default();
+            self.emit(Event::Recovered { id: step.id.clone(), after, seconds: round_ms(after) });
+        }
     }
+}
+
+/// Seconds to the millisecond, as journals and `history --format json` give them.
+fn round_ms(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
 }
