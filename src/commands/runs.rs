@@ -55,13 +55,13 @@ pub fn history(
                 return Ok(());
             }
             let mut out = format!(
-                "{:<28} {:<12} {:<16} {:<11} {:<9} {:<24} {:<20} {}\n",
-                "RUN", "RUNBOOK", "PROCEDURE", "ENV", "KIND", "USER", "STARTED", "STATUS"
+                "{:<28} {:<12} {:<16} {:<11} {:<9} {:<24} {:<20} {:<14} {}\n",
+                "RUN", "RUNBOOK", "PROCEDURE", "ENV", "KIND", "USER", "STARTED", "STATUS", "RECOVERY"
             );
             for s in &summaries {
                 let _ = writeln!(
                     out,
-                    "{:<28} {:<12} {:<16} {:<11} {:<9} {:<24} {:<20} {}",
+                    "{:<28} {:<12} {:<16} {:<11} {:<9} {:<24} {:<20} {:<14} {}",
                     s.id,
                     s.runbook,
                     s.procedure,
@@ -69,7 +69,8 @@ pub fn history(
                     if s.rehearsal { "rehearsal" } else { "real" },
                     s.identity,
                     s.started.get(..19).unwrap_or(&s.started),
-                    s.status
+                    s.status,
+                    recovery_column(s)
                 );
                 if let Some(reason) = &s.break_glass {
                     let _ = writeln!(out, "{:<24} BREAK GLASS: {reason}", "");
@@ -79,6 +80,18 @@ pub fn history(
         }
     }
     Ok(())
+}
+
+/// `history`'s time to recovery: the time, `not recovered`, or `-` (no recovery step).
+fn recovery_column(summary: &Summary) -> String {
+    match summary.time_to_recovery_s {
+        Some(seconds) => {
+            let whole = std::time::Duration::from_secs_f64(seconds.max(0.0).round());
+            humantime::format_duration(whole).to_string()
+        }
+        None if summary.recovery == "not recovered" => "not recovered".to_owned(),
+        None => "-".to_owned(),
+    }
 }
 
 /// A run's records and its status (see `Recorded::status`).
@@ -146,6 +159,7 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
     for line in decisions_and_changes(&recorded) {
         let _ = writeln!(out, "{line}");
     }
+    let _ = writeln!(out, "time to recovery: {}", recorded.recovery().describe());
     let _ = writeln!(out, "status: {status}");
     if recorded.truncated {
         let _ = writeln!(out, "note: the last record was cut off (the process died while writing it)");

@@ -21,4 +21,5 @@ mod tooling;
 mod undo;
 mod validate;
 mod version;
+mod watch;
 mod wayback;

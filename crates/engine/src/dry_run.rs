@@ -188,51 +188,16 @@ fn write_stages(out: &mut String, plan: &Plan, stages: &[DryStage], prefix: &str
     }
 }
 
-fn write_step(out: &mut String, plan: &Plan, step: &DryStep, number: &str, indent: &str) {
-    let pad = format!("{indent}      ");
-    let Some(rendered) = &step.rendered else {
-        let _ = writeln!(out, "{indent}  {number} {}", step.id);
-        let _ = writeln!(out, "{pad}cannot be rendered yet: {}", step.error.as_deref().unwrap_or("unknown error"));
-        return;
-    };
-    let kind = match &rendered.action {
-        Action::Run { .. } => "run",
-        Action::Shell { .. } => "shell",
-        Action::Http { .. } => "http",
-        Action::Manual { .. } => "manual",
-        Action::Prompt { .. } => "prompt",
-        Action::Assert { .. } => "assert",
-        Action::Include { .. } => "include",
-    };
-    let mut tags = vec![kind.to_owned()];
-    if matches!(rendered.action, Action::Run { .. } | Action::Shell { .. } | Action::Http { .. }) {
-        tags.push(match rendered.effect {
-            Effect::Read => "read-only".to_owned(),
-            Effect::Mutate => "MUTATES".to_owned(),
-        });
-        tags.push(format!("timeout {}", humantime::format_duration(rendered.timeout)));
-    }
-    let title = rendered.name.as_deref().map(|n| format!(" — {n}")).unwrap_or_default();
-    let _ = writeln!(out, "{indent}  {number} {}{title}  ({})", rendered.id, tags.join(", "));
-    if let Some(when) = &step.when {
-        let _ = writeln!(out, "{pad}only when: {when}");
-    }
-    match (step.probe, &step.done_if) {
-        (Some(state), Some(check)) => {
-            let _ = writeln!(out, "{pad}{}: done_if `{check}`", state.to_uppercase());
-        }
-        (Some(state), None) => {
-            let _ = writeln!(out, "{pad}{} (no done_if to tell)", state.to_uppercase());
-        }
-        (None, Some(check)) => {
-            let _ = writeln!(out, "{pad}not run again when already done: {check}");
-        }
-        (None, None) => {}
-    }
-    if let Some(target) = &rendered.confirm {
-        let _ = writeln!(out, "{pad}asks the operator to type `{target}` first");
-    }
-    match &rendered.action {
+/// What a rendered action does, under its step's title (a watch: how, then its sample).
+fn write_action(
+    out: &mut String,
+    plan: &Plan,
+    step: &DryStep,
+    rendered: &crate::render::Rendered,
+    action: &Action,
+    pad: &str,
+) {
+    match action {
         Action::Run { env, stdin, cwd, .. } | Action::Shell { env, stdin, cwd, .. } => {
             if let Some(line) = &step.command_line {
                 let _ = writeln!(out, "{pad}$ {line}");
@@ -307,7 +272,69 @@ fn write_step(out: &mut String, plan: &Plan, step: &DryStep, number: &str, inden
         Action::Include { procedure } => {
             let _ = writeln!(out, "{pad}runs procedure `{procedure}`:");
         }
+        Action::Watch { sample, every, within, pass, hold, fail } => {
+            let hold = if *hold == 1 { String::new() } else { format!(" for {hold} samples in a row") };
+            let _ = writeln!(
+                out,
+                "{pad}watches every {} for up to {}: passes when {pass}{hold}",
+                humantime::format_duration(*every),
+                humantime::format_duration(*within)
+            );
+            if let Some(fail) = fail {
+                let _ = writeln!(out, "{pad}gives up at once when {fail}");
+            }
+            write_action(out, plan, step, rendered, sample, pad);
+        }
     }
+}
+
+fn write_step(out: &mut String, plan: &Plan, step: &DryStep, number: &str, indent: &str) {
+    let pad = format!("{indent}      ");
+    let Some(rendered) = &step.rendered else {
+        let _ = writeln!(out, "{indent}  {number} {}", step.id);
+        let _ = writeln!(out, "{pad}cannot be rendered yet: {}", step.error.as_deref().unwrap_or("unknown error"));
+        return;
+    };
+    let kind = match &rendered.action {
+        Action::Run { .. } => "run",
+        Action::Shell { .. } => "shell",
+        Action::Http { .. } => "http",
+        Action::Manual { .. } => "manual",
+        Action::Prompt { .. } => "prompt",
+        Action::Assert { .. } => "assert",
+        Action::Include { .. } => "include",
+        Action::Watch { .. } => "watch",
+    };
+    let mut tags = vec![kind.to_owned()];
+    if matches!(rendered.action, Action::Run { .. } | Action::Shell { .. } | Action::Http { .. } | Action::Watch { .. })
+    {
+        tags.push(match rendered.effect {
+            Effect::Read => "read-only".to_owned(),
+            Effect::Mutate => "MUTATES".to_owned(),
+        });
+        tags.push(format!("timeout {}", humantime::format_duration(rendered.timeout)));
+    }
+    let title = rendered.name.as_deref().map(|n| format!(" — {n}")).unwrap_or_default();
+    let _ = writeln!(out, "{indent}  {number} {}{title}  ({})", rendered.id, tags.join(", "));
+    if let Some(when) = &step.when {
+        let _ = writeln!(out, "{pad}only when: {when}");
+    }
+    match (step.probe, &step.done_if) {
+        (Some(state), Some(check)) => {
+            let _ = writeln!(out, "{pad}{}: done_if `{check}`", state.to_uppercase());
+        }
+        (Some(state), None) => {
+            let _ = writeln!(out, "{pad}{} (no done_if to tell)", state.to_uppercase());
+        }
+        (None, Some(check)) => {
+            let _ = writeln!(out, "{pad}not run again when already done: {check}");
+        }
+        (None, None) => {}
+    }
+    if let Some(target) = &rendered.confirm {
+        let _ = writeln!(out, "{pad}asks the operator to type `{target}` first");
+    }
+    write_action(out, plan, step, rendered, &rendered.action, &pad);
     if !step.writes.is_empty() {
         let _ = writeln!(out, "{pad}provides {}", step.writes.join(", "));
     }
@@ -353,6 +380,7 @@ fn undo_line(plan: &Plan, step: &DryStep) -> String {
         Action::Assert { expr, .. } => format!("checks {expr}"),
         Action::Prompt { question, .. } => format!("asks: {question}"),
         Action::Include { procedure } => format!("runs procedure `{procedure}`"),
+        Action::Watch { pass, .. } => format!("watches until {pass}"),
     };
     let typed = rendered.confirm.as_ref().map(|t| format!(" (after typing `{t}`)")).unwrap_or_default();
     format!("{} {what}{typed}", step.id)

@@ -508,7 +508,13 @@ fn evaluations<'a>(step: &'a Step, context: &'a Value) -> Vec<Evaluation<'a>> {
         templates.extend(p.stdin.iter().map(|t| ("stdin".to_owned(), t)));
         templates.extend(p.cwd.iter().map(|t| ("cwd".to_owned(), t)));
     };
-    match &step.kind {
+    // A watch renders its sample's templates; `pass` and `fail` see a sample, known only
+    // when one is taken.
+    let kind = match &step.kind {
+        StepKind::Watch(watch) => &*watch.sample,
+        kind => kind,
+    };
+    match kind {
         StepKind::Run(run) => {
             templates.extend(run.argv.iter().enumerate().map(|(i, t)| (format!("run[{i}]"), t)));
             process(&run.process, &mut templates);
@@ -535,7 +541,7 @@ fn evaluations<'a>(step: &'a Step, context: &'a Value) -> Vec<Evaluation<'a>> {
             exprs.push(("assert".to_owned(), &assert.expr));
             templates.extend(assert.message.iter().map(|t| ("message".to_owned(), t)));
         }
-        StepKind::Include(_) => {}
+        StepKind::Include(_) | StepKind::Watch(_) => {}
     }
     templates.extend(step.confirm.iter().map(|t| ("target".to_owned(), t)));
     exprs.extend(step.when.iter().map(|e| ("when".to_owned(), e)));

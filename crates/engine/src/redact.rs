@@ -523,6 +523,16 @@ pub fn redact_event(event: Event, redactor: &Redactor) -> Event {
             output: output.map(|o| redact_json(redactor, o)),
             answer: answer.map(text),
         },
+        Event::WatchSample { id, sample, passing, streak, hold, value, error, left } => Event::WatchSample {
+            id,
+            sample,
+            passing,
+            streak,
+            hold,
+            value: value.map(text),
+            error: error.map(text),
+            left,
+        },
         Event::RunFinished { outcome, message, duration, done, skipped, failed } => {
             Event::RunFinished { outcome, message: message.map(text), duration, done, skipped, failed }
         }
@@ -531,7 +541,8 @@ pub fn redact_event(event: Event, redactor: &Redactor) -> Event {
         other @ (Event::Output { .. }
         | Event::RunStarted { .. }
         | Event::StageStarted { .. }
-        | Event::StageDoneEarlier { .. }) => other,
+        | Event::StageDoneEarlier { .. }
+        | Event::Recovered { .. }) => other,
     }
 }
 

@@ -113,6 +113,18 @@ pub enum Action {
     Include {
         procedure: String,
     },
+    /// A read sampled every `every` until `pass` held `hold` times in a row (or `fail`
+    /// held, or `within` ran out).
+    Watch {
+        sample: Box<Action>,
+        #[serde(serialize_with = "runbook_state::durations::serialize")]
+        every: Duration,
+        #[serde(serialize_with = "runbook_state::durations::serialize")]
+        within: Duration,
+        pass: String,
+        hold: u32,
+        fail: Option<String>,
+    },
 }
 
 impl Rendered {
@@ -123,7 +135,11 @@ impl Rendered {
             text.contains("<steps.") || text.contains("<secret params.") || text.contains("<url with host")
         };
         let texts = |list: &[(String, Text)]| list.iter().any(|(_, t)| unknown(&t.value));
-        match &self.action {
+        let action = match &self.action {
+            Action::Watch { sample, .. } => sample,
+            action => action,
+        };
+        match action {
             Action::Run { argv, env, stdin, cwd, .. } => {
                 argv.iter().any(|a| unknown(a))
                     || texts(env)
@@ -143,9 +159,21 @@ impl Rendered {
         }
     }
 
+    /// What runs: the step's own process or request, or a watch's sample.
+    pub fn work(&self) -> &Action {
+        match &self.action {
+            Action::Watch { sample, .. } => sample,
+            action => action,
+        }
+    }
+
     /// Every [`Text`] of the step.
     fn texts_mut(&mut self) -> Vec<&mut Text> {
-        let (list, one) = match &mut self.action {
+        let action = match &mut self.action {
+            Action::Watch { sample, .. } => sample,
+            action => action,
+        };
+        let (list, one) = match action {
             Action::Run { env, stdin, .. } | Action::Shell { env, stdin, .. } => (env, stdin),
             Action::Http { headers, body, .. } => (headers, body),
             _ => return Vec::new(),
@@ -155,7 +183,7 @@ impl Rendered {
 
     /// The argv as it would be typed in a terminal, secrets masked.
     pub fn command_line(&self, plan: &Plan) -> Option<String> {
-        match &self.action {
+        match self.work() {
             Action::Run { argv, .. } => Some(command_line(argv.iter().map(|a| plan.redactor.redact(a)))),
             Action::Shell { script, args, .. } => {
                 let mut argv = vec!["sh".to_owned(), "-c".to_owned(), script.clone(), "runbook".to_owned()];
@@ -186,46 +214,61 @@ pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, R
     };
     // Registered below even when a later template fails: what was derived is a secret.
     let built = (|| -> Result<(Action, Option<String>), RenderError> {
+        // What runs: a process or a request, alone or as a watch's sample.
+        let work = |kind: &StepKind| -> Result<Action, RenderError> {
+            Ok(match kind {
+                StepKind::Run(run) => Action::Run {
+                    argv: run.argv.iter().map(plain).collect::<Result<_, _>>()?,
+                    env: run
+                        .process
+                        .env
+                        .iter()
+                        .map(|(k, t)| Ok((k.clone(), text(t)?)))
+                        .collect::<Result<_, RenderError>>()?,
+                    stdin: run.process.stdin.as_ref().map(text).transpose()?,
+                    cwd: run.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
+                    capture: run.process.capture,
+                },
+                StepKind::Shell(shell) => Action::Shell {
+                    script: shell.script.clone(),
+                    args: shell.args.iter().map(plain).collect::<Result<_, _>>()?,
+                    env: shell
+                        .process
+                        .env
+                        .iter()
+                        .map(|(k, t)| Ok((k.clone(), text(t)?)))
+                        .collect::<Result<_, RenderError>>()?,
+                    stdin: shell.process.stdin.as_ref().map(text).transpose()?,
+                    cwd: shell.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
+                    capture: shell.process.capture,
+                },
+                StepKind::Http(http) => Action::Http {
+                    method: http.method.clone(),
+                    url: plain(&http.url)?,
+                    headers: http
+                        .headers
+                        .iter()
+                        .map(|(k, t)| Ok((k.clone(), text(t)?)))
+                        .collect::<Result<_, RenderError>>()?,
+                    body: http.body.as_ref().map(text).transpose()?,
+                    expect_status: http.expect.status.clone(),
+                    expect_body_contains: http.expect.body_contains.as_ref().map(plain).transpose()?,
+                    expect_json: http.expect.json.clone(),
+                    connect_timeout: http.connect_timeout,
+                    capture: http.capture,
+                },
+                _ => return Err(RenderError("a watch samples a `run`, `shell` or `http` step".into())),
+            })
+        };
         let action = match &step.kind {
-            StepKind::Run(run) => Action::Run {
-                argv: run.argv.iter().map(plain).collect::<Result<_, _>>()?,
-                env: run
-                    .process
-                    .env
-                    .iter()
-                    .map(|(k, t)| Ok((k.clone(), text(t)?)))
-                    .collect::<Result<_, RenderError>>()?,
-                stdin: run.process.stdin.as_ref().map(text).transpose()?,
-                cwd: run.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
-                capture: run.process.capture,
-            },
-            StepKind::Shell(shell) => Action::Shell {
-                script: shell.script.clone(),
-                args: shell.args.iter().map(plain).collect::<Result<_, _>>()?,
-                env: shell
-                    .process
-                    .env
-                    .iter()
-                    .map(|(k, t)| Ok((k.clone(), text(t)?)))
-                    .collect::<Result<_, RenderError>>()?,
-                stdin: shell.process.stdin.as_ref().map(text).transpose()?,
-                cwd: shell.process.cwd.as_ref().map(plain).transpose()?.map(PathBuf::from),
-                capture: shell.process.capture,
-            },
-            StepKind::Http(http) => Action::Http {
-                method: http.method.clone(),
-                url: plain(&http.url)?,
-                headers: http
-                    .headers
-                    .iter()
-                    .map(|(k, t)| Ok((k.clone(), text(t)?)))
-                    .collect::<Result<_, RenderError>>()?,
-                body: http.body.as_ref().map(text).transpose()?,
-                expect_status: http.expect.status.clone(),
-                expect_body_contains: http.expect.body_contains.as_ref().map(plain).transpose()?,
-                expect_json: http.expect.json.clone(),
-                connect_timeout: http.connect_timeout,
-                capture: http.capture,
+            StepKind::Run(_) | StepKind::Shell(_) | StepKind::Http(_) => work(&step.kind)?,
+            StepKind::Watch(watch) => Action::Watch {
+                sample: Box::new(work(&watch.sample)?),
+                every: watch.every,
+                within: watch.within,
+                pass: watch.pass.text.clone(),
+                hold: watch.hold,
+                fail: watch.fail.as_ref().map(|f| f.text.clone()),
             },
             StepKind::Manual(template) => Action::Manual { text: plain(template)? },
             StepKind::Prompt(prompt) => {
@@ -356,7 +399,7 @@ pub fn command_line(argv: impl IntoIterator<Item = String>) -> String {
 
 /// How an `http:` step is shown: its method and URL, secrets masked.
 pub fn http_line(plan: &Plan, rendered: &Rendered) -> Option<String> {
-    match &rendered.action {
+    match rendered.work() {
         Action::Http { method, url, .. } => Some(format!("{method} {}", plan.redactor.redact(url))),
         _ => None,
     }

@@ -48,6 +48,20 @@ pub fn describe(event: &serde_json::Value) -> Option<String> {
             );
             format!("  {line}{by}")
         }
+        "watch_sample" => {
+            let value = event["value"].as_str().map(|v| format!(" {v}")).unwrap_or_default();
+            let verdict = match (event["passing"].as_bool(), event["error"].as_str()) {
+                (Some(true), _) => format!("passing ({}/{})", event["streak"], event["hold"]),
+                (_, Some(reason)) => format!("not passing: {reason}"),
+                _ => "not passing".to_owned(),
+            };
+            let between = event["not_journaled"]
+                .as_u64()
+                .map(|n| format!(" ({n} sample(s) between not journaled)"))
+                .unwrap_or_default();
+            format!("  ◷ {} sample {}:{value} — {verdict}, {} left{between}", s("id"), event["sample"], s("left"))
+        }
+        "recovered" => format!("  time to recovery: {} ({} passed)", s("after"), s("id")),
         "notice" => format!("  note ({}): {}", s("id"), s("text").replace('\n', " ")),
         "undo" => format!("  ↶ undo of {} {}: {}", s("id"), s("state"), s("text").replace('\n', " ")),
         "lock_taken_over" => {

@@ -179,37 +179,9 @@ fn show(template: &Template) -> String {
     template.render(&context).unwrap_or_else(|_| template.text.clone())
 }
 
-fn write_step(out: &mut String, step: &Step, number: usize) {
-    let title = step.name.clone().unwrap_or_else(|| step.id.clone());
-    let mut facts = vec![format!("`{}`", step.id), step.kind_name().to_owned()];
-    if matches!(step.kind, StepKind::Run(_) | StepKind::Shell(_) | StepKind::Http(_)) {
-        facts.push(if step.effect == Effect::Read { "read-only".into() } else { "**changes things**".into() });
-        facts.push(format!("timeout {}", humantime::format_duration(step.timeout_or_default())));
-    }
-    if step.secret {
-        facts.push("output is secret".into());
-    }
-    let _ = writeln!(out, "{number}. **{title}** ({})", facts.join(", "));
-    let pad = "   ";
-    if let Some(when) = &step.when {
-        let _ = writeln!(out, "{pad}Only when `{}`.", when.text);
-    }
-    if let Some(done_if) = &step.done_if {
-        let _ = writeln!(out, "{pad}Already done (not run again) when `{}`.", done_if.text);
-    }
-    if let Some(target) = &step.confirm {
-        let _ = writeln!(out, "{pad}The operator first types `{}` to confirm.", show(target));
-    }
-    if let Some(retry) = &step.retry {
-        let until = retry.until.as_ref().map(|u| format!(" until `{}`", u.text)).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "{pad}Retried up to {} times, every {}{until}.",
-            retry.attempts,
-            humantime::format_duration(retry.interval)
-        );
-    }
-    match &step.kind {
+/// What a step of this kind does (a watch: how it watches, then what it samples).
+fn write_kind(out: &mut String, step: &Step, kind: &StepKind, pad: &str) {
+    match kind {
         StepKind::Run(run) => {
             let argv: Vec<String> = run.argv.iter().map(show).collect();
             let _ = writeln!(out, "\n{pad}```sh\n{pad}{}\n{pad}```", readable_command(argv));
@@ -279,7 +251,61 @@ fn write_step(out: &mut String, step: &Step, number: usize) {
         StepKind::Include(include) => {
             let _ = writeln!(out, "{pad}Runs procedure [`{}`](#{}).", include.procedure, anchor(&include.procedure));
         }
+        StepKind::Watch(watch) => {
+            let hold = if watch.hold == 1 { String::new() } else { format!(" for {} samples in a row", watch.hold) };
+            let _ = writeln!(
+                out,
+                "{pad}Watches every {} for up to {}: passes when `{}`{hold}.",
+                humantime::format_duration(watch.every),
+                humantime::format_duration(watch.within),
+                watch.pass.text
+            );
+            if let Some(fail) = &watch.fail {
+                let _ = writeln!(out, "{pad}Gives up at once when `{}`.", fail.text);
+            }
+            write_kind(out, step, &watch.sample, pad);
+        }
     }
+}
+
+fn write_step(out: &mut String, step: &Step, number: usize) {
+    let title = step.name.clone().unwrap_or_else(|| step.id.clone());
+    let mut facts = vec![format!("`{}`", step.id), step.kind_name().to_owned()];
+    if matches!(step.kind, StepKind::Run(_) | StepKind::Shell(_) | StepKind::Http(_)) {
+        facts.push(if step.effect == Effect::Read { "read-only".into() } else { "**changes things**".into() });
+        facts.push(format!("timeout {}", humantime::format_duration(step.timeout_or_default())));
+    }
+    if let StepKind::Watch(_) = step.kind {
+        facts.push("read-only".into());
+        facts.push(format!("timeout {} per sample", humantime::format_duration(step.timeout_or_default())));
+    }
+    if step.recovery {
+        facts.push("**recovery**: passing it means the service recovered".into());
+    }
+    if step.secret {
+        facts.push("output is secret".into());
+    }
+    let _ = writeln!(out, "{number}. **{title}** ({})", facts.join(", "));
+    let pad = "   ";
+    if let Some(when) = &step.when {
+        let _ = writeln!(out, "{pad}Only when `{}`.", when.text);
+    }
+    if let Some(done_if) = &step.done_if {
+        let _ = writeln!(out, "{pad}Already done (not run again) when `{}`.", done_if.text);
+    }
+    if let Some(target) = &step.confirm {
+        let _ = writeln!(out, "{pad}The operator first types `{}` to confirm.", show(target));
+    }
+    if let Some(retry) = &step.retry {
+        let until = retry.until.as_ref().map(|u| format!(" until `{}`", u.text)).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{pad}Retried up to {} times, every {}{until}.",
+            retry.attempts,
+            humantime::format_duration(retry.interval)
+        );
+    }
+    write_kind(out, step, &step.kind, pad);
     match &step.on_failure {
         OnFailure::Abort => {}
         OnFailure::Continue => {
@@ -308,6 +334,7 @@ fn undo_summary(step: &Step) -> String {
         StepKind::Assert(assert) => format!("checks `{}`", assert.expr.text),
         StepKind::Prompt(prompt) => format!("asks *{}*", show(&prompt.question).trim()),
         StepKind::Include(include) => format!("runs `{}`", include.procedure),
+        StepKind::Watch(watch) => format!("watches until `{}`", watch.pass.text),
     };
     match &step.confirm {
         Some(target) => format!("{text}, after the operator types `{}`", show(target)),

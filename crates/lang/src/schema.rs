@@ -138,7 +138,7 @@ pub enum ConfirmName {
 }
 
 /// A step: an `id` and exactly one of `run`, `shell`, `http`, `manual`, `prompt`, `assert`,
-/// `include`.
+/// `include`, `watch`.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepDef {
@@ -159,6 +159,8 @@ pub struct StepDef {
     pub assert: Option<String>,
     /// Another procedure of this runbook.
     pub include: Option<String>,
+    /// A read sampled again and again until its condition holds.
+    pub watch: Option<WatchDef>,
     /// An expression; the step is skipped when it is false.
     pub when: Option<String>,
     /// A mutating step: an expression over what read steps saw that says the step's effect
@@ -179,6 +181,9 @@ pub struct StepDef {
     /// An earlier step of the same procedure that started the operation this step waits
     /// on: when this step fails, `runbook resume` starts again at that step.
     pub restarts_from: Option<String>,
+    /// This step passing means the service has recovered: the run's time to recovery ends
+    /// when the first such step passes.
+    pub recovery: Option<bool>,
     pub env: Option<BTreeMap<String, String>>,
     pub stdin: Option<String>,
     pub cwd: Option<String>,
@@ -260,6 +265,32 @@ pub struct RetryDef {
     pub until: Option<String>,
 }
 
+/// `watch:`: one of `run`, `shell`, `http` (GET, HEAD or OPTIONS), sampled every `every`
+/// until `pass` holds for `hold` samples in a row, `fail` holds, or `within` runs out.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WatchDef {
+    pub run: Option<Vec<String>>,
+    pub shell: Option<String>,
+    pub http: Option<HttpDef>,
+    pub capture: Option<CaptureName>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub stdin: Option<String>,
+    pub cwd: Option<String>,
+    pub args: Option<Vec<String>>,
+    /// Time between samples (a duration such as `30s`); shorter than `within`.
+    pub every: String,
+    /// The longest the watch may take (a duration such as `10m`).
+    pub within: String,
+    /// An expression over `sample` (`sample.output`, `sample.json`, `sample.status`).
+    pub pass: String,
+    /// Passing samples in a row needed (default 1).
+    #[schemars(range(min = 1))]
+    pub hold: Option<u32>,
+    /// An expression over `sample`: the watch fails at once when it is true.
+    pub fail: Option<String>,
+}
+
 pub fn json() -> String {
     let schema = schemars::schema_for!(RunbookFile);
     serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
@@ -295,6 +326,7 @@ mod tests {
         assert_eq!(properties(&schema, Some("HttpDef")), set(&[keys::HTTP]));
         assert_eq!(properties(&schema, Some("ExpectDef")), set(&[keys::EXPECT]));
         assert_eq!(properties(&schema, Some("RetryDef")), set(&[keys::RETRY]));
+        assert_eq!(properties(&schema, Some("WatchDef")), set(&[keys::WATCH]));
     }
 
     #[test]

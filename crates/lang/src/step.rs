@@ -44,6 +44,9 @@ pub struct Step {
     /// Where the `restarts_from` value is written.
     #[serde(skip)]
     pub restarts_from_span: Option<Span>,
+    /// `recovery: true`: this step passing means the service has recovered; the time from
+    /// the run's start to the first such step passing is the run's time to recovery.
+    pub recovery: bool,
     #[serde(skip)]
     pub span: Span,
     /// Where the `on_failure` value is written, for diagnostics about it.
@@ -91,6 +94,24 @@ pub enum StepKind {
     Prompt(PromptStep),
     Assert(AssertStep),
     Include(IncludeStep),
+    Watch(WatchStep),
+}
+
+/// `watch:`: a read sampled every `every` until `pass` has held for `hold` samples in a row,
+/// `fail` holds, or `within` runs out.
+#[derive(Debug, Serialize)]
+pub struct WatchStep {
+    /// What each sample runs: a `run`, `shell` or (read-only) `http` body, captured as the
+    /// watch says.
+    pub sample: Box<StepKind>,
+    pub every: Duration,
+    pub within: Duration,
+    /// True when a sample passes; it sees the sample as `sample`.
+    pub pass: Expr,
+    /// Passing samples in a row needed (at least 1).
+    pub hold: u32,
+    /// True when the watch gives up at once.
+    pub fail: Option<Expr>,
 }
 
 /// What a process step shares between `run:` and `shell:`.
@@ -230,6 +251,7 @@ impl Step {
             StepKind::Prompt(_) => "prompt",
             StepKind::Assert(_) => "assert",
             StepKind::Include(_) => "include",
+            StepKind::Watch(_) => "watch",
         }
     }
 
@@ -252,27 +274,9 @@ impl Step {
     }
 
     /// What later steps can read of this step: `output`, `json`, `lines`, `status`.
+    /// (A watch's output is its last sample's.)
     pub fn outputs(&self) -> &'static [&'static str] {
-        let capture = match &self.kind {
-            StepKind::Run(run) => run.process.capture,
-            StepKind::Shell(shell) => shell.process.capture,
-            StepKind::Http(http) => {
-                return match http.capture {
-                    None => &["status"],
-                    Some(Capture::Text) => &["status", "output"],
-                    Some(Capture::Json) => &["status", "output", "json"],
-                    Some(Capture::Lines) => &["status", "output", "lines"],
-                };
-            }
-            StepKind::Prompt(_) => return &["output"],
-            StepKind::Manual(_) | StepKind::Assert(_) | StepKind::Include(_) => return &[],
-        };
-        match capture {
-            None => &["status"],
-            Some(Capture::Text) => &["status", "output"],
-            Some(Capture::Json) => &["status", "output", "json"],
-            Some(Capture::Lines) => &["status", "output", "lines"],
-        }
+        kind_outputs(&self.kind)
     }
 
     /// Whether the step's output is secret (a `secret: true` step or a secret prompt).
@@ -281,9 +285,34 @@ impl Step {
     }
 
     pub fn timeout_or_default(&self) -> Duration {
-        self.timeout.unwrap_or(match self.kind {
+        self.timeout.unwrap_or(match &self.kind {
             StepKind::Http(_) => DEFAULT_HTTP_TIMEOUT,
+            StepKind::Watch(watch) if matches!(*watch.sample, StepKind::Http(_)) => DEFAULT_HTTP_TIMEOUT,
             _ => DEFAULT_PROCESS_TIMEOUT,
         })
+    }
+}
+
+fn kind_outputs(kind: &StepKind) -> &'static [&'static str] {
+    let capture = match kind {
+        StepKind::Run(run) => run.process.capture,
+        StepKind::Shell(shell) => shell.process.capture,
+        StepKind::Http(http) => {
+            return match http.capture {
+                None => &["status"],
+                Some(Capture::Text) => &["status", "output"],
+                Some(Capture::Json) => &["status", "output", "json"],
+                Some(Capture::Lines) => &["status", "output", "lines"],
+            };
+        }
+        StepKind::Watch(watch) => return kind_outputs(&watch.sample),
+        StepKind::Prompt(_) => return &["output"],
+        StepKind::Manual(_) | StepKind::Assert(_) | StepKind::Include(_) => return &[],
+    };
+    match capture {
+        None => &["status"],
+        Some(Capture::Text) => &["status", "output"],
+        Some(Capture::Json) => &["status", "output", "json"],
+        Some(Capture::Lines) => &["status", "output", "lines"],
     }
 }

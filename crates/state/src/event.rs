@@ -66,6 +66,33 @@ pub enum Event {
         /// What the operator answered (prompt value, typed confirmation), when not secret.
         answer: Option<String>,
     },
+    /// One sample of a `watch` step. The journal keeps the first and the last of a watch in
+    /// full, and on the last the number of samples between that it did not keep.
+    WatchSample {
+        id: String,
+        /// Counted from 1; a resumed watch starts again at 1.
+        sample: u32,
+        passing: bool,
+        /// Passing samples in a row so far, and how many the watch needs.
+        streak: u32,
+        hold: u32,
+        /// The sample's value, shortened (its JSON or text), when it has one.
+        value: Option<String>,
+        /// Why the sample counts as not passing: it erred (exit status, HTTP error, not JSON)
+        /// or `pass` could not be evaluated.
+        error: Option<String>,
+        /// Time left of `within`.
+        #[serde(serialize_with = "crate::durations::serialize")]
+        left: Duration,
+    },
+    /// The run's first `recovery: true` step passed: the run's time to recovery, from its
+    /// start (its first attempt's) to now.
+    Recovered {
+        id: String,
+        #[serde(serialize_with = "crate::durations::serialize")]
+        after: Duration,
+        seconds: f64,
+    },
     /// The undo engine about step `id` (the step being undone, not the undo step).
     Undo {
         id: String,

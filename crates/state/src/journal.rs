@@ -31,6 +31,8 @@ pub struct Journal {
     remote: Option<crate::store::journal::Remote>,
     /// A record was written but not yet synced (see the module's note).
     unsynced: bool,
+    /// The latest sample of the watch going on, written when the watch ends.
+    held_sample: Option<Record>,
 }
 
 fn now() -> String {
@@ -78,8 +80,16 @@ impl Journal {
             }
         }
         let opening = (kind(&record), encode(&record)?);
-        let mut journal =
-            Journal { file, path: path.to_path_buf(), len, failed: None, opening, remote: None, unsynced: false };
+        let mut journal = Journal {
+            file,
+            path: path.to_path_buf(),
+            len,
+            failed: None,
+            opening,
+            remote: None,
+            unsynced: false,
+            held_sample: None,
+        };
         if resumed {
             journal.write_local(&journal.opening.1.clone(), true)?;
         }
@@ -204,6 +214,25 @@ impl Subscriber for Journal {
             return;
         }
         let Ok(value) = serde_json::to_value(event) else { return };
+        // A watch's samples are bounded: its first in full, the latest held until the watch
+        // ends (any other event), then written with the count of those in between.
+        if let Event::WatchSample { sample, .. } = event
+            && *sample > 1
+        {
+            self.held_sample = Some(Record::Event { ts: now(), event: value });
+            return;
+        }
+        if let Some(Record::Event { ts, mut event }) = self.held_sample.take() {
+            let between = event["sample"].as_u64().unwrap_or(2).saturating_sub(2);
+            if between > 0 {
+                event["not_journaled"] = serde_json::Value::from(between);
+            }
+            let what = format!("watch_sample of `{}`", event["id"].as_str().unwrap_or_default());
+            if let Err(err) = self.append_synced(&Record::Event { ts, event }, false, false) {
+                self.failed = Some(format!("{err} (the record {what} is missing)"));
+                return;
+            }
+        }
         let what = match (value["event"].as_str(), value["id"].as_str()) {
             (Some(kind), Some(id)) => format!("{kind} of `{id}`"),
             (Some(kind), None) => kind.to_owned(),

@@ -49,6 +49,10 @@ pub struct Header {
     /// `--on-failure undo|abort` as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<String>,
+    /// The procedure's `recovery: true` steps: the run's time to recovery ends when the
+    /// first of them passes (none: the run has no time to recovery to record).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_steps: Vec<String>,
 }
 
 /// One line of the journal.
@@ -186,6 +190,52 @@ pub struct Summary {
     pub plan_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<String>,
+    /// Seconds from the run's start to its first `recovery: true` step passing; `null`
+    /// when none passed (see `recovery`).
+    pub time_to_recovery_s: Option<f64>,
+    /// `recovered`, `not recovered`, or `no recovery step` (the run has none, as recorded
+    /// by its header).
+    pub recovery: &'static str,
+}
+
+/// The run's time to recovery, as the journal has it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recovery {
+    /// The first `recovery: true` step to pass, and the seconds from the run's start.
+    Recovered { step: String, seconds: f64 },
+    /// The run has recovery steps; none passed (yet).
+    NotRecovered,
+    /// The runbook's procedure has no `recovery: true` step.
+    NoRecoveryStep,
+}
+
+impl Recovery {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Recovery::Recovered { .. } => "recovered",
+            Recovery::NotRecovered => "not recovered",
+            Recovery::NoRecoveryStep => "no recovery step",
+        }
+    }
+
+    pub fn seconds(&self) -> Option<f64> {
+        match self {
+            Recovery::Recovered { seconds, .. } => Some(*seconds),
+            _ => None,
+        }
+    }
+
+    /// For a person: `4m 12s (error_rate passed)`, or what stands instead of a number.
+    pub fn describe(&self) -> String {
+        match self {
+            Recovery::Recovered { step, seconds } => {
+                let whole = std::time::Duration::from_secs_f64(seconds.max(0.0).round());
+                format!("{} ({step} passed)", humantime::format_duration(whole))
+            }
+            Recovery::NotRecovered => "not recovered: no `recovery: true` step passed".to_owned(),
+            Recovery::NoRecoveryStep => "none: the procedure has no `recovery: true` step".to_owned(),
+        }
+    }
 }
 
 impl Recorded {
@@ -268,7 +318,26 @@ impl Recorded {
             rehearsal: header.rehearsal.is_some(),
             plan_id: header.plan_id.clone(),
             break_glass: header.break_glass.clone(),
+            time_to_recovery_s: self.recovery().seconds(),
+            recovery: self.recovery().as_str(),
         })
+    }
+
+    /// The run's time to recovery: its first `recovered` event (whichever attempt journaled
+    /// it), else whether its procedure has a recovery step at all.
+    pub fn recovery(&self) -> Recovery {
+        let first = self.events().find(|e| e["event"] == "recovered");
+        if let Some(event) = first {
+            return Recovery::Recovered {
+                step: event["id"].as_str().unwrap_or_default().to_owned(),
+                seconds: event["seconds"].as_f64().unwrap_or_default(),
+            };
+        }
+        let has_step = self.records.iter().any(|r| match r {
+            Record::RunStarted { header, .. } | Record::RunResumed { header, .. } => !header.recovery_steps.is_empty(),
+            Record::Event { .. } => false,
+        });
+        if has_step { Recovery::NotRecovered } else { Recovery::NoRecoveryStep }
     }
 
     /// Steps whose undo ran to the end (`undo` events).

@@ -101,6 +101,8 @@ pub struct StepContext<'a> {
     pub probing: bool,
     /// The failure menu's `edit`: a prompt is asked again, whatever `--answer` said.
     pub ask_again: bool,
+    /// A watch's sample runs: its output is shown as the watch's line, not streamed.
+    pub sampling: bool,
 }
 
 /// One attempt's result.

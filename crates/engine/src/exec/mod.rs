@@ -97,6 +97,12 @@ pub struct Runner<'p> {
     menu_skipped: std::collections::HashSet<String>,
     /// Manual steps passed in this attempt without a person acknowledging them.
     unattended: std::collections::HashSet<String>,
+    /// When the run started (its first attempt, for a resume): time to recovery counts
+    /// from here.
+    pub run_started: chrono::DateTime<chrono::Utc>,
+    /// A `recovery: true` step has passed in this run (in any attempt): the run's time to
+    /// recovery is recorded once, by the first.
+    pub recovered: bool,
 }
 
 impl<'p> Runner<'p> {
@@ -135,6 +141,8 @@ impl<'p> Runner<'p> {
             ask_again: false,
             menu_skipped: std::collections::HashSet::new(),
             unattended: std::collections::HashSet::new(),
+            run_started: chrono::Utc::now(),
+            recovered: false,
         }
     }
 
@@ -173,6 +181,7 @@ impl<'p> Runner<'p> {
             events: &mut self.events,
             probing: self.probing,
             ask_again: self.ask_again,
+            sampling: false,
         };
         let attempt = steps::execute(&mut context, step, rendered).await;
         if attempt.answer_refused {
@@ -739,6 +748,7 @@ impl<'p> Runner<'p> {
                 .and_then(|o| serde_json::to_value(o).ok())
                 .map(|v| crate::redact::redact_json(redactor, v))
         };
+        let recovered_now = attempt.status == StepStatus::Done && step.recovery && !self.recovered && !self.probing;
         self.emit(Event::StepFinished {
             id: step.id.clone(),
             status: attempt.status,
@@ -748,5 +758,15 @@ impl<'p> Runner<'p> {
             output,
             answer: attempt.answer.map(|a| redactor.redact(&a)),
         });
+        if recovered_now {
+            self.recovered = true;
+            let after = (chrono::Utc::now() - self.run_started).to_std().unwrap_or_default();
+            self.emit(Event::Recovered { id: step.id.clone(), after, seconds: round_ms(after) });
+        }
     }
+}
+
+/// Seconds to the millisecond, as journals and `history --format json` give them.
+fn round_ms(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
 }

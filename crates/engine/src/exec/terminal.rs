@@ -24,6 +24,8 @@ pub struct Terminal {
     changes: Vec<(String, String)>,
     /// The last output line of the running mutating step.
     last_line: Option<(String, String)>,
+    /// The run's time to recovery, once its first recovery step passed.
+    recovered: Option<String>,
     /// Child output not written yet (see `flush_output`).
     stdout: Vec<u8>,
     stderr: Vec<u8>,
@@ -41,6 +43,7 @@ impl Terminal {
             decisions: Vec::new(),
             changes: Vec::new(),
             last_line: None,
+            recovered: None,
             stdout: Vec::new(),
             stderr: Vec::new(),
         }
@@ -65,6 +68,17 @@ impl Terminal {
             lines.extend(now.iter().map(|(id, text)| format!("  {id}: {text}")));
         }
         lines
+    }
+
+    /// The summary's time to recovery, or what stands instead of a number.
+    fn time_to_recovery(&self) -> String {
+        let text = match (&self.recovered, &self.context.earlier_recovery) {
+            (Some(now), _) => now.clone(),
+            (None, Some(earlier)) => format!("{earlier} (earlier attempt)"),
+            (None, None) if self.context.recovery_steps => "not recovered: no `recovery: true` step passed".to_owned(),
+            (None, None) => "none: the procedure has no `recovery: true` step".to_owned(),
+        };
+        format!("Time to recovery: {text}")
     }
 
     fn say(&self, line: &str) {
@@ -164,7 +178,7 @@ impl Subscriber for Terminal {
                         self.say(&format!("  {prompt} {command}"));
                     }
                 }
-                if self.fancy && matches!(*kind, "run" | "shell" | "http") {
+                if self.fancy && matches!(*kind, "run" | "shell" | "http" | "watch") {
                     let spinner = ProgressBar::new_spinner();
                     spinner.set_style(
                         ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
@@ -203,6 +217,24 @@ impl Subscriber for Terminal {
                     prompt.as_deref(),
                     answer.as_deref(),
                 ));
+            }
+            Event::WatchSample { id, sample, passing, streak, hold, value, error, left } => {
+                let verdict = match (passing, error) {
+                    (true, _) => format!("passing ({streak}/{hold})"),
+                    (false, Some(reason)) => format!("not passing: {reason}"),
+                    (false, None) => "not passing".to_owned(),
+                };
+                let value = value.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
+                let line = format!("sample {sample}:{value} — {verdict}, {} left", format_duration(*left));
+                // On a terminal the watch's one line updates in place; elsewhere, a line per sample.
+                match &self.spinner {
+                    Some(spinner) if self.fancy => spinner.set_message(format!("{id}: {line}")),
+                    _ if !self.quiet => self.say(&format!("  {line}")),
+                    _ => {}
+                }
+            }
+            Event::Recovered { id, after, .. } => {
+                self.recovered = Some(format!("{} ({id} passed)", format_duration(*after)));
             }
             Event::Undo { id, text, .. } => {
                 self.stop_spinner();
@@ -276,6 +308,7 @@ impl Subscriber for Terminal {
                         self.say(&line);
                     }
                 }
+                self.say(&self.time_to_recovery());
                 if let Some(message) = message {
                     self.say(message);
                 }
@@ -289,6 +322,10 @@ impl Subscriber for Terminal {
 pub struct SummaryContext {
     /// Ids of steps that change something (`effect: mutate` run/shell/http steps).
     pub mutating: std::collections::HashSet<String>,
+    /// The procedure has a `recovery: true` step.
+    pub recovery_steps: bool,
+    /// The run's time to recovery, recorded by an earlier attempt.
+    pub earlier_recovery: Option<String>,
     /// Steps finished in an earlier attempt (`resume`).
     pub earlier: usize,
     /// Decisions and changes of earlier attempts, listed before this attempt's.

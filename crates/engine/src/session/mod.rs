@@ -191,6 +191,7 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
     } else {
         let mut terminal = Terminal::new(std::io::stderr().is_terminal(), settings.quiet);
         terminal.context = summary_context(plan, &runner.completed);
+        terminal.context.earlier_recovery = execution.recovery.recovered_earlier();
         runner.subscribe(Box::new(terminal));
         if !settings.quiet {
             let verb = match (execution.recovery.undo, resumed) {
@@ -323,7 +324,17 @@ fn header(plan: &Plan, run_id: &str, holder: &runbook_state::lock::Holder, yes: 
         break_glass: None,
         undo: false,
         on_failure: None,
+        recovery_steps: recovery_steps(plan),
     }
+}
+
+/// The procedure's `recovery: true` steps, in order (included procedures too).
+fn recovery_steps(plan: &Plan) -> Vec<String> {
+    let mut order = Vec::new();
+    if let Some(procedure) = plan.runbook.procedures.get(&plan.procedure) {
+        crate::plan::steps_in_order(&plan.runbook, procedure, &mut order);
+    }
+    order.into_iter().filter(|s| s.recovery).map(|s| s.id.clone()).collect()
 }
 
 /// What the summary needs to know: the mutating steps, and what earlier attempts decided
@@ -349,6 +360,8 @@ fn summary_context(
         }
     }
     crate::exec::terminal::SummaryContext {
+        recovery_steps: !recovery_steps(plan).is_empty(),
+        earlier_recovery: None,
         mutating,
         earlier: completed.len(),
         earlier_decisions: decisions,

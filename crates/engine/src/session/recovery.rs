@@ -32,6 +32,10 @@ pub struct Recovery {
     undo_steps_done: HashMap<String, Option<StepOutput>>,
     /// The mutating step that failed last, per the journal.
     failed_mutation: Option<String>,
+    /// When the run's first attempt started, and whether a recovery step passed already:
+    /// a resumed run's time to recovery counts from its start and is recorded once.
+    run_started: Option<chrono::DateTime<chrono::Utc>>,
+    recovered: Option<String>,
 }
 
 impl Recovery {
@@ -69,6 +73,11 @@ impl Recovery {
             undone: recorded.undone_steps(),
             undo_steps_done,
             failed_mutation: last_failed(recorded, &steps),
+            run_started: chrono::DateTime::parse_from_rfc3339(&recorded.started()).ok().map(|t| t.to_utc()),
+            recovered: match recorded.recovery() {
+                recovery @ runbook_state::record::Recovery::Recovered { .. } => Some(recovery.describe()),
+                _ => None,
+            },
         }
     }
 
@@ -131,7 +140,14 @@ impl Recovery {
             runner.undone = self.undone.clone();
             runner.completed.extend(self.undo_steps_done.clone());
             runner.failed_mutation.clone_from(&self.failed_mutation);
+            runner.run_started = self.run_started.unwrap_or(runner.run_started);
+            runner.recovered = self.recovered.is_some();
         }
+    }
+
+    /// The run's time to recovery, when an earlier attempt recorded it.
+    pub fn recovered_earlier(&self) -> Option<String> {
+        self.recovered.clone()
     }
 
     pub fn stamp(&self, header: &mut Header) {

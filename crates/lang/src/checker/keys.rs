@@ -17,7 +17,7 @@ pub const PARAM: &[&str] = &[
 ];
 pub const PROCEDURE: &[&str] = &["summary", "description", "params", "stages"];
 pub const STAGE: &[&str] = &["name", "description", "steps"];
-pub const KINDS: &[&str] = &["run", "shell", "http", "manual", "prompt", "assert", "include"];
+pub const KINDS: &[&str] = &["run", "shell", "http", "manual", "prompt", "assert", "include", "watch"];
 pub const COMMON_KEYS: &[&str] = &[
     "id",
     "name",
@@ -31,6 +31,7 @@ pub const COMMON_KEYS: &[&str] = &[
     "on_failure",
     "secret",
     "restarts_from",
+    "recovery",
 ];
 pub const PROCESS_KEYS: &[&str] = &["env", "stdin", "cwd", "capture"];
 pub const SHELL_KEYS: &[&str] = &["args"];
@@ -41,6 +42,11 @@ pub const ASSERT_KEYS: &[&str] = &["message"];
 pub const HTTP: &[&str] = &["method", "url", "headers", "body", "expect", "connect_timeout"];
 pub const EXPECT: &[&str] = &["status", "body_contains", "json"];
 pub const RETRY: &[&str] = &["attempts", "interval", "until"];
+/// `watch:`: what it samples (one of `run`, `shell`, `http`, with their keys) and how.
+pub const WATCH: &[&str] =
+    &["run", "shell", "http", "capture", "env", "stdin", "cwd", "args", "every", "within", "pass", "hold", "fail"];
+/// What a watch may sample.
+pub const WATCH_BODIES: &[&str] = &["run", "shell", "http"];
 
 /// `undo:` on a mutating step: one step or a list of steps.
 pub const UNDO: &str = "undo";

@@ -395,8 +395,17 @@ impl<'a> References<'a> {
     fn step(&mut self, procedure: &Procedure, step: &Step, visible: &Visible<'_>, undo: &[Step]) {
         let scope = Scope { procedure, visible, step, undo };
         let mut templates: Vec<(&Template, Sink)> = Vec::new();
-        let mut exprs: Vec<(&Expr, bool)> = Vec::new();
-        match &step.kind {
+        let mut exprs: Vec<(&Expr, Option<&'static str>)> = Vec::new();
+        // A watch's templates are its sample's; `pass` and `fail` see the sample as `sample`.
+        let kind = match &step.kind {
+            StepKind::Watch(watch) => {
+                exprs.push((&watch.pass, Some("sample")));
+                exprs.extend(watch.fail.iter().map(|e| (e, Some("sample"))));
+                &*watch.sample
+            }
+            kind => kind,
+        };
+        match kind {
             StepKind::Run(run) => {
                 templates.extend(run.argv.iter().map(|t| (t, Sink::Public("on a command line"))));
                 templates.extend(run.process.templates());
@@ -430,7 +439,7 @@ impl<'a> References<'a> {
                             &expr.text,
                             &refs,
                             Sink::Public("in the choices shown on the terminal"),
-                            false,
+                            None,
                         ),
                         Err(err) => {
                             self.error(
@@ -447,7 +456,7 @@ impl<'a> References<'a> {
                         Ok(refs) => {
                             let refs = refs.into_iter().filter(|r| r != "item" && !r.starts_with("item.")).collect();
                             let sink = Sink::Public("in the choices shown on the terminal");
-                            self.references(&scope, template.span, &template.text, &refs, sink, false);
+                            self.references(&scope, template.span, &template.text, &refs, sink, None);
                         }
                         Err(err) => {
                             self.error(
@@ -460,22 +469,22 @@ impl<'a> References<'a> {
                 }
             }
             StepKind::Assert(assert) => {
-                exprs.push((&assert.expr, false));
+                exprs.push((&assert.expr, None));
                 templates.extend(assert.message.iter().map(|t| (t, Sink::Public("in an error message"))));
             }
-            StepKind::Include(_) => {}
+            StepKind::Include(_) | StepKind::Watch(_) => {}
         }
         templates.extend(step.confirm.iter().map(|t| (t, Sink::Public("in text shown on the terminal"))));
-        exprs.extend(step.when.iter().map(|e| (e, false)));
-        exprs.extend(step.done_if.iter().map(|e| (e, false)));
+        exprs.extend(step.when.iter().map(|e| (e, None)));
+        exprs.extend(step.done_if.iter().map(|e| (e, None)));
         if let Some(until) = step.retry.as_ref().and_then(|r| r.until.as_ref()) {
-            exprs.push((until, true));
+            exprs.push((until, Some("result")));
         }
         for (template, sink) in templates {
             match template.references() {
                 Ok(refs) => {
                     self.filters(template.span, &template.text, false);
-                    self.references(&scope, template.span, &template.text, &refs, sink, false);
+                    self.references(&scope, template.span, &template.text, &refs, sink, None);
                 }
                 Err(err) => {
                     self.error(
@@ -486,11 +495,11 @@ impl<'a> References<'a> {
                 }
             }
         }
-        for (expr, allows_result) in exprs {
+        for (expr, current) in exprs {
             match expr.references() {
                 Ok(refs) => {
                     self.filters(expr.span, &expr.text, true);
-                    self.references(&scope, expr.span, &expr.text, &refs, Sink::Private, allows_result);
+                    self.references(&scope, expr.span, &expr.text, &refs, Sink::Private, current);
                 }
                 Err(err) => {
                     self.error(Code::TemplateSyntax, expr.span, format!("expression does not parse: {}", err.message));
@@ -524,13 +533,16 @@ impl<'a> References<'a> {
         text: &str,
         refs: &BTreeSet<String>,
         sink: Sink,
-        allows_result: bool,
+        // The value an expression sees besides the usual roots: `result` (the attempt in
+        // `retry.until`) or `sample` (a watch's sample in `pass` and `fail`).
+        current: Option<&'static str>,
     ) {
         for reference in refs {
             let span = narrow(&self.source, span, text, reference);
             let parts: Vec<&str> = reference.split('.').collect();
             match parts.as_slice() {
-                ["result", ..] if allows_result => {}
+                ["sample", field, ..] if current == Some("sample") => self.sample_field(scope, span, field),
+                [root, ..] if current == Some(*root) => {}
                 ["params", name, ..] => self.param(scope, span, name, sink),
                 ["vars", name, ..] => self.var(span, name),
                 ["steps", id, rest @ ..] => self.output(scope, span, id, rest.first().copied(), sink),
@@ -558,9 +570,7 @@ impl<'a> References<'a> {
                 [root, ..] if ["range", "dict", "namespace", "debug"].contains(root) => {}
                 [root, ..] => {
                     let mut roots: Vec<&str> = ROOTS.to_vec();
-                    if allows_result {
-                        roots.push("result");
-                    }
+                    roots.extend(current);
                     let help = did_you_mean(root, roots.iter().copied())
                         .unwrap_or_else(|| format!("templates can use {}", roots.join(", ")));
                     self.error(Code::UnknownVariable, span, format!("unknown name `{root}` in a template")).help =
@@ -569,6 +579,21 @@ impl<'a> References<'a> {
                 [] => {}
             }
         }
+    }
+
+    /// `sample.<field>` in a watch: only what the watch captures.
+    fn sample_field(&mut self, scope: &Scope<'_>, span: Span, field: &str) {
+        let outputs = scope.step.outputs();
+        if outputs.contains(&field) {
+            return;
+        }
+        let help = match field {
+            "output" | "json" | "lines" => {
+                format!("set `capture: {}` on the watch", if field == "output" { "text" } else { field })
+            }
+            _ => format!("a sample has {}", outputs.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")),
+        };
+        self.error(Code::NotCaptured, span, format!("the watch's samples have no `{field}`")).help = Some(help);
     }
 
     fn param(&mut self, scope: &Scope<'_>, span: Span, name: &str, sink: Sink) {

@@ -14,7 +14,7 @@ use crate::param::{Param, ParamType, TimeBound, flag_name};
 use crate::source::SourceRef;
 use crate::step::{
     AssertStep, Capture, Choices, Effect, Expect, HttpStep, IncludeStep, OnFailure, Process, PromptStep, Retry,
-    RunStep, ShellStep, Step, StepKind,
+    RunStep, ShellStep, Step, StepKind, WatchStep,
 };
 use crate::template::Template;
 use crate::yaml::{Node, Value};
@@ -488,6 +488,17 @@ impl Structure {
                 None => Effect::Mutate,
             },
         };
+        // A watch only reads: `effect: read` is implied, and claiming otherwise is a mistake.
+        let effect = match (&kind, effect_node) {
+            (Some(StepKind::Watch(_)), Some(node)) if effect == Effect::Mutate => {
+                self.r
+                    .error(Code::InvalidValue, node.span, "a `watch` step only reads; it cannot be `effect: mutate`")
+                    .help = Some("drop `effect:` (a watch is `effect: read`)".into());
+                Effect::Read
+            }
+            (Some(StepKind::Watch(_)), _) => Effect::Read,
+            _ => effect,
+        };
         if let (Effect::Read, Some(StepKind::Http(http)), Some(node)) = (effect, &kind, effect_node) {
             // `--dry-run --probe` runs read steps for real: only safe methods may claim to read.
             if !matches!(http.method.as_str(), "GET" | "HEAD" | "OPTIONS") {
@@ -516,6 +527,7 @@ impl Structure {
         let secret = self.r.opt_bool(&fields, "secret").unwrap_or(false);
         let restarts_from = self.r.opt_string(&fields, "restarts_from");
         let name = self.r.opt_string(&fields, "name");
+        let recovery = self.r.opt_bool(&fields, "recovery").unwrap_or(false);
         let mutates = matches!(kind_name, "run" | "shell" | "http") && effect == Effect::Mutate;
         let undo = self.undo(&fields, mutates);
         if let (Some(node), false) = (fields.get("done_if"), mutates) {
@@ -539,6 +551,7 @@ impl Structure {
             undo,
             restarts_from,
             restarts_from_span: fields.get("restarts_from").map(|n| n.span),
+            recovery,
             span: id_node.map_or(fields.node.span, |n| n.span),
             on_failure_span: fields.get("on_failure").map(|n| n.span),
         })
@@ -708,8 +721,103 @@ impl Structure {
                 let procedure = self.r.string(node, "`include`")?;
                 Some(StepKind::Include(IncludeStep { procedure, span: node.span }))
             }
+            "watch" => self.watch(node).map(StepKind::Watch),
             _ => None,
         }
+    }
+
+    /// `watch:`: one read body (`run`, `shell` or a safe `http`), its capture, and when the
+    /// samples pass. Every mistake is reported, not only the first.
+    fn watch(&mut self, node: &Node) -> Option<WatchStep> {
+        let fields = self.r.fields(node, "`watch`", keys::WATCH)?;
+        let bodies: Vec<&str> = keys::WATCH_BODIES.iter().copied().filter(|k| fields.get(k).is_some()).collect();
+        let body = match bodies.as_slice() {
+            [one] => Some(*one),
+            [] => {
+                self.r.error(Code::MissingKey, node.span, "`watch` is missing what to sample").help =
+                    Some("give it one read to repeat: `http:`, `run:` or `shell:`".into());
+                None
+            }
+            [_, second, ..] => {
+                let span = fields.key_span(second).unwrap_or(node.span);
+                self.r.error(
+                    Code::StepKind,
+                    span,
+                    format!(
+                        "a `watch` samples one thing, this one has {}",
+                        bodies.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(body) = body {
+            // Keys of another body (`args` with `run`, `env` with `http`) are mistakes.
+            let applies: &[&str] = match body {
+                "run" => keys::PROCESS_KEYS,
+                "shell" => &["env", "stdin", "cwd", "capture", "args"],
+                _ => keys::HTTP_STEP_KEYS,
+            };
+            for key in ["env", "stdin", "cwd", "args"] {
+                if let (Some(span), false) = (fields.key_span(key), applies.contains(&key)) {
+                    self.r.error(Code::UnknownKey, span, format!("`{key}` does not apply to a watch of `{body}`"));
+                }
+            }
+        }
+        let sample = body.and_then(|body| {
+            let body_node = fields.get(body)?;
+            let kind = self.step_kind(body, body_node, &fields)?;
+            if let StepKind::Http(http) = &kind
+                && !matches!(http.method.as_str(), "GET" | "HEAD" | "OPTIONS")
+            {
+                let method = match &body_node.value {
+                    Value::Map(entries) => {
+                        entries.iter().find(|(k, _)| k.as_str() == Some("method")).map(|(_, v)| v.span)
+                    }
+                    _ => None,
+                };
+                let span = method.unwrap_or(body_node.span);
+                self.r
+                    .error(
+                        Code::InvalidValue,
+                        span,
+                        format!("a `watch` only reads; an HTTP {} request changes things", http.method),
+                    )
+                    .help = Some("sample with GET, HEAD or OPTIONS".into());
+            }
+            Some(kind)
+        });
+        let every = self.r.required(&fields, "every", "`watch`").and_then(|n| self.r.duration(n, "`every`"));
+        let within = self.r.required(&fields, "within", "`watch`").and_then(|n| self.r.duration(n, "`within`"));
+        if let (Some(every), Some(within), Some(n)) = (every, within, fields.get("every"))
+            && every >= within
+        {
+            self.r
+                .error(
+                    Code::InvalidValue,
+                    n.span,
+                    format!(
+                        "`every` ({}) must be shorter than `within` ({}): the watch would take one sample",
+                        humantime::format_duration(every),
+                        humantime::format_duration(within)
+                    ),
+                )
+                .help = Some("sample more often, or watch for longer".into());
+        }
+        let pass = self.r.required(&fields, "pass", "`watch`").and_then(|n| self.r.expr(n, "`pass`"));
+        let hold = match fields.get("hold") {
+            None => Some(1),
+            Some(n) => match n.value {
+                Value::Int(i) if (1..=i64::from(MAX_ATTEMPTS)).contains(&i) => u32::try_from(i).ok(),
+                _ => {
+                    // Reported; the watch is still checked (its expressions, its sample).
+                    self.r.wrong_type(n, &format!("`hold` must be a whole number from 1 to {MAX_ATTEMPTS}"));
+                    Some(1)
+                }
+            },
+        };
+        let fail = fields.get("fail").and_then(|n| self.r.expr(n, "`fail`"));
+        Some(WatchStep { sample: Box::new(sample?), every: every?, within: within?, pass: pass?, hold: hold?, fail })
     }
 
     fn capture(&mut self, fields: &Fields<'_>) -> Option<Capture> {

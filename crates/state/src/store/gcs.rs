@@ -242,10 +242,11 @@ impl Store for GcsStore {
         let mut wanted = Vec::new();
         let mut plan = Vec::new();
         for (run, records) in &runs {
-            // The status needs every attempt's header and end and every undo record, as on the
-            // local store: the same records, the same status (`Recorded::status`).
+            // The status needs every attempt's header and end and every undo record, and the
+            // time to recovery its `recovered` record, as on the local store: the same
+            // records, the same status (`Recorded::status`, `Recorded::recovery`).
             let kind = |o: &&&super::client::Object| {
-                o.metadata.get("record").is_some_and(|k| k.starts_with("run_") || k == "undo")
+                o.metadata.get("record").is_some_and(|k| k.starts_with("run_") || k == "undo" || k == "recovered")
             };
             let mut names: Vec<String> = records
                 .first()

@@ -6,8 +6,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::plan::StepOutput;
 use crate::redact::Redactor;
-use crate::render::{Action, Rendered};
-use runbook_lang::step::{Capture, Step};
+use crate::render::Action;
+use runbook_lang::step::Step;
 
 use super::{captured_output, check_secret_output, human_bytes, register_secret};
 use crate::exec::context::{Attempt, StepContext};
@@ -175,24 +175,24 @@ fn excerpt(body: &str, redactor: &Redactor) -> String {
     format!("; body: {short}{}", if cut { "…" } else { "" })
 }
 
-pub(super) async fn http(
-    ctx: &mut StepContext<'_>,
-    step: &Step,
-    rendered: &Rendered,
-    capture: Option<Capture>,
-) -> Attempt {
-    let direct = match (&ctx.options.http_guard, &rendered.action) {
+/// `action`: the step's own request, or a watch's sample; `timeout`: how long it may take.
+pub(super) async fn http(ctx: &mut StepContext<'_>, step: &Step, action: &Action, timeout: Duration) -> Attempt {
+    let capture = match action {
+        Action::Http { capture, .. } => *capture,
+        _ => None,
+    };
+    let direct = match (&ctx.options.http_guard, action) {
         (Some(guard), Action::Http { url, .. }) => match guard.check(url) {
             Ok(fake) => fake,
             Err(runbook_state::rehearsal::Refused(reason)) => return Attempt { last: true, ..Attempt::failed(reason) },
         },
         _ => false,
     };
-    match send(&rendered.action, rendered.timeout, ctx.options.capture_limit, ctx.cancel, direct).await {
+    match send(action, timeout, ctx.options.capture_limit, ctx.cancel, direct).await {
         Ended::Interrupted => Attempt::with_status(StepStatus::Interrupted, "interrupted"),
         Ended::TimedOut => Attempt::with_status(
             StepStatus::TimedOut,
-            format!("no complete response within {}", humantime::format_duration(rendered.timeout)),
+            format!("no complete response within {}", humantime::format_duration(timeout)),
         ),
         Ended::Failed(message) => Attempt::failed(message),
         Ended::TooLarge(limit) => Attempt::failed(format!(
@@ -200,7 +200,7 @@ pub(super) async fn http(
             human_bytes(limit)
         )),
         Ended::Response(response) => {
-            if let Err(message) = check(&rendered.action, &response, step.secret, &ctx.plan.redactor) {
+            if let Err(message) = check(action, &response, step.secret, &ctx.plan.redactor) {
                 return Attempt { exit_code: Some(i32::from(response.status)), ..Attempt::failed(message) };
             }
             let mut output = match capture.map(|c| captured_output(c, &response.body)) {

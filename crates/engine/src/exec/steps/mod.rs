@@ -6,6 +6,7 @@ mod http;
 mod manual;
 mod prompt;
 mod run;
+mod watch;
 
 use crate::plan::StepOutput;
 use crate::render::{Action, Rendered};
@@ -16,8 +17,9 @@ use super::context::{Attempt, StepContext};
 /// One attempt of a rendered step, by its kind.
 pub(super) async fn execute(ctx: &mut StepContext<'_>, step: &Step, rendered: &Rendered) -> Attempt {
     match &rendered.action {
-        Action::Run { .. } | Action::Shell { .. } => run::process(ctx, step, rendered).await,
-        Action::Http { capture, .. } => http::http(ctx, step, rendered, *capture).await,
+        Action::Run { .. } | Action::Shell { .. } => run::process(ctx, step, &rendered.action, rendered.timeout).await,
+        Action::Http { .. } => http::http(ctx, step, &rendered.action, rendered.timeout).await,
+        Action::Watch { .. } => watch::watch(ctx, step, rendered).await,
         Action::Manual { text } => manual::manual(ctx, step, text),
         Action::Prompt { question, choices, labels, default, secret, .. } => {
             prompt::prompt(ctx, step, question, choices.as_deref(), labels.as_deref(), default.as_deref(), *secret)

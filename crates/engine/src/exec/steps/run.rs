@@ -1,7 +1,9 @@
 //! `run:` and `shell:` steps: a child process, its output streamed and masked.
 
 use crate::plan::StepOutput;
-use crate::render::{Action, Rendered};
+use std::time::Duration;
+
+use crate::render::Action;
 use runbook_lang::step::Step;
 
 use super::{captured_output, check_secret_output, human_bytes, register_secret};
@@ -10,8 +12,9 @@ use crate::exec::{ansi, process};
 use runbook_lang::step::Capture;
 use runbook_state::event::{self, Event, StepStatus, Stream};
 
-pub(super) async fn process(ctx: &mut StepContext<'_>, step: &Step, rendered: &Rendered) -> Attempt {
-    let (argv, env, stdin, cwd, capture) = match &rendered.action {
+/// `action`: the step's own, or a watch's sample; `timeout`: how long it may take.
+pub(super) async fn process(ctx: &mut StepContext<'_>, step: &Step, action: &Action, timeout: Duration) -> Attempt {
+    let (argv, env, stdin, cwd, capture) = match action {
         Action::Run { argv, env, stdin, cwd, capture } => (argv.clone(), env, stdin, cwd, *capture),
         Action::Shell { script, args, env, stdin, cwd, capture } => {
             let mut argv = vec!["sh".to_owned(), "-c".to_owned(), script.clone(), "runbook".to_owned()];
@@ -33,11 +36,13 @@ pub(super) async fn process(ctx: &mut StepContext<'_>, step: &Step, rendered: &R
         remove_env: ctx.options.remove_env.iter().chain(&ctx.plan.hidden_env).cloned().collect(),
         stdin: stdin.as_ref().map(|s| s.value.clone()),
         cwd,
-        timeout: rendered.timeout,
+        timeout,
         capture_limit: capture.map(|_| ctx.options.capture_limit),
         // A secret step's stdout is its secret: never shown. Its stderr is shown masked,
         // once the step has ended and its output is registered as a secret.
-        show_stdout: !step.secret && !ctx.probing,
+        // A watch's samples are shown as one line each, not as their output.
+        // (Its stderr is still read: the last lines name why a sample failed.)
+        show_stdout: !step.secret && !ctx.probing && !ctx.sampling,
         show_stderr: !ctx.probing,
         redactor: ctx.plan.redactor.clone(),
     };
@@ -46,6 +51,7 @@ pub(super) async fn process(ctx: &mut StepContext<'_>, step: &Step, rendered: &R
     let mut held = Held::default();
     let secret = step.secret;
     let strip_ansi = ctx.options.strip_ansi;
+    let sampling = ctx.sampling;
     let cancel = ctx.cancel.clone();
     let events = &mut *ctx.events;
     let ended = process::run(spec, &cancel, |stream, chunk| {
@@ -66,8 +72,9 @@ pub(super) async fn process(ctx: &mut StepContext<'_>, step: &Step, rendered: &R
         if stream == Stream::Stderr {
             keep_tail(&mut tail, &chunk);
         }
-        let event = Event::Output { id: id.clone(), stream, text: chunk };
-        events.send(&event);
+        if !sampling {
+            events.send(&Event::Output { id: id.clone(), stream, text: chunk });
+        }
     })
     .await;
     if secret {
@@ -88,7 +95,7 @@ pub(super) async fn process(ctx: &mut StepContext<'_>, step: &Step, rendered: &R
         Err(message) => Attempt::failed(message),
         Ok(process::Ended::TimedOut) => Attempt::with_status(
             StepStatus::TimedOut,
-            format!("timed out after {}; its process group was ended", humantime::format_duration(rendered.timeout)),
+            format!("timed out after {}; its process group was ended", humantime::format_duration(timeout)),
         ),
         Ok(process::Ended::Interrupted) => {
             Attempt::with_status(StepStatus::Interrupted, "interrupted; its process group was ended")

@@ -1,0 +1,153 @@
+//! `watch:` steps: a read sampled every `every` until `pass` has held for `hold` samples in
+//! a row, `fail` holds, or `within` runs out. Each sample runs exactly as its `run`, `shell`
+//! or `http` step would (the same code, quietly); the watch reports it as one
+//! `WatchSample` event, which the terminal shows as one line and the journal keeps bounded.
+
+use std::time::{Duration, Instant};
+
+use crate::plan::StepOutput;
+use crate::render::{Action, Rendered};
+use runbook_lang::step::{Step, StepKind, WatchStep};
+use runbook_state::event::{Event, StepStatus};
+
+use crate::exec::context::{Attempt, StepContext};
+
+/// Most characters of a sample's value shown on its line.
+const VALUE_CHARS: usize = 80;
+
+/// What one sample says.
+enum Verdict {
+    Pass,
+    NotYet,
+    /// The sample erred or `pass` could not be evaluated: not passing, with why.
+    Erred(String),
+    /// `fail` held: the watch gives up.
+    Fail(String),
+}
+
+pub(super) async fn watch(ctx: &mut StepContext<'_>, step: &Step, rendered: &Rendered) -> Attempt {
+    let (Action::Watch { sample, every, within, .. }, StepKind::Watch(spec)) = (&rendered.action, &step.kind) else {
+        return Attempt::failed("not a watch step");
+    };
+    let deadline = Instant::now() + *within;
+    let mut streak = 0;
+    let mut number = 0;
+    loop {
+        number += 1;
+        // A sample may take no longer than the watch has left (at least a moment).
+        let left = deadline.saturating_duration_since(Instant::now());
+        let attempt = take(ctx, step, sample, rendered.timeout.min(left).max(Duration::from_millis(100))).await;
+        if attempt.status == StepStatus::Interrupted {
+            return Attempt::with_status(StepStatus::Interrupted, format!("interrupted at sample {number}"));
+        }
+        if attempt.last {
+            // Refused (a rehearsal's guard): every sample would be.
+            return attempt;
+        }
+        let verdict = judge(ctx, spec, &attempt);
+        streak = if matches!(verdict, Verdict::Pass) { streak + 1 } else { 0 };
+        let value = if step.secret { None } else { attempt.output.as_ref().and_then(shown_value) };
+        let error = match &verdict {
+            Verdict::Erred(reason) | Verdict::Fail(reason) => Some(reason.clone()),
+            Verdict::Pass | Verdict::NotYet => None,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        ctx.events.emit(Event::WatchSample {
+            id: step.id.clone(),
+            sample: number,
+            passing: matches!(verdict, Verdict::Pass),
+            streak,
+            hold: spec.hold,
+            value: value.clone(),
+            error: error.clone(),
+            left,
+        });
+        let last = || value.clone().or_else(|| error.clone()).unwrap_or_else(|| "no value".to_owned());
+        if let Verdict::Fail(reason) = &verdict {
+            return Attempt {
+                exit_code: attempt.exit_code,
+                ..Attempt::failed(format!("{reason} at sample {number} (value {})", last()))
+            };
+        }
+        if streak >= spec.hold {
+            // Its output, for later steps, is the last sample's.
+            return Attempt { exit_code: attempt.exit_code, ..Attempt::done(attempt.output) };
+        }
+        if left <= *every {
+            let hold = if spec.hold == 1 { String::new() } else { format!(" for {} samples in a row", spec.hold) };
+            return Attempt {
+                exit_code: attempt.exit_code,
+                ..Attempt::failed(format!(
+                    "`within: {}` ran out after {number} sample(s) without `{}` holding{hold}; last sample: {}",
+                    humantime::format_duration(*within),
+                    spec.pass.text,
+                    last()
+                ))
+            };
+        }
+        tokio::select! {
+            () = tokio::time::sleep(*every) => {}
+            () = ctx.cancel.cancelled() => {
+                return Attempt::with_status(StepStatus::Interrupted, format!("interrupted after sample {number}"));
+            }
+        }
+    }
+}
+
+/// One sample: the body run as its own kind runs, its output not streamed.
+async fn take(ctx: &mut StepContext<'_>, step: &Step, sample: &Action, timeout: Duration) -> Attempt {
+    let mut quiet = StepContext {
+        plan: ctx.plan,
+        outputs: ctx.outputs,
+        options: ctx.options,
+        cancel: ctx.cancel,
+        operator: ctx.operator,
+        events: &mut *ctx.events,
+        probing: ctx.probing,
+        ask_again: false,
+        sampling: true,
+    };
+    match sample {
+        Action::Http { .. } => super::http::http(&mut quiet, step, sample, timeout).await,
+        _ => super::run::process(&mut quiet, step, sample, timeout).await,
+    }
+}
+
+/// `fail` first (giving up wins), then `pass`, with the sample as `sample`.
+fn judge(ctx: &StepContext<'_>, spec: &WatchStep, attempt: &Attempt) -> Verdict {
+    let output = match (attempt.status, &attempt.output) {
+        (StepStatus::Done, Some(output)) => output.clone(),
+        (StepStatus::Done, None) => StepOutput::default(),
+        _ => return Verdict::Erred(attempt.message.clone().unwrap_or_else(|| "the sample failed".to_owned())),
+    };
+    let sample = minijinja::Value::from(minijinja::value::Serde(output));
+    let context = minijinja::context! { sample => sample, ..ctx.plan.context(ctx.outputs) };
+    if let Some(fail) = &spec.fail {
+        match fail.is_true(&context) {
+            Ok(true) => return Verdict::Fail(format!("`fail: {}` held", fail.text)),
+            Ok(false) => {}
+            Err(err) => return Verdict::Erred(format!("`fail` could not be evaluated: {err}")),
+        }
+    }
+    match spec.pass.is_true(&context) {
+        Ok(true) => Verdict::Pass,
+        Ok(false) => Verdict::NotYet,
+        Err(err) => Verdict::Erred(format!("`pass` could not be evaluated: {err}")),
+    }
+}
+
+/// A sample's value on one short line: its JSON, its text, or its status.
+fn shown_value(output: &StepOutput) -> Option<String> {
+    let text = match (&output.json, &output.output, output.status) {
+        (Some(json), _, _) => json.to_string(),
+        (None, Some(text), _) => text.clone(),
+        (None, None, Some(status)) => format!("status {status}"),
+        (None, None, None) => return None,
+    };
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut short: String = line.chars().filter(|c| !c.is_control()).take(VALUE_CHARS).collect();
+    if line.chars().count() > VALUE_CHARS {
+        short.push('…');
+    }
+    Some(short)
+}
