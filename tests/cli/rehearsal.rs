@@ -147,6 +147,10 @@ fn pitr_rehearsal_clones_repoints_the_secret_reverts_traffic_and_verifies() {
         .output();
     let all = out.all();
     assert_eq!(out.code(), 0, "{all}");
+    // Issue 21: a manual text of a rehearsal is marked and says how to point a shell at the
+    // fake, never a bare real command to paste.
+    assert!(all.contains("REHEARSAL against the local fake at http://127.0.0.1:"), "{all}");
+    assert!(all.contains("export CLOUDSDK_API_ENDPOINT_OVERRIDES_SQL=http://127.0.0.1:"), "{all}");
 
     let requests = fake.requests();
     let clone = requests

@@ -31,6 +31,10 @@ pub struct Options {
     pub confirmations: Confirmations,
     /// Manual steps wait for a person even under `yes` (`apply` at a terminal).
     pub manual_by_person: bool,
+    /// In a rehearsal: the lines that point a shell's gcloud at the fake. Every manual text
+    /// (an undo's too) is shown with them and a REHEARSAL mark, so nobody pastes a real
+    /// destructive command into a shell that talks to the real cloud.
+    pub rehearsal_shell: Option<String>,
 }
 
 /// Every event of a run goes out here, masked once, to every subscriber (the terminal,

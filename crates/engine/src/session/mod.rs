@@ -135,6 +135,7 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
             None => rehearsal::server_env(base, &state)?,
         };
         options.remove_env = runbook_state::rehearsal::removed_env();
+        options.rehearsal_shell = Some(rehearsal::shell_exports(base, &options.extra_env));
     }
     if settings.no_color {
         options.extra_env.extend(
@@ -385,6 +386,7 @@ fn options(yes: bool, confirmations: Confirmations) -> Result<Options, Error> {
         extra_env: Vec::new(),
         remove_env: Vec::new(),
         http_guard: None,
+        rehearsal_shell: None,
         strip_ansi: false,
         manual_by_person: false,
     })

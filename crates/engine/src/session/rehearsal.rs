@@ -385,6 +385,17 @@ pub(super) fn bind_vars(plan: &mut crate::plan::Plan, base: &str) -> Vec<String>
     notes
 }
 
+/// What a manual step of a rehearsal shows before its text: a REHEARSAL mark and the
+/// exports that point a shell's gcloud at the fake at `base` (the gcloud part of `env`).
+pub fn shell_exports(base: &str, env: &[(String, String)]) -> String {
+    let mut text =
+        format!("REHEARSAL against the local fake at {base}: run the commands below only in a shell pointed at it:\n");
+    for (key, value) in env.iter().filter(|(k, _)| k.starts_with("CLOUDSDK_") || k.starts_with("GCE_")) {
+        text.push_str(&format!("  export {key}={}\n", shell_words::quote(value)));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,7 +127,8 @@ impl<'p> Runner<'p> {
         }
         let step = self.undo_walk().into_iter().find(|s| s.id == id)?;
         let shown = self.shown(step).unwrap_or_else(|| "(command not known)".into());
-        let text = format!("failed before it finished; not undone, check what it changed: $ {shown}");
+        let text =
+            format!("failed before it finished; not undone, check what it changed: {}$ {shown}", self.rehearsal_mark());
         self.undo_event(step, UndoState::Manual, text);
         Some(id)
     }
@@ -137,7 +138,8 @@ impl<'p> Runner<'p> {
         for (index, owner) in owners.iter().enumerate() {
             if owner.undo.is_empty() {
                 let shown = self.shown(owner).unwrap_or_else(|| "(command not known)".into());
-                self.undo_event(owner, UndoState::Manual, format!("cannot be undone automatically: $ {shown}"));
+                let mark = self.rehearsal_mark();
+                self.undo_event(owner, UndoState::Manual, format!("cannot be undone automatically: {mark}$ {shown}"));
                 undone.manual.push(owner.id.clone());
                 continue;
             }
@@ -233,6 +235,15 @@ impl<'p> Runner<'p> {
     fn undo_event(&mut self, owner: &Step, state: UndoState, text: String) {
         self.undo_states.insert(owner.id.clone(), state);
         self.emit(Event::Undo { id: owner.id.clone(), state, text });
+    }
+
+    /// Before a command shown for a person to run: in a rehearsal, that it is the fake's.
+    fn rehearsal_mark(&self) -> &'static str {
+        if self.options.rehearsal_shell.is_some() {
+            "(REHEARSAL: against the fake, see the exports above) "
+        } else {
+            ""
+        }
     }
 
     /// `None` when this attempt undid nothing; else whether `runbook undo` has something

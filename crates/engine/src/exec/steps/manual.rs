@@ -9,7 +9,8 @@ use crate::exec::context::{Attempt, StepContext};
 use crate::exec::operator::{Acknowledged, AskError};
 
 pub(super) fn manual(ctx: &mut StepContext<'_>, step: &Step, text: &str) -> Attempt {
-    ctx.events.emit(Event::Notice { id: step.id.clone(), text: format!("MANUAL STEP:\n{text}") });
+    let rehearsal = ctx.options.rehearsal_shell.as_deref().unwrap_or_default();
+    ctx.events.emit(Event::Notice { id: step.id.clone(), text: format!("MANUAL STEP:\n{rehearsal}{text}") });
     match ctx.operator.acknowledge(&step.id) {
         Ok(Acknowledged::ByPerson(answer)) => Attempt { answer: Some(answer.into()), ..Attempt::done(None) },
         Ok(Acknowledged::Unattended(why)) => {
