@@ -661,6 +661,12 @@ fn ctrl_c_during_a_slow_simulated_clone_then_resume_finishes_with_one_clone() {
     let stderr = String::from_utf8_lossy(&interrupted.stderr).into_owned();
     assert!(waiting, "the rehearsal reached clone_wait: {stderr}");
     assert_eq!(interrupted.status.code(), Some(130), "{stderr}");
+    // Issue 21: the operator learns that the clone itself goes on, and how to look at it.
+    assert!(
+        stderr.contains("clone_wait was cut short: only the wait stopped: the clone keeps running in Cloud SQL"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("gcloud sql operations describe "), "{stderr}");
     assert!(!real.stderr().contains("already running"), "a rehearsal blocked a real run: {}", real.stderr());
     assert!(real.stderr().contains("real gcloud: no route to Google"), "the real run ran: {}", real.stderr());
 

@@ -166,6 +166,9 @@ pub struct StepDef {
     /// A mutating step: an expression over what read steps saw that says the step's effect
     /// already holds; then it is journaled as already done and not run again.
     pub done_if: Option<String>,
+    /// Shown and journaled when Ctrl-C or a timeout ends the step: what keeps running and
+    /// how to look at it.
+    pub on_interrupt: Option<String>,
     /// `read` steps are safe probes; default `mutate`.
     pub effect: Option<EffectName>,
     /// A duration such as `90s`, `5m`, `1h`.

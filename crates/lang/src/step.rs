@@ -41,6 +41,11 @@ pub struct Step {
     /// on. When this step fails, `resume` starts again at that step (a new operation)
     /// instead of waiting on the failed one.
     pub restarts_from: Option<String>,
+    /// `on_interrupt:` what the operator must know when Ctrl-C or a timeout ends this step
+    /// (a wait on a cloud operation: the operation keeps running, and how to look at it);
+    /// shown and journaled with the interruption.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_interrupt: Option<Template>,
     /// Where the `restarts_from` value is written.
     #[serde(skip)]
     pub restarts_from_span: Option<Span>,

@@ -555,6 +555,9 @@ impl<'p> Runner<'p> {
                 self.mutated = true;
             }
             let mut result = self.execute(step, &rendered).await;
+            if matches!(result.status, StepStatus::Interrupted | StepStatus::TimedOut) {
+                self.interrupted_note(step);
+            }
             if result.status == StepStatus::Interrupted {
                 self.finish(step, result, started);
                 return Flow::Stop(Outcome::Interrupted, format!("interrupted during step `{}`", step.id));
@@ -662,6 +665,16 @@ impl<'p> Runner<'p> {
                 None
             }
         }
+    }
+
+    /// `on_interrupt:` — what keeps running when this step is cut short, shown and journaled.
+    fn interrupted_note(&mut self, step: &Step) {
+        let Some(note) = &step.on_interrupt else { return };
+        let text = match note.render(&self.plan.context(&self.outputs)) {
+            Ok(text) => text,
+            Err(err) => format!("(its on_interrupt text could not be rendered: {err}) {}", note.text),
+        };
+        self.emit(Event::Notice { id: step.id.clone(), text: format!("{} was cut short: {}", step.id, text.trim()) });
     }
 
     /// A read step of the runbook by id (the steps `done_if` may read again).

@@ -31,6 +31,7 @@ pub const COMMON_KEYS: &[&str] = &[
     "on_failure",
     "secret",
     "restarts_from",
+    "on_interrupt",
     "recovery",
 ];
 pub const PROCESS_KEYS: &[&str] = &["env", "stdin", "cwd", "capture"];

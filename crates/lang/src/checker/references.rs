@@ -475,6 +475,7 @@ impl<'a> References<'a> {
             StepKind::Include(_) | StepKind::Watch(_) => {}
         }
         templates.extend(step.confirm.iter().map(|t| (t, Sink::Public("in text shown on the terminal"))));
+        templates.extend(step.on_interrupt.iter().map(|t| (t, Sink::Public("in text shown on the terminal"))));
         exprs.extend(step.when.iter().map(|e| (e, None)));
         exprs.extend(step.done_if.iter().map(|e| (e, None)));
         if let Some(until) = step.retry.as_ref().and_then(|r| r.until.as_ref()) {

@@ -513,6 +513,7 @@ impl Structure {
         }
         let when = fields.get("when").and_then(|n| self.r.expr(n, "`when`"));
         let done_if = fields.get("done_if").and_then(|n| self.r.expr(n, "`done_if`"));
+        let on_interrupt = fields.get("on_interrupt").and_then(|n| self.r.template(n, "`on_interrupt`"));
         let timeout = fields.get("timeout").and_then(|n| self.r.duration(n, "`timeout`"));
         let retry = fields.get("retry").and_then(|n| self.retry(n));
         let confirm = self.confirm(&fields);
@@ -542,6 +543,7 @@ impl Structure {
             kind: kind?,
             when,
             done_if,
+            on_interrupt,
             effect,
             timeout,
             retry,
