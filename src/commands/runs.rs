@@ -245,8 +245,11 @@ fn decisions_and_changes(recorded: &Recorded) -> Vec<String> {
                 if let (Some("prompt"), Some(answer)) = (kinds.get(&id).map(String::as_str), event["answer"].as_str()) {
                     decisions.push((id.clone(), format!("  {id}: {answer}")));
                 }
+                // What it changed, as journaled (older journals: from its output).
+                let journaled = event["changed"].as_str().map(str::to_owned);
                 if mutating.contains(&id)
-                    && let Some(text) = runbook_engine::exec::terminal::what_changed(&event["output"])
+                    && let Some(text) =
+                        journaled.or_else(|| runbook_engine::exec::changes::what_changed(&event["output"]))
                 {
                     changes.push(format!("  {id}: {text}"));
                 }

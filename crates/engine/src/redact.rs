@@ -514,15 +514,18 @@ pub fn redact_event(event: Event, redactor: &Redactor) -> Event {
         Event::StageSkipped { procedure, index, name, reason } => {
             Event::StageSkipped { procedure, index, name, reason: text(reason) }
         }
-        Event::StepFinished { id, status, duration, exit_code, message, output, answer } => Event::StepFinished {
-            id,
-            status,
-            duration,
-            exit_code,
-            message: message.map(text),
-            output: output.map(|o| redact_json(redactor, o)),
-            answer: answer.map(text),
-        },
+        Event::StepFinished { id, status, duration, exit_code, message, output, answer, changed } => {
+            Event::StepFinished {
+                id,
+                status,
+                duration,
+                exit_code,
+                message: message.map(text),
+                output: output.map(|o| redact_json(redactor, o)),
+                answer: answer.map(text),
+                changed: changed.map(text),
+            }
+        }
         Event::WatchSample { id, sample, passing, streak, hold, value, error, left } => Event::WatchSample {
             id,
             sample,

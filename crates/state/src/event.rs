@@ -65,6 +65,9 @@ pub enum Event {
         output: Option<serde_json::Value>,
         /// What the operator answered (prompt value, typed confirmation), when not secret.
         answer: Option<String>,
+        /// A mutating step that finished: what it changed, in one line (masked).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        changed: Option<String>,
     },
     /// One sample of a `watch` step. The journal keeps the first and the last of a watch in
     /// full, and on the last the number of samples between that it did not keep.

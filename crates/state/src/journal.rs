@@ -301,6 +301,7 @@ mod tests {
             message: None,
             output: None,
             answer: None,
+            changed: None,
         }
     }
 

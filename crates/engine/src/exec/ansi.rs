@@ -66,3 +66,8 @@ mod tests {
         assert_eq!(strip(""), "");
     }
 }
+
+/// `line` without terminal escape sequences (gcloud prints bold names) or control characters.
+pub fn strip_line(line: &str) -> String {
+    strip(line).chars().filter(|c| !c.is_control() || *c == '\t').collect()
+}

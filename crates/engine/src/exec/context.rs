@@ -120,6 +120,9 @@ pub struct Attempt {
     pub last: bool,
     /// An answer given ahead (`--answer`) was refused.
     pub answer_refused: bool,
+    /// What the step said last (a child's last line of stderr, or the command that ran):
+    /// what a mutating step changed, when its output does not tell.
+    pub said: Option<String>,
 }
 
 impl Attempt {
@@ -132,6 +135,7 @@ impl Attempt {
             answer: None,
             last: false,
             answer_refused: false,
+            said: None,
         }
     }
 
@@ -144,6 +148,7 @@ impl Attempt {
             answer: None,
             last: false,
             answer_refused: false,
+            said: None,
         }
     }
 

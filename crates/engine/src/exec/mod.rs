@@ -2,6 +2,7 @@
 //! says so, runs each step and reports events to its subscribers.
 
 mod ansi;
+pub mod changes;
 pub mod context;
 
 mod line;
@@ -535,7 +536,7 @@ impl<'p> Runner<'p> {
                 id: step.id.clone(),
                 name: step.name.clone(),
                 kind: step.kind_name(),
-                command,
+                command: command.clone(),
                 attempt,
             };
             if step.mutates() {
@@ -555,6 +556,10 @@ impl<'p> Runner<'p> {
                 self.mutated = true;
             }
             let mut result = self.execute(step, &rendered).await;
+            if result.said.is_none() {
+                // Nothing said: the command itself is what it changed.
+                result.said = command.map(|c| format!("$ {c}"));
+            }
             if matches!(result.status, StepStatus::Interrupted | StepStatus::TimedOut) {
                 self.interrupted_note(step);
             }
@@ -768,6 +773,10 @@ impl<'p> Runner<'p> {
             duration: started.elapsed(),
             exit_code: attempt.exit_code,
             message: attempt.message.map(|m| redactor.redact(&m)),
+            changed: (step.mutates() && attempt.status == StepStatus::Done)
+                .then(|| crate::exec::changes::changed(output.as_ref(), attempt.said.as_deref()))
+                .flatten()
+                .map(|c| redactor.redact(&c)),
             output,
             answer: attempt.answer.map(|a| redactor.redact(&a)),
         });

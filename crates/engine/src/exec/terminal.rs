@@ -240,17 +240,14 @@ impl Subscriber for Terminal {
                 self.stop_spinner();
                 self.say(&format!("↶ undo of {id}: {}", text.replace('\n', " ")));
             }
-            Event::StepFinished { id, status, duration, message, output, answer, .. } => {
+            Event::StepFinished { id, status, duration, message, answer, changed, .. } => {
                 self.stop_spinner();
                 if *status == StepStatus::Done {
                     if let (Some("prompt"), Some(answer)) = (self.kinds.get(id).copied(), answer) {
                         self.decisions.push((id.clone(), answer.clone()));
                     }
-                    if self.context.mutating.contains(id) {
-                        let said = self.last_line.take().filter(|(step, _)| step == id).map(|(_, line)| line);
-                        if let Some(text) = output.as_ref().and_then(what_changed).or(said) {
-                            self.changes.push((id.clone(), text));
-                        }
+                    if let Some(text) = changed {
+                        self.changes.push((id.clone(), text.clone()));
                     }
                 }
                 let took = format_duration(*duration);
@@ -333,26 +330,9 @@ pub struct SummaryContext {
     pub earlier_changes: Vec<(String, String)>,
 }
 
-/// `line` without terminal escape sequences (gcloud prints bold names) or control characters.
+/// `line` without terminal escape sequences or control characters.
 fn strip_escapes(line: &str) -> String {
-    super::ansi::strip(line).chars().filter(|c| !c.is_control() || *c == '\t').collect()
-}
-
-/// The part of a mutating step's captured output worth repeating: an operation's name,
-/// type, target and status, or the first line of text.
-pub fn what_changed(output: &serde_json::Value) -> Option<String> {
-    if let Some(json) = output.get("json").filter(|j| j.is_object()) {
-        let parts: Vec<String> = ["operationType", "targetId", "name", "status"]
-            .iter()
-            .filter_map(|key| json.get(*key).and_then(|v| v.as_str()).map(|v| format!("{key} {v}")))
-            .collect();
-        if !parts.is_empty() {
-            return Some(parts.join(", "));
-        }
-    }
-    let text = output.get("output").and_then(|o| o.as_str())?.lines().find(|l| !l.trim().is_empty())?;
-    let short: String = strip_escapes(text.trim()).chars().take(120).collect();
-    Some(short)
+    super::ansi::strip_line(line)
 }
 
 fn format_duration(duration: Duration) -> String {

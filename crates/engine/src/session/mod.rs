@@ -355,7 +355,7 @@ fn summary_context(
         if matches!(step.kind, runbook_lang::step::StepKind::Prompt(_)) && !step.secret {
             decisions.extend(output.output.clone().map(|answer| (step.id.clone(), answer)));
         } else if mutating.contains(&step.id)
-            && let Some(text) = serde_json::to_value(output).ok().as_ref().and_then(crate::exec::terminal::what_changed)
+            && let Some(text) = serde_json::to_value(output).ok().as_ref().and_then(crate::exec::changes::what_changed)
         {
             changes.push((step.id.clone(), text));
         }

@@ -130,7 +130,7 @@ pub(super) async fn process(ctx: &mut StepContext<'_>, step: &Step, action: &Act
                 }
                 register_secret(&ctx.plan.redactor, &output);
             }
-            Attempt { exit_code: code, ..Attempt::done(Some(output)) }
+            Attempt { exit_code: code, said: tail.back().cloned(), ..Attempt::done(Some(output)) }
         }
     }
 }
