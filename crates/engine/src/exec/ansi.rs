@@ -46,6 +46,11 @@ pub fn strip(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// `line` without terminal escape sequences (gcloud prints bold names) or control characters.
+pub fn strip_line(line: &str) -> String {
+    strip(line).chars().filter(|c| !c.is_control() || *c == '\t').collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::strip;
@@ -65,9 +70,4 @@ mod tests {
         assert_eq!(strip("\u{1b}"), "");
         assert_eq!(strip(""), "");
     }
-}
-
-/// `line` without terminal escape sequences (gcloud prints bold names) or control characters.
-pub fn strip_line(line: &str) -> String {
-    strip(line).chars().filter(|c| !c.is_control() || *c == '\t').collect()
 }
