@@ -84,6 +84,15 @@ pub enum OutputFormat {
     Json,
 }
 
+/// `runbook show --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ShowFormat {
+    #[default]
+    Human,
+    Json,
+    Markdown,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ValidateFormat {
     Human,
@@ -123,8 +132,9 @@ pub enum Builtin {
     /// The timeline of one run
     Show {
         run_id: String,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-        format: OutputFormat,
+        /// `markdown`: a postmortem timeline (valid CommonMark, GitHub tables)
+        #[arg(long, value_enum, default_value_t = ShowFormat::Human)]
+        format: ShowFormat,
     },
     /// Continue a failed or interrupted run at its first unfinished step
     Resume {

@@ -8,6 +8,7 @@ mod journal;
 mod menu;
 mod params;
 mod plans;
+mod postmortem;
 mod props;
 mod pty;
 mod regressions;

@@ -313,7 +313,7 @@ pub fn what_changed(output: &serde_json::Value) -> Option<String> {
     Some(short)
 }
 
-fn format_duration(duration: Duration) -> String {
+pub fn format_duration(duration: Duration) -> String {
     if duration < Duration::from_secs(60) {
         format!("{:.1}s", duration.as_secs_f64())
     } else {

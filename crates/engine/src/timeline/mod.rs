@@ -1,6 +1,8 @@
 //! A journal event as one line of a run's timeline: `show`, and the events a resume
 //! journals before its first step.
 
+pub mod markdown;
+
 pub fn describe(event: &serde_json::Value) -> Option<String> {
     let s = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
     Some(match event["event"].as_str()? {
