@@ -47,6 +47,9 @@ pub struct GlobalArgs {
     /// Print only errors and what a step needs the operator to see
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Send none of the environment's `notify:` webhooks for this run
+    #[arg(long, global = true)]
+    pub no_notify: bool,
     /// More logging (-vv for debug); RUST_LOG also works
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
@@ -518,6 +521,7 @@ pub fn global_args(matches: &clap::ArgMatches) -> GlobalArgs {
         lock_lease: None,
         color: ColorChoice::Auto,
         quiet: false,
+        no_notify: false,
         verbose: 0,
     });
     if matches.value_source("dir") != Some(clap::parser::ValueSource::CommandLine)

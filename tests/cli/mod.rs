@@ -6,6 +6,7 @@ mod faults;
 mod hostile;
 mod journal;
 mod menu;
+mod notify;
 mod params;
 mod plans;
 mod postmortem;

@@ -27,6 +27,8 @@ pub struct Terminal {
     /// Child output not written yet (see `flush_output`).
     stdout: Vec<u8>,
     stderr: Vec<u8>,
+    /// Webhooks whose failure was shown already (once each).
+    notify_failed: std::collections::HashSet<String>,
 }
 
 impl Terminal {
@@ -43,6 +45,7 @@ impl Terminal {
             last_line: None,
             stdout: Vec::new(),
             stderr: Vec::new(),
+            notify_failed: std::collections::HashSet::new(),
         }
     }
 
@@ -243,6 +246,15 @@ impl Subscriber for Terminal {
                     self.say(&line);
                 }
                 self.finished.push((id.clone(), *status, *duration));
+            }
+            Event::NotifyFailed { webhook_env, notification, error } => {
+                // Shown once per webhook; the journal keeps every failed message.
+                if self.notify_failed.insert(webhook_env.clone()) {
+                    self.stop_spinner();
+                    self.say(&format!(
+                        "warning: the notification ({notification}) to the webhook in ${webhook_env} was not delivered: {error}; the run goes on (failures are journaled)"
+                    ));
+                }
             }
             Event::RunFinished { outcome, message, duration, done, skipped, failed } => {
                 self.stop_spinner();

@@ -7,6 +7,7 @@
 
 mod filters;
 pub mod keys;
+mod notify;
 mod reader;
 mod references;
 mod structure;
