@@ -93,6 +93,22 @@ fn slack_and_json_webhooks_hear_each_event_named_in_order_with_secrets_masked() 
     assert!(!all.contains(SECRET), "{all}");
 
     let json = texts(&server, "/json");
+    // Each body holds what schema/notification.schema.json requires, with its names.
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::support::repo_root().join("schema/notification.schema.json"))
+            .unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| panic!("schema: {e}"));
+    for body in &json {
+        for key in schema["required"].as_array().into_iter().flatten().filter_map(|k| k.as_str()) {
+            assert!(body.get(key).is_some(), "{key} missing: {body}");
+        }
+        let kinds = schema["properties"]["notification"]["enum"].as_array().cloned().unwrap_or_default();
+        assert!(kinds.contains(&body["notification"]), "{body}");
+        let events =
+            schema["properties"]["event"]["properties"]["event"]["enum"].as_array().cloned().unwrap_or_default();
+        assert!(events.contains(&body["event"]["event"]), "{body}");
+    }
     let kinds: Vec<&str> = json.iter().map(|b| b["notification"].as_str().unwrap_or_default()).collect();
     assert_eq!(kinds, ["started", "failed", "finished"], "{json:#?}");
     assert_eq!(json[0]["run_id"], id.as_str());

@@ -65,7 +65,8 @@ impl Notifier {
     /// The notifier of a run in `plan`'s environment, when it has webhooks and this run may
     /// use them: not with `--no-notify`, not in a rehearsal unless its `rehearsal:` block
     /// says `notify: true`, and only webhooks whose variable is set.
-    pub fn for_run(plan: &Plan, info: RunInfo, no_notify: bool) -> Setup {
+    /// `mutating`: the steps whose output the last message lists as changes.
+    pub fn for_run(plan: &Plan, info: RunInfo, mutating: std::collections::HashSet<String>, no_notify: bool) -> Setup {
         let Some(env) = plan.environment.as_ref().and_then(|e| plan.runbook.environments.get(e)) else {
             return Setup::None;
         };
@@ -103,7 +104,7 @@ impl Notifier {
                 delivery,
                 stage: None,
                 failure: None,
-                mutating: crate::session::mutating_steps(plan),
+                mutating,
                 changes: Vec::new(),
                 reported: Vec::new(),
             })),

@@ -166,6 +166,7 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
             },
             break_glass: header.break_glass.clone(),
         },
+        mutating_steps(plan),
         settings.no_notify,
     );
     // `apply` marks its plan used only once the lock is held, so a plan is not spent on a
