@@ -79,6 +79,7 @@ pub const RESERVED_FLAGS: &[&str] = &[
     "lock-lease",
     "color",
     "quiet",
+    "no-notify",
     "verbose",
     "force",
     "var",
