@@ -47,6 +47,9 @@ pub struct GlobalArgs {
     /// Print only errors and what a step needs the operator to see
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Send none of the environment's `notify:` webhooks for this run
+    #[arg(long, global = true)]
+    pub no_notify: bool,
     /// More logging (-vv for debug); RUST_LOG also works
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
@@ -82,6 +85,15 @@ pub enum OutputFormat {
     #[default]
     Human,
     Json,
+}
+
+/// `runbook show --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ShowFormat {
+    #[default]
+    Human,
+    Json,
+    Markdown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -123,8 +135,9 @@ pub enum Builtin {
     /// The timeline of one run
     Show {
         run_id: String,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-        format: OutputFormat,
+        /// `markdown`: a postmortem timeline (valid CommonMark, GitHub tables)
+        #[arg(long, value_enum, default_value_t = ShowFormat::Human)]
+        format: ShowFormat,
     },
     /// Continue a failed or interrupted run at its first unfinished step
     Resume {
@@ -508,6 +521,7 @@ pub fn global_args(matches: &clap::ArgMatches) -> GlobalArgs {
         lock_lease: None,
         color: ColorChoice::Auto,
         quiet: false,
+        no_notify: false,
         verbose: 0,
     });
     if matches.value_source("dir") != Some(clap::parser::ValueSource::CommandLine)

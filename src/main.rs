@@ -268,6 +268,7 @@ fn settings(global: &GlobalArgs) -> runbook_engine::session::Settings {
         lock_lease: global.lock_lease,
         dir: global.dir.clone(),
         no_color,
+        no_notify: global.no_notify,
     }
 }
 

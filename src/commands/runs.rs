@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use indexmap::IndexMap;
 
-use crate::cli::OutputFormat;
+use crate::cli::{OutputFormat, ShowFormat};
 use crate::error::Error;
 use crate::library::checked_runbook;
 use runbook_engine::plan::{Inputs, Plan, StepOutput};
@@ -110,12 +110,29 @@ fn find(settings: &Settings, run_id: &str) -> Result<(Recorded, RunStatus), Erro
     }
 }
 
-pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(), Error> {
+pub fn show(settings: &Settings, run_id: &str, format: ShowFormat) -> Result<(), Error> {
     let (recorded, status) = find(settings, run_id)?;
-    if format == OutputFormat::Json {
-        let json = serde_json::to_string_pretty(&recorded.records).map_err(|e| Error::Io(e.to_string()))?;
-        crate::output::print(&(json + "\n"));
-        return Ok(());
+    match format {
+        ShowFormat::Json => {
+            let json = serde_json::to_string_pretty(&recorded.records).map_err(|e| Error::Io(e.to_string()))?;
+            crate::output::print(&(json + "\n"));
+            return Ok(());
+        }
+        ShowFormat::Markdown => {
+            let store = settings.store()?;
+            let location = store.shared().then(|| store.location());
+            let document = runbook_engine::timeline::markdown::Document {
+                run_id,
+                recorded: &recorded,
+                status: &status,
+                mutating: &mutating_steps(&recorded),
+                next: &next_commands(&recorded, &status, run_id),
+                store: location.as_deref(),
+            };
+            crate::output::print(&runbook_engine::timeline::markdown::render(&document));
+            return Ok(());
+        }
+        ShowFormat::Human => {}
     }
     let mut out = String::new();
     for record in &recorded.records {
@@ -164,18 +181,39 @@ pub fn show(settings: &Settings, run_id: &str, format: OutputFormat) -> Result<(
     if recorded.truncated {
         let _ = writeln!(out, "note: the last record was cut off (the process died while writing it)");
     }
-    // Advice that fits the status: a finished rollback is never offered its undo.
+    for command in next_commands(&recorded, &status, run_id) {
+        let what = if command.starts_with("runbook undo") { "the undo" } else { "it" };
+        let _ = writeln!(out, "continue {what} with: {command}");
+    }
+    crate::output::print(&out);
+    Ok(())
+}
+
+/// Advice that fits the status: a finished rollback is never offered its undo.
+fn next_commands(recorded: &Recorded, status: &RunStatus, run_id: &str) -> Vec<String> {
+    let mut next = Vec::new();
     if status.is_undo() && recorded.undo_left() {
-        let _ = writeln!(out, "continue the undo with: runbook undo {run_id}");
+        next.push(format!("runbook undo {run_id}"));
     }
     // Resumable as long as no undo step started (an undo with every step skipped took nothing back).
     let resumable =
         !matches!(status, RunStatus::Done | RunStatus::Running | RunStatus::Undone | RunStatus::PartlyUndone);
     if resumable && recorded.undone_at().is_none() {
-        let _ = writeln!(out, "continue it with: runbook resume {run_id}");
+        next.push(format!("runbook resume {run_id}"));
     }
-    crate::output::print(&out);
-    Ok(())
+    next
+}
+
+/// Which steps change something comes from the runbook file, when it is still readable.
+fn mutating_steps(recorded: &Recorded) -> std::collections::HashSet<String> {
+    recorded
+        .header()
+        .and_then(|h| crate::library::load_entry(&h.file).checked.runbook.clone())
+        .map(|runbook| {
+            let steps = runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps));
+            steps.filter(|s| s.mutates()).map(|s| s.id.clone()).collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A run's rehearsal, `--var` overrides and `--yes`, under its header line in `show`.
@@ -204,15 +242,7 @@ fn describe_rehearsal(out: &mut String, header: &runbook_state::journal::Header)
 /// What the operator decided (prompt answers) and what the mutating steps produced, over
 /// every attempt of the run: the summary a run ends with, rebuilt from the journal.
 fn decisions_and_changes(recorded: &Recorded) -> Vec<String> {
-    // Which steps change something comes from the runbook file, when it is still readable.
-    let mutating: std::collections::HashSet<String> = recorded
-        .header()
-        .and_then(|h| crate::library::load_entry(&h.file).checked.runbook.clone())
-        .map(|runbook| {
-            let steps = runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps));
-            steps.filter(|s| s.mutates()).map(|s| s.id.clone()).collect()
-        })
-        .unwrap_or_default();
+    let mutating = mutating_steps(recorded);
     let mut kinds: HashMap<String, String> = HashMap::new();
     let (mut decisions, mut changes): (Vec<(String, String)>, Vec<String>) = (Vec::new(), Vec::new());
     // A later answer replaces an earlier one: the earlier line says so (values as journaled,

@@ -18,6 +18,11 @@ impl Reply {
     pub fn new(status: u16, body: &str) -> Reply {
         Reply { status, body: body.to_owned() }
     }
+
+    /// Reads the request and never answers (for a minute).
+    pub fn hang() -> Reply {
+        Reply { status: 0, body: String::new() }
+    }
 }
 
 #[derive(Default)]
@@ -116,6 +121,10 @@ fn serve(stream: TcpStream, routes: &Arc<Mutex<Routes>>) {
             _ => Reply::new(404, "not found"),
         }
     };
+    if reply.status == 0 {
+        thread::sleep(std::time::Duration::from_secs(60));
+        return;
+    }
     let mut stream = stream;
     let _ = write!(
         stream,

@@ -3,6 +3,7 @@
 
 pub mod dry_run;
 pub mod exec;
+pub mod notify;
 pub mod output;
 pub mod plan;
 pub mod redact;

@@ -536,6 +536,9 @@ pub fn redact_event(event: Event, redactor: &Redactor) -> Event {
             error: error.map(text),
             left,
         },
+        Event::NotifyFailed { webhook_env, notification, error } => {
+            Event::NotifyFailed { webhook_env, notification, error: text(error) }
+        }
         Event::RunFinished { outcome, message, duration, done, skipped, failed } => {
             Event::RunFinished { outcome, message: message.map(text), duration, done, skipped, failed }
         }

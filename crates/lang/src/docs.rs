@@ -91,6 +91,20 @@ fn environments(out: &mut String, runbook: &Runbook) {
         out.push('\n');
     }
     out.push_str("\nA protected environment asks the operator to type its name before anything runs.\n\n");
+    for env in runbook.environments.values() {
+        for notify in &env.notify {
+            let events: Vec<&str> = notify.events.iter().map(|e| e.name()).collect();
+            let rehearsals = if env.rehearsal_notify { "" } else { " (not in rehearsals)" };
+            let _ = writeln!(
+                out,
+                "`{}` notifies the webhook in `${}` ({}: {}) when that variable is set{rehearsals}; `--no-notify` silences one run.\n",
+                env.name,
+                notify.webhook_env,
+                if notify.format == crate::notify::NotifyFormat::Slack { "slack" } else { "json" },
+                events.join(", ")
+            );
+        }
+    }
 }
 
 fn params(out: &mut String, runbook: &Runbook) {

@@ -7,6 +7,7 @@ pub mod checker;
 pub mod diagnostic;
 pub mod docs;
 pub mod model;
+pub mod notify;
 pub mod param;
 pub mod refs;
 pub mod schema;

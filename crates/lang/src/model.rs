@@ -38,6 +38,10 @@ pub struct Environment {
     pub vars: IndexMap<String, String>,
     /// `rehearsal:`: vars replaced in a rehearsal, each by a path on the local fake (`/app`).
     pub rehearsal: IndexMap<String, String>,
+    /// `notify:`: webhooks that hear of the run (see [`crate::notify`]).
+    pub notify: Vec<crate::notify::Notify>,
+    /// `rehearsal: {notify: true}`: rehearsals notify too, each message marked `[REHEARSAL]`.
+    pub rehearsal_notify: bool,
 }
 
 #[derive(Debug, Serialize)]

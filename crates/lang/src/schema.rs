@@ -50,7 +50,53 @@ pub struct EnvironmentDef {
     /// In a rehearsal (`--simulate`, or a run pointed at `runbook simulate`), these vars are
     /// replaced by the local fake's base URL joined to the path given here (e.g.
     /// `api_base_url: /app`), so nothing reaches the real application. `--var` still wins.
-    pub rehearsal: Option<BTreeMap<String, String>>,
+    /// `notify: true` makes rehearsals send the environment's notifications too, each
+    /// message prefixed `[REHEARSAL]` (they send nothing by default).
+    pub rehearsal: Option<BTreeMap<String, RehearsalValue>>,
+    /// Webhooks that hear of a run in this environment: its start, stages, failures,
+    /// break-glass, undo and end. Delivery never blocks or fails the run.
+    pub notify: Option<Vec<NotifyDef>>,
+}
+
+/// A var's path on the local fake, or `notify: true|false`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RehearsalValue {
+    Path(String),
+    Notify(bool),
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyDef {
+    /// The environment variable that holds the webhook URL (a credential: never the URL itself).
+    #[schemars(regex(pattern = r"^[A-Z_][A-Z0-9_]*$"))]
+    pub webhook_env: String,
+    /// `slack`: a Slack incoming-webhook message; `json`: the `--output json` event with its
+    /// run (schema/notification.schema.json). Default: slack.
+    pub format: Option<NotifyFormatDef>,
+    /// The events sent (default: all of them).
+    pub events: Option<Vec<NotifyEventDef>>,
+    /// How long one message may take, retries included (default 5s, at most 30s).
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyFormatDef {
+    Slack,
+    Json,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyEventDef {
+    Started,
+    Stage,
+    Failed,
+    BreakGlass,
+    Undo,
+    Finished,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -330,6 +376,7 @@ mod tests {
         assert_eq!(properties(&schema, Some("ExpectDef")), set(&[keys::EXPECT]));
         assert_eq!(properties(&schema, Some("RetryDef")), set(&[keys::RETRY]));
         assert_eq!(properties(&schema, Some("WatchDef")), set(&[keys::WATCH]));
+        assert_eq!(properties(&schema, Some("NotifyDef")), set(&[keys::NOTIFY]));
     }
 
     #[test]

@@ -116,6 +116,14 @@ pub enum Event {
         /// Who chose (user@host, or the gcloud / GitHub identity).
         by: String,
     },
+    /// A notification could not be delivered (after its retries). The webhook is named by
+    /// the environment variable that holds its URL, never by the URL.
+    NotifyFailed {
+        webhook_env: String,
+        /// `started`, `stage`, `failed`, `break_glass`, `undo` or `finished`.
+        notification: String,
+        error: String,
+    },
     RunFinished {
         outcome: Outcome,
         message: Option<String>,
@@ -236,6 +244,12 @@ pub trait Subscriber: Send {
     /// the runner starts no further step without its durable record.
     fn broken(&self) -> Option<String> {
         None
+    }
+
+    /// Events this subscriber has to report (a notification that failed in the background):
+    /// sent to every subscriber after the event being dispatched.
+    fn pending(&mut self) -> Vec<Event> {
+        Vec::new()
     }
 }
 

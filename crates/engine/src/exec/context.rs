@@ -65,6 +65,14 @@ impl Events {
         for subscriber in &mut self.subscribers {
             subscriber.event(event);
         }
+        // What a subscriber reports of its own (a notification that failed) goes to all.
+        let reported: Vec<Event> = self.subscribers.iter_mut().flat_map(|s| s.pending()).collect();
+        for event in reported {
+            let event = crate::redact::redact_event(event, &self.redactor);
+            for subscriber in &mut self.subscribers {
+                subscriber.event(&event);
+            }
+        }
     }
 
     /// Before the run waits (on the operator, on a child): what subscribers buffered goes out.

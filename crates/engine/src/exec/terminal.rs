@@ -29,6 +29,8 @@ pub struct Terminal {
     /// Child output not written yet (see `flush_output`).
     stdout: Vec<u8>,
     stderr: Vec<u8>,
+    /// Webhooks whose failure was shown already (once each).
+    notify_failed: std::collections::HashSet<String>,
 }
 
 impl Terminal {
@@ -46,6 +48,7 @@ impl Terminal {
             recovered: None,
             stdout: Vec::new(),
             stderr: Vec::new(),
+            notify_failed: std::collections::HashSet::new(),
         }
     }
 
@@ -278,6 +281,15 @@ impl Subscriber for Terminal {
                 }
                 self.finished.push((id.clone(), *status, *duration));
             }
+            Event::NotifyFailed { webhook_env, notification, error } => {
+                // Shown once per webhook; the journal keeps every failed message.
+                if self.notify_failed.insert(webhook_env.clone()) {
+                    self.stop_spinner();
+                    self.say(&format!(
+                        "warning: the notification ({notification}) to the webhook in ${webhook_env} was not delivered: {error}; the run goes on (failures are journaled)"
+                    ));
+                }
+            }
             Event::RunFinished { outcome, message, duration, done, skipped, failed } => {
                 self.stop_spinner();
                 let verdict = match outcome {
@@ -335,7 +347,7 @@ fn strip_escapes(line: &str) -> String {
     super::ansi::strip_line(line)
 }
 
-fn format_duration(duration: Duration) -> String {
+pub fn format_duration(duration: Duration) -> String {
     if duration < Duration::from_secs(60) {
         format!("{:.1}s", duration.as_secs_f64())
     } else {

@@ -34,6 +34,8 @@ pub struct Settings {
     pub state_dir: Option<PathBuf>,
     /// `--color never` or `NO_COLOR`: passed on to children.
     pub no_color: bool,
+    /// `--no-notify`: the environment's `notify:` webhooks stay silent for this run.
+    pub no_notify: bool,
     /// The shared store (`--state-url`, `RUNBOOK_STATE_URL`), its lock lease, and the runbook
     /// folder whose config file may name one.
     pub state_url: Option<String>,
@@ -154,6 +156,26 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
     header.identity = Some(holder.identity.clone());
     execution.audit.stamp(&mut header);
     execution.recovery.stamp(&mut header);
+    // Before the first event: the webhook URLs are registered with the redactor here.
+    let notifier = crate::notify::Notifier::for_run(
+        plan,
+        crate::notify::RunInfo {
+            run_id: execution.run_id.clone(),
+            runbook: plan.runbook.name.clone(),
+            procedure: plan.procedure.clone(),
+            environment: plan.environment.clone(),
+            by: holder.identity.clone(),
+            rehearsal: fake_base.is_some(),
+            verb: match (execution.recovery.undo, resumed) {
+                (true, _) => "started an undo of",
+                (false, true) => "resumed",
+                (false, false) => "started",
+            },
+            break_glass: header.break_glass.clone(),
+        },
+        mutating_steps(plan),
+        settings.no_notify,
+    );
     // `apply` marks its plan used only once the lock is held, so a plan is not spent on a
     // run that could not start.
     if let Some(claim) = execution.audit.claim.as_ref() {
@@ -226,6 +248,12 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
     };
     if let Some(marks) = marks {
         runner.subscribe(marks);
+    }
+    match notifier {
+        crate::notify::Setup::Notifier(notifier) => runner.subscribe(notifier),
+        // Said once, whatever the output format: the incident channel hears nothing.
+        crate::notify::Setup::Off(why) => eprintln!("{why}"),
+        crate::notify::Setup::None => {}
     }
     become_subreaper();
     let outcome = runtime.block_on(async {

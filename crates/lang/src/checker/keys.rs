@@ -1,7 +1,8 @@
 //! The keys the format accepts, per kind of mapping. The JSON Schema is tested against them.
 
 pub const TOP: &[&str] = &["runbook", "title", "description", "notes", "environments", "params", "procedures"];
-pub const ENVIRONMENT: &[&str] = &["vars", "protected", "approvals", "description", "rehearsal"];
+pub const ENVIRONMENT: &[&str] = &["vars", "protected", "approvals", "description", "rehearsal", "notify"];
+pub const NOTIFY: &[&str] = &["webhook_env", "format", "events", "timeout"];
 pub const PARAM: &[&str] = &[
     "type",
     "required",

@@ -7,6 +7,7 @@
 
 mod filters;
 pub mod keys;
+mod notify;
 mod reader;
 mod references;
 mod structure;
@@ -78,6 +79,7 @@ pub const RESERVED_FLAGS: &[&str] = &[
     "lock-lease",
     "color",
     "quiet",
+    "no-notify",
     "verbose",
     "force",
     "var",

@@ -117,17 +117,34 @@ impl Structure {
                     }
                 }
             }
-            let rehearsal = fields.get("rehearsal").map(|n| self.rehearsal(n, &name, &vars)).unwrap_or_default();
-            out.insert(name.clone(), Environment { name, protected, approvals, description, vars, rehearsal });
+            let (rehearsal, rehearsal_notify) =
+                fields.get("rehearsal").map(|n| self.rehearsal(n, &name, &vars)).unwrap_or_default();
+            let notify =
+                fields.get("notify").map(|n| super::notify::notify_list(&mut self.r, n, &name)).unwrap_or_default();
+            out.insert(
+                name.clone(),
+                Environment { name, protected, approvals, description, vars, rehearsal, notify, rehearsal_notify },
+            );
         }
         out
     }
 
     /// An environment's `rehearsal:` block: vars of the environment, each replaced by a path on
-    /// the local fake in a rehearsal.
-    fn rehearsal(&mut self, node: &Node, env: &str, vars: &IndexMap<String, String>) -> IndexMap<String, String> {
+    /// the local fake in a rehearsal; and `notify: true|false`, whether rehearsals notify.
+    fn rehearsal(
+        &mut self,
+        node: &Node,
+        env: &str,
+        vars: &IndexMap<String, String>,
+    ) -> (IndexMap<String, String>, bool) {
         let mut out = IndexMap::new();
+        let mut notify = false;
         for (var, var_key, var_value) in self.named(node, "rehearsal") {
+            if var == "notify" {
+                notify =
+                    self.r.bool(var_value, "`notify` in `rehearsal:` (whether rehearsals notify)").unwrap_or(false);
+                continue;
+            }
             if !vars.contains_key(&var) {
                 let known = vars.keys().cloned().collect::<Vec<_>>().join(", ");
                 self.r.error(
@@ -150,7 +167,7 @@ impl Structure {
             }
             out.insert(var, path);
         }
-        out
+        (out, notify)
     }
 
     fn params(&mut self, node: &Node) -> IndexMap<String, Param> {

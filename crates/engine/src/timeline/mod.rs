@@ -1,6 +1,8 @@
 //! A journal event as one line of a run's timeline: `show`, and the events a resume
 //! journals before its first step.
 
+pub mod markdown;
+
 pub fn describe(event: &serde_json::Value) -> Option<String> {
     let s = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
     Some(match event["event"].as_str()? {
@@ -77,6 +79,12 @@ pub fn describe(event: &serde_json::Value) -> Option<String> {
             let reason = s("reason").replace(char::is_control, " ");
             format!("lock {} broken by {}: {reason}", s("lock"), s("by"))
         }
+        "notify_failed" => format!(
+            "notification ({}) to the webhook in ${} not delivered: {}",
+            s("notification"),
+            s("webhook_env"),
+            s("error").replace(char::is_control, " ")
+        ),
         "run_finished" => {
             let message = event["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
             format!("run finished: {} in {}{message}", s("outcome"), s("duration"))
