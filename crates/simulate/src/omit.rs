@@ -103,3 +103,50 @@ pub fn validate(i: usize, fault: &OmitField) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn omit(kind: &str, path: &str) -> Vec<OmitField> {
+        vec![OmitField { kind: kind.into(), path: path.into(), omitted: 0 }]
+    }
+
+    #[test]
+    fn a_field_is_left_out_of_each_object_of_its_kind_at_any_depth_and_counted() {
+        let mut faults = omit("run.revision", "metadata.labels");
+        let revision = json!({"apiVersion": "serving.knative.dev/v1", "kind": "Revision", "metadata": {"name": "r", "labels": {"a": "b"}}});
+        let mut list = json!({"kind": "RevisionList", "items": [revision.clone(), revision]});
+        apply(&mut faults, &mut list);
+        assert_eq!(list["items"][1]["metadata"], json!({"name": "r"}));
+        assert_eq!(faults[0].omitted, 2);
+
+        let mut faults = omit("run.service", "status.traffic[].percent");
+        let mut service = json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+            "status": {"traffic": [{"percent": 90, "revisionName": "a"}, {"revisionName": "b", "tag": "t"}]}});
+        apply(&mut faults, &mut service);
+        assert_eq!(service["status"]["traffic"], json!([{"revisionName": "a"}, {"revisionName": "b", "tag": "t"}]));
+        assert_eq!(faults[0].omitted, 1);
+
+        // Another kind keeps the field.
+        let mut faults = omit("sql.backupRun", "status");
+        let mut operation = json!({"kind": "sql#operation", "status": "DONE"});
+        apply(&mut faults, &mut operation);
+        assert_eq!(operation["status"], "DONE");
+        assert_eq!(faults[0].omitted, 0);
+    }
+
+    #[test]
+    fn secret_manager_objects_are_told_apart_without_a_kind() {
+        let mut faults = omit("secrets.access", "payload.data");
+        let mut access =
+            json!({"name": "projects/1/secrets/s/versions/2", "payload": {"data": "eA==", "dataCrc32c": "1"}});
+        apply(&mut faults, &mut access);
+        assert_eq!(access["payload"], json!({"dataCrc32c": "1"}));
+        let mut faults = omit("secrets.version", "createTime");
+        let mut version = json!({"name": "projects/1/secrets/s/versions/2", "createTime": "t", "state": "ENABLED"});
+        apply(&mut faults, &mut version);
+        assert_eq!(version, json!({"name": "projects/1/secrets/s/versions/2", "state": "ENABLED"}));
+    }
+}
