@@ -66,6 +66,9 @@ impl Faults {
                 ));
             }
         }
+        for (i, fault) in self.omit_fields.iter().enumerate() {
+            super::omit::validate(i, fault)?;
+        }
         Ok(())
     }
 }
@@ -116,6 +119,14 @@ mod tests {
         assert!(
             err(r#"{"operations": [{"polls": 3, "pols": 1}]}"#).starts_with("operations[0].pols: unknown field `pols`")
         );
+        assert!(
+            err(r#"{"omit_fields": [{"kind": "run.services", "path": "status"}]}"#).starts_with("omit_fields[0].kind")
+        );
+        assert!(
+            err(r#"{"omit_fields": [{"kind": "run.service", "path": "status..traffic"}]}"#)
+                .starts_with("omit_fields[0].path")
+        );
+        assert!(err(r#"{"omit_fields": [{"kind": "run.service"}]}"#).contains("missing field `path`"));
         assert!(err("not json").contains("expected"));
         assert!(parse(br#"{"operations": [{"operation_type": "clone", "polls": 3}]}"#).is_ok());
     }

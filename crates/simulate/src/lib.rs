@@ -18,6 +18,7 @@ mod api;
 mod crc32c;
 pub mod faults;
 pub use proof::{TOKEN_VAR, prove, verify};
+mod omit;
 pub mod proof;
 mod proto3;
 mod run;

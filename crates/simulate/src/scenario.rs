@@ -312,6 +312,25 @@ pub struct Faults {
     /// Answer secret addVersion without `clientSpecifiedPayloadChecksum`, which gcloud reports as
     /// possible payload corruption.
     pub drop_payload_checksum: bool,
+    /// Leave one optional field out of every response of a kind (`run.service`,
+    /// `status.traffic[].percent`), as Google does for a field it did not fill in.
+    pub omit_fields: Vec<OmitField>,
+}
+
+/// One field to leave out of every response of `kind`, at `path` (`[]`: each list element).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OmitField {
+    /// The response kind: `sql.instance`, `sql.operation`, `sql.backupRun`, `secrets.version`,
+    /// `secrets.access`, `run.service` or `run.revision`; list responses have it left out of
+    /// each item.
+    pub kind: String,
+    /// The field's path inside that kind, names joined by `.`, `[]` after a list:
+    /// `status.traffic[].percent`, `ipAddresses`, `metadata.creationTimestamp`.
+    pub path: String,
+    /// How many times the fake left the field out so far (counted by the fake).
+    #[serde(default)]
+    pub omitted: u32,
 }
 
 /// `times` matching requests get `status` (5xx: gcloud retries them with back-off).

@@ -128,6 +128,7 @@ async fn serve(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> R
             Err(error) => (error.code, error.to_json()),
         };
         super::proto3::omit_defaults(&mut value);
+        super::omit::apply(&mut state.faults_mut().omit_fields, &mut value);
         // The log may have been cleared meanwhile: only touch the record if it is still this request's.
         if let Some(record) = state.requests.get_mut(seq)
             && record.status == 0

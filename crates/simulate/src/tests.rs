@@ -627,6 +627,7 @@ async fn gcloud_surfaces_faults() {
         ],
         run_update_failure: Some("Revision 'pegasus-api-00001-k7q' is not ready to serve.".into()),
         drop_payload_checksum: true,
+        omit_fields: Vec::new(),
     };
     let fake = fake(scenario).await;
     let gcloud = Gcloud::new(&fake);
