@@ -180,7 +180,7 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
             } else {
                 None
             };
-            commands::runs::history(&settings(global), format, only, break_glass)
+            commands::history::history(&settings(global), format, only, break_glass)
         }
         Builtin::ShowPlan { file, output } => commands::show_plan::show(&file, output, &settings(global)),
         Builtin::Approve { file, comment, plan_id, approver_from_github } => {
@@ -196,10 +196,10 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
             };
             commands::apply::apply(args, &settings(global))
         }
-        Builtin::Show { run_id, format } => commands::runs::show(&settings(global), &run_id, format),
+        Builtin::Show { run_id, format } => commands::show::show(&settings(global), &run_id, format),
         Builtin::Resume { run_id, yes, force, answer, confirm_env, confirm_target, output, from, on_failure } => {
             let confirm = (confirm_env, confirm_target);
-            let args = commands::runs::ResumeArgs {
+            let args = commands::resume::ResumeArgs {
                 run_id,
                 yes,
                 force,
@@ -210,11 +210,11 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
                 from,
                 on_failure: on_failure.map(Into::into),
             };
-            commands::runs::resume(&settings(global), args)
+            commands::resume::resume(&settings(global), args)
         }
         Builtin::Undo { run_id, yes, force, confirm_env, confirm_target, output } => {
             let confirm = (confirm_env, confirm_target);
-            let args = commands::runs::ResumeArgs {
+            let args = commands::resume::ResumeArgs {
                 run_id,
                 yes,
                 force,
@@ -225,7 +225,7 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
                 from: None,
                 on_failure: None,
             };
-            commands::runs::resume(&settings(global), args)
+            commands::resume::resume(&settings(global), args)
         }
     }
 }
