@@ -71,6 +71,11 @@ pub struct Restart {
     pub reasons: Vec<String>,
     /// Answers given with `--answer` that replace an earlier one: (step, earlier, new).
     pub replaced: Vec<(String, Option<String>, String)>,
+    /// Only answers changed (no `--from`, no operation to start again): the steps that run
+    /// again are those prompts and every step that reads them, directly or through another
+    /// step — their asserts are checked again before any mutating step uses the new value;
+    /// a change that does not read them (a clone already made) is not made twice.
+    pub only: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Restart {
@@ -173,11 +178,26 @@ pub fn restart(request: &Request<'_>) -> Result<Option<Restart>, Error> {
         }
     }
     let Some(first) = candidates.iter().map(|(index, _)| *index).min() else { return Ok(None) };
+    let only = (candidates.len() == replaced.len()).then(|| readers(request.order, &replaced));
     Ok(Some(Restart {
         from: request.order[first].id.clone(),
         reasons: candidates.into_iter().map(|(_, reason)| reason).collect(),
         replaced,
+        only,
     }))
+}
+
+/// The replaced prompts and, in walk order, every step that reads one of them or a step
+/// already in the set.
+fn readers(order: &[&Step], replaced: &[(String, Option<String>, String)]) -> std::collections::BTreeSet<String> {
+    let mut tainted: std::collections::BTreeSet<String> = replaced.iter().map(|(id, _, _)| id.clone()).collect();
+    for step in order {
+        let reads = runbook_engine::exec::reads::steps_read_by(step);
+        if reads.iter().any(|id| tainted.contains(id)) {
+            tainted.insert(step.id.clone());
+        }
+    }
+    tainted
 }
 
 /// The status of the step's last `step_finished` record.

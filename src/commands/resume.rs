@@ -148,7 +148,10 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     let secret = |id: &str| order.iter().any(|s| s.id == id && s.secret);
     let resume_events = restart.as_ref().map(|r| r.events(&secret)).unwrap_or_default();
     if let Some(restart) = &restart {
-        super::restart::forget_from(&order, &restart.from, &mut completed);
+        match &restart.only {
+            Some(only) => completed.retain(|id, _| !only.contains(id)),
+            None => super::restart::forget_from(&order, &restart.from, &mut completed),
+        }
     }
     drop(order);
     // Resumed from the shared store on a machine that never saw the run: its spool starts

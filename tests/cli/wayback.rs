@@ -334,3 +334,43 @@ fn done_if_is_checked_with_its_position() {
         "{stderr}"
     );
 }
+
+/// `make` does not read the answer; the assert and `use` do.
+const REANSWER: &str = r#"
+runbook: reanswer
+procedures:
+  go:
+    stages:
+      - name: Work
+        steps:
+          - id: pick
+            prompt: Which revision?
+          - id: not_bad
+            assert: "steps.pick.output != 'bad'"
+            message: "`bad` is the revision serving now"
+          - id: make
+            run: [sh, -c, 'echo make >> log.txt']
+            timeout: 10s
+          - id: use
+            run: [sh, -c, 'echo "use $1" >> log.txt; test -e fixed', x, "{{ steps.pick.output }}"]
+            timeout: 10s
+"#;
+
+/// `resume --answer` checks the new value like a first one: the assert that reads it runs
+/// again before anything uses it, and only the steps that read it run again — a change that
+/// does not (a clone already made) is not made twice.
+#[test]
+fn resume_with_a_changed_answer_rechecks_its_asserts_and_reruns_only_what_reads_it() {
+    let sandbox = Sandbox::new();
+    sandbox.file("reanswer.yaml", REANSWER);
+    sandbox.runbook().args(["reanswer", "go", "--yes", "--answer", "pick=a"]).output().status(1);
+    assert_eq!(log(&sandbox), "make\nuse a\n");
+    let id = sandbox.last_run_id();
+    let out = sandbox.runbook().args(["resume", &id, "--yes", "--answer", "pick=bad"]).output().status(1);
+    assert!(out.stderr().contains("`bad` is the revision serving now"), "{}", out.stderr());
+    assert_eq!(log(&sandbox), "make\nuse a\n", "nothing ran with the refused answer");
+    std::fs::write(sandbox.path().join("fixed"), "").unwrap_or_else(|e| panic!("{e}"));
+    let out = sandbox.runbook().args(["resume", &id, "--yes", "--answer", "pick=b"]).output();
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(log(&sandbox), "make\nuse a\nuse b\n", "`make` ran once: {}", out.stderr());
+}
