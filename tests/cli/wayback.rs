@@ -374,3 +374,37 @@ fn resume_with_a_changed_answer_rechecks_its_asserts_and_reruns_only_what_reads_
     assert_eq!(out.code(), 0, "{}", out.all());
     assert_eq!(log(&sandbox), "make\nuse a\nuse b\n", "`make` ran once: {}", out.stderr());
 }
+
+/// The undo reads a field the API left out (`latestRevision` is sent only when true).
+const UNDO_EARLY: &str = r#"
+runbook: early
+procedures:
+  go:
+    stages:
+      - name: Switch
+        steps:
+          - id: service
+            run: [echo, '{"traffic": [{"revisionName": "rev-1", "percent": 100}]}']
+            effect: read
+            capture: json
+          - id: switch
+            run: [sh, -c, 'echo switched >> log.txt']
+            timeout: 10s
+            undo:
+              id: route_back
+              run: [echo, "{% for t in steps.service.json.traffic %}{{ 'LATEST' if t.latestRevision else t.revisionName }}{% endfor %}"]
+              timeout: 10s
+"#;
+
+/// Issue 24: an undo that could not be rendered is found before the change it would undo,
+/// named with its file:line:col and the missing value — not when the undo is needed.
+#[test]
+fn an_undo_that_cannot_be_rendered_stops_the_change_before_it_is_made() {
+    let sandbox = Sandbox::new();
+    sandbox.file("early.yaml", UNDO_EARLY);
+    let out = sandbox.runbook().args(["early", "go", "--yes"]).output().status(1);
+    let stderr = out.stderr();
+    assert!(stderr.contains("its undo step `route_back` could not be rendered"), "{stderr}");
+    assert!(stderr.contains("early.yaml:17:69") && stderr.contains("`t.latestRevision` is undefined"), "{stderr}");
+    assert_eq!(log(&sandbox), "", "the change was not made");
+}

@@ -128,6 +128,9 @@ pub struct Attempt {
     pub last: bool,
     /// An answer given ahead (`--answer`) was refused.
     pub answer_refused: bool,
+    /// Refused before it started (its undo could not be rendered): it changed nothing, so
+    /// the undo engine has nothing of it to name.
+    pub not_started: bool,
     /// What the step said last (a child's last line of stderr, or the command that ran):
     /// what a mutating step changed, when its output does not tell.
     pub said: Option<String>,
@@ -143,6 +146,7 @@ impl Attempt {
             answer: None,
             last: false,
             answer_refused: false,
+            not_started: false,
             said: None,
         }
     }
@@ -156,6 +160,7 @@ impl Attempt {
             answer: None,
             last: false,
             answer_refused: false,
+            not_started: false,
             said: None,
         }
     }

@@ -470,6 +470,14 @@ impl<'p> Runner<'p> {
         {
             return flow;
         }
+        if step.mutates()
+            && !self.undoing
+            && let Some(message) = self.undo_unrenderable(step)
+        {
+            // Its undo could never run: found now, before the change, not when it is needed.
+            let attempt = Attempt { last: true, not_started: true, ..Attempt::failed(message) };
+            return self.fail(step, attempt, started).await;
+        }
         if let StepKind::Include(include) = &step.kind {
             self.included += 1;
             let flow = self.procedure(include.procedure.clone()).await;
@@ -672,6 +680,22 @@ impl<'p> Runner<'p> {
         }
     }
 
+    /// Why an `undo:` step of `step` cannot be rendered with what is known now (a value the
+    /// API left out, read before the change): outputs not known yet (the step's own, those
+    /// of earlier undo steps) are placeholders and not an error.
+    fn undo_unrenderable(&self, step: &Step) -> Option<String> {
+        let mut outputs = self.outputs.clone();
+        outputs.placeholders = true;
+        step.undo.iter().find_map(|undo| {
+            render(self.plan, undo, &outputs).err().map(|err| {
+                format!(
+                    "not run: its undo step `{}` could not be rendered, so this change could not be undone: {}",
+                    undo.id, err.0
+                )
+            })
+        })
+    }
+
     /// `on_interrupt:` — what keeps running when this step is cut short, shown and journaled.
     fn interrupted_note(&mut self, step: &Step) {
         let Some(note) = &step.on_interrupt else { return };
@@ -742,6 +766,7 @@ impl<'p> Runner<'p> {
                 StepStatus::Done => self.finished.push(step.id.clone()),
                 // A step the operator stopped at never started its change.
                 StepStatus::Skipped | StepStatus::Aborted => {}
+                _ if attempt.not_started => {}
                 _ => self.failed_mutation = Some(step.id.clone()),
             }
         }
