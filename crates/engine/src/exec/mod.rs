@@ -696,6 +696,14 @@ impl<'p> Runner<'p> {
         })
     }
 
+    /// The command of a mutating step's first undo step (a process step), rendered with what
+    /// is known now: how the state before the change is restored, so it names that state.
+    fn put_back(&self, step: &Step) -> Option<String> {
+        let undo = step.undo.first()?;
+        let rendered = render(self.plan, undo, &self.outputs).ok()?;
+        rendered.command_line(self.plan)
+    }
+
     /// `on_interrupt:` — what keeps running when this step is cut short, shown and journaled.
     fn interrupted_note(&mut self, step: &Step) {
         let Some(note) = &step.on_interrupt else { return };
@@ -801,6 +809,11 @@ impl<'p> Runner<'p> {
             changed: (step.mutates() && attempt.status == StepStatus::Done)
                 .then(|| crate::exec::changes::changed(output.as_ref(), attempt.said.as_deref()))
                 .flatten()
+                .map(|c| match self.put_back(step) {
+                    // Before → after: what it is now, and the command that restores what was.
+                    Some(back) => format!("{c} — before, put back with: $ {back}"),
+                    None => c,
+                })
                 .map(|c| redactor.redact(&c)),
             output,
             answer: attempt.answer.map(|a| redactor.redact(&a)),
