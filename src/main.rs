@@ -144,6 +144,11 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
     }
     match Builtin::from_arg_matches(matches).map_err(|e| Error::Usage(e.to_string()))? {
         Builtin::List => {
+            // A folder without runbooks is a mistake (the wrong folder), not an empty answer:
+            // said on stderr, exit 2, so a script notices.
+            if library.entries.is_empty() {
+                return Err(Error::Usage(commands::list::list(library).trim_end().to_owned()));
+            }
             output::print(&commands::list::list(library));
             Ok(())
         }

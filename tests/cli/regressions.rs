@@ -247,3 +247,13 @@ procedures:
     assert!(out.stderr().contains("warning[RB103]"), "{}", out.stderr());
     sandbox.runbook().args(["validate", "--strict"]).output().status(1);
 }
+
+/// Issue 21: `list` in a folder without runbooks says so on stderr and exits 2 (it used to
+/// exit 0, so a script pointed at the wrong folder carried on).
+#[test]
+fn list_in_a_folder_without_runbooks_exits_2() {
+    let sandbox = crate::support::Sandbox::new();
+    std::fs::create_dir_all(sandbox.path().join("runbooks")).unwrap_or_else(|e| panic!("{e}"));
+    let out = sandbox.runbook().args(["list"]).output().status(2);
+    assert!(out.stderr().contains("no runbooks in runbooks"), "{}", out.stderr());
+}
