@@ -100,7 +100,8 @@ fn breaks(settings: &Settings, name: LockName, reason: &str, confirm: Option<&st
     }
     let store = settings.store()?;
     let by = runbook_state::identity::Identity::current().display();
-    let holder = store.break_lock(&name, &by, reason).map_err(Error::Usage)?;
+    let holder =
+        store.break_lock(&name, &by, reason).map_err(|err| Error::Usage(with_rehearsal_hint(&*store, &name, err)))?;
     // Journaled in the run that held it, so its story says who broke its lock and why.
     let event =
         serde_json::json!({"event": "lock_broken", "lock": expected, "by": by, "reason": reason, "holder": holder});
@@ -112,4 +113,26 @@ fn breaks(settings: &Settings, name: LockName, reason: &str, confirm: Option<&st
         eprintln!("warning: the break is not in run {}'s journal: {err}", holder.run_id);
     }
     Ok(())
+}
+
+/// A lock that is not held, when the rehearsal lock of the same runbook and environment is:
+/// the operator most likely meant that one (`lock status` lists it as `NAME.rehearsal/ENV`).
+fn with_rehearsal_hint(store: &dyn runbook_state::store::Store, name: &LockName, err: String) -> String {
+    if name.runbook.ends_with(".rehearsal") {
+        return err;
+    }
+    let rehearsal = LockName { runbook: format!("{}.rehearsal", name.runbook), environment: name.environment.clone() };
+    let held = store
+        .status(Some(&name.runbook), name.environment.as_deref())
+        .ok()
+        .is_some_and(|locks| locks.iter().any(|l| l.name.key() == rehearsal.key() && l.holder.is_some()));
+    if !held {
+        return err;
+    }
+    let env = name.environment.as_deref().map(|e| format!(" --env {e}")).unwrap_or_default();
+    format!(
+        "{err}; the rehearsal lock `{}` is held — to break that one: runbook lock break {}{env}",
+        rehearsal.display(),
+        rehearsal.runbook
+    )
 }

@@ -408,3 +408,28 @@ fn an_undo_that_cannot_be_rendered_stops_the_change_before_it_is_made() {
     assert!(stderr.contains("early.yaml:17:69") && stderr.contains("`t.latestRevision` is undefined"), "{stderr}");
     assert_eq!(log(&sandbox), "", "the change was not made");
 }
+
+/// `lock break NAME` when only the rehearsal lock of NAME is held names that one.
+#[test]
+fn breaking_a_free_lock_points_at_the_held_rehearsal_lock() {
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "slow.yaml",
+        "runbook: slow\nprocedures:\n  go:\n    stages:\n      - name: s\n        steps:\n          - id: wait\n            run: [sh, -c, 'touch started; sleep 5']\n            timeout: 30s\n",
+    );
+    let mut run = sandbox.runbook().args(["slow", "go", "--simulate", "--yes"]).cmd;
+    run.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = run.spawn().unwrap_or_else(|e| panic!("spawn: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !sandbox.path().join("started").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out =
+        sandbox.runbook().args(["lock", "break", "slow", "--reason", "x", "--confirm", "slow"]).output().status(2);
+    // SIGTERM: the run ends its step's process group, as on an operator's Ctrl-C.
+    crate::support::signal(child.id(), "TERM");
+    let _ = child.wait();
+    assert!(out.stderr().contains("`slow` is not locked"), "{}", out.stderr());
+    assert!(out.stderr().contains("the rehearsal lock `slow.rehearsal` is held"), "{}", out.stderr());
+    assert!(out.stderr().contains("runbook lock break slow.rehearsal"), "{}", out.stderr());
+}
