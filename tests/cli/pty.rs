@@ -536,6 +536,8 @@ fn a_failed_backup_is_not_offered_and_ctrl_c_at_the_list_exits_130() {
     }
     let sandbox = Sandbox::new();
     sandbox.copy_rollback();
+    // The verify stage's smoke script is checked before anything runs (issue 21).
+    crate::support::write_executable(&sandbox.path().join("scripts/smoke_worker_queue.sh"), "#!/bin/sh\n");
     let mut pty = Pty::spawn(
         &sandbox,
         &[

@@ -433,3 +433,27 @@ fn breaking_a_free_lock_points_at_the_held_rehearsal_lock() {
     assert!(out.stderr().contains("the rehearsal lock `slow.rehearsal` is held"), "{}", out.stderr());
     assert!(out.stderr().contains("runbook lock break slow.rehearsal"), "{}", out.stderr());
 }
+
+/// Issue 21: a program a later step runs (the verify stage's smoke script) is checked before
+/// the first change — not found missing after the database was cloned.
+#[test]
+fn a_missing_program_of_a_later_step_is_refused_before_anything_runs() {
+    let sandbox = Sandbox::new();
+    sandbox.copy_rollback();
+    let ts = crate::support::recent_timestamp();
+    let out = sandbox
+        .runbook()
+        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--simulate", "--yes"])
+        .args(["--confirm-env", "production", "--answer", "failing_migration_file=003_add_course_tags.sql"])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .output()
+        .status(2);
+    let stderr = out.stderr();
+    assert!(
+        stderr.contains(
+            "step `smoke_worker_queue` runs `./scripts/smoke_worker_queue.sh`, which is not an executable file"
+        ),
+        "{stderr}"
+    );
+    assert!(sandbox.journals().is_empty(), "nothing started");
+}

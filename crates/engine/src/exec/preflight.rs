@@ -12,6 +12,7 @@ impl Runner<'_> {
         let runbook = &plan.runbook;
         let what = format!("`{} {}`", runbook.name, plan.procedure);
         self.preflight_confirmations(&what)?;
+        self.preflight_programs()?;
         if self.options.interactive {
             return Ok(());
         }
@@ -60,6 +61,32 @@ impl Runner<'_> {
                 "{what} needs answers and there is no terminal: give --answer ID=VALUE (or --yes for manual steps) for {}",
                 unanswered.join(", ")
             ));
+        }
+        Ok(())
+    }
+
+    /// A program a later step runs by a relative path (`./scripts/smoke.sh`) is there and
+    /// executable now, before the first change — not found missing after the rollback.
+    fn preflight_programs(&self) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt as _;
+        for step in steps_of(self.plan) {
+            let StepKind::Run(run) = &step.kind else { continue };
+            if run.process.cwd.is_some() || self.completed.contains_key(&step.id) {
+                continue;
+            }
+            let Some(program) = run.argv.first().map(|a| a.text.as_str()) else { continue };
+            if program.contains("{{") || !program.contains('/') || program.starts_with('/') {
+                continue;
+            }
+            let path = self.options.base_dir.join(program);
+            let runnable = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if !runnable {
+                return Err(format!(
+                    "step `{}` runs `{program}`, which is not an executable file in {}: run runbook from the folder that holds it (the application checkout) or fix the path; nothing was run",
+                    step.id,
+                    self.options.base_dir.display()
+                ));
+            }
         }
         Ok(())
     }
