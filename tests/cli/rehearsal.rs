@@ -151,6 +151,9 @@ fn pitr_rehearsal_clones_repoints_the_secret_reverts_traffic_and_verifies() {
     // fake, never a bare real command to paste.
     assert!(all.contains("REHEARSAL against the local fake at http://127.0.0.1:"), "{all}");
     assert!(all.contains("export CLOUDSDK_API_ENDPOINT_OVERRIDES_SQL=http://127.0.0.1:"), "{all}");
+    // Issue 21: the secret stage names where the new connection string points, with the
+    // clone's address known before the stage is confirmed (its IP is read in the Clone stage).
+    assert!(all.contains("the new version of pegasus-db-url will point at 10."), "{all}");
 
     let requests = fake.requests();
     let clone = requests
