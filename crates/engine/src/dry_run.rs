@@ -376,7 +376,7 @@ fn undo_line(plan: &Plan, step: &DryStep) -> String {
     let what = match &rendered.action {
         Action::Run { .. } | Action::Shell { .. } => format!("$ {}", step.command_line.as_deref().unwrap_or("")),
         Action::Http { method, url, .. } => format!("{method} {}", plan.redactor.redact(url)),
-        Action::Manual { text } => format!("manual: {}", text.trim().lines().next().unwrap_or("")),
+        Action::Manual { text } => format!("manual: {}", runbook_lang::docs::one_line(text)),
         Action::Assert { expr, .. } => format!("checks {expr}"),
         Action::Prompt { question, .. } => format!("asks: {question}"),
         Action::Include { procedure } => format!("runs procedure `{procedure}`"),

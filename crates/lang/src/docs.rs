@@ -338,13 +338,19 @@ fn write_step(out: &mut String, step: &Step, number: usize) {
     out.push('\n');
 }
 
+/// A text of several lines (a manual undo's instructions) on one line, whole: cutting it at
+/// its first line break stopped it mid-sentence ("… First make").
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// What an undo step does, on one line.
 fn undo_summary(step: &Step) -> String {
     let text = match &step.kind {
         StepKind::Run(run) => format!("`{}`", readable_command(run.argv.iter().map(show).collect())),
         StepKind::Shell(shell) => format!("`{}`", shell.script.trim().lines().next().unwrap_or("")),
         StepKind::Http(http) => format!("`{} {}`", http.method, show(&http.url)),
-        StepKind::Manual(text) => show(text).trim().lines().next().unwrap_or("").to_owned(),
+        StepKind::Manual(text) => one_line(&show(text)),
         StepKind::Assert(assert) => format!("checks `{}`", assert.expr.text),
         StepKind::Prompt(prompt) => format!("asks *{}*", show(&prompt.question).trim()),
         StepKind::Include(include) => format!("runs `{}`", include.procedure),
