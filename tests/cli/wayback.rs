@@ -168,11 +168,8 @@ procedures:
             timeout: 10s
 "#;
 
-/// The failure menu's edit is checked like a first answer: picking the serving revision
-/// after a failed traffic update is refused by the assert before anything runs with it, and
-/// an accepted edit shows the changed command and asks before it runs.
-#[test]
-fn an_edit_at_the_failure_menu_goes_through_the_asserts_and_is_confirmed() {
+/// `traffic go` at a terminal, `rev-other` picked, stopped at the failure menu of the update.
+fn traffic_update_failed() -> (Sandbox, Pty) {
     let sandbox = Sandbox::new();
     sandbox.file("traffic.yaml", TRAFFIC);
     let mut pty = Pty::spawn(&sandbox, &["traffic", "go"]);
@@ -183,6 +180,15 @@ fn an_edit_at_the_failure_menu_goes_through_the_asserts_and_is_confirmed() {
     pty.expect(STAGE_QUESTION);
     pty.answer("y");
     pty.expect("`update_traffic` failed: [r]etry");
+    (sandbox, pty)
+}
+
+/// The failure menu's edit is checked like a first answer: picking the serving revision
+/// after a failed traffic update is refused by the assert before anything runs with it, and
+/// an accepted edit shows the changed command and asks before it runs.
+#[test]
+fn an_edit_at_the_failure_menu_goes_through_the_asserts_and_is_confirmed() {
+    let (sandbox, mut pty) = traffic_update_failed();
     pty.answer("e");
     pty.expect("Revision to send traffic to");
     pty.answer("rev-bad");
@@ -195,16 +201,7 @@ fn an_edit_at_the_failure_menu_goes_through_the_asserts_and_is_confirmed() {
     assert_eq!(traffic, "rev-other\n", "nothing ran with the refused answer\n{transcript}");
 
     // An edit the assert accepts: the changed command is shown and confirmed first.
-    let sandbox = Sandbox::new();
-    sandbox.file("traffic.yaml", TRAFFIC);
-    let mut pty = Pty::spawn(&sandbox, &["traffic", "go"]);
-    pty.expect(STAGE_QUESTION);
-    pty.answer("y");
-    pty.expect("Revision to send traffic to");
-    pty.answer("rev-other");
-    pty.expect(STAGE_QUESTION);
-    pty.answer("y");
-    pty.expect("`update_traffic` failed: [r]etry");
+    let (sandbox, mut pty) = traffic_update_failed();
     std::fs::write(sandbox.path().join("ok"), "").unwrap_or_else(|e| panic!("{e}"));
     pty.answer("e");
     pty.expect("Revision to send traffic to");

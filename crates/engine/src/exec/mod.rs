@@ -645,7 +645,7 @@ impl<'p> Runner<'p> {
     /// when an earlier attempt read them, so the check sees the world as it is now.
     async fn already_done(&mut self, step: &Step, started: Instant) -> Option<Flow> {
         let check = step.done_if.as_ref()?;
-        let reads = crate::exec::reads::steps_read_in(&check.text);
+        let reads = crate::exec::reads::steps_read(&check.text);
         let mut refreshed = Vec::new();
         for id in reads {
             let Some(read) = self.read_step(&id) else { continue };
@@ -716,10 +716,8 @@ impl<'p> Runner<'p> {
 
     /// A read step of the runbook by id (the steps `done_if` may read again).
     fn read_step(&self, id: &str) -> Option<&'p Step> {
-        let plan: &'p Plan = self.plan;
-        plan.runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps)).find(|s| {
-            s.id == id && !s.mutates() && matches!(s.kind, StepKind::Run(_) | StepKind::Shell(_) | StepKind::Http(_))
-        })
+        self.find_step(id)
+            .filter(|s| !s.mutates() && matches!(s.kind, StepKind::Run(_) | StepKind::Shell(_) | StepKind::Http(_)))
     }
 
     /// A failed step: `on_failure` decides what happens next.

@@ -6,13 +6,8 @@ use std::collections::BTreeSet;
 use runbook_lang::step::Step;
 use runbook_lang::template::{Expr, Template};
 
-/// Step ids an expression reads (`steps.ID...`).
-pub fn steps_read_in(text: &str) -> Vec<String> {
-    steps_read(text)
-}
-
 /// Step ids a template or expression text reads (`steps.ID...`).
-fn steps_read(text: &str) -> Vec<String> {
+pub fn steps_read(text: &str) -> Vec<String> {
     let span = runbook_lang::source::Span::default();
     let mut refs = Template::new(text, span).references().unwrap_or_default();
     if !text.contains("{{") && !text.contains("{%") {
@@ -36,16 +31,17 @@ fn strings<'v>(value: &'v serde_json::Value, out: &mut Vec<&'v str>) {
 
 /// Step ids `step`'s templates read (`steps.ID...`), its `undo:` steps included.
 pub fn steps_read_by(step: &Step) -> BTreeSet<String> {
-    let Ok(value) = serde_json::to_value(step) else { return BTreeSet::new() };
-    let mut texts = Vec::new();
-    strings(&value, &mut texts);
-    texts.iter().flat_map(|t| steps_read(t)).collect()
+    read_by(step, true)
 }
 
 /// Step ids `step`'s own templates read, its `undo:` steps left out.
 pub fn steps_read_by_itself(step: &Step) -> BTreeSet<String> {
+    read_by(step, false)
+}
+
+fn read_by(step: &Step, with_undo: bool) -> BTreeSet<String> {
     let Ok(mut value) = serde_json::to_value(step) else { return BTreeSet::new() };
-    if let Some(map) = value.as_object_mut() {
+    if !with_undo && let Some(map) = value.as_object_mut() {
         map.remove("undo");
     }
     let mut texts = Vec::new();

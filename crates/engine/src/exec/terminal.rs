@@ -22,8 +22,6 @@ pub struct Terminal {
     decisions: Vec<(String, String)>,
     /// What finished mutating steps produced or said last: (step, text).
     changes: Vec<(String, String)>,
-    /// The last output line of the running mutating step.
-    last_line: Option<(String, String)>,
     /// The run's time to recovery, once its first recovery step passed.
     recovered: Option<String>,
     /// Child output not written yet (see `flush_output`).
@@ -44,7 +42,6 @@ impl Terminal {
             kinds: std::collections::HashMap::new(),
             decisions: Vec::new(),
             changes: Vec::new(),
-            last_line: None,
             recovered: None,
             stdout: Vec::new(),
             stderr: Vec::new(),
@@ -171,7 +168,6 @@ impl Subscriber for Terminal {
             }
             Event::StepStarted { id, name, kind, command, attempt } => {
                 self.kinds.insert(id.clone(), kind);
-                self.last_line = None;
                 let title = name.as_deref().map(|n| format!(" — {n}")).unwrap_or_default();
                 let retry = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
                 if !self.quiet {
@@ -192,17 +188,7 @@ impl Subscriber for Terminal {
                     self.spinner = Some(spinner);
                 }
             }
-            Event::Output { id, stream, text } => {
-                if self.context.mutating.contains(id) {
-                    let decoded = runbook_state::event::decode(text);
-                    let last = runbook_state::event::lines(decoded.as_bytes())
-                        .map(|line| strip_escapes(&String::from_utf8_lossy(line)).trim().to_owned())
-                        .filter(|line| !line.is_empty())
-                        .last();
-                    if let Some(line) = last {
-                        self.last_line = Some((id.clone(), line.chars().take(120).collect()));
-                    }
-                }
+            Event::Output { stream, text, .. } => {
                 self.output(*stream, text);
             }
             Event::Notice { text, .. } => {
@@ -340,11 +326,6 @@ pub struct SummaryContext {
     /// Decisions and changes of earlier attempts, listed before this attempt's.
     pub earlier_decisions: Vec<(String, String)>,
     pub earlier_changes: Vec<(String, String)>,
-}
-
-/// `line` without terminal escape sequences or control characters.
-fn strip_escapes(line: &str) -> String {
-    super::ansi::strip_line(line)
 }
 
 pub fn format_duration(duration: Duration) -> String {

@@ -59,7 +59,7 @@ impl<'p> Runner<'p> {
             && step.on_failure == OnFailure::Abort
     }
 
-    fn find_step(&self, id: &str) -> Option<&'p Step> {
+    pub(crate) fn find_step(&self, id: &str) -> Option<&'p Step> {
         let plan: &'p crate::plan::Plan = self.plan;
         plan.runbook.procedures.values().flat_map(|p| p.stages.iter().flat_map(|s| &s.steps)).find(|s| s.id == id)
     }
