@@ -704,6 +704,54 @@ fn ctrl_c_during_a_slow_simulated_clone_then_resume_finishes_with_one_clone() {
     );
 }
 
+/// Issue 21: Ctrl-C while the clone request is in flight — Cloud SQL made the clone, its reply
+/// never came. `resume` adopts the clone (`done_if`: made after the run started, being
+/// created), finds its operation on the source instance and waits for it: one clone, and the
+/// run finishes.
+#[test]
+fn ctrl_c_while_the_clone_reply_is_lost_then_resume_adopts_the_clone() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    fake.faults(r#"{"operations": [{"operation_type": "CLONE", "polls": 3}], "hangs": [{"method": "POST", "path_contains": "/clone", "after": true}]}"#);
+    let ts = recent_timestamp();
+    let mut run = runbook(&sandbox, &fake)
+        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes", "--confirm-env", "production"])
+        .args(PITR_ANSWERS)
+        .args(["--var", &format!("api_base_url={}", fake.app_url())]);
+    run.cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = run.cmd.spawn().unwrap_or_else(|e| panic!("spawn: {e}"));
+    let clones = |fake: &Fake| {
+        fake.requests().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while clones(&fake) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let interrupted = child.wait_with_output().unwrap_or_else(|e| panic!("wait: {e}"));
+    let stderr = String::from_utf8_lossy(&interrupted.stderr).into_owned();
+    assert_eq!(interrupted.status.code(), Some(130), "{stderr}");
+    assert_eq!(clones(&fake), 1, "the clone request reached the fake: {stderr}");
+    let clone = &fake.state()["projects"][PROJECT]["instances"]["pegasus-db-eu-rollback"];
+    assert_eq!(clone["state"], "PENDING_CREATE", "the clone is being made: {clone}");
+
+    let id = sandbox.last_run_id();
+    let out = runbook(&sandbox, &fake).args(["resume", &id, "--yes", "--confirm-env", "production"]).output();
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.stderr().contains("clone_op: already done"), "{}", out.stderr());
+    assert!(out.stderr().contains("waiting for the clone operation"), "{}", out.stderr());
+    assert_eq!(clones(&fake), 1, "resume did not clone again");
+    let state = fake.state();
+    let clone = &state["projects"][PROJECT]["instances"]["pegasus-db-eu-rollback"];
+    assert_eq!(clone["state"], "RUNNABLE", "{clone}");
+    let operations = state["operations"].as_array().cloned().unwrap_or_default();
+    assert_eq!(operations.len(), 1, "{operations:?}");
+    assert_eq!(operations[0]["done"], true, "the adopted clone's operation was waited for: {operations:?}");
+    let shown = Run::new(sandbox.path()).args(["show", &id]).output().success().stdout();
+    assert!(shown.contains("status: done"), "{shown}");
+}
+
 /// Issue 21: an instance that already has the clone's name (left by an earlier rollback)
 /// is refused in the preflight, with the commands to inspect or delete it and the `--var`
 /// that picks another name, before any mutating request.

@@ -35,6 +35,17 @@ pub struct Plan {
     /// `RUNBOOK_PARAM_<NAME>` variables in our environment that this procedure does not
     /// take: its children do not inherit them (see `secret_env`).
     pub hidden_env: Vec<String>,
+    /// The run this plan runs as (`run.id`, `run.started` in templates); `None` before a run
+    /// exists (a dry-run, the checks before the lock), where they render as placeholders.
+    pub run: Option<RunInfo>,
+}
+
+/// `run` in templates.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunInfo {
+    pub id: String,
+    /// When the run first started, RFC 3339 UTC (a resume keeps it).
+    pub started: String,
 }
 
 /// A reason the inputs do not fit the procedure; one line, exit code 2.
@@ -187,6 +198,7 @@ impl Plan {
             var_overrides,
             redactor,
             hidden_env,
+            run: None,
         };
         plan.prerender()?;
         Ok(plan)
@@ -278,6 +290,10 @@ impl Plan {
             env => env,
             environment => self.environment.clone().unwrap_or_default(),
             steps => Value::from_object(steps.clone()),
+            run => match &self.run {
+                Some(run) => Value::from(minijinja::value::Serde(run)),
+                None => Value::from_object(Placeholder::new("run")),
+            },
         }
     }
 

@@ -189,6 +189,7 @@ fn show(template: &Template) -> String {
         steps => Value::from_object(Placeholder::new("steps")),
         env => Value::from_object(Placeholder::new("env")),
         environment => Value::from_object(Placeholder::new("environment")),
+        run => Value::from_object(Placeholder::new("run")),
     };
     template.render(&context).unwrap_or_else(|_| template.text.clone())
 }

@@ -175,11 +175,8 @@ fn clone(state: &mut State, request: &ApiRequest, project: &str, source: &str) -
     let Some(destination) = context["destinationInstanceName"].as_str().filter(|d| !d.is_empty()) else {
         return Err(ApiError::invalid("Invalid request: cloneContext.destinationInstanceName is required."));
     };
-    let taken = state.scenario.project(project).is_some_and(|(_, p)| p.instances.contains_key(destination))
-        || state
-            .operations
-            .iter()
-            .any(|op| op.project == project && op.pending_clone_destination() == Some(destination));
+    // The clone's instance exists from the moment its clone started (PENDING_CREATE).
+    let taken = state.scenario.project(project).is_some_and(|(_, p)| p.instances.contains_key(destination));
     if taken {
         return Err(ApiError::new(409, "The Cloud SQL instance already exists.")
             .with_status("ALREADY_EXISTS", "instanceAlreadyExists"));

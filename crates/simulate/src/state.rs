@@ -110,14 +110,6 @@ impl SqlOperation {
         }
     }
 
-    /// The clone's destination, if this is a clone still under way.
-    pub fn pending_clone_destination(&self) -> Option<&str> {
-        match &self.effect {
-            OperationEffect::Clone { destination, .. } if !self.done => Some(destination),
-            _ => None,
-        }
-    }
-
     /// The operation as Cloud SQL Admin v1beta4 renders it.
     pub fn to_json(&self) -> Value {
         let base = "https://sqladmin.googleapis.com/sql/v1beta4/projects";
@@ -219,6 +211,7 @@ impl State {
             done: false,
             effect,
         };
+        self.create_clone(project, &operation.name, &operation.effect);
         if operation.polls_to_done == 0 {
             self.finish(&mut operation);
         }
@@ -243,35 +236,59 @@ impl State {
         operation.end_time = Some(timestamp(Utc::now()));
         if operation.error.is_none() {
             self.apply(operation);
+        } else if let OperationEffect::Clone { destination, .. } = &operation.effect {
+            // A clone that failed leaves no instance behind: the name is free again.
+            if let Some((_, project)) = self.scenario.project_mut(&operation.project) {
+                project.instances.remove(destination);
+            }
+        }
+    }
+
+    /// Cloud SQL creates a clone's instance when the clone starts: it is listed and described
+    /// (state `PENDING_CREATE`, no address yet) while the operation runs.
+    fn create_clone(&mut self, project: &str, operation: &str, effect: &OperationEffect) {
+        let OperationEffect::Clone { source, destination, point_in_time } = effect else { return };
+        let Some((_, p)) = self.scenario.project(project) else { return };
+        let Some(source_instance) = p.instances.get(source) else { return };
+        let clone = SqlInstance {
+            state: "PENDING_CREATE".into(),
+            ip_addresses: Vec::new(),
+            create_time: timestamp(Utc::now()),
+            backup_runs: Vec::new(),
+            cloned_from: Some(CloneOrigin {
+                instance: source.clone(),
+                point_in_time: point_in_time.clone(),
+                operation: operation.to_owned(),
+            }),
+            restores: Vec::new(),
+            ..source_instance.clone()
+        };
+        if let Some((_, p)) = self.scenario.project_mut(project) {
+            p.instances.insert(destination.clone(), clone);
         }
     }
 
     fn apply(&mut self, operation: &SqlOperation) {
         match &operation.effect {
-            OperationEffect::Clone { source, destination, point_in_time } => {
+            OperationEffect::Clone { source, destination, .. } => {
+                // The clone exists since its operation started (PENDING_CREATE); now it runs
+                // and has its address.
                 let Some((_, project)) = self.scenario.project(&operation.project) else { return };
                 let Some(source_instance) = project.instances.get(source) else { return };
-                let clone = SqlInstance {
-                    state: "RUNNABLE".into(),
-                    ip_addresses: vec![IpAddress {
-                        ip_address: free_ip(&self.scenario, source_instance),
-                        kind: source_instance
-                            .ip_addresses
-                            .first()
-                            .map_or_else(|| "PRIVATE".to_string(), |a| a.kind.clone()),
-                    }],
-                    create_time: timestamp(Utc::now()),
-                    backup_runs: Vec::new(),
-                    cloned_from: Some(CloneOrigin {
-                        instance: source.clone(),
-                        point_in_time: point_in_time.clone(),
-                        operation: operation.name.clone(),
-                    }),
-                    restores: Vec::new(),
-                    ..source_instance.clone()
+                let address = IpAddress {
+                    ip_address: free_ip(&self.scenario, source_instance),
+                    kind: source_instance
+                        .ip_addresses
+                        .first()
+                        .map_or_else(|| "PRIVATE".to_string(), |a| a.kind.clone()),
                 };
-                if let Some((_, project)) = self.scenario.project_mut(&operation.project) {
-                    project.instances.insert(destination.clone(), clone);
+                let clone = self
+                    .scenario
+                    .project_mut(&operation.project)
+                    .and_then(|(_, project)| project.instances.get_mut(destination));
+                if let Some(clone) = clone {
+                    clone.state = "RUNNABLE".into();
+                    clone.ip_addresses = vec![address];
                 }
             }
             OperationEffect::Restore { instance, backup_run_id, backup_instance, .. } => {

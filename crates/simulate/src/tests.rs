@@ -159,6 +159,12 @@ async fn operations_progress_over_polls_and_apply_their_effect_when_done() {
     assert_eq!((status, op["status"].as_str()), (200, Some("PENDING")), "{op}");
     let name = op["name"].as_str().unwrap_or_default().to_string();
     let path = format!("{SQL}/operations/{name}");
+    // As in Cloud SQL, the clone's instance exists while its clone runs: PENDING_CREATE, with
+    // no address yet (proto3 leaves the empty list out), and its name is taken.
+    let (status, pending) = get(&fake, &format!("{SQL}/instances/pegasus-db-eu-rollback")).await;
+    assert_eq!((status, pending["state"].as_str()), (200, Some("PENDING_CREATE")), "{pending}");
+    assert!(pending.get("ipAddresses").is_none(), "{pending}");
+    assert!(pending["createTime"].is_string(), "{pending}");
     let mut seen = Vec::new();
     for _ in 0..3 {
         let (_, op) = get(&fake, &path).await;

@@ -145,6 +145,13 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
         );
     }
     options.strip_ansi = json || !std::io::stderr().is_terminal();
+    plan.run = Some(crate::plan::RunInfo {
+        id: execution.run_id.clone(),
+        started: execution
+            .recovery
+            .run_started()
+            .map_or_else(|| holder.started.clone(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    });
     let plan: &Plan = plan;
     let mut runner = Runner::new(plan, options, Vec::new());
     if let Some(completed) = execution.completed {

@@ -127,6 +127,11 @@ impl Recovery {
         Ok(recovery)
     }
 
+    /// When the run first started, if it is a resumed one.
+    pub fn run_started(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.run_started
+    }
+
     /// Refuses, before anything runs, what cannot be asked or confirmed.
     pub fn preflight(&self, runner: &Runner<'_>) -> Result<(), String> {
         if self.undo { runner.preflight_undo() } else { runner.preflight() }

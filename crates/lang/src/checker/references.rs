@@ -566,6 +566,12 @@ impl<'a> References<'a> {
                     }
                 }
                 ["env" | "environment", ..] => {}
+                ["run", field, ..] if !crate::refs::RUN_FIELDS.contains(field) => {
+                    let fields = crate::refs::RUN_FIELDS.iter().map(|f| format!("`run.{f}`")).collect::<Vec<_>>();
+                    self.error(Code::UnknownVariable, span, format!("unknown name `run.{field}` in a template")).help =
+                        Some(format!("a run has {}", fields.join(" and ")));
+                }
+                ["run", ..] => {}
                 [root] if ROOTS.contains(root) => {}
                 // MiniJinja's global functions (`{% for i in range(3) %}`).
                 [root, ..] if ["range", "dict", "namespace", "debug"].contains(root) => {}
