@@ -8,7 +8,7 @@ use clap::{ArgAction, Args, Command, CommandFactory, FromArgMatches, Parser, Sub
 use indexmap::IndexMap;
 
 use crate::library::Listed;
-use runbook_lang::summary::{ParamSummary, RunbookSummary};
+use runbook_lang::summary::{ParamSummary, ProcedureSummary, RunbookSummary};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,7 +50,7 @@ pub struct GlobalArgs {
     /// Send none of the environment's `notify:` webhooks for this run
     #[arg(long, global = true)]
     pub no_notify: bool,
-    /// More logging (-vv for debug); RUST_LOG also works
+    /// More logging (-vv for debug; RUST_LOG also works), and read steps' captured JSON shown whole
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
 }
@@ -409,9 +409,8 @@ pub fn procedures_command(cmd: Command, runbook: &RunbookSummary) -> Command {
             let summary = procedure.summary.as_deref().unwrap_or(&procedure.name);
             sub = sub.long_about(format!("{summary}\n\n{}", description.trim()));
         }
-        if !environments.is_empty() {
-            sub = sub.after_help(format!("Environments: {}", environments.join(", ")));
-        }
+        sub = sub.override_usage(usage(cmd.get_name(), procedure, !environments.is_empty()));
+        sub = sub.after_help(after_help(cmd.get_name(), procedure, runbook));
         sub = ExecArgs::augment_args(sub);
         if !environments.is_empty() {
             let names = environments.clone();
@@ -424,6 +423,57 @@ pub fn procedures_command(cmd: Command, runbook: &RunbookSummary) -> Command {
         cmd = cmd.subcommand(sub);
     }
     cmd
+}
+
+/// The usage line, with the flags a run cannot go without: the parser does not require
+/// params itself (a missing one is reported with its help, after the runbook is checked), so
+/// its own usage line would leave them out.
+fn usage(runbook: &str, procedure: &ProcedureSummary, environments: bool) -> String {
+    let mut usage = format!("runbook {runbook} {}", procedure.name);
+    if environments {
+        usage.push_str(" --env <ENV>");
+    }
+    for param in procedure.params.iter().filter(|p| p.required) {
+        usage.push_str(&format!(" --{} <{}>", param.flag, param.type_name.to_uppercase()));
+    }
+    usage.push_str(" [OPTIONS]");
+    usage
+}
+
+/// After the options: the environments and what a run in each needs, and the prompts
+/// `--answer` can answer.
+fn after_help(runbook: &str, procedure: &ProcedureSummary, summary: &RunbookSummary) -> String {
+    let mut out = String::new();
+    if !summary.environments.is_empty() {
+        out.push_str("Environments:\n");
+        for env in &summary.environments {
+            let mut facts = Vec::new();
+            if env.protected {
+                facts.push("protected: --confirm-env needed with --yes".to_owned());
+            }
+            if env.approvals > 0 {
+                facts.push(format!(
+                    "runs an approved plan: `runbook {runbook} {} --env {} --save-plan FILE`, then {} other \
+                     {} `runbook approve FILE`, then `runbook apply FILE` (or --break-glass REASON)",
+                    procedure.name,
+                    env.name,
+                    env.approvals,
+                    if env.approvals == 1 { "person runs" } else { "people run" },
+                ));
+            }
+            let facts = if facts.is_empty() { String::new() } else { format!(" ({})", facts.join("; ")) };
+            out.push_str(&format!("  {}{facts}\n", env.name));
+        }
+    }
+    if !procedure.answers.is_empty() {
+        out.push_str("Prompts (answer ahead with --answer ID=VALUE; asked when not given):\n");
+        let width = procedure.answers.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
+        for (id, name) in &procedure.answers {
+            out.push_str(format!("  {id:width$}  {name}").trim_end());
+            out.push('\n');
+        }
+    }
+    out.trim_end().to_owned()
 }
 
 fn param_arg(param: &ParamSummary) -> clap::Arg {

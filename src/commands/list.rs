@@ -27,7 +27,16 @@ pub fn list(library: &Listing) -> String {
             let envs: Vec<String> = runbook
                 .environments
                 .iter()
-                .map(|e| if e.protected { format!("{} (protected)", e.name) } else { e.name.clone() })
+                .map(|e| match (e.protected, e.approvals) {
+                    (false, 0) => e.name.clone(),
+                    (true, 0) => format!("{} (protected)", e.name),
+                    (protected, n) => format!(
+                        "{} ({}{n} approval{} of a saved plan)",
+                        e.name,
+                        if protected { "protected, " } else { "" },
+                        if n == 1 { "" } else { "s" }
+                    ),
+                })
                 .collect();
             let _ = writeln!(out, "  environments: {}", envs.join(", "));
         }

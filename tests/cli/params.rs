@@ -74,9 +74,18 @@ fn procedure_help_lists_params_with_types_and_help() {
         "not before now-7d",
         "--dry-run",
         "production, staging",
+        // Issue 21: the usage line names the required flags, the prompts `--answer` takes
+        // are listed, and what production needs is said before anyone tries.
+        "Usage: runbook rollback pitr --env <ENV> --timestamp <TIMESTAMP> [OPTIONS]",
+        "answer ahead with --answer ID=VALUE",
+        "previous_revision       Pick the previous good revision",
+        "runs an approved plan",
+        "`runbook approve FILE`",
     ] {
         assert!(help.contains(needle), "`{needle}` missing from\n{help}");
     }
+    let listed = sandbox.runbook().args(["list"]).output().success().stdout();
+    assert!(listed.contains("production (protected, 1 approval of a saved plan)"), "{listed}");
     let out = sandbox.runbook().args(["rollback", "--help"]).output().success();
     for procedure in ["pitr", "snapshot", "revert-traffic", "forward-fix", "verify"] {
         assert!(out.stdout().contains(procedure), "{procedure} missing from\n{}", out.stdout());

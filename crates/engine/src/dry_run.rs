@@ -157,6 +157,15 @@ pub fn human(plan: &Plan, dry: &DryRun) -> String {
     if let Some(env) = plan.environment() {
         let protected = if env.protected { " (protected: a real run asks you to type its name)" } else { "" };
         let _ = writeln!(out, "Environment: {}{protected}", env.name);
+        if env.approvals > 0 && plan.runbook.mutates(&plan.procedure) {
+            let _ = writeln!(
+                out,
+                "Approvals: a run here applies a plan approved by {} other {}: add --save-plan FILE to \
+                 this command, then `runbook approve FILE` (by them), then `runbook apply FILE`",
+                env.approvals,
+                if env.approvals == 1 { "person" } else { "people" },
+            );
+        }
     }
     if !dry.params.is_empty() {
         let _ = writeln!(out, "Params:");

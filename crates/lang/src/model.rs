@@ -92,19 +92,29 @@ impl Runbook {
 
     /// Whether any step that can run for this procedure mutates.
     pub fn mutates(&self, procedure: &str) -> bool {
-        let mut seen = Vec::new();
-        self.any_step(procedure, &mut seen, &|step| step.mutates())
+        self.steps_of(procedure).iter().any(|step| step.mutates())
     }
 
-    fn any_step<'a>(&'a self, procedure: &'a str, seen: &mut Vec<&'a str>, f: &dyn Fn(&Step) -> bool) -> bool {
+    /// Every step that can run for this procedure, in order: its own, each followed by those
+    /// of the procedures it includes (and their `on_failure` procedures), each procedure once.
+    pub fn steps_of<'a>(&'a self, procedure: &'a str) -> Vec<&'a Step> {
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        self.collect_steps(procedure, &mut seen, &mut out);
+        out
+    }
+
+    fn collect_steps<'a>(&'a self, procedure: &'a str, seen: &mut Vec<&'a str>, out: &mut Vec<&'a Step>) {
         if seen.contains(&procedure) {
-            return false;
+            return;
         }
         seen.push(procedure);
-        let Some(proc) = self.procedures.get(procedure) else { return false };
-        proc.stages
-            .iter()
-            .flat_map(|s| &s.steps)
-            .any(|step| f(step) || step.procedures_used().into_iter().any(|p| self.any_step(p, seen, f)))
+        let Some(proc) = self.procedures.get(procedure) else { return };
+        for step in proc.stages.iter().flat_map(|s| &s.steps) {
+            out.push(step);
+            for other in step.procedures_used() {
+                self.collect_steps(other, seen, out);
+            }
+        }
     }
 }

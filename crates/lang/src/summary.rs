@@ -37,6 +37,9 @@ pub struct RunbookSummary {
 pub struct EnvironmentSummary {
     pub name: String,
     pub protected: bool,
+    /// Approvals a saved plan needs before it runs here (0: none; direct runs allowed).
+    #[serde(default)]
+    pub approvals: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +49,9 @@ pub struct ProcedureSummary {
     pub description: Option<String>,
     /// The params it needs (its own and those of what it includes), in first-seen order.
     pub params: Vec<ParamSummary>,
+    /// The prompts `--answer ID=VALUE` answers: each step id with its name.
+    #[serde(default)]
+    pub answers: Vec<(String, String)>,
 }
 
 /// A param's flag as the command line shows and parses it.
@@ -84,7 +90,7 @@ impl RunbookSummary {
             environments: runbook
                 .environments
                 .values()
-                .map(|e| EnvironmentSummary { name: e.name.clone(), protected: e.protected })
+                .map(|e| EnvironmentSummary { name: e.name.clone(), protected: e.protected, approvals: e.approvals })
                 .collect(),
             procedures: runbook
                 .procedures
@@ -94,6 +100,12 @@ impl RunbookSummary {
                     summary: p.summary.clone(),
                     description: p.description.clone(),
                     params: runbook.params_of(&p.name).into_iter().map(ParamSummary::of).collect(),
+                    answers: runbook
+                        .steps_of(&p.name)
+                        .into_iter()
+                        .filter(|s| matches!(s.kind, crate::step::StepKind::Prompt(_)))
+                        .map(|s| (s.id.clone(), s.name.clone().unwrap_or_default()))
+                        .collect(),
                 })
                 .collect(),
             secret_answers: runbook
