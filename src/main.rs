@@ -268,6 +268,7 @@ fn settings(global: &GlobalArgs) -> runbook_engine::session::Settings {
         matches!(global.color, ColorChoice::Never) || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     runbook_engine::session::Settings {
         quiet: global.quiet,
+        verbose: global.verbose > 0,
         state_dir: global.state_dir.clone(),
         state_url: global.state_url.clone(),
         lock_lease: global.lock_lease,

@@ -286,7 +286,10 @@ fn the_summary_lists_decisions_changes_earlier_steps_and_ends_with_the_run_id() 
     assert!(last.contains(&format!("runbook show {id}")), "the run id comes last: {last}");
     let shown = sandbox.runbook().args(["show", &id]).output().success().stdout();
     assert!(shown.contains("decisions:\n  colour: green\n"), "{shown}");
-    assert!(shown.contains("changes:\n  start_op: operationType UPDATE, name op-42, status PENDING\n"), "{shown}");
+    assert!(
+        shown.contains("changes:\n  start_op: operationType UPDATE, name op-42, status PENDING when started\n"),
+        "{shown}"
+    );
 }
 
 #[test]

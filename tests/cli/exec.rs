@@ -397,6 +397,11 @@ fn http_steps_retry_check_expectations_and_name_failures() {
     assert_eq!(server.hits("/health/ready"), 3, "{}", out.all());
     assert_eq!(std::fs::read_to_string(sandbox.path().join("version.txt")).unwrap_or_default(), "v42\n");
 
+    // Issue 21: `show` tells an HTTP status as one, not as a process's exit status.
+    let shown = sandbox.runbook().args(["show", &sandbox.last_run_id()]).output().success().stdout();
+    assert!(shown.contains(", HTTP 200"), "{shown}");
+    assert!(!shown.contains("exit 200"), "{shown}");
+
     let out = sandbox.runbook().args(["web", "down", "--yes"]).output().status(1);
     assert!(
         out.stderr().contains("server error: HTTP 500 Internal Server Error (expected 2xx); body: database gone"),
@@ -424,6 +429,46 @@ fn json_output_is_one_event_per_line() {
     assert_eq!(events.last().map(|e| e["outcome"].clone()), Some(serde_json::json!("done")));
     let info = events.iter().find(|e| e["event"] == "step_finished" && e["id"] == "info").cloned().unwrap_or_default();
     assert_eq!(info["output"]["json"]["ip"], "10.0.0.7");
+}
+
+/// Issue 21: a read step's long captured JSON (a Cloud Run service, its revisions) does not
+/// scroll the stage preview off the screen: folded to one line that says how much and where
+/// it is; short JSON and `-v` show it whole; the journal keeps it whole.
+#[test]
+fn a_read_steps_long_json_is_folded_on_the_terminal() {
+    let sandbox = sandbox_with(
+        "fold.yaml",
+        r#"runbook: fold
+title: Fold
+procedures:
+  go:
+    summary: Reads
+    stages:
+      - name: S
+        steps:
+          - id: long
+            run: [sh, -c, 'echo "{"; i=0; while [ $i -lt 40 ]; do echo "  \"k$i\": $i,"; i=$((i+1)); done; echo "  \"last\": true"; echo "}"']
+            effect: read
+            capture: json
+          - id: short
+            run: [sh, -c, 'echo "{\"ip\": \"10.0.0.7\"}"']
+            effect: read
+            capture: json
+          - id: use
+            run: [echo, "last={{ steps.long.json.last }} ip={{ steps.short.json.ip }}"]
+            effect: read
+"#,
+    );
+    let out = sandbox.runbook().args(["fold", "go", "--yes"]).output().success();
+    assert!(!out.stdout().contains("\"k17\": 17"), "folded: {}", out.stdout());
+    assert!(out.stderr().contains("(43 lines,"), "{}", out.stderr());
+    assert!(out.stderr().contains("captured by long, not shown: `runbook show "), "{}", out.stderr());
+    assert!(out.stdout().contains("\"ip\": \"10.0.0.7\""), "short JSON is shown: {}", out.stdout());
+    assert!(out.stdout().contains("last=true ip=10.0.0.7"), "{}", out.stdout());
+    let journal = sandbox.runbook().args(["show", &sandbox.last_run_id(), "--format", "json"]).output().success();
+    assert!(journal.stdout().contains("k17"), "the journal keeps it whole");
+    let verbose = sandbox.runbook().args(["fold", "go", "--yes", "-v"]).output().success();
+    assert!(verbose.stdout().contains("\"k17\": 17"), "-v shows it: {}", verbose.stdout());
 }
 
 #[test]

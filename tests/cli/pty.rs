@@ -67,11 +67,13 @@ impl Pty {
 
     /// Waits until `needle` is shown.
     #[track_caller]
-    pub(super) fn expect(&mut self, needle: &str) {
+    /// Waits for `needle`; what came before it.
+    pub(super) fn expect(&mut self, needle: &str) -> String {
         match self.session.exp_string(needle) {
             Ok(before) => {
                 self.record(&before);
                 self.record(needle);
+                before
             }
             Err(e) => panic!("waiting for {needle:?}: {e}\n--- transcript\n{}", self.transcript()),
         }
@@ -602,7 +604,9 @@ fn an_invalid_typed_answer_is_explained_and_asked_again() {
     pty.expect("Failing migration filename");
     pty.answer("add_tags.sql");
     pty.expect("is not a migration filename such as NNN_name.sql (e.g. 001_add_course_tags.sql)");
-    pty.expect("please try again");
+    let rejected = pty.expect("please try again");
+    // Issue 21: the rejected answer is never echoed as accepted first.
+    assert!(!rejected.contains("✔"), "a rejected answer was ticked: {rejected:?}");
     pty.answer("004_fix_tags.sql");
     pty.expect("Run `record` with this command?");
     pty.answer("y");

@@ -514,12 +514,13 @@ pub fn redact_event(event: Event, redactor: &Redactor) -> Event {
         Event::StageSkipped { procedure, index, name, reason } => {
             Event::StageSkipped { procedure, index, name, reason: text(reason) }
         }
-        Event::StepFinished { id, status, duration, exit_code, message, output, answer, changed } => {
+        Event::StepFinished { id, status, duration, exit_code, http_status, message, output, answer, changed } => {
             Event::StepFinished {
                 id,
                 status,
                 duration,
                 exit_code,
+                http_status,
                 message: message.map(text),
                 output: output.map(|o| redact_json(redactor, o)),
                 answer: answer.map(text),

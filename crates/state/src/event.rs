@@ -59,7 +59,11 @@ pub enum Event {
         status: StepStatus,
         #[serde(serialize_with = "crate::durations::serialize")]
         duration: Duration,
+        /// A process step's exit status.
         exit_code: Option<i32>,
+        /// An `http:` step's response status.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        http_status: Option<u16>,
         message: Option<String>,
         /// Captured output when it is not secret.
         output: Option<serde_json::Value>,

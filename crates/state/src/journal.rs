@@ -298,6 +298,7 @@ mod tests {
             status,
             duration: Duration::ZERO,
             exit_code: Some(0),
+            http_status: None,
             message: None,
             output: None,
             answer: None,

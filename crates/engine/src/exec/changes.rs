@@ -6,10 +6,18 @@
 /// type, target and status, or the first line of text.
 pub fn what_changed(output: &serde_json::Value) -> Option<String> {
     if let Some(json) = output.get("json").filter(|j| j.is_object()) {
-        let parts: Vec<String> = ["operationType", "targetId", "name", "status"]
+        let mut parts: Vec<String> = ["operationType", "targetId", "name"]
             .iter()
             .filter_map(|key| json.get(*key).and_then(|v| v.as_str()).map(|v| format!("{key} {v}")))
             .collect();
+        // The status is the one the step saw when it started the operation, which a later
+        // step may have waited on: a status that is not the end says so.
+        match json.get("status").and_then(|v| v.as_str()) {
+            Some("DONE") => parts.push("status DONE".to_owned()),
+            Some(status) if !parts.is_empty() => parts.push(format!("status {status} when started")),
+            Some(status) => parts.push(format!("status {status}")),
+            None => {}
+        }
         if !parts.is_empty() {
             return Some(parts.join(", "));
         }

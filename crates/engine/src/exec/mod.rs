@@ -802,7 +802,9 @@ impl<'p> Runner<'p> {
             id: step.id.clone(),
             status: attempt.status,
             duration: started.elapsed(),
-            exit_code: attempt.exit_code,
+            // An HTTP step's status code is not an exit status (`show` would say `exit 200`).
+            exit_code: attempt.exit_code.filter(|_| !speaks_http(step)),
+            http_status: attempt.exit_code.filter(|_| speaks_http(step)).and_then(|c| u16::try_from(c).ok()),
             message: attempt.message.map(|m| redactor.redact(&m)),
             changed: (step.mutates() && attempt.status == StepStatus::Done)
                 .then(|| crate::exec::changes::changed(output.as_ref(), attempt.said.as_deref()))
@@ -827,4 +829,13 @@ impl<'p> Runner<'p> {
 /// Seconds to the millisecond, as journals and `history --format json` give them.
 fn round_ms(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// An `http:` step, or a watch that samples one: its "exit code" is a response status.
+fn speaks_http(step: &Step) -> bool {
+    match &step.kind {
+        StepKind::Http(_) => true,
+        StepKind::Watch(watch) => matches!(*watch.sample, StepKind::Http(_)),
+        _ => false,
+    }
 }

@@ -256,22 +256,22 @@ impl Operator {
         if let Some(choices) = choices {
             return self.select(question, choices, default, check).map(Some);
         }
-        loop {
-            let answer = if secret {
-                Password::with_theme(&Self::theme()).with_prompt(question).interact().map_err(ask_error)?
-            } else {
-                let theme = Self::theme();
-                let mut input = Input::<String>::with_theme(&theme).with_prompt(question);
-                if let Some(default) = default {
-                    input = input.default(default.to_owned());
-                }
-                input.interact_text().map_err(ask_error)?
-            };
-            match check(&answer) {
-                Ok(()) => return Ok(Some(answer)),
-                Err(reason) => eprintln!("{reason}; please try again (Ctrl-C stops the run)."),
+        // The check runs inside the prompt: a rejected answer is shown with its reason and
+        // asked again, never echoed as accepted (✔) first.
+        let checked = |answer: &String| {
+            check(answer).map_err(|reason| format!("{reason}; please try again (Ctrl-C stops the run)."))
+        };
+        let theme = Self::theme();
+        let answer = if secret {
+            Password::with_theme(&theme).with_prompt(question).validate_with(checked).interact().map_err(ask_error)?
+        } else {
+            let mut input = Input::<String>::with_theme(&theme).with_prompt(question).validate_with(checked);
+            if let Some(default) = default {
+                input = input.default(default.to_owned());
             }
-        }
+            input.interact_text().map_err(ask_error)?
+        };
+        Ok(Some(answer))
     }
 
     fn select(

@@ -29,7 +29,15 @@ pub struct Terminal {
     stderr: Vec<u8>,
     /// Webhooks whose failure was shown already (once each).
     notify_failed: std::collections::HashSet<String>,
+    /// Standard output of a read step that captures JSON, held until the step ends: shown
+    /// when short, folded to one line when long (`-v` shows it all).
+    held: Vec<u8>,
+    /// `-v`: nothing is folded.
+    pub verbose: bool,
 }
+
+/// A read step's JSON longer than this many lines is folded on the terminal.
+const FOLD_LINES: usize = 12;
 
 impl Terminal {
     pub fn new(fancy: bool, quiet: bool) -> Self {
@@ -46,6 +54,8 @@ impl Terminal {
             stdout: Vec::new(),
             stderr: Vec::new(),
             notify_failed: std::collections::HashSet::new(),
+            held: Vec::new(),
+            verbose: false,
         }
     }
 
@@ -110,6 +120,33 @@ impl Terminal {
         }
         if buffer.len() >= 64 * 1024 {
             self.flush_output();
+        }
+    }
+
+    /// Whether the standard output of step `id` is held to be folded.
+    fn folds(&self, id: &str) -> bool {
+        !self.verbose && self.context.folded.contains(id)
+    }
+
+    /// The held output of a read step that ended: in full when short, else one line that
+    /// says how much there is and where to see it (the journal keeps it whole).
+    fn unfold(&mut self, id: &str) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        let lines = runbook_state::event::lines(&held).count();
+        if lines <= FOLD_LINES {
+            self.output(Stream::Stdout, &held);
+            self.flush_output();
+            return;
+        }
+        if !self.quiet {
+            let run = &self.context.run_id;
+            self.say(&format!(
+                "    │ ({lines} lines, {} bytes of JSON captured by {id}, not shown: `runbook show {run} --format json` has them; -v shows them)",
+                held.len()
+            ));
         }
     }
 
@@ -188,6 +225,9 @@ impl Subscriber for Terminal {
                     self.spinner = Some(spinner);
                 }
             }
+            Event::Output { id, stream: Stream::Stdout, text } if self.folds(id) => {
+                self.held.extend_from_slice(text);
+            }
             Event::Output { stream, text, .. } => {
                 self.output(*stream, text);
             }
@@ -231,6 +271,7 @@ impl Subscriber for Terminal {
             }
             Event::StepFinished { id, status, duration, message, answer, changed, .. } => {
                 self.stop_spinner();
+                self.unfold(id);
                 if *status == StepStatus::Done {
                     if let (Some("prompt"), Some(answer)) = (self.kinds.get(id).copied(), answer) {
                         self.decisions.push((id.clone(), answer.clone()));
@@ -315,6 +356,10 @@ impl Subscriber for Terminal {
 /// What the summary needs that the events do not carry.
 #[derive(Debug, Default, Clone)]
 pub struct SummaryContext {
+    /// The run's id, for pointing at `runbook show`.
+    pub run_id: String,
+    /// Read steps whose standard output is JSON for later steps: folded when long.
+    pub folded: std::collections::HashSet<String>,
     /// Ids of steps that change something (`effect: mutate` run/shell/http steps).
     pub mutating: std::collections::HashSet<String>,
     /// The procedure has a `recovery: true` step.

@@ -31,6 +31,8 @@ use runbook_state::journal::{Header, Journal};
 
 pub struct Settings {
     pub quiet: bool,
+    /// `-v`: a read step's captured JSON is shown whole, not folded.
+    pub verbose: bool,
     pub state_dir: Option<PathBuf>,
     /// `--color never` or `NO_COLOR`: passed on to children.
     pub no_color: bool,
@@ -222,6 +224,8 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
         let mut terminal = Terminal::new(std::io::stderr().is_terminal(), settings.quiet);
         terminal.context = summary_context(plan, &runner.completed);
         terminal.context.earlier_recovery = execution.recovery.recovered_earlier();
+        terminal.context.run_id = execution.run_id.clone();
+        terminal.verbose = settings.verbose;
         runner.subscribe(Box::new(terminal));
         if !settings.quiet {
             let verb = match (execution.recovery.undo, resumed) {
@@ -395,7 +399,21 @@ fn summary_context(
             changes.push((step.id.clone(), text));
         }
     }
+    let folded = plan
+        .runbook
+        .procedures
+        .values()
+        .flat_map(|p| p.stages.iter().flat_map(|s| &s.steps))
+        .filter(|s| {
+            !s.mutates()
+                && matches!(s.kind, runbook_lang::step::StepKind::Run(_) | runbook_lang::step::StepKind::Shell(_))
+                && s.outputs().contains(&"json")
+        })
+        .map(|s| s.id.clone())
+        .collect();
     crate::exec::terminal::SummaryContext {
+        run_id: String::new(),
+        folded,
         recovery_steps: !recovery_steps(plan).is_empty(),
         earlier_recovery: None,
         mutating,

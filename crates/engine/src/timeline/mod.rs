@@ -30,7 +30,11 @@ pub fn describe(event: &serde_json::Value) -> Option<String> {
             format!("  ▶ {} ({}){attempt}{command}", s("id"), s("kind"))
         }
         "step_finished" => {
-            let exit = event["exit_code"].as_i64().map(|c| format!(", exit {c}")).unwrap_or_default();
+            let exit = match (event["exit_code"].as_i64(), event["http_status"].as_u64()) {
+                (_, Some(status)) => format!(", HTTP {status}"),
+                (Some(code), None) => format!(", exit {code}"),
+                (None, None) => String::new(),
+            };
             let message = event["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
             let answer = match event["answer"].as_str() {
                 Some(a) if a.starts_with(runbook_state::event::UNATTENDED) => format!(", {a}"),
