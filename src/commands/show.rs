@@ -35,6 +35,7 @@ pub fn show(settings: &Settings, run_id: &str, format: ShowFormat) -> Result<(),
         ShowFormat::Human => {}
     }
     let mut out = String::new();
+    let mut stages = runbook_engine::timeline::StageNumbers::default();
     for record in &recorded.records {
         match record {
             Record::RunStarted { ts, header } | Record::RunResumed { ts, header } => {
@@ -67,7 +68,7 @@ pub fn show(settings: &Settings, run_id: &str, format: ShowFormat) -> Result<(),
                 }
             }
             Record::Event { ts, event } => {
-                if let Some(line) = runbook_engine::timeline::describe(event) {
+                if let Some(line) = runbook_engine::timeline::describe_numbered(event, &mut stages) {
                     let _ = writeln!(out, "{ts}  {line}");
                 }
             }

@@ -279,3 +279,43 @@ fn runs_killed_at_random_points_leave_readable_journals() {
         assert_eq!(out.code(), 0, "{}: {}", journal.display(), out.stderr());
     }
 }
+
+/// Issue 21: `show` numbers a stage of an included procedure inside the stage that includes
+/// it (`stage 1.1`), not as its procedure's own `stage 1` after `stage 2`.
+#[test]
+fn show_numbers_included_stages_inside_the_including_stage() {
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "nest.yaml",
+        r#"runbook: nest
+title: Nest
+procedures:
+  inner:
+    summary: Inner
+    stages:
+      - name: Inner one
+        steps:
+          - {id: i1, run: [echo, i1], effect: read}
+  outer:
+    summary: Outer
+    stages:
+      - name: First
+        steps:
+          - {id: o1, run: [echo, o1], effect: read}
+      - name: Second
+        steps:
+          - {id: inc, include: inner}
+          - {id: o2, run: [echo, o2], effect: read}
+      - name: Third
+        steps:
+          - {id: o3, run: [echo, o3], effect: read}
+"#,
+    );
+    sandbox.runbook().args(["nest", "outer", "--yes"]).output().success();
+    let shown = sandbox.runbook().args(["show", &sandbox.last_run_id()]).output().success().stdout();
+    let stages: Vec<&str> = shown
+        .lines()
+        .filter_map(|l| l.split_once("  stage ").map(|(_, s)| s.split(':').next().unwrap_or("")))
+        .collect();
+    assert_eq!(stages, ["1", "2", "2.1", "3"], "{shown}");
+}

@@ -299,6 +299,7 @@ fn rows(doc: &Document<'_>) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut current: Option<&Header> = None;
     let mut kinds: HashMap<String, String> = HashMap::new();
+    let mut numbers = super::StageNumbers::default();
     for (index, record) in records.iter().enumerate() {
         let ts = ts_of(record).to_owned();
         match record {
@@ -332,7 +333,8 @@ fn rows(doc: &Document<'_>) -> Vec<Row> {
                     |id: &str| current.is_some_and(|h| h.answers.iter().any(|(answered, _)| answered == id));
                 let walk =
                     Walk { stages: &stages, unfinished: &unfinished, running, yes, answered_ahead: &answered_ahead };
-                let what = event_row(event, index, &walk, &mut kinds);
+                let number = numbers.number(event);
+                let what = event_row(event, index, &walk, &mut kinds, number.as_deref());
                 if let Some(what) = what {
                     rows.push(Row { ts, who: actor, what });
                 }
@@ -352,7 +354,13 @@ struct Walk<'a> {
     answered_ahead: &'a dyn Fn(&str) -> bool,
 }
 
-fn event_row(event: &Value, index: usize, walk: &Walk<'_>, kinds: &mut HashMap<String, String>) -> Option<String> {
+fn event_row(
+    event: &Value,
+    index: usize,
+    walk: &Walk<'_>,
+    kinds: &mut HashMap<String, String>,
+    stage_number: Option<&str>,
+) -> Option<String> {
     let s = |key: &str| escape(event[key].as_str().unwrap_or_default());
     let id = event["id"].as_str().unwrap_or_default();
     let took = |text: &str| escape(text);
@@ -362,7 +370,7 @@ fn event_row(event: &Value, index: usize, walk: &Walk<'_>, kinds: &mut HashMap<S
         "notice" | "output" => return None,
         "stage_started" => {
             let duration = walk.stages.get(&index).map(String::as_str).unwrap_or_default();
-            format!("**Stage {}: {}**{duration}", event["index"], s("name"))
+            format!("**Stage {}: {}**{duration}", stage_number.unwrap_or_default(), s("name"))
         }
         "stage_skipped" => format!("Stage skipped: {} ({})", s("name"), s("reason")),
         "stage_done_earlier" => format!("Stage {}: done in an earlier attempt", s("name")),

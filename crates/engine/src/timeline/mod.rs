@@ -3,6 +3,43 @@
 
 pub mod markdown;
 
+/// Stage numbers as the dry-run gives them (`2`, `2.1`): a stage of an included procedure is
+/// numbered inside the stage that includes it, not as its procedure's own `stage 1`.
+#[derive(Debug, Default)]
+pub struct StageNumbers {
+    /// The open stages, outermost first: (procedure, its stage index).
+    open: Vec<(String, u64)>,
+}
+
+impl StageNumbers {
+    /// The number of the stage a `stage_started` record starts (`None` for other records).
+    /// A stage of a procedure already open closes what was opened inside it; any other is
+    /// nested in the stage open now.
+    pub fn number(&mut self, event: &serde_json::Value) -> Option<String> {
+        if event["event"] != "stage_started" {
+            return None;
+        }
+        let procedure = event["procedure"].as_str().unwrap_or_default().to_owned();
+        let index = event["index"].as_u64().unwrap_or(0);
+        if let Some(depth) = self.open.iter().position(|(p, _)| *p == procedure) {
+            self.open.truncate(depth);
+        }
+        self.open.push((procedure, index));
+        Some(self.open.iter().map(|(_, i)| i.to_string()).collect::<Vec<_>>().join("."))
+    }
+}
+
+/// A journal event as one line, its stage numbered in the run so far (see [`StageNumbers`]).
+pub fn describe_numbered(event: &serde_json::Value, numbers: &mut StageNumbers) -> Option<String> {
+    match numbers.number(event) {
+        Some(number) => {
+            let s = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
+            Some(format!("stage {number}: {} [{}]", s("name"), s("procedure")))
+        }
+        None => describe(event),
+    }
+}
+
 pub fn describe(event: &serde_json::Value) -> Option<String> {
     let s = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
     Some(match event["event"].as_str()? {
