@@ -617,7 +617,7 @@ fn an_invalid_typed_answer_is_explained_and_asked_again() {
 }
 
 #[test]
-fn ctrl_c_at_a_prompt_exits_130_with_one_clean_line_and_is_resumable() {
+fn ctrl_c_at_a_prompt_exits_130_with_one_clean_line_and_nothing_to_resume() {
     let sandbox = Sandbox::new();
     sandbox.file("ask.yaml", MIGRATION_PROMPT);
     let mut pty = Pty::spawn(&sandbox, &["ask", "go"]);
@@ -634,7 +634,9 @@ fn ctrl_c_at_a_prompt_exits_130_with_one_clean_line_and_is_resumable() {
         1,
         "one line says what happened\n--- transcript\n{transcript}"
     );
-    assert!(transcript.contains("runbook resume"), "--- transcript\n{transcript}");
+    // Issue 21: stopped at its first question, the run has nothing to resume and says so.
+    assert!(transcript.contains("Nothing ran and nothing was changed"), "--- transcript\n{transcript}");
+    assert!(!transcript.contains("runbook resume"), "--- transcript\n{transcript}");
     let history = sandbox.runbook().args(["history", "--format", "json"]).output().success().stdout();
     let runs: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
     assert_eq!(runs[0]["status"], "interrupted", "{history}");
@@ -801,7 +803,7 @@ fn ctrl_c_at_a_confirmation_exits_130_and_runs_nothing() {
     assert_eq!(code, 130, "exit code\n--- transcript\n{transcript}");
     assert!(!transcript.contains("IO error"), "--- transcript\n{transcript}");
     assert!(!exists(&sandbox, "done.txt"), "--- transcript\n{transcript}");
-    assert!(transcript.contains("runbook resume"), "--- transcript\n{transcript}");
+    assert!(transcript.contains("Nothing ran and nothing was changed"), "--- transcript\n{transcript}");
 }
 
 /// Issue 15 at a terminal: the approver types the plan id's first 8 characters; a wrong

@@ -107,6 +107,12 @@ pub struct Runner<'p> {
 }
 
 impl<'p> Runner<'p> {
+    /// No step finished, in this attempt or an earlier one, and nothing started changing
+    /// anything: a run stopped at its first question has nothing to resume.
+    pub fn nothing_ran(&self) -> bool {
+        self.done == 0 && self.completed.is_empty() && !self.mutated && self.finished.is_empty()
+    }
+
     pub fn new(plan: &'p Plan, options: Options, subscribers: Vec<Box<dyn Subscriber>>) -> Self {
         let operator = Operator {
             interactive: options.interactive,

@@ -313,6 +313,13 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
                 // Not eprintln!: after SIGHUP the terminal is gone and a failed write must
                 // not turn exit 130 into a panic.
                 // After an undo, resuming would redo what was taken back: only `undo` goes on.
+                if runner.nothing_ran() && !execution.recovery.undo {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "Nothing ran and nothing was changed: start it again when ready (resuming would start from the beginning too)."
+                    );
+                    return Err(Error::Reported(other.exit_code()));
+                }
                 let next = match runner.undo_left() {
                     Some(true) => Some("undo"),
                     Some(false) => None,
