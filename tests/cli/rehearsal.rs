@@ -752,6 +752,43 @@ fn ctrl_c_while_the_clone_reply_is_lost_then_resume_adopts_the_clone() {
     assert!(shown.contains("status: done"), "{shown}");
 }
 
+/// Issue 21, the other side of adoption: a clone that appeared after the run started but
+/// that this run never asked for (made by hand while the run waited for a corrected answer)
+/// is not adopted — the clone step was never started in this run — and the run stops at the
+/// clone with ALREADY_EXISTS instead of repointing the secret at somebody else's clone.
+#[test]
+fn a_clone_this_run_never_started_is_not_adopted_on_resume() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let fake = Fake::start(&sandbox);
+    let ts = recent_timestamp();
+    let out = runbook(&sandbox, &fake)
+        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--yes", "--confirm-env", "production"])
+        .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
+        .args(["--answer", "previous_revision=no-such-revision"])
+        .args(["--var", &format!("api_base_url={}", fake.app_url())])
+        .output()
+        .status(2);
+    assert!(out.stderr().contains("Nothing was changed"), "{}", out.stderr());
+    let id = sandbox.last_run_id();
+    let mut scenario: serde_json::Value = serde_json::from_str(&default_scenario_json(&fake)).unwrap_or_default();
+    let instances = &mut scenario["projects"][PROJECT]["instances"];
+    let mut by_hand = instances["pegasus-db-eu"].clone();
+    by_hand["create_time"] = serde_json::json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    instances["pegasus-db-eu-rollback"] = by_hand;
+    fake.admin("POST", "/__fake/scenario", &scenario.to_string());
+    let out = runbook(&sandbox, &fake)
+        .args(["resume", &id, "--yes", "--confirm-env", "production"])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .output()
+        .status(1);
+    assert!(!out.stderr().contains("clone_op: already done"), "{}", out.stderr());
+    assert!(out.stderr().contains("step `clone_op` failed"), "{}", out.stderr());
+    let secrets =
+        fake.requests().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.contains(":addVersion"))).count();
+    assert_eq!(secrets, 0, "the secret was not repointed");
+}
+
 /// Issue 21: an instance that already has the clone's name (left by an earlier rollback)
 /// is refused in the preflight, with the commands to inspect or delete it and the `--var`
 /// that picks another name, before any mutating request.

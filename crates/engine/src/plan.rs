@@ -46,6 +46,9 @@ pub struct RunInfo {
     pub id: String,
     /// When the run first started, RFC 3339 UTC (a resume keeps it).
     pub started: String,
+    /// When each step first started in an earlier attempt of this run (a resume, a
+    /// hand-over): a `done_if` can tell what that attempt may have made from what was there.
+    pub started_steps: std::collections::BTreeMap<String, String>,
 }
 
 /// A reason the inputs do not fit the procedure; one line, exit code 2.

@@ -13,9 +13,10 @@ use minijinja::syntax::SyntaxConfig;
 /// Roots a template may refer to.
 pub const ROOTS: &[&str] = &["params", "vars", "steps", "env", "environment", "run"];
 
-/// What `run` holds: the run's id and the time it started (RFC 3339, UTC; a resumed run keeps
-/// the time it first started).
-pub const RUN_FIELDS: &[&str] = &["id", "started"];
+/// What `run` holds: the run's id, the time it started (RFC 3339, UTC; a resumed run keeps
+/// the time it first started), and `started_steps.<id>`: when a step first started in an
+/// earlier attempt of the run (absent when it never did).
+pub const RUN_FIELDS: &[&str] = &["id", "started", "started_steps"];
 
 /// Every path of a root (`params.token`, `steps.a.output`, `env`) that the template's tags
 /// name. `expr`: the text is a bare expression (`when:`), not a template.

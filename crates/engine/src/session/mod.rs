@@ -153,6 +153,7 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
             .recovery
             .run_started()
             .map_or_else(|| holder.started.clone(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        started_steps: execution.recovery.started_steps().clone(),
     });
     let plan: &Plan = plan;
     let mut runner = Runner::new(plan, options, Vec::new());

@@ -36,6 +36,8 @@ pub struct Recovery {
     /// a resumed run's time to recovery counts from its start and is recorded once.
     run_started: Option<chrono::DateTime<chrono::Utc>>,
     recovered: Option<String>,
+    /// When each step first started in an earlier attempt (journal time): `run.started_steps`.
+    started_steps: std::collections::BTreeMap<String, String>,
 }
 
 impl Recovery {
@@ -74,6 +76,7 @@ impl Recovery {
             undo_steps_done,
             failed_mutation: last_failed(recorded, &steps),
             run_started: chrono::DateTime::parse_from_rfc3339(&recorded.started()).ok().map(|t| t.to_utc()),
+            started_steps: first_starts(recorded),
             recovered: match recorded.recovery() {
                 recovery @ runbook_state::record::Recovery::Recovered { .. } => Some(recovery.describe()),
                 _ => None,
@@ -125,6 +128,11 @@ impl Recovery {
             return Err(Error::Usage(text));
         }
         Ok(recovery)
+    }
+
+    /// When each step first started in an earlier attempt of the run.
+    pub fn started_steps(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.started_steps
     }
 
     /// When the run first started, if it is a resumed one.
@@ -201,4 +209,18 @@ fn events(recorded: &Recorded) -> impl Iterator<Item = &serde_json::Value> {
         Record::Event { event, .. } => Some(event),
         _ => None,
     })
+}
+
+/// The journal time of each step's first `step_started`, as RFC 3339 UTC to the second.
+fn first_starts(recorded: &Recorded) -> std::collections::BTreeMap<String, String> {
+    let mut starts = std::collections::BTreeMap::new();
+    for record in &recorded.records {
+        let Record::Event { ts, event } = record else { continue };
+        if event["event"] != "step_started" {
+            continue;
+        }
+        let (Some(id), Ok(time)) = (event["id"].as_str(), chrono::DateTime::parse_from_rfc3339(ts)) else { continue };
+        starts.entry(id.to_owned()).or_insert_with(|| time.to_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    }
+    starts
 }

@@ -569,7 +569,7 @@ impl<'a> References<'a> {
                 ["run", field, ..] if !crate::refs::RUN_FIELDS.contains(field) => {
                     let fields = crate::refs::RUN_FIELDS.iter().map(|f| format!("`run.{f}`")).collect::<Vec<_>>();
                     self.error(Code::UnknownVariable, span, format!("unknown name `run.{field}` in a template")).help =
-                        Some(format!("a run has {}", fields.join(" and ")));
+                        Some(format!("a run has {}", fields.join(", ")));
                 }
                 ["run", ..] => {}
                 [root] if ROOTS.contains(root) => {}
