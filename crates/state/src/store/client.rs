@@ -41,11 +41,16 @@ pub struct Object {
     #[serde(deserialize_with = "number_in_string")]
     pub generation: i64,
     pub updated: chrono::DateTime<chrono::Utc>,
+    /// Bytes; Cloud Storage sends it as a string, like the generation.
+    #[serde(default, deserialize_with = "number_in_string")]
+    pub size: u64,
     #[serde(default)]
     pub metadata: std::collections::HashMap<String, String>,
 }
 
-fn number_in_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+fn number_in_string<'de, D: serde::Deserializer<'de>, N: std::str::FromStr<Err: std::fmt::Display>>(
+    d: D,
+) -> Result<N, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map_err(serde::de::Error::custom)
 }
