@@ -109,7 +109,13 @@ impl GcsStore {
         if meta.size > super::MAX_OBJECT_BYTES {
             return Ok(Some((Err(self.junk(object, &too_big(meta.size))), meta.generation, age)));
         }
-        let body = self.client.media(object, Some(meta.generation))?;
+        let body = match self.client.media(object, Some(meta.generation)) {
+            Ok(body) => body,
+            Err(GcsError::TooBig) => {
+                return Ok(Some((Err(self.junk(object, &too_big(meta.size))), meta.generation, age)));
+            }
+            Err(err) => return Err(err),
+        };
         let state = serde_json::from_slice::<LockObject>(&body).map_err(|e| self.junk(object, &not_ours(&body, &e)));
         Ok(Some((state, meta.generation, age)))
     }
@@ -415,6 +421,7 @@ impl GcsStore {
                 }
                 match fetched.next() {
                     Some(Ok(bytes)) => Body::Read(o.name.clone(), bytes),
+                    Some(Err(GcsError::TooBig)) => Body::TooBig(o.name.clone(), o.size),
                     Some(Err(err)) => Body::Failed(self.fail("read a record", &err)),
                     None => Body::Failed(self.fail("read a record", &GcsError::Other("no answer".into()))),
                 }
@@ -466,8 +473,14 @@ fn named_as_record(name: &str) -> bool {
     seq.len() == 8 && seq.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// `size` as listed; an object that grew past the bound since then was cut off while read.
 fn too_big(size: u64) -> String {
-    format!("too big to be a lock or a journal record ({size} bytes; at most {})", super::MAX_OBJECT_BYTES)
+    let max = super::MAX_OBJECT_BYTES;
+    if size > max {
+        format!("too big to be a lock or a journal record ({size} bytes; at most {max})")
+    } else {
+        format!("too big to be a lock or a journal record (more than {max} bytes)")
+    }
 }
 
 /// Why an object is not ours: not JSON at all, or JSON of another shape.
@@ -632,7 +645,7 @@ impl Drop for GcsLock {
 mod tests {
     use std::time::Duration;
 
-    use super::{GcsStore, StateUrl, Store};
+    use super::{GcsError, GcsStore, StateUrl, Store};
 
     /// Against the real emulator when `scripts/test` exported it (FAKE_GCS_SERVER).
     fn emulator() -> Option<(std::process::Child, String)> {
@@ -661,10 +674,9 @@ mod tests {
         assert!(!super::named_as_record("p/runs/r/zz-junk.json"));
     }
 
-    #[test]
-    fn a_retried_record_write_that_had_landed_is_accepted_and_a_foreign_one_is_not() {
-        let Some((mut child, host)) = emulator() else { return };
-        let url = StateUrl { bucket: "retry-check".into(), prefix: "p".into() };
+    /// A store on the emulator with its bucket made.
+    fn store_at(host: String, bucket: &str) -> GcsStore {
+        let url = StateUrl { bucket: bucket.into(), prefix: "p".into() };
         let store = GcsStore::at(url, Duration::from_secs(90), Duration::from_secs(5), Some(host), |t| t.to_owned());
         let Ok(store) = store else { panic!("client") };
         let made = (0..100).any(|_| {
@@ -675,6 +687,36 @@ mod tests {
             done
         });
         assert!(made, "the emulator did not come up");
+        store
+    }
+
+    /// An object that grew past the bound after it was listed is refused partway through
+    /// reading it, and named as junk when it sits in a lock's place.
+    #[test]
+    fn an_object_bigger_than_the_bound_is_not_read_whole() {
+        let Some((mut child, host)) = emulator() else { return };
+        let store = store_at(host, "big-check");
+        let big = vec![b' '; 1_100_000];
+        assert!(store.client.insert("p/locks/demo--staging.json", &big, 0, &[]).is_ok());
+        assert!(matches!(store.client.media("p/locks/demo--staging.json", None), Err(GcsError::TooBig)));
+        assert!(matches!(
+            store.client.media_many(vec!["p/locks/demo--staging.json".into()]).pop(),
+            Some(Err(GcsError::TooBig))
+        ));
+        let read = store.read_lock("p/locks/demo--staging.json");
+        assert!(
+            matches!(&read, Ok(Some((Err(why), _, _))) if why.contains("too big")),
+            "{:?}",
+            read.map(|r| r.map(|r| r.0.err()))
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn a_retried_record_write_that_had_landed_is_accepted_and_a_foreign_one_is_not() {
+        let Some((mut child, host)) = emulator() else { return };
+        let store = store_at(host, "retry-check");
         assert_eq!(store.put_record("r1", 0, "run_started", "{\"a\":1}\n"), Ok(()));
         assert_eq!(store.put_record("r1", 0, "run_started", "{\"a\":1}\n"), Ok(()), "our own earlier write");
         let other = store.put_record("r1", 0, "run_started", "{\"a\":2}\n").err().unwrap_or_default();
