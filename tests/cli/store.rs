@@ -595,27 +595,34 @@ fn a_deleted_lock_at_the_default_lease_stops_its_holder_before_its_next_mutating
 }
 
 /// Between the binary and the emulator: forwards each request on a fresh connection, but
-/// the answer to the first create of a lock object is held back for `delay` and then
-/// dropped, after the create has reached the store — a lock request whose answer was lost.
+/// the answers to the first `losses` creates of the lock object (`ifGenerationMatch=0`) are
+/// held back for `delay` and then dropped, after the create has reached the store — lock
+/// requests whose answers were lost.
 struct LossyProxy {
     port: u16,
 }
 
 impl LossyProxy {
-    fn start(upstream: u16, delay: Duration) -> LossyProxy {
+    fn start(upstream: u16, delay: Duration, losses: usize) -> LossyProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("port: {e}"));
-        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         std::thread::spawn(move || {
             for client in listener.incoming().map_while(Result::ok) {
                 let lost = lost.clone();
-                std::thread::spawn(move || Self::serve(client, upstream, delay, &lost));
+                std::thread::spawn(move || Self::serve(client, upstream, delay, losses, &lost));
             }
         });
         LossyProxy { port }
     }
 
-    fn serve(mut client: std::net::TcpStream, upstream: u16, delay: Duration, lost: &std::sync::atomic::AtomicBool) {
+    fn serve(
+        mut client: std::net::TcpStream,
+        upstream: u16,
+        delay: Duration,
+        losses: usize,
+        lost: &std::sync::atomic::AtomicUsize,
+    ) {
         use std::io::{Read, Write};
         let mut request = Vec::new();
         let mut buf = [0u8; 65536];
@@ -652,8 +659,10 @@ impl LossyProxy {
             return;
         }
         let body = String::from_utf8_lossy(&request[head_end..]);
-        let lock_create = head.starts_with("POST /upload/") && body.contains("/locks/demo--staging.json");
-        if lock_create && !lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        let lock_create = head.starts_with("POST /upload/")
+            && head.contains("ifGenerationMatch=0 ")
+            && body.contains("/locks/demo--staging.json");
+        if lock_create && lost.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < losses {
             std::thread::sleep(delay);
             return;
         }
@@ -667,7 +676,7 @@ impl LossyProxy {
 #[test]
 fn a_lock_create_whose_answer_was_lost_is_recognised_as_ours_and_leaves_no_phantom() {
     let Some(gcs) = FakeGcs::start(BUCKET) else { return };
-    let proxy = LossyProxy::start(gcs.port, Duration::from_secs(3));
+    let proxy = LossyProxy::start(gcs.port, Duration::from_secs(3), 1);
     let a = Machine { host: format!("127.0.0.1:{}", proxy.port), ..Machine::new(&gcs, "alice") };
     let b = Machine::new(&gcs, "bob");
     let out = a.go().output();
@@ -675,5 +684,22 @@ fn a_lock_create_whose_answer_was_lost_is_recognised_as_ours_and_leaves_no_phant
     assert_eq!(a.written(), "alice\n");
     let out = b.go().output();
     assert_eq!(out.code(), 0, "the next run is not blocked by a phantom: {}", out.all());
+    assert_eq!(b.written(), "bob\n");
+}
+
+/// Issue 23: every answer to the lock's create is lost, so the run gives up (exit 2, nothing
+/// run); the create that landed carries its token, and it frees that object on its way out,
+/// so the next run is not blocked for the 90 s lease by a holder that never ran.
+#[test]
+fn a_run_that_gives_up_taking_the_lock_frees_the_create_of_its_that_landed() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let proxy = LossyProxy::start(gcs.port, Duration::from_secs(2), usize::MAX);
+    let a = Machine { host: format!("127.0.0.1:{}", proxy.port), ..Machine::new(&gcs, "alice") };
+    let b = Machine::new(&gcs, "bob");
+    let out = a.go().output().status(2);
+    assert!(out.stderr().contains("cannot take the run lock"), "{}", out.stderr());
+    assert_eq!(a.written(), "", "nothing ran without the lock");
+    let out = b.go().output();
+    assert_eq!(out.code(), 0, "no phantom holder: {}", out.all());
     assert_eq!(b.written(), "bob\n");
 }
