@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use crate::cli::OutputFormat;
 use crate::error::Error;
 use runbook_engine::session::Settings;
+use runbook_lang::diagnostic::clip;
 use runbook_state::journal::Summary;
+use runbook_state::store::shown;
 
 /// `rehearsals`: `Some(true)` lists only rehearsals, `Some(false)` only real runs;
 /// `break_glass` only runs that broke glass.
@@ -20,7 +22,11 @@ pub fn history(
     let running = runbook_state::store::running(store.as_ref());
     for (id, recorded) in store.history().map_err(Error::Io)? {
         match recorded {
-            Ok(recorded) => summaries.extend(recorded.summary(&id, running.contains(&id))),
+            Ok(recorded) => {
+                super::runs::warn_skipped(&id, &recorded);
+                summaries.extend(recorded.summary(&id, running.contains(&id)));
+            }
+            // The store shows what it read escaped; the message itself is ours.
             Err(err) => eprintln!("warning: {err}"),
         }
     }
@@ -47,21 +53,23 @@ pub fn history(
                 "RUN", "RUNBOOK", "PROCEDURE", "ENV", "KIND", "USER", "STARTED", "STATUS", "RECOVERY"
             );
             for s in &summaries {
+                // Every column but the status and the recovery came from the journal, which
+                // anyone with write access to the store may have written.
                 let _ = writeln!(
                     out,
                     "{:<28} {:<12} {:<16} {:<11} {:<9} {:<24} {:<20} {:<14} {}",
-                    s.id,
-                    s.runbook,
-                    s.procedure,
-                    s.environment.as_deref().unwrap_or("-"),
+                    shown(clip, &s.id),
+                    shown(clip, &s.runbook),
+                    shown(clip, &s.procedure),
+                    shown(clip, s.environment.as_deref().unwrap_or("-")),
                     if s.rehearsal { "rehearsal" } else { "real" },
-                    s.identity,
-                    s.started.get(..19).unwrap_or(&s.started),
+                    shown(clip, &s.identity),
+                    clip(s.started.get(..19).unwrap_or(&s.started)),
                     s.status,
                     recovery_column(s)
                 );
                 if let Some(reason) = &s.break_glass {
-                    let _ = writeln!(out, "{:<24} BREAK GLASS: {reason}", "");
+                    let _ = writeln!(out, "{:<24} BREAK GLASS: {}", "", shown(clip, reason));
                 }
             }
             crate::output::print(&out);

@@ -7,7 +7,8 @@ use std::io::IsTerminal;
 use crate::cli::{LockCommand, OutputFormat};
 use crate::error::Error;
 use runbook_engine::session::Settings;
-use runbook_state::store::LockName;
+use runbook_lang::diagnostic::clip;
+use runbook_state::store::{Broken, LockName, shown};
 
 pub fn lock(settings: &Settings, command: LockCommand) -> Result<(), Error> {
     match command {
@@ -20,7 +21,22 @@ pub fn lock(settings: &Settings, command: LockCommand) -> Result<(), Error> {
 
 fn status(settings: &Settings, runbook: Option<&str>, env: Option<&str>, format: OutputFormat) -> Result<(), Error> {
     let store = settings.store()?;
-    let locks = store.status(runbook, env).map_err(Error::Io)?;
+    let (locks, unreadable): (Vec<_>, Vec<_>) =
+        store.status(runbook, env).map_err(Error::Io)?.into_iter().partition(|l| l.unreadable.is_none());
+    // Junk under `locks/` is named once and skipped; every readable lock is still listed.
+    for lock in &unreadable {
+        let Some(junk) = &lock.unreadable else { continue };
+        eprintln!("warning: skipped an object that is not a run lock: {}", junk.why);
+        if junk.in_a_locks_place {
+            eprintln!(
+                "         it blocks `{}`: free it with `runbook lock break {}`",
+                shown(clip, &lock.name.display()),
+                break_args(&lock.name)
+            );
+        } else {
+            eprintln!("         it blocks no lock");
+        }
+    }
     if format == OutputFormat::Json {
         let list: Vec<serde_json::Value> = locks
             .iter()
@@ -38,9 +54,10 @@ fn status(settings: &Settings, runbook: Option<&str>, env: Option<&str>, format:
     }
     let mut out = String::new();
     for lock in &locks {
+        let name = shown(clip, &lock.name.display());
         match &lock.holder {
             None => {
-                let _ = writeln!(out, "{:<28} free", lock.name.display());
+                let _ = writeln!(out, "{name:<28} free");
             }
             Some(holder) => {
                 let lease = match (lock.renewed_ago, lock.lease) {
@@ -50,12 +67,12 @@ fn status(settings: &Settings, runbook: Option<&str>, env: Option<&str>, format:
                     (Some(ago), Some(lease)) => format!("; renewed {ago}s ago, lease {lease}s"),
                     _ => String::new(),
                 };
-                let _ = writeln!(out, "{:<28} held: {}{lease}", lock.name.display(), holder.describe());
+                let _ = writeln!(out, "{name:<28} held: {}{lease}", holder.describe(clip));
             }
         }
     }
     if locks.is_empty() {
-        let _ = writeln!(out, "no run locks in {}", store.location());
+        let _ = writeln!(out, "no run locks in {}", shown(clip, &store.location()));
     }
     crate::output::print(&out);
     Ok(())
@@ -71,7 +88,7 @@ fn breaks(settings: &Settings, name: LockName, reason: &str, confirm: Option<&st
         if part.is_empty() || part.chars().any(|c| c.is_control() || c == '/' || c == '\\') || part.contains("..") {
             return Err(Error::Usage(format!(
                 "`{}` is not a runbook or environment name (see `runbook lock status`)",
-                part.escape_debug()
+                shown(clip, part)
             )));
         }
     }
@@ -100,19 +117,40 @@ fn breaks(settings: &Settings, name: LockName, reason: &str, confirm: Option<&st
     }
     let store = settings.store()?;
     let by = runbook_state::identity::Identity::current().display();
-    let holder =
+    let broken =
         store.break_lock(&name, &by, reason).map_err(|err| Error::Usage(with_rehearsal_hint(&*store, &name, err)))?;
-    // Journaled in the run that held it, so its story says who broke its lock and why.
-    let event =
-        serde_json::json!({"event": "lock_broken", "lock": expected, "by": by, "reason": reason, "holder": holder});
-    let record = runbook_state::journal::Record::Event { ts: chrono::Utc::now().to_rfc3339(), event };
-    let line = serde_json::to_string(&record).map_err(|e| Error::Io(e.to_string()))?;
-    let journaled = store.put_note(&holder.run_id, "lock_broken", &line);
-    eprintln!("Broke the lock of `{expected}` held by {}.", holder.describe());
-    if let Err(err) = journaled {
-        eprintln!("warning: the break is not in run {}'s journal: {err}", holder.run_id);
+    let ts = chrono::Utc::now().to_rfc3339();
+    match broken {
+        Broken::Held(holder) => {
+            // Journaled in the run that held it, so its story says who broke its lock and why.
+            let event = serde_json::json!({"event": "lock_broken", "lock": expected, "by": by, "reason": reason, "holder": holder});
+            let line = serde_json::to_string(&runbook_state::journal::Record::Event { ts, event })
+                .map_err(|e| Error::Io(e.to_string()))?;
+            let journaled = store.put_note(&holder.run_id, "lock_broken", &line);
+            eprintln!("Broke the lock of `{expected}` held by {}.", holder.describe(clip));
+            if let Err(err) = journaled {
+                eprintln!("warning: the break is not in run {}'s journal: {err}", shown(clip, &holder.run_id));
+            }
+        }
+        Broken::Unreadable(why) => {
+            // No run to journal it in: a note of its own in the store says who, why and what.
+            let event = serde_json::json!({"event": "lock_broken", "lock": expected, "by": by, "reason": reason, "holder": null, "unreadable": why});
+            let line = serde_json::to_string(&runbook_state::journal::Record::Event { ts, event })
+                .map_err(|e| Error::Io(e.to_string()))?;
+            eprintln!("Freed the lock of `{expected}`, whose object was not a lock: {why}.");
+            match store.put_lock_note(&name, "lock_broken", &line) {
+                Ok(at) => eprintln!("The break is recorded in {}.", shown(clip, &at)),
+                Err(err) => eprintln!("warning: the break is not recorded: {err}"),
+            }
+        }
     }
     Ok(())
+}
+
+/// `demo --env staging --reason …`, as `lock break` takes a lock's name.
+fn break_args(name: &LockName) -> String {
+    let env = name.environment.as_deref().map(|e| format!(" --env {}", shown(clip, e))).unwrap_or_default();
+    format!("{}{env} --reason …", shown(clip, &name.runbook))
 }
 
 /// A lock that is not held, when the rehearsal lock of the same runbook and environment is:

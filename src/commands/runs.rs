@@ -19,10 +19,18 @@ pub fn find(settings: &Settings, run_id: &str) -> Result<(Recorded, RunStatus), 
     let store = settings.store()?;
     match store.run(run_id).map_err(Error::Io)? {
         Some(recorded) => {
+            warn_skipped(run_id, &recorded);
             let holding = runbook_state::store::running(store.as_ref()).contains(run_id);
             let status = recorded.status(holding);
             Ok((recorded, status))
         }
         None => Err(Error::Usage(format!("no run `{run_id}` in {} (see `runbook history`)", store.location()))),
+    }
+}
+
+/// Once per command: what was skipped while reading a run (shown escaped by the store).
+pub fn warn_skipped(run_id: &str, recorded: &Recorded) {
+    for skipped in &recorded.skipped {
+        eprintln!("warning: run {}: skipped {skipped}", runbook_lang::diagnostic::clip(run_id));
     }
 }

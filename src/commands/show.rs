@@ -7,8 +7,10 @@ use std::fmt::Write as _;
 use crate::cli::ShowFormat;
 use crate::error::Error;
 use runbook_engine::session::Settings;
+use runbook_lang::diagnostic::{clip, clip_quoted};
 use runbook_state::journal::{Record, Recorded};
 use runbook_state::record::RunStatus;
+use runbook_state::store::shown;
 
 pub fn show(settings: &Settings, run_id: &str, format: ShowFormat) -> Result<(), Error> {
     let (recorded, status) = find(settings, run_id)?;
@@ -40,28 +42,44 @@ pub fn show(settings: &Settings, run_id: &str, format: ShowFormat) -> Result<(),
         match record {
             Record::RunStarted { ts, header } | Record::RunResumed { ts, header } => {
                 let verb = if matches!(record, Record::RunStarted { .. }) { "started" } else { "resumed" };
-                let env = header.environment.as_deref().map(|e| format!(" --env {e}")).unwrap_or_default();
+                // Every field came from the journal (a shared store anyone with write access
+                // may add to): each is shown escaped and bounded.
+                let env =
+                    header.environment.as_deref().map(|e| format!(" --env {}", shown(clip, e))).unwrap_or_default();
                 let who = runbook_state::identity::display(
-                    header.identity.as_deref().unwrap_or_default(),
-                    &header.user,
-                    &header.host,
+                    &shown(clip, header.identity.as_deref().unwrap_or_default()),
+                    &shown(clip, &header.user),
+                    &shown(clip, &header.host),
                 );
                 let _ = writeln!(
                     out,
-                    "{ts}  run {verb}: {} {}{env} by {who} (pid {}, runbook {})",
-                    header.runbook, header.procedure, header.pid, header.version
+                    "{}  run {verb}: {} {}{env} by {who} (pid {}, runbook {})",
+                    clip(ts),
+                    shown(clip, &header.runbook),
+                    shown(clip, &header.procedure),
+                    header.pid,
+                    shown(clip, &header.version)
                 );
-                let _ = writeln!(out, "{:26}file {} (sha256 {})", "", header.file.display(), header.sha256);
+                let file = header.file.display().to_string();
+                let _ = writeln!(out, "{:26}file {} (sha256 {})", "", shown(clip, &file), shown(clip, &header.sha256));
                 for (name, value) in &header.params {
-                    let _ = writeln!(out, "{:26}--{} {value}", "", runbook_lang::param::flag_name(name));
+                    let flag = runbook_lang::param::flag_name(name);
+                    let _ = writeln!(out, "{:26}--{} {}", "", shown(clip, &flag), shown(clip, value));
                 }
                 describe_rehearsal(&mut out, header);
                 if let Some(reason) = &header.break_glass {
-                    let _ = writeln!(out, "{:26}BREAK GLASS (run without an approved plan): {reason}", "");
+                    let _ =
+                        writeln!(out, "{:26}BREAK GLASS (run without an approved plan): {}", "", shown(clip, reason));
                 }
                 if let Some(plan_id) = &header.plan_id {
-                    let _ =
-                        writeln!(out, "{:26}applied plan {plan_id}, approved by {}", "", header.approvers.join(", "));
+                    let approvers: Vec<String> = header.approvers.iter().map(|a| shown(clip, a)).collect();
+                    let _ = writeln!(
+                        out,
+                        "{:26}applied plan {}, approved by {}",
+                        "",
+                        shown(clip, plan_id),
+                        approvers.join(", ")
+                    );
                 }
                 if header.forced {
                     let _ = writeln!(out, "{:26}resumed with --force although the runbook file changed", "");
@@ -69,13 +87,13 @@ pub fn show(settings: &Settings, run_id: &str, format: ShowFormat) -> Result<(),
             }
             Record::Event { ts, event } => {
                 if let Some(line) = runbook_engine::timeline::describe_numbered(event, &mut stages) {
-                    let _ = writeln!(out, "{ts}  {line}");
+                    let _ = writeln!(out, "{}  {}", clip(ts), one_line(&line));
                 }
             }
         }
     }
     for line in decisions_and_changes(&recorded) {
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "{}", one_line(&line));
     }
     let _ = writeln!(out, "time to recovery: {}", recorded.recovery().describe());
     let _ = writeln!(out, "status: {status}");
@@ -88,6 +106,13 @@ pub fn show(settings: &Settings, run_id: &str, format: ShowFormat) -> Result<(),
     }
     crate::output::print(&out);
     Ok(())
+}
+
+/// A timeline line built from journaled text: control characters shown as escapes (a line
+/// break too, so a forged message cannot pass for lines of its own), quoted values and the
+/// whole line bounded (`clip_quoted`).
+fn one_line(line: &str) -> String {
+    clip_quoted(line).replace('\n', "\\n")
 }
 
 /// Advice that fits the status: a finished rollback is never offered its undo.
@@ -122,8 +147,10 @@ fn describe_rehearsal(out: &mut String, header: &runbook_state::journal::Header)
     match &header.rehearsal {
         Some(r) => {
             let against = match (&r.server, &r.scenario) {
-                (Some(server), _) => format!("the `runbook simulate` server at {server}"),
-                (None, Some(scenario)) => format!("a local fake (--simulate, scenario {})", scenario.display()),
+                (Some(server), _) => format!("the `runbook simulate` server at {}", shown(clip, server)),
+                (None, Some(scenario)) => {
+                    format!("a local fake (--simulate, scenario {})", shown(clip, &scenario.display().to_string()))
+                }
                 (None, None) => "a local fake (--simulate, built-in scenario)".to_owned(),
             };
             let _ = writeln!(out, "{:26}REHEARSAL against {against}: nothing real was called", "");
@@ -133,7 +160,7 @@ fn describe_rehearsal(out: &mut String, header: &runbook_state::journal::Header)
         }
     }
     for (name, value) in &header.vars {
-        let _ = writeln!(out, "{:26}--var {name}={value}", "");
+        let _ = writeln!(out, "{:26}--var {}={}", "", shown(clip, name), shown(clip, value));
     }
     if header.yes {
         let _ = writeln!(out, "{:26}--yes: confirmations answered without asking", "");

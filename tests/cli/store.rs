@@ -402,3 +402,304 @@ fn two_machines_applying_one_plan_at_once_run_it_exactly_once() {
     assert!(results.iter().any(|(code, err)| *code == 2 && refused(err)), "{results:?}");
     assert_eq!(switched(&one).lines().count() + switched(&two).lines().count(), 1, "the plan ran once");
 }
+
+/// One call to the emulator's JSON API over a plain socket (what someone with write access
+/// to the bucket, or `gsutil`, can do): the status line's code and the body.
+fn gcs_call(gcs: &FakeGcs, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gcs.port))
+        .unwrap_or_else(|e| panic!("connect to the emulator: {e}"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        gcs.host(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).unwrap_or_else(|e| panic!("send: {e}"));
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap_or_else(|e| panic!("read: {e}"));
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let code = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (code, body)
+}
+
+/// Writes an object of `gs://team-state/<name>` as anyone with write access could.
+fn put_object(gcs: &FakeGcs, name: &str, body: &[u8]) {
+    let name = url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>();
+    let (code, answer) =
+        gcs_call(gcs, "POST", &format!("/upload/storage/v1/b/{BUCKET}/o?uploadType=media&name={name}"), body);
+    assert_eq!(code, 200, "{answer}");
+}
+
+fn object_names(gcs: &FakeGcs, prefix: &str) -> String {
+    gcs_call(gcs, "GET", &format!("/storage/v1/b/{BUCKET}/o?prefix={prefix}"), b"").1
+}
+
+/// A lock object as this tool writes one, held by a forged holder whose identity carries
+/// escape sequences and is 3 KB long.
+fn forged_lock(identity_len: usize) -> Vec<u8> {
+    let identity = format!("\u{1b}[2J\u{1b}[31mroot\r{}", "x".repeat(identity_len));
+    serde_json::json!({
+        "state": "held", "run_id": "r-forged\u{7}", "user": "mallory\u{1b}[0m", "identity": identity,
+        "host": "h", "pid": 1, "version": "1", "started": "2026-01-01T00:00:00Z", "lease_seconds": 600,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Nothing raw reaches the terminal: no ESC, BEL or carriage return.
+fn assert_escaped(text: &str) {
+    assert!(!text.contains(['\u{1b}', '\u{7}', '\r']), "raw control characters reached the terminal: {text:?}");
+}
+
+/// Issue 23: one `not json` object, one of another schema and one too big to be a record in
+/// a run's folder are each named once (escaped) and skipped; the run stays in `history` and
+/// `show` (exit 0) and another machine can still hand it over with `resume`.
+#[test]
+fn junk_objects_in_a_runs_folder_are_named_once_and_skipped_and_the_run_is_still_shown_and_resumable() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let (a, b) = (Machine::new(&gcs, "alice"), Machine::new(&gcs, "bob"));
+    a.sandbox.file("./broken", "");
+    a.go().output().status(1);
+    let id = a.sandbox.last_run_id();
+    put_object(&gcs, &format!("ops/runs/{id}/00000090.json"), b"not json");
+    put_object(&gcs, &format!("ops/runs/{id}/zz-\u{1b}[31mforeign.json"), br#"{"hello": "world"}"#);
+    put_object(&gcs, &format!("ops/runs/{id}/zzz-big.json"), &vec![b' '; 1_100_000]);
+
+    let listed = b.runbook().args(["history"]).output().success();
+    assert!(listed.stdout().contains(&id), "the run stays in history: {}", listed.all());
+    let warned = listed.stderr();
+    assert_escaped(&warned);
+    // `history` reads a run's first and last records, its headers and ends, and whatever is
+    // not named as a record: junk named like a record in the middle is for `show` to name.
+    assert!(warned.matches("00000090.json: not JSON").count() <= 1, "{warned}");
+    assert_eq!(warned.matches("zz-\\u{1b}[31mforeign.json: JSON of another schema").count(), 1, "{warned}");
+    assert_eq!(warned.matches("zzz-big.json: too big").count(), 1, "{warned}");
+
+    let shown = b.runbook().args(["show", &id]).output().success();
+    assert!(shown.stdout().contains("status: failed"), "{}", shown.all());
+    assert_escaped(&shown.all());
+    for junk in ["00000090.json: not JSON", "foreign.json: JSON of another schema", "zzz-big.json: too big"] {
+        assert_eq!(shown.stderr().matches(junk).count(), 1, "{junk}: {}", shown.stderr());
+    }
+
+    b.runbook().args(["resume", &id, "--yes"]).output().success();
+    assert_eq!((a.written(), b.written()), ("alice\n".to_owned(), String::new()), "step b ran once, on alice's");
+    let shown = a.runbook().args(["show", &id]).output().success().stdout();
+    assert!(
+        shown.contains("run resumed: demo go --env staging by bob") && shown.ends_with("status: done\n"),
+        "{shown}"
+    );
+}
+
+/// Issue 23: junk under `locks/` never blocks `lock status` for every lock; a lock object
+/// that is not a lock refuses the run that needs it (nothing runs) until `lock break` frees
+/// it, after the usual typed confirmation, with a note of who and why in the store.
+#[test]
+fn junk_under_locks_is_named_lock_status_lists_the_rest_and_lock_break_frees_it_with_a_note() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let b = Machine::new(&gcs, "bob");
+    put_object(&gcs, "ops/locks/demo--staging.json", b"not json");
+    put_object(&gcs, "ops/locks/README\u{1b}[5m", b"hello");
+    put_object(&gcs, "ops/locks/other--prod.json", &forged_lock(10));
+
+    let status = b.runbook().args(["lock", "status"]).output().success();
+    assert!(
+        status.stdout().contains("other/prod") && status.stdout().contains("held: run r-forged"),
+        "{}",
+        status.all()
+    );
+    assert!(!status.stdout().contains("demo/staging"), "junk is not listed as a lock: {}", status.all());
+    assert_escaped(&status.all());
+    assert_eq!(status.stderr().matches("demo--staging.json: not JSON").count(), 1, "{}", status.stderr());
+    assert_eq!(status.stderr().matches("README\\u{1b}[5m").count(), 1, "{}", status.stderr());
+
+    let refused = b.go().output().status(2);
+    assert!(refused.stderr().contains("is not a lock") && refused.stderr().contains("lock break"), "{}", refused.all());
+    assert_eq!(b.written(), "", "nothing ran");
+
+    let breaking = ["lock", "break", "demo", "--env", "staging", "--reason", "junk in the bucket"];
+    b.runbook().args(breaking).output().status(2);
+    b.runbook().args(breaking).args(["--confirm", "demo/prod"]).output().status(3);
+    let freed = b.runbook().args(breaking).args(["--confirm", "demo/staging"]).output().success();
+    assert!(freed.stderr().contains("whose object was not a lock"), "{}", freed.stderr());
+    assert!(
+        freed.stderr().contains("recorded in gs://team-state/ops/notes/locks/demo--staging/"),
+        "{}",
+        freed.stderr()
+    );
+    let notes = object_names(&gcs, "ops/notes/locks/demo--staging/");
+    assert!(notes.contains(r#""record":"lock_broken""#) || notes.contains(r#""record": "lock_broken""#), "{notes}");
+
+    b.go().output().success();
+    assert_eq!(b.written(), "bob\n");
+}
+
+/// Issue 23: a lock holder's identity with escape sequences, 3 KB long, is shown escaped and
+/// cut with a note in the refusal and in `lock status`.
+#[test]
+fn a_forged_holder_is_shown_escaped_and_cut_in_the_refusal_and_in_lock_status() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let b = Machine::new(&gcs, "bob");
+    put_object(&gcs, "ops/locks/demo--staging.json", &forged_lock(3000));
+    let refused = b.go().output().status(2);
+    let status = b.runbook().args(["lock", "status"]).output().success();
+    for out in [refused.stderr(), status.stdout()] {
+        assert_escaped(&out);
+        assert!(out.contains("\\u{1b}[2J\\u{1b}[31mroot\\r") && out.contains("mallory\\u{1b}[0m"), "{out}");
+        assert!(out.contains("characters in all)") && out.len() < 1000, "cut with a note: {out}");
+    }
+    assert!(refused.stderr().contains("is already running"), "{}", refused.stderr());
+}
+
+/// Issue 23: a run holding `gs://team-state/ops` excludes every other spelling of it; a
+/// spelling that names the same objects another way is refused (exit 2), escaped and cut.
+#[test]
+fn aliases_of_one_state_prefix_never_give_a_second_lock() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let (a, b) = (Machine::new(&gcs, "alice"), Machine::new(&gcs, "bob"));
+    let holder = Machine::spawn(a.go().env("HOLD", "4"));
+    wait_until_held(&a);
+    for alias in ["gs://team-state/./ops", "gs://team-state/x/../ops", "gs://team-state//ops", "gs://team-state/%6fps"]
+    {
+        let out = b.go().env("RUNBOOK_STATE_URL", alias).output().status(2);
+        assert!(out.stderr().contains("state URL `gs://team-state/"), "{alias}: {}", out.stderr());
+    }
+    let out = b.go().env("RUNBOOK_STATE_URL", "gs://team-state/ops/").output().status(2);
+    assert!(out.stderr().contains("is already running"), "a trailing slash is the same prefix: {}", out.stderr());
+    let hostile = format!("gs://team-state/\u{1b}]0;owned\u{7}{}", "y".repeat(5000));
+    let out = b.go().env("RUNBOOK_STATE_URL", &hostile).output().status(2);
+    assert_escaped(&out.stderr());
+    assert!(out.stderr().len() < 600 && out.stderr().contains("characters in all)"), "{}", out.stderr());
+    let (code, stderr) = finish(holder);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!((a.written(), b.written()), ("alice\n".to_owned(), String::new()));
+}
+
+/// Issue 23: at the default 90 s lease, a lock object deleted while its holder sleeps in a
+/// read lets a second run take the lock; the first stops before its next mutating step.
+#[test]
+fn a_deleted_lock_at_the_default_lease_stops_its_holder_before_its_next_mutating_step() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let (a, b) = (Machine::new(&gcs, "alice"), Machine::new(&gcs, "bob"));
+    let holder = Machine::spawn(a.go().env("HOLD", "5"));
+    wait_until_held(&a);
+    let (code, answer) =
+        gcs_call(&gcs, "DELETE", &format!("/storage/v1/b/{BUCKET}/o/ops%2Flocks%2Fdemo--staging.json"), b"");
+    assert!((200..300).contains(&code), "{code} {answer}");
+    b.go().output().success();
+    let (code, stderr) = finish(holder);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("the run lock is lost"), "{stderr}");
+    assert_eq!((a.written(), b.written()), (String::new(), "bob\n".to_owned()), "only the second run changed things");
+}
+
+/// Between the binary and the emulator: forwards each request on a fresh connection, but
+/// the answers to the first `losses` creates of the lock object (`ifGenerationMatch=0`) are
+/// held back for `delay` and then dropped, after the create has reached the store — lock
+/// requests whose answers were lost.
+struct LossyProxy {
+    port: u16,
+}
+
+impl LossyProxy {
+    fn start(upstream: u16, delay: Duration, losses: usize) -> LossyProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("port: {e}"));
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let lost = lost.clone();
+                std::thread::spawn(move || Self::serve(client, upstream, delay, losses, &lost));
+            }
+        });
+        LossyProxy { port }
+    }
+
+    fn serve(
+        mut client: std::net::TcpStream,
+        upstream: u16,
+        delay: Duration,
+        losses: usize,
+        lost: &std::sync::atomic::AtomicUsize,
+    ) {
+        use std::io::{Read, Write};
+        let mut request = Vec::new();
+        let mut buf = [0u8; 65536];
+        let head_end = loop {
+            if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&request[..head_end]).into_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while request.len() < head_end + length {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        // One request per connection: the emulator closes it, so the client never reuses it.
+        let mut lines: Vec<&str> =
+            head.trim_end().split("\r\n").filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
+        lines.push("Connection: close");
+        let mut forwarded = (lines.join("\r\n") + "\r\n\r\n").into_bytes();
+        forwarded.extend_from_slice(&request[head_end..]);
+        let Ok(mut server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else { return };
+        let mut answer = Vec::new();
+        if server.write_all(&forwarded).is_err() || server.read_to_end(&mut answer).is_err() {
+            return;
+        }
+        let body = String::from_utf8_lossy(&request[head_end..]);
+        let lock_create = head.starts_with("POST /upload/")
+            && head.contains("ifGenerationMatch=0 ")
+            && body.contains("/locks/demo--staging.json");
+        if lock_create && lost.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < losses {
+            std::thread::sleep(delay);
+            return;
+        }
+        let _ = client.write_all(&answer);
+    }
+}
+
+/// Issue 23: the create of a lock object reaches the store but its answer is lost (the
+/// client gives up after RUNBOOK_STORE_TIMEOUT=1s). The run recognises the object as its
+/// own on the retry and goes on; no phantom holder blocks the next run for the lease.
+#[test]
+fn a_lock_create_whose_answer_was_lost_is_recognised_as_ours_and_leaves_no_phantom() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let proxy = LossyProxy::start(gcs.port, Duration::from_secs(3), 1);
+    let a = Machine { host: format!("127.0.0.1:{}", proxy.port), ..Machine::new(&gcs, "alice") };
+    let b = Machine::new(&gcs, "bob");
+    let out = a.go().output();
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(a.written(), "alice\n");
+    let out = b.go().output();
+    assert_eq!(out.code(), 0, "the next run is not blocked by a phantom: {}", out.all());
+    assert_eq!(b.written(), "bob\n");
+}
+
+/// Issue 23: every answer to the lock's create is lost, so the run gives up (exit 2, nothing
+/// run); the create that landed carries its token, and it frees that object on its way out,
+/// so the next run is not blocked for the 90 s lease by a holder that never ran.
+#[test]
+fn a_run_that_gives_up_taking_the_lock_frees_the_create_of_its_that_landed() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let proxy = LossyProxy::start(gcs.port, Duration::from_secs(2), usize::MAX);
+    let a = Machine { host: format!("127.0.0.1:{}", proxy.port), ..Machine::new(&gcs, "alice") };
+    let b = Machine::new(&gcs, "bob");
+    let out = a.go().output().status(2);
+    assert!(out.stderr().contains("cannot take the run lock"), "{}", out.stderr());
+    assert_eq!(a.written(), "", "nothing ran without the lock");
+    let out = b.go().output();
+    assert_eq!(out.code(), 0, "no phantom holder: {}", out.all());
+    assert_eq!(b.written(), "bob\n");
+}

@@ -25,7 +25,13 @@ impl crate::store::HeldLock for RunLock {
     }
 }
 
-pub fn acquire(locks: &Path, runbook: &str, environment: Option<&str>, holder: &Holder) -> Result<RunLock, String> {
+pub fn acquire(
+    locks: &Path,
+    runbook: &str,
+    environment: Option<&str>,
+    holder: &Holder,
+    show: crate::store::Show,
+) -> Result<RunLock, String> {
     let name = format!("{runbook}--{}.lock", environment.unwrap_or("default"));
     let path = locks.join(name);
     let mut file = OpenOptions::new()
@@ -40,10 +46,7 @@ pub fn acquire(locks: &Path, runbook: &str, environment: Option<&str>, holder: &
         Err(TryLockError::WouldBlock) => {
             let target = environment.map(|e| format!(" on {e}")).unwrap_or_default();
             return Err(match read_holder(&mut file) {
-                Some(h) => format!(
-                    "`{runbook}`{target} is already running: run {} by {}@{} (pid {}), started {}",
-                    h.run_id, h.user, h.host, h.pid, h.started
-                ),
+                Some(h) => format!("`{runbook}`{target} is already running: {}", h.describe(show)),
                 None => format!("`{runbook}`{target} is already running (lock {} is held)", path.display()),
             });
         }

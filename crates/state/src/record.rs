@@ -80,6 +80,9 @@ pub enum Record {
 pub struct Recorded {
     pub records: Vec<Record>,
     pub truncated: bool,
+    /// What was skipped as not a journal record (a damaged line, a junk object in the shared
+    /// store): where and why, already shown escaped. Reported as a warning, never fatal.
+    pub skipped: Vec<String>,
 }
 
 pub fn read(path: &Path) -> Result<Recorded, String> {
@@ -88,6 +91,7 @@ pub fn read(path: &Path) -> Result<Recorded, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut records = Vec::new();
     let mut truncated = false;
+    let mut skipped = Vec::new();
     let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
     let whole_lines = lines.len() - usize::from(bytes.ends_with(b"\n"));
     for (index, line) in lines.iter().enumerate() {
@@ -101,13 +105,16 @@ pub fn read(path: &Path) -> Result<Recorded, String> {
             Ok(record) => records.push(record),
             // Only the last line can be half-written (a crash during write_all).
             Err(_) if index + 1 >= whole_lines => truncated = true,
-            Err(err) => return Err(format!("{}:{}: not a journal record: {err}", path.display(), index + 1)),
+            // A damaged line elsewhere is named and skipped: it never hides the rest of the run.
+            Err(err) => {
+                skipped.push(format!("{}:{}: not a journal record ({})", path.display(), index + 1, err.escape_debug()))
+            }
         }
     }
     if records.is_empty() {
         return Err(format!("{}: the journal is empty", path.display()));
     }
-    Ok(Recorded { records, truncated })
+    Ok(Recorded { records, truncated, skipped })
 }
 
 /// Where a run stands, from its journal (see [`Recorded::status`]).

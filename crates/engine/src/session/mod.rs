@@ -53,6 +53,7 @@ impl Settings {
             state_url: self.state_url.clone(),
             lock_lease: self.lock_lease,
             runbook_dir: self.dir.clone(),
+            show: runbook_lang::diagnostic::clip,
         })
         .map_err(Error::Usage)
     }
@@ -212,7 +213,11 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
     if let Some(previous) = &acquired.took_over {
         let event = serde_json::json!({"event": "lock_taken_over", "previous": previous, "by": holder.identity});
         journal.append_event(event).map_err(Error::Io)?;
-        eprintln!("Took over the lock of `{}`, whose lease ran out: {}", name.display(), previous.describe());
+        eprintln!(
+            "Took over the lock of `{}`, whose lease ran out: {}",
+            name.display(),
+            previous.describe(runbook_lang::diagnostic::clip)
+        );
     }
 
     if json {

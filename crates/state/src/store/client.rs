@@ -20,6 +20,9 @@ pub enum GcsError {
     /// `ifGenerationMatch` did not hold (HTTP 412).
     Precondition,
     NotFound,
+    /// The object's content is bigger than [`super::MAX_OBJECT_BYTES`]: no lock, record or
+    /// approval is, so it is junk, and reading it whole would cost memory and time.
+    TooBig,
     /// Anything else: the message says what.
     Other(String),
 }
@@ -29,6 +32,7 @@ impl std::fmt::Display for GcsError {
         match self {
             GcsError::Precondition => f.write_str("the object changed meanwhile (precondition failed)"),
             GcsError::NotFound => f.write_str("not found"),
+            GcsError::TooBig => write!(f, "bigger than {} bytes", super::MAX_OBJECT_BYTES),
             GcsError::Other(message) => f.write_str(message),
         }
     }
@@ -41,11 +45,16 @@ pub struct Object {
     #[serde(deserialize_with = "number_in_string")]
     pub generation: i64,
     pub updated: chrono::DateTime<chrono::Utc>,
+    /// Bytes; Cloud Storage sends it as a string, like the generation.
+    #[serde(default, deserialize_with = "number_in_string")]
+    pub size: u64,
     #[serde(default)]
     pub metadata: std::collections::HashMap<String, String>,
 }
 
-fn number_in_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+fn number_in_string<'de, D: serde::Deserializer<'de>, N: std::str::FromStr<Err: std::fmt::Display>>(
+    d: D,
+) -> Result<N, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map_err(serde::de::Error::custom)
 }
@@ -175,7 +184,7 @@ impl Client {
         let request = self.request(reqwest::Method::GET, url)?;
         self.call(async move {
             let response = checked(request.send().await)?;
-            response.bytes().await.map(|b| b.to_vec()).map_err(|e| GcsError::Other(e.to_string()))
+            bounded(response).await
         })
     }
 
@@ -219,7 +228,7 @@ impl Client {
             for request in requests {
                 tasks.push(tokio::spawn(async move {
                     let response = checked(request?.send().await)?;
-                    response.bytes().await.map(|b| b.to_vec()).map_err(|e| GcsError::Other(e.to_string()))
+                    bounded(response).await
                 }));
             }
             let mut results = Vec::new();
@@ -242,6 +251,19 @@ fn checked(response: Result<reqwest::Response, reqwest::Error>) -> Result<reqwes
         404 => Err(GcsError::NotFound),
         code => Err(GcsError::Other(format!("the store answered HTTP {code}"))),
     }
+}
+
+/// A body read up to [`super::MAX_OBJECT_BYTES`]: an object replaced by a bigger one since
+/// it was listed is refused partway, not read whole.
+async fn bounded(mut response: reqwest::Response) -> Result<Vec<u8>, GcsError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| GcsError::Other(e.to_string()))? {
+        body.extend_from_slice(&chunk);
+        if u64::try_from(body.len()).unwrap_or(u64::MAX) > super::MAX_OBJECT_BYTES {
+            return Err(GcsError::TooBig);
+        }
+    }
+    Ok(body)
 }
 
 async fn json<T: serde::de::DeserializeOwned>(

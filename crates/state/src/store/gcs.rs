@@ -1,13 +1,19 @@
 //! The shared store on Cloud Storage. Under `gs://BUCKET/PREFIX`:
 //!
 //! - `locks/<runbook>--<env>.json`: one object per lock. Created with `ifGenerationMatch=0`;
-//!   its generation is the holder's token. The holder renews it (a conditional overwrite)
+//!   its generation is the holder's token, and it carries a random token of the attempt
+//!   that wrote it, so a create whose answer was lost (it landed after the client gave up)
+//!   is recognised as ours on the retry instead of blocking everyone for a lease. The holder renews it (a conditional overwrite)
 //!   before its lease ends; a lock not renewed within its lease, judged by the store's own
 //!   clock (`updated` against the answer's `Date`), can be taken over with
 //!   `ifGenerationMatch=<observed>`, so exactly one taker wins. Release overwrites it with a
 //!   "free" marker (the emulator ignores preconditions on deletes).
 //! - `runs/<run id>/<seq>.json`: one object per journal record, created with
 //!   `ifGenerationMatch=0`, so a record can never be written twice.
+//!
+//! Anyone with write access to the bucket can add objects: one that is not a lock or a
+//! record (not JSON, another schema, bigger than [`super::MAX_OBJECT_BYTES`]) is named and
+//! skipped, never allowed to hide a run or block every lock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,13 +22,16 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::client::{Client, GcsError};
-use super::{Acquired, HeldLock, Holder, LockName, LockState, RunEntry, StateUrl, Store};
+use super::{
+    Acquired, Broken, HeldLock, Holder, LockName, LockState, RunEntry, Show, StateUrl, Store, Unreadable, shown,
+};
 use crate::record::{Record, Recorded};
 
 pub struct GcsStore {
     url: StateUrl,
     client: Arc<Client>,
     lease: Duration,
+    show: Show,
 }
 
 /// The contents of a lock object.
@@ -33,6 +42,9 @@ enum LockObject {
         #[serde(flatten)]
         holder: Holder,
         lease_seconds: u64,
+        /// Random, one per `acquire`: whose create this was (older versions wrote none).
+        #[serde(default)]
+        token: String,
     },
     Free {
         by: String,
@@ -42,21 +54,31 @@ enum LockObject {
     },
 }
 
+/// A lock object read back: its state (or, shown, why it is not a lock), its generation, and
+/// its age by the store's clock in seconds.
+type LockRead = (Result<LockObject, String>, i64, i64);
+
 impl GcsStore {
-    pub fn new(url: StateUrl, lease: Duration, timeout: Duration) -> Result<GcsStore, String> {
+    pub fn new(url: StateUrl, lease: Duration, timeout: Duration, show: Show) -> Result<GcsStore, String> {
         let emulator = std::env::var("STORAGE_EMULATOR_HOST").ok().filter(|h| !h.trim().is_empty());
-        GcsStore::at(url, lease, timeout, emulator)
+        GcsStore::at(url, lease, timeout, emulator, show)
     }
 
     /// The store at Google, or at an emulator (`HOST:PORT` or a URL) without credentials.
-    fn at(url: StateUrl, lease: Duration, timeout: Duration, emulator: Option<String>) -> Result<GcsStore, String> {
+    fn at(
+        url: StateUrl,
+        lease: Duration,
+        timeout: Duration,
+        emulator: Option<String>,
+        show: Show,
+    ) -> Result<GcsStore, String> {
         let endpoint = match &emulator {
             Some(host) if host.contains("://") => host.clone(),
             Some(host) => format!("http://{host}"),
             None => "https://storage.googleapis.com".to_owned(),
         };
         let client = Client::new(&url.bucket, &endpoint, super::auth::Auth::new(emulator.is_some()), timeout)?;
-        Ok(GcsStore { url, client: Arc::new(client), lease })
+        Ok(GcsStore { url, client: Arc::new(client), lease, show })
     }
 
     fn object(&self, path: &str) -> String {
@@ -75,17 +97,32 @@ impl GcsStore {
         format!("cannot {what} in the shared store gs://{}/{}: {err}", self.url.bucket, self.url.prefix)
     }
 
-    /// The lock object's state, its generation, and how long ago (store clock) it was written.
-    fn read_lock(&self, object: &str) -> Result<Option<(LockObject, i64, i64)>, GcsError> {
+    /// The lock object's state (or, shown, why it is not a lock), its generation, and how
+    /// long ago (store clock) it was written.
+    fn read_lock(&self, object: &str) -> Result<Option<LockRead>, GcsError> {
         let (meta, now) = match self.client.metadata(object) {
             Ok(found) => found,
             Err(GcsError::NotFound) => return Ok(None),
             Err(err) => return Err(err),
         };
-        let body = self.client.media(object, Some(meta.generation))?;
-        let state = serde_json::from_slice::<LockObject>(&body)
-            .map_err(|e| GcsError::Other(format!("{object} is not a lock: {e}")))?;
-        Ok(Some((state, meta.generation, (now - meta.updated).num_seconds())))
+        let age = (now - meta.updated).num_seconds();
+        if meta.size > super::MAX_OBJECT_BYTES {
+            return Ok(Some((Err(self.junk(object, &too_big(meta.size))), meta.generation, age)));
+        }
+        let body = match self.client.media(object, Some(meta.generation)) {
+            Ok(body) => body,
+            Err(GcsError::TooBig) => {
+                return Ok(Some((Err(self.junk(object, &too_big(meta.size))), meta.generation, age)));
+            }
+            Err(err) => return Err(err),
+        };
+        let state = serde_json::from_slice::<LockObject>(&body).map_err(|e| self.junk(object, &not_ours(&body, &e)));
+        Ok(Some((state, meta.generation, age)))
+    }
+
+    /// `gs://bucket/object: why it was skipped`, shown.
+    fn junk(&self, object: &str, why: &str) -> String {
+        format!("gs://{}/{}: {why}", self.url.bucket, shown(self.show, object))
     }
 
     fn records(&self, run_id: &str) -> Result<Vec<super::client::Object>, String> {
@@ -109,57 +146,111 @@ impl Store for GcsStore {
 
     fn acquire(&self, name: &LockName, holder: &Holder) -> Result<Acquired, String> {
         let object = self.lock_object(name);
-        let held = LockObject::Held { holder: holder.clone(), lease_seconds: self.lease.as_secs().max(1) };
+        let token = attempt_token();
+        let held = LockObject::Held {
+            holder: holder.clone(),
+            lease_seconds: self.lease.as_secs().max(1),
+            token: token.clone(),
+        };
         let body = serde_json::to_vec(&held).map_err(|e| e.to_string())?;
         // Each turn either wins, refuses, or saw the object change under it and looks again.
+        // A write whose answer did not come (a timeout, a dropped connection) may still have
+        // landed: the next turn's create then fails its precondition, and the object read
+        // back carries our token, so it is adopted rather than left as a phantom holder.
+        let mut failures = Vec::new();
         for _ in 0..8 {
             let sent = Instant::now();
             let (observed, took_over) = match self.client.insert(&object, &body, 0, &[]) {
                 Ok(created) => return Ok(self.held(object, body, created.generation, sent, None, holder)),
                 Err(GcsError::Precondition) => match self.read_lock(&object) {
-                    Ok(Some((LockObject::Free { .. }, generation, _))) => (generation, None),
-                    Ok(Some((LockObject::Held { holder: other, lease_seconds }, generation, age))) => {
+                    Ok(Some((Ok(LockObject::Held { token: theirs, .. }), generation, _))) if theirs == token => {
+                        return Ok(self.held(object, body, generation, sent, None, holder));
+                    }
+                    Ok(Some((Ok(LockObject::Free { .. }), generation, _))) => (generation, None),
+                    Ok(Some((Ok(LockObject::Held { holder: other, lease_seconds, .. }), generation, age))) => {
                         let lease = i64::try_from(lease_seconds).unwrap_or(i64::MAX);
                         if age <= lease {
                             return Err(format!(
                                 "`{}` is already running: {}; its lease was renewed {age}s ago and runs out in {}s (shared lock in {})",
                                 name.display(),
-                                other.describe(),
+                                other.describe(self.show),
                                 lease - age,
                                 self.location()
                             ));
                         }
                         (generation, Some(other))
                     }
+                    Ok(Some((Err(junk), _, _))) => {
+                        return Err(format!(
+                            "`{}` cannot be taken: its lock object is not a lock ({junk}); nothing was run. If no run of it is going on, free it with `runbook lock break` (`runbook lock status` names it)",
+                            name.display()
+                        ));
+                    }
                     Ok(None) => continue,
                     Err(err) => return Err(self.fail("read the run lock", &err)),
                 },
-                Err(err) => return Err(self.fail("take the run lock", &err)),
+                Err(err) => {
+                    failures.push(err);
+                    if failures.len() == 3 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
             };
             let sent = Instant::now();
             match self.client.insert(&object, &body, observed, &[]) {
                 Ok(written) => return Ok(self.held(object, body, written.generation, sent, took_over, holder)),
                 Err(GcsError::Precondition) => continue,
-                Err(err) => return Err(self.fail("take the run lock", &err)),
+                Err(err) => {
+                    failures.push(err);
+                    if failures.len() == 3 {
+                        break;
+                    }
+                }
             }
         }
-        Err(format!("`{}`: the shared lock kept changing while taking it; try again", name.display()))
+        match failures.pop() {
+            Some(err) => {
+                self.withdraw(&object, &token);
+                Err(self.fail("take the run lock", &err))
+            }
+            None => Err(format!("`{}`: the shared lock kept changing while taking it; try again", name.display())),
+        }
     }
 
     fn status(&self, runbook: Option<&str>, environment: Option<&str>) -> Result<Vec<LockState>, String> {
         let objects = self.client.list(&self.object("locks/")).map_err(|e| self.fail("list the locks", &e))?;
         let mut states = Vec::new();
         for object in objects {
-            let Some(key) = object.name.rsplit('/').next().and_then(|n| n.strip_suffix(".json")) else { continue };
+            let file = object.name.rsplit('/').next().unwrap_or_default();
+            let Some(key) = file.strip_suffix(".json").filter(|k| !k.is_empty()) else {
+                // Not a lock this tool names: listed as unreadable under its own name.
+                let name = LockName { runbook: file.to_owned(), environment: None };
+                let why = self.junk(&object.name, "not a lock object's name (`<runbook>--<env>.json`)");
+                if runbook.is_none() && environment.is_none() {
+                    let unreadable = Some(Unreadable { why, in_a_locks_place: false });
+                    states.push(LockState { name, unreadable, holder: None, renewed_ago: None, lease: None });
+                }
+                continue;
+            };
             let name = LockName::from_key(key);
             if !matches(&name, runbook, environment) {
                 continue;
             }
             let state = match self.read_lock(&object.name) {
-                Ok(Some((LockObject::Held { holder, lease_seconds }, _, age))) => {
-                    LockState { name, holder: Some(holder), renewed_ago: Some(age), lease: Some(lease_seconds) }
+                Ok(Some((Ok(LockObject::Held { holder, lease_seconds, .. }), _, age))) => LockState {
+                    name,
+                    unreadable: None,
+                    holder: Some(holder),
+                    renewed_ago: Some(age),
+                    lease: Some(lease_seconds),
+                },
+                Ok(Some((Err(why), _, _))) => {
+                    let unreadable = Some(Unreadable { why, in_a_locks_place: true });
+                    LockState { name, unreadable, holder: None, renewed_ago: None, lease: None }
                 }
-                Ok(_) => LockState { name, holder: None, renewed_ago: None, lease: None },
+                Ok(_) => LockState { name, unreadable: None, holder: None, renewed_ago: None, lease: None },
                 Err(err) => return Err(self.fail("read a lock", &err)),
             };
             states.push(state);
@@ -167,17 +258,20 @@ impl Store for GcsStore {
         Ok(states)
     }
 
-    fn break_lock(&self, name: &LockName, by: &str, reason: &str) -> Result<Holder, String> {
+    fn break_lock(&self, name: &LockName, by: &str, reason: &str) -> Result<Broken, String> {
         let object = self.lock_object(name);
-        let (holder, generation) = match self.read_lock(&object) {
-            Ok(Some((LockObject::Held { holder, .. }, generation, _))) => (holder, generation),
+        let (broken, generation) = match self.read_lock(&object) {
+            Ok(Some((Ok(LockObject::Held { holder, .. }), generation, _))) => (Broken::Held(holder), generation),
+            // Not a lock at all: after the same typed confirmation, replaced by a free marker
+            // (the generation read, so an object rewritten meanwhile is not lost unseen).
+            Ok(Some((Err(why), generation, _))) => (Broken::Unreadable(why), generation),
             Ok(_) => return Err(format!("`{}` is not locked", name.display())),
             Err(err) => return Err(self.fail("read the run lock", &err)),
         };
         let free = LockObject::Free { by: by.to_owned(), at: now(), reason: Some(reason.to_owned()) };
         let body = serde_json::to_vec(&free).map_err(|e| e.to_string())?;
         match self.client.insert(&object, &body, generation, &[]) {
-            Ok(_) => Ok(holder),
+            Ok(_) => Ok(broken),
             Err(GcsError::Precondition) => Err(format!(
                 "the lock of `{}` changed while breaking it; look again with `runbook lock status`",
                 name.display()
@@ -229,6 +323,17 @@ impl Store for GcsStore {
             .map_err(|e| self.fail("store a note in the journal", &e))
     }
 
+    /// `notes/locks/<runbook>--<env>/<time>-<pid>.json`, beside no run's records, so
+    /// `history` never takes it for a run.
+    fn put_lock_note(&self, name: &LockName, kind: &str, line: &str) -> Result<String, String> {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+        let object = self.object(&format!("notes/locks/{}/{stamp}-{}.json", name.key(), std::process::id()));
+        self.client
+            .insert(&object, line.trim_end().as_bytes(), 0, &[("record", kind)])
+            .map(|_| format!("gs://{}/{object}", self.url.bucket))
+            .map_err(|e| self.fail("store a note about the lock", &e))
+    }
+
     fn history(&self) -> Result<Vec<RunEntry>, String> {
         let objects = self.client.list(&self.object("runs/")).map_err(|e| self.fail("list the runs", &e))?;
         // Per run: its first record (when it started), its last header (who ran it last) and
@@ -244,27 +349,24 @@ impl Store for GcsStore {
         for (run, records) in &runs {
             // The status needs every attempt's header and end and every undo record, and the
             // time to recovery its `recovered` record, as on the local store: the same
-            // records, the same status (`Recorded::status`, `Recorded::recovery`).
+            // records, the same status (`Recorded::status`, `Recorded::recovery`). An object
+            // not named as a record is read too, so junk is named rather than passed over.
             let kind = |o: &&&super::client::Object| {
                 o.metadata.get("record").is_some_and(|k| k.starts_with("run_") || k == "undo" || k == "recovered")
+                    || !named_as_record(&o.name)
             };
-            let mut names: Vec<String> = records
-                .first()
-                .into_iter()
-                .chain(records.iter().filter(kind))
-                .chain(records.last())
-                .map(|o| o.name.clone())
-                .collect();
-            names.dedup();
-            plan.push((run.clone(), wanted.len(), names.len()));
-            wanted.extend(names);
+            let mut picked: Vec<&super::client::Object> =
+                records.first().into_iter().chain(records.iter().filter(kind)).chain(records.last()).copied().collect();
+            picked.dedup_by(|a, b| a.name == b.name);
+            plan.push((run.clone(), wanted.len(), picked.len()));
+            wanted.extend(picked);
         }
-        let bodies = self.client.media_many(wanted);
+        let bodies = self.bodies(&wanted);
         let mut history: Vec<(String, Result<Recorded, String>)> = plan
             .into_iter()
             .map(|(run, start, count)| {
                 let parts = bodies.get(start..start + count).unwrap_or_default();
-                (run.clone(), decode(&run, parts.iter().map(|b| b.as_ref().map_err(|e| self.fail("read a record", e)))))
+                (run.clone(), self.decode(&run, parts))
             })
             .collect();
         history.sort_by(|a, b| b.0.cmp(&a.0));
@@ -276,8 +378,8 @@ impl Store for GcsStore {
         if objects.is_empty() {
             return Ok(None);
         }
-        let bodies = self.client.media_many(objects.iter().map(|o| o.name.clone()).collect());
-        decode(run_id, bodies.iter().map(|b| b.as_ref().map_err(|e| self.fail("read a record", e)))).map(Some)
+        let bodies = self.bodies(&objects.iter().collect::<Vec<_>>());
+        self.decode(run_id, &bodies).map(Some)
     }
 
     fn plan_records(&self) -> Option<Box<dyn crate::approvals::Store>> {
@@ -289,21 +391,115 @@ impl Store for GcsStore {
     }
 }
 
+/// A record's sequence number from its object's name. A number no run reaches (someone's
+/// `18446744073709551615.json`) is junk, not the run's last record: counting it would
+/// overflow the next number.
 fn seq_of(name: &str) -> Option<u64> {
-    name.rsplit('/').next()?.strip_suffix(".json")?.parse().ok()
+    name.rsplit('/').next()?.strip_suffix(".json")?.parse().ok().filter(|seq| *seq < 1_000_000_000_000)
 }
 
-fn decode<'a>(run_id: &str, bodies: impl Iterator<Item = Result<&'a Vec<u8>, String>>) -> Result<Recorded, String> {
-    let mut records = Vec::new();
-    for body in bodies {
-        let record: Record = serde_json::from_slice(body?)
-            .map_err(|e| format!("run {run_id}: a record in the shared store is not a journal record: {e}"))?;
-        records.push(record);
+/// A body read from the store, or why it was not read.
+enum Body {
+    Read(String, Vec<u8>),
+    /// Too big to be a record: named and skipped unread.
+    TooBig(String, u64),
+    /// The store failed (not the object's fault): the whole read fails.
+    Failed(String),
+}
+
+impl GcsStore {
+    /// The bodies of these objects, those too big to be a record left unread.
+    fn bodies(&self, objects: &[&super::client::Object]) -> Vec<Body> {
+        let small: Vec<String> =
+            objects.iter().filter(|o| o.size <= super::MAX_OBJECT_BYTES).map(|o| o.name.clone()).collect();
+        let mut fetched = self.client.media_many(small).into_iter();
+        objects
+            .iter()
+            .map(|o| {
+                if o.size > super::MAX_OBJECT_BYTES {
+                    return Body::TooBig(o.name.clone(), o.size);
+                }
+                match fetched.next() {
+                    Some(Ok(bytes)) => Body::Read(o.name.clone(), bytes),
+                    Some(Err(GcsError::TooBig)) => Body::TooBig(o.name.clone(), o.size),
+                    Some(Err(err)) => Body::Failed(self.fail("read a record", &err)),
+                    None => Body::Failed(self.fail("read a record", &GcsError::Other("no answer".into()))),
+                }
+            })
+            .collect()
     }
-    if records.is_empty() {
-        return Err(format!("run {run_id}: no records"));
+
+    /// A run's records in order. An object that is not a journal record (not JSON, another
+    /// schema, too big) is skipped and named in `skipped`: one junk object never hides a run.
+    fn decode(&self, run_id: &str, bodies: &[Body]) -> Result<Recorded, String> {
+        let mut records = Vec::new();
+        let mut skipped = Vec::new();
+        for body in bodies {
+            match body {
+                Body::Failed(err) => return Err(err.clone()),
+                Body::TooBig(name, size) => skipped.push(self.junk(name, &too_big(*size))),
+                Body::Read(name, bytes) => match serde_json::from_slice::<Record>(bytes) {
+                    Ok(record) => records.push(record),
+                    Err(err) => skipped.push(self.junk(name, &not_ours(bytes, &err))),
+                },
+            }
+        }
+        if records.is_empty() {
+            let why = skipped.first().map(|s| format!(" ({s})")).unwrap_or_default();
+            return Err(format!("run {}: no journal records in the shared store{why}", shown(self.show, run_id)));
+        }
+        Ok(Recorded { records, truncated: false, skipped })
     }
-    Ok(Recorded { records, truncated: false })
+
+    /// After giving up on taking the lock: a create of ours that landed unseen is freed
+    /// (best effort: the store may be what failed), so it does not hold the lock for a lease.
+    fn withdraw(&self, object: &str, token: &str) {
+        if let Ok(Some((Ok(LockObject::Held { token: theirs, .. }), generation, _))) = self.read_lock(object)
+            && theirs == token
+        {
+            let free = LockObject::Free { by: "a run that gave up taking it".into(), at: now(), reason: None };
+            if let Ok(body) = serde_json::to_vec(&free) {
+                let _ = self.client.insert(object, &body, generation, &[]);
+            }
+        }
+    }
+}
+
+/// `00000007.json` or `00000007.note-….json`, as this tool names records.
+fn named_as_record(name: &str) -> bool {
+    let file = name.rsplit('/').next().unwrap_or_default();
+    let Some(stem) = file.strip_suffix(".json") else { return false };
+    let seq = stem.split_once(".note-").map_or(stem, |(seq, _)| seq);
+    seq.len() == 8 && seq.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `size` as listed; an object that grew past the bound since then was cut off while read.
+fn too_big(size: u64) -> String {
+    let max = super::MAX_OBJECT_BYTES;
+    if size > max {
+        format!("too big to be a lock or a journal record ({size} bytes; at most {max})")
+    } else {
+        format!("too big to be a lock or a journal record (more than {max} bytes)")
+    }
+}
+
+/// Why an object is not ours: not JSON at all, or JSON of another shape.
+fn not_ours(bytes: &[u8], err: &serde_json::Error) -> String {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
+        "not JSON".to_owned()
+    } else {
+        format!("JSON of another schema ({})", err.to_string().escape_debug())
+    }
+}
+
+/// 128 random bits from the kernel (the time and pid if it cannot be read).
+fn attempt_token() -> String {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        Ok(()) => hex::encode(bytes),
+        Err(_) => format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()),
+    }
 }
 
 fn now() -> String {
@@ -449,7 +645,7 @@ impl Drop for GcsLock {
 mod tests {
     use std::time::Duration;
 
-    use super::{GcsStore, StateUrl, Store};
+    use super::{GcsError, GcsStore, StateUrl, Store};
 
     /// Against the real emulator when `scripts/test` exported it (FAKE_GCS_SERVER).
     fn emulator() -> Option<(std::process::Child, String)> {
@@ -470,10 +666,18 @@ mod tests {
     }
 
     #[test]
-    fn a_retried_record_write_that_had_landed_is_accepted_and_a_foreign_one_is_not() {
-        let Some((mut child, host)) = emulator() else { return };
-        let url = StateUrl { bucket: "retry-check".into(), prefix: "p".into() };
-        let store = GcsStore::at(url, Duration::from_secs(90), Duration::from_secs(5), Some(host));
+    fn a_record_number_no_run_reaches_is_not_a_record() {
+        assert_eq!(super::seq_of("p/runs/r/00000007.json"), Some(7));
+        assert_eq!(super::seq_of("p/runs/r/18446744073709551615.json"), None);
+        assert_eq!(super::seq_of("p/runs/r/00000007.note-x.json"), None);
+        assert!(super::named_as_record("p/runs/r/00000007.note-20260101T000000Z-1.json"));
+        assert!(!super::named_as_record("p/runs/r/zz-junk.json"));
+    }
+
+    /// A store on the emulator with its bucket made.
+    fn store_at(host: String, bucket: &str) -> GcsStore {
+        let url = StateUrl { bucket: bucket.into(), prefix: "p".into() };
+        let store = GcsStore::at(url, Duration::from_secs(90), Duration::from_secs(5), Some(host), |t| t.to_owned());
         let Ok(store) = store else { panic!("client") };
         let made = (0..100).any(|_| {
             let done = store.client.create_bucket().is_ok();
@@ -483,6 +687,36 @@ mod tests {
             done
         });
         assert!(made, "the emulator did not come up");
+        store
+    }
+
+    /// An object that grew past the bound after it was listed is refused partway through
+    /// reading it, and named as junk when it sits in a lock's place.
+    #[test]
+    fn an_object_bigger_than_the_bound_is_not_read_whole() {
+        let Some((mut child, host)) = emulator() else { return };
+        let store = store_at(host, "big-check");
+        let big = vec![b' '; 1_100_000];
+        assert!(store.client.insert("p/locks/demo--staging.json", &big, 0, &[]).is_ok());
+        assert!(matches!(store.client.media("p/locks/demo--staging.json", None), Err(GcsError::TooBig)));
+        assert!(matches!(
+            store.client.media_many(vec!["p/locks/demo--staging.json".into()]).pop(),
+            Some(Err(GcsError::TooBig))
+        ));
+        let read = store.read_lock("p/locks/demo--staging.json");
+        assert!(
+            matches!(&read, Ok(Some((Err(why), _, _))) if why.contains("too big")),
+            "{:?}",
+            read.map(|r| r.map(|r| r.0.err()))
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn a_retried_record_write_that_had_landed_is_accepted_and_a_foreign_one_is_not() {
+        let Some((mut child, host)) = emulator() else { return };
+        let store = store_at(host, "retry-check");
         assert_eq!(store.put_record("r1", 0, "run_started", "{\"a\":1}\n"), Ok(()));
         assert_eq!(store.put_record("r1", 0, "run_started", "{\"a\":1}\n"), Ok(()), "our own earlier write");
         let other = store.put_record("r1", 0, "run_started", "{\"a\":2}\n").err().unwrap_or_default();

@@ -110,7 +110,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::Remote;
-    use crate::store::{Acquired, HeldLock, Holder, LockName, LockState, RunEntry, Store};
+    use crate::store::{Acquired, Broken, HeldLock, Holder, LockName, LockState, RunEntry, Store};
 
     /// A store that takes records only while `up`, and remembers what it took.
     #[derive(Default)]
@@ -132,7 +132,7 @@ mod tests {
         fn status(&self, _: Option<&str>, _: Option<&str>) -> Result<Vec<LockState>, String> {
             Ok(Vec::new())
         }
-        fn break_lock(&self, _: &LockName, _: &str, _: &str) -> Result<Holder, String> {
+        fn break_lock(&self, _: &LockName, _: &str, _: &str) -> Result<Broken, String> {
             Err("unused".into())
         }
         fn put_record(&self, _: &str, seq: u64, _: &str, line: &str) -> Result<(), String> {

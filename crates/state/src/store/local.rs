@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 
-use super::{Acquired, Holder, LockName, LockState, RunEntry, Store};
+use super::{Acquired, Broken, Holder, LockName, LockState, RunEntry, Show, Store};
 use crate::dir::StateDir;
 use crate::record::{Recorded, read};
 
 pub struct LocalStore {
     state: StateDir,
+    show: Show,
 }
 
 impl LocalStore {
-    pub fn new(state: StateDir) -> LocalStore {
-        LocalStore { state }
+    pub fn new(state: StateDir, show: Show) -> LocalStore {
+        LocalStore { state, show }
     }
 }
 
@@ -28,7 +29,8 @@ impl Store for LocalStore {
 
     fn acquire(&self, name: &LockName, holder: &Holder) -> Result<Acquired, String> {
         self.state.create()?;
-        let lock = crate::lock::acquire(&self.state.locks(), &name.runbook, name.environment.as_deref(), holder)?;
+        let lock =
+            crate::lock::acquire(&self.state.locks(), &name.runbook, name.environment.as_deref(), holder, self.show)?;
         Ok(Acquired { lock: Arc::new(lock), took_over: None })
     }
 
@@ -47,18 +49,19 @@ impl Store for LocalStore {
             if !super::gcs::matches(&name, runbook, environment) {
                 continue;
             }
-            states.push(LockState { name, holder: crate::lock::holder(&path)?, renewed_ago: None, lease: None });
+            let holder = crate::lock::holder(&path)?;
+            states.push(LockState { name, unreadable: None, holder, renewed_ago: None, lease: None });
         }
         Ok(states)
     }
 
-    fn break_lock(&self, name: &LockName, _by: &str, _reason: &str) -> Result<Holder, String> {
+    fn break_lock(&self, name: &LockName, _by: &str, _reason: &str) -> Result<Broken, String> {
         let path = self.state.locks().join(format!("{}.lock", name.key()));
         match crate::lock::holder(&path).ok().flatten() {
             Some(holder) => Err(format!(
                 "the local lock of `{}` is held by a live process ({}); it is freed when that process ends: stop pid {} instead",
                 name.display(),
-                holder.describe(),
+                holder.describe(self.show),
                 holder.pid
             )),
             None => Err(format!("`{}` is not locked", name.display())),

@@ -26,6 +26,26 @@ pub const CONFIG_FILE: &str = "runbook-state.json";
 /// A run id and its records (or why they could not be read).
 pub type RunEntry = (String, Result<Recorded, String>);
 
+/// How a string read from the store (or typed by someone) is made safe to print: control
+/// characters shown as escapes and the whole cut to a bound. The state crate imports nothing
+/// of ours, so the layer above hands down its one function for this
+/// (`runbook_lang::diagnostic::clip`).
+pub type Show = fn(&str) -> String;
+
+/// `show(text)`, with a note saying how long the text was when `show` cut it.
+pub fn shown(show: Show, text: &str) -> String {
+    let out = show(text);
+    if out.ends_with('…') && !text.ends_with('…') {
+        format!("{out} (cut: {} characters in all)", text.chars().count())
+    } else {
+        out
+    }
+}
+
+/// Objects of the store bigger than this are not read: no lock or journal record comes near
+/// it, so one is junk (and reading it whole would cost memory and time).
+pub const MAX_OBJECT_BYTES: u64 = 1 << 20;
+
 /// Who holds a lock, as written into it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Holder {
@@ -42,9 +62,12 @@ pub struct Holder {
 }
 
 impl Holder {
-    pub fn describe(&self) -> String {
-        let who = crate::identity::display(&self.identity, &self.user, &self.host);
-        format!("run {} by {who} (pid {}), started {}", self.run_id, self.pid, self.started)
+    /// One line for a person; every field came from a lock file or object that anyone with
+    /// write access may have written, so each is passed through `show`.
+    pub fn describe(&self, show: Show) -> String {
+        let who =
+            crate::identity::display(&shown(show, &self.identity), &shown(show, &self.user), &shown(show, &self.host));
+        format!("run {} by {who} (pid {}), started {}", shown(show, &self.run_id), self.pid, shown(show, &self.started))
     }
 }
 
@@ -81,11 +104,22 @@ impl LockName {
 /// A lock as `lock status` shows it.
 pub struct LockState {
     pub name: LockName,
+    /// An object under `locks/` that is not a lock: never taken for a free or a held one.
+    pub unreadable: Option<Unreadable>,
     pub holder: Option<Holder>,
     /// For a shared lock: seconds since the holder last renewed, by the store's clock, and
     /// its lease.
     pub renewed_ago: Option<i64>,
     pub lease: Option<u64>,
+}
+
+/// Why an object under `locks/` is not a lock.
+pub struct Unreadable {
+    /// The object's name and the reason (not JSON, another schema, too big), shown.
+    pub why: String,
+    /// In a lock's place (`<runbook>--<env>.json`), so it blocks that lock until `lock break`
+    /// frees it; otherwise it blocks nothing.
+    pub in_a_locks_place: bool,
 }
 
 /// A lock held by this process. Dropping it releases it.
@@ -101,6 +135,14 @@ pub struct Acquired {
     pub took_over: Option<Holder>,
 }
 
+/// What `lock break` removed.
+pub enum Broken {
+    /// A lock held by this run.
+    Held(Holder),
+    /// An object in the lock's place that is not a lock: why, as shown.
+    Unreadable(String),
+}
+
 /// The seam between the commands and where state lives.
 pub trait Store: Send + Sync {
     /// Where this store is, for messages: a folder or `gs://bucket/prefix`.
@@ -112,8 +154,8 @@ pub trait Store: Send + Sync {
     fn acquire(&self, name: &LockName, holder: &Holder) -> Result<Acquired, String>;
     /// Locks, held or not; filtered by runbook and environment.
     fn status(&self, runbook: Option<&str>, environment: Option<&str>) -> Result<Vec<LockState>, String>;
-    /// Frees a held lock whatever its lease; returns the holder it removed.
-    fn break_lock(&self, name: &LockName, by: &str, reason: &str) -> Result<Holder, String>;
+    /// Frees a held (or unreadable) lock whatever its lease; says what it removed.
+    fn break_lock(&self, name: &LockName, by: &str, reason: &str) -> Result<Broken, String>;
 
     /// Stores journal record `seq` of a run (one JSON line). A duplicate is refused unless it
     /// is the same record (a retried write that had landed).
@@ -124,6 +166,12 @@ pub trait Store: Send + Sync {
     /// never takes a sequence number, so the writer's next record — the end of the step it
     /// is running — still lands, and a hand-over does not run that step again.
     fn put_note(&self, run_id: &str, kind: &str, line: &str) -> Result<(), String>;
+    /// A record about a lock that belongs to no run (an unreadable lock object was
+    /// broken); returns where it was written.
+    fn put_lock_note(&self, name: &LockName, kind: &str, line: &str) -> Result<String, String> {
+        let _ = (kind, line);
+        Err(format!("no place for a note about the lock of `{}` in {}", name.display(), self.location()))
+    }
     /// Every run, newest first, read far enough for `history`.
     fn history(&self) -> Result<Vec<RunEntry>, String>;
     /// Every record of one run, or `None` when there is no such run.
@@ -142,6 +190,8 @@ pub struct Config {
     pub state_url: Option<String>,
     pub lock_lease: Option<Duration>,
     pub runbook_dir: PathBuf,
+    /// How strings from the store and the command line are printed (see [`Show`]).
+    pub show: Show,
 }
 
 #[derive(Deserialize)]
@@ -159,19 +209,40 @@ pub struct StateUrl {
 }
 
 impl StateUrl {
-    pub fn parse(text: &str) -> Result<StateUrl, String> {
-        let rest =
-            text.strip_prefix("gs://").ok_or_else(|| format!("state URL `{text}`: expected gs://BUCKET/PREFIX"))?;
+    /// One environment, one lock: a prefix has one spelling. Segments that would name the
+    /// same objects another way (`.`, `..`, empty ones, percent-encoding) are refused, not
+    /// normalised, so what the operator typed is what everyone else's runs use too; a
+    /// trailing `/` is the one thing dropped. A refused URL is echoed through `show`.
+    pub fn parse(text: &str, show: Show) -> Result<StateUrl, String> {
+        let refuse = |why: &str| format!("state URL `{}`: {why}", shown(show, text));
+        let rest = text.strip_prefix("gs://").ok_or_else(|| refuse("expected gs://BUCKET/PREFIX"))?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let valid_bucket = (3..=222).contains(&bucket.len())
             && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
         if !valid_bucket {
-            return Err(format!("state URL `{text}`: `{bucket}` is not a bucket name"));
+            return Err(refuse(&format!("`{}` is not a bucket name", shown(show, bucket))));
         }
-        if prefix.chars().any(char::is_control) || prefix.contains("//") {
-            return Err(format!("state URL `{text}`: the prefix must be a plain path"));
+        let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+        if prefix.chars().any(|c| c.is_control() || c == '\\') {
+            return Err(refuse("the prefix must not contain control characters or backslashes"));
         }
-        Ok(StateUrl { bucket: bucket.to_owned(), prefix: prefix.trim_matches('/').to_owned() })
+        if prefix.contains('%') {
+            return Err(refuse("the prefix must be written plainly, without percent-encoding (`%`)"));
+        }
+        if !prefix.is_empty() {
+            for segment in prefix.split('/') {
+                match segment {
+                    "" => return Err(refuse("the prefix has an empty segment (`//`, or a leading `/`)")),
+                    "." | ".." => {
+                        return Err(refuse(&format!(
+                            "the prefix has a `{segment}` segment: write the prefix it stands for"
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(StateUrl { bucket: bucket.to_owned(), prefix: prefix.to_owned() })
     }
 }
 
@@ -181,14 +252,14 @@ pub fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
     let file = read_config_file(&config.runbook_dir)?;
     let url =
         config.state_url.clone().filter(|u| !u.is_empty()).or_else(|| file.as_ref().and_then(|f| f.state_url.clone()));
-    let Some(url) = url else { return Ok(Arc::new(local::LocalStore::new(state))) };
-    let url = StateUrl::parse(&url)?;
+    let Some(url) = url else { return Ok(Arc::new(local::LocalStore::new(state, config.show))) };
+    let url = StateUrl::parse(&url, config.show)?;
     let lease = match (config.lock_lease, file.and_then(|f| f.lock_lease)) {
         (Some(lease), _) => lease,
         (None, Some(text)) => parse_lease(&text)?,
         (None, None) => DEFAULT_LEASE,
     };
-    Ok(Arc::new(gcs::GcsStore::new(url, lease, http_timeout()?)?))
+    Ok(Arc::new(gcs::GcsStore::new(url, lease, http_timeout()?, config.show)?))
 }
 
 fn read_config_file(dir: &Path) -> Result<Option<ConfigFile>, String> {
@@ -239,19 +310,55 @@ pub fn plan_records(shared: &dyn Store, state: &crate::dir::StateDir) -> Box<dyn
 mod tests {
     use super::*;
 
+    /// A stand-in for the lang crate's `clip`: escapes, cuts at 20 characters.
+    fn clip(text: &str) -> String {
+        let escaped: String = text.chars().flat_map(char::escape_default).collect();
+        match escaped.char_indices().nth(20) {
+            Some((at, _)) => format!("{}…", &escaped[..at]),
+            None => escaped,
+        }
+    }
+
     #[test]
     fn state_urls_name_a_bucket_and_a_prefix() {
+        let parse = |text: &str| StateUrl::parse(text, clip);
         assert_eq!(
-            StateUrl::parse("gs://ops-state/runbook/prod/"),
+            parse("gs://ops-state/runbook/prod/"),
             Ok(StateUrl { bucket: "ops-state".into(), prefix: "runbook/prod".into() })
         );
-        assert_eq!(
-            StateUrl::parse("gs://ops-state"),
-            Ok(StateUrl { bucket: "ops-state".into(), prefix: String::new() })
-        );
-        assert!(StateUrl::parse("s3://x/y").is_err());
-        assert!(StateUrl::parse("gs://UPPER/y").is_err());
-        assert!(StateUrl::parse("gs://ok-bucket/a\u{7}b").is_err());
+        assert_eq!(parse("gs://ops-state"), Ok(StateUrl { bucket: "ops-state".into(), prefix: String::new() }));
+        assert_eq!(parse("gs://ops-state/"), Ok(StateUrl { bucket: "ops-state".into(), prefix: String::new() }));
+        assert!(parse("s3://x/y").is_err());
+        assert!(parse("gs://UPPER/y").is_err());
+        assert!(parse("gs://ok-bucket/a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn a_prefix_has_one_spelling_and_aliases_are_refused() {
+        for alias in [
+            "gs://bkt/./x",
+            "gs://bkt/a/../x",
+            "gs://bkt/x/.",
+            "gs://bkt//x",
+            "gs://bkt/x//",
+            "gs://bkt/a//x",
+            "gs://bkt/%2e/x",
+            "gs://bkt/%2E%2E/x",
+            "gs://bkt/x%2fy",
+            "gs://bkt/a\\x",
+            "gs://bkt/x\r",
+        ] {
+            assert!(StateUrl::parse(alias, clip).is_err(), "{alias:?} was accepted");
+        }
+        assert_eq!(StateUrl::parse("gs://bkt/x/", clip), StateUrl::parse("gs://bkt/x", clip));
+    }
+
+    #[test]
+    fn a_refused_url_is_shown_escaped_and_cut() {
+        let long = format!("gs://bkt/\u{1b}[31m{}", "x".repeat(5000));
+        let err = StateUrl::parse(&long, clip).err().unwrap_or_default();
+        assert!(err.contains("\\u{1b}[31m") && !err.contains('\u{1b}'), "{err}");
+        assert!(err.len() < 300 && err.contains("(cut: 5014 characters in all)"), "{err}");
     }
 
     #[test]
