@@ -5,6 +5,7 @@ mod exec;
 mod faults;
 mod hostile;
 mod journal;
+mod masking;
 mod menu;
 mod notify;
 mod params;
