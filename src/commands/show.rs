@@ -52,6 +52,7 @@ pub fn show(settings: &Settings, run_id: &str, format: ShowFormat) -> Result<(),
                 );
                 let _ = writeln!(out, "{:26}file {} (sha256 {})", "", header.file.display(), header.sha256);
                 for (name, value) in &header.params {
+                    let value = runbook_lang::diagnostic::shown_value(value);
                     let _ = writeln!(out, "{:26}--{} {value}", "", runbook_lang::param::flag_name(name));
                 }
                 describe_rehearsal(&mut out, header);

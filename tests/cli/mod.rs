@@ -1,6 +1,7 @@
 mod bench;
 mod decisions;
 mod dry_run;
+mod escaping;
 mod exec;
 mod faults;
 mod hostile;
