@@ -67,6 +67,21 @@ fn a_param_with_control_characters_is_shown_quoted_and_the_shown_command_is_what
     assert!(plan.stdout().contains(QUOTED), "{}", plan.stdout());
 }
 
+/// At a real terminal, the stage confirmation shows the quoted form, and after `y` the child
+/// gets the bytes given.
+#[test]
+fn the_stage_confirmation_shows_the_quoted_command_that_then_runs() {
+    let sandbox = Sandbox::new();
+    sandbox.file("esc.yaml", ECHO);
+    let mut pty = super::pty::Pty::spawn(&sandbox, &["esc", "go", "--text", HOSTILE]);
+    pty.expect(&format!("ran.bin' x {QUOTED}"));
+    pty.expect(super::pty::STAGE_QUESTION);
+    pty.answer("y");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 0, "{transcript}");
+    assert_eq!(std::fs::read(sandbox.path().join("ran.bin")).unwrap_or_default(), HOSTILE.as_bytes());
+}
+
 /// A stored plan is any file: one made by hand with a carriage return in its rendering (its
 /// id is only the hash of its content) is shown with the control characters visible.
 #[test]

@@ -108,3 +108,15 @@ fn a_plan_is_refused_when_a_non_secret_value_holds_a_secret() {
     assert_masked("save-plan", &out.all());
     assert!(!sandbox.path().join("db.plan").exists());
 }
+
+/// A run whose param was journaled masked is not resumed with the mask in its place.
+#[test]
+fn a_run_whose_param_was_masked_in_the_journal_is_not_resumed_with_the_mask() {
+    let sandbox = Sandbox::new();
+    sandbox.file("db.yaml", &RUNBOOK.replace(r#"'test -n "$T"'"#, r#"'test -z "$T"'"#));
+    run(&sandbox, &["--yes", "--break-glass", "db down"]).status(1);
+    let id = sandbox.last_run_id();
+    let out = sandbox.runbook().env("RUNBOOK_PARAM_TOKEN", SECRET).args(["resume", &id, "--yes"]).output().status(2);
+    assert!(out.stderr().contains("param `url` held a secret"), "{}", out.stderr());
+    assert_masked("resume", &out.all());
+}
