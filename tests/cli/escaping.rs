@@ -82,6 +82,32 @@ fn the_stage_confirmation_shows_the_quoted_command_that_then_runs() {
     assert_eq!(std::fs::read(sandbox.path().join("ran.bin")).unwrap_or_default(), HOSTILE.as_bytes());
 }
 
+/// Names and texts of the runbook file reach the run's view and `show` escaped: a stage name
+/// that moves the cursor up or a manual text that sets the window title acts on nothing.
+#[test]
+fn escape_sequences_in_a_runbook_file_are_shown_escaped_while_it_runs_and_in_show() {
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "hostile.yaml",
+        r#"runbook: hostile
+title: Hostile
+procedures:
+  go:
+    summary: Go
+    stages:
+      - name: "Stage \r\e[1Aname"
+        steps:
+          - {id: one, name: "Step \e[31mred", run: [echo, hi], effect: read}
+          - {id: m, manual: "Do \e]0;title\a this\r overwritten"}
+"#,
+    );
+    let run = sandbox.runbook().args(["hostile", "go", "--yes"]).output().success();
+    assert_no_raw_controls("run", &run.all());
+    assert!(run.stderr().contains(r"Stage \r\u{1b}[1Aname"), "{}", run.stderr());
+    let show = sandbox.runbook().args(["show", &sandbox.last_run_id()]).output().success();
+    assert_no_raw_controls("show", &show.all());
+}
+
 /// A stored plan is any file: one made by hand with a carriage return in its rendering (its
 /// id is only the hash of its content) is shown with the control characters visible.
 #[test]
