@@ -103,9 +103,27 @@ procedures:
     );
     let run = sandbox.runbook().args(["hostile", "go", "--yes"]).output().success();
     assert_no_raw_controls("run", &run.all());
-    assert!(run.stderr().contains(r"Stage \r\u{1b}[1Aname"), "{}", run.stderr());
+    assert!(run.stderr().contains(r"Stage \r\u001b[1Aname"), "{}", run.stderr());
     let show = sandbox.runbook().args(["show", &sandbox.last_run_id()]).output().success();
     assert_no_raw_controls("show", &show.all());
+}
+
+/// JSON on stdout stays valid and means the same: the direction mark and C1 control that
+/// serde writes as they are inside a string are printed as JSON escapes of themselves.
+#[test]
+fn json_output_with_direction_marks_and_c1_controls_stays_valid_json() {
+    let sandbox = Sandbox::new();
+    sandbox.file("esc.yaml", ECHO);
+    let value = "a\u{202e}b\u{85}c";
+    let out = sandbox.runbook().args(["esc", "go", "--text", value, "--yes", "--output", "json"]).output().success();
+    assert_no_raw_controls("json", &out.stdout());
+    assert!(!out.stdout().contains('\u{202e}'), "{}", out.stdout());
+    let lines: Vec<serde_json::Value> =
+        out.stdout().lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect();
+    assert!(lines.iter().any(|event| event.to_string().contains(r"\u202e")), "{}", out.stdout());
+    let history = sandbox.runbook().args(["history", "--format", "json"]).output().success();
+    serde_json::from_str::<serde_json::Value>(&history.stdout())
+        .unwrap_or_else(|e| panic!("{e}: {}", history.stdout()));
 }
 
 /// A stored plan is any file: one made by hand with a carriage return in its rendering (its
@@ -125,7 +143,7 @@ fn a_hand_made_plan_with_control_characters_is_shown_escaped() {
     std::fs::write(&path, format!("runbook plan {id}\n{json}")).unwrap_or_else(|e| panic!("{e}"));
     let plan = sandbox.runbook().args(["show-plan", "esc.plan"]).output().success();
     assert_no_raw_controls("show-plan", &plan.all());
-    assert!(plan.stdout().contains(r"safe\r\u{1b}[2K\u{1b}[1Aevil"), "{}", plan.stdout());
+    assert!(plan.stdout().contains(r"safe\r\u001b[2K\u001b[1Aevil"), "{}", plan.stdout());
 }
 
 #[track_caller]

@@ -266,19 +266,28 @@ pub fn shown_value(value: &str) -> String {
     }
 }
 
-/// A whole text of many lines (a report, a stored plan's rendering, a journal's timeline)
-/// with every character that would act on the terminal made visible, except the line
+/// A whole text of many lines (a report, a stored plan's rendering, a journal's timeline,
+/// JSON) with every character that would act on the terminal made visible, except the line
 /// breaks and tabs that lay it out. Not cut: what it quotes was bounded where it was made.
+///
+/// The escapes are JSON's (`\r`, `\b`, `\f`, `\u001b`, `\u202e`), so JSON printed through
+/// it stays valid and means the same: serde writes C1 controls and direction marks inside
+/// strings as they are, and they become escapes of the same characters.
 pub fn escape_text(text: &str) -> String {
-    if !text.chars().any(|c| is_unseen(c) && c != '\n' && c != '\t') {
+    let kept = |c: char| !is_unseen(c) || c == '\n' || c == '\t';
+    if text.chars().all(kept) {
         return text.to_owned();
     }
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
-        if is_unseen(c) && c != '\n' && c != '\t' {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
+        match c {
+            c if kept(c) => out.push(c),
+            '\r' => out.push_str("\\r"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
         }
     }
     out
@@ -437,6 +446,16 @@ mod tests {
         assert!(shown.ends_with("… (4925 more characters)"), "{shown}");
         assert!(!shown.contains('\u{1b}'));
         assert_eq!(clip("short"), "short");
+    }
+
+    #[test]
+    fn escaped_text_keeps_its_layout_and_json_stays_valid_and_the_same() {
+        assert_eq!(escape_text("a\tb\nc\r\u{1b}[2K"), "a\tb\nc\\r\\u001b[2K");
+        let value = serde_json::json!({"v": "x\u{202e}y\u{85}z\u{1b}\r"});
+        let text = serde_json::to_string(&value).unwrap_or_default();
+        let shown = escape_text(&text);
+        assert!(!shown.chars().any(|c| c == '\u{202e}' || c == '\u{85}'), "{shown}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&shown).ok(), Some(value));
     }
 
     #[test]
