@@ -35,7 +35,9 @@ impl Error {
                 eprint!("{}", runbook_lang::diagnostic::render_all(diagnostics, color));
                 eprintln!("error: {self}");
             }
-            other => eprintln!("error: {other}"),
+            // Messages quote what was refused (a state URL, a path, a flag's value): shown
+            // escaped and cut (issue 23).
+            other => eprintln!("error: {}", runbook_lang::diagnostic::clip_quoted(&other.to_string())),
         }
     }
 }

@@ -32,10 +32,6 @@ fn main() -> ExitCode {
     let runbooks: &[library::Listed] = if parses_without_runbooks(&args) { &[] } else { &library.entries };
     let matches = match cli::command(runbooks).try_get_matches_from(&args) {
         Ok(matches) => matches,
-        Err(err) if err.kind() == clap::error::ErrorKind::InvalidUtf8 => {
-            eprintln!("error: {}", invalid_utf8_argument(&args));
-            return ExitCode::from(error::exit::USAGE);
-        }
         Err(err) => {
             print_parse_error(&err, library.entries.iter().filter_map(|e| e.summary.runbook.as_ref()), &args);
             if let Some(hint) = wrong_folder_hint(&err, &library) {
@@ -290,7 +286,15 @@ fn empty_call() -> cli::ProcedureCall {
 /// never by its bytes, which may be a secret's.
 fn invalid_utf8_argument(args: &[std::ffi::OsString]) -> String {
     let Some(index) = args.iter().skip(1).position(|a| a.to_str().is_none()).map(|i| i + 1) else {
-        return "an argument is not valid UTF-8 text".into();
+        // The parser also reads variables (`RUNBOOK_PARAM_<NAME>` for a secret param,
+        // `RUNBOOK_STATE_URL`): name the variable, never its value, which may be a secret.
+        return match invalid_utf8_variable() {
+            Some(name) => format!(
+                "{} is not valid UTF-8; params are text — set it to text or unset it",
+                runbook_lang::diagnostic::clip(&name)
+            ),
+            None => "an argument is not valid UTF-8 text".into(),
+        };
     };
     let bad = args[index].as_encoded_bytes();
     let owner = if bad.starts_with(b"--") {
@@ -310,17 +314,71 @@ fn invalid_utf8_argument(args: &[std::ffi::OsString]) -> String {
     )
 }
 
+/// The first `RUNBOOK_*` variable whose value is not UTF-8 text (a variable whose name is
+/// not text is none the parser reads).
+fn invalid_utf8_variable() -> Option<String> {
+    let mut names: Vec<String> = std::env::vars_os()
+        .filter(|(_, value)| value.to_str().is_none())
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with("RUNBOOK_"))
+        .collect();
+    names.sort();
+    names.into_iter().next()
+}
+
 fn print_parse_error<'a>(
     err: &clap::Error,
     runbooks: impl IntoIterator<Item = &'a runbook_lang::summary::RunbookSummary>,
     args: &[std::ffi::OsString],
 ) {
-    let redactor = runbook_engine::redact::in_arguments(runbooks, args);
-    if redactor.is_empty() || !err.use_stderr() {
-        let _ = err.print();
-    } else {
-        eprint!("{}", redactor.redact(&err.render().to_string()));
+    if err.kind() == clap::error::ErrorKind::InvalidUtf8 {
+        eprintln!("error: {}", invalid_utf8_argument(args));
+        return;
     }
+    if !err.use_stderr() {
+        // Help and version text: ours, printed as the parser prints it.
+        let _ = err.print();
+        return;
+    }
+    let redactor = runbook_engine::redact::in_arguments(runbooks, args);
+    eprint!("{}", escaped_parse_error(err, &redactor.redact(&err.render().to_string())));
+}
+
+/// The parser's refusal quotes what it refused (`invalid value '…' for '--lock-lease'`,
+/// an unknown subcommand) as it was typed: each such value is shown escaped and cut like
+/// every other value from the command line, and no control character of the rest reaches
+/// the terminal.
+fn escaped_parse_error(err: &clap::Error, text: &str) -> String {
+    use clap::error::ContextValue;
+    use runbook_lang::diagnostic::clip;
+    let mut text = text.to_owned();
+    let mut quoted: Vec<&String> = Vec::new();
+    for (_, value) in err.context() {
+        match value {
+            ContextValue::String(value) => quoted.push(value),
+            ContextValue::Strings(values) => quoted.extend(values),
+            _ => {}
+        }
+    }
+    // Longest first, so a value inside another is not replaced within it.
+    quoted.sort_by_key(|value| std::cmp::Reverse(value.len()));
+    for value in quoted {
+        let shown = clip(value);
+        if value.is_empty() || shown == *value {
+            continue;
+        }
+        // The parser's plain rendering drops escape sequences, so the value may be in the
+        // text without them.
+        let bare = runbook_engine::redact::shown_form(value);
+        if text.contains(value.as_str()) {
+            text = text.replace(value.as_str(), &shown);
+        } else if !bare.is_empty() {
+            text = text.replace(&bare, &shown);
+        }
+    }
+    // Lines are the parser's own (usage, tips); within each, nothing is left to act on the
+    // terminal, and the bound is only a backstop.
+    text.lines().map(|line| runbook_lang::diagnostic::clip_to(line, 2000) + "\n").collect()
 }
 
 fn wrong_folder_hint(err: &clap::Error, library: &Listing) -> Option<String> {

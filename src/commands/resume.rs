@@ -87,6 +87,7 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         )));
     }
     let forced = runbook.sha256 != header.sha256;
+    refuse_masked_inputs(&header, &args.run_id)?;
     let params: IndexMap<String, String> = header
         .params
         .iter()
@@ -230,4 +231,22 @@ fn completed_steps(plan: &Plan, recorded: &Recorded, undo: bool) -> Result<HashM
 
 fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
+}
+
+/// A non-secret param or `--var` whose value held a secret was journaled masked: resuming
+/// with the mask in its place would run other commands than the run did, so the run is not
+/// resumed (issue 23).
+fn refuse_masked_inputs(header: &runbook_state::journal::Header, run_id: &str) -> Result<(), Error> {
+    let params = header.params.iter().filter(|(name, _)| !header.secret_params.contains(name));
+    let masked = params
+        .map(|(name, value)| (format!("param `{name}`"), value))
+        .chain(header.vars.iter().map(|(name, value)| (format!("--var `{name}`"), value)))
+        .find(|(_, value)| value.contains(runbook_engine::redact::MASK));
+    match masked {
+        Some((what, _)) => Err(Error::Usage(format!(
+            "cannot resume run {run_id}: its {what} held a secret, which the journal keeps masked; \
+             start a new run (give the secret through a `secret: true` param)"
+        ))),
+        None => Ok(()),
+    }
 }

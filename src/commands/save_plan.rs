@@ -50,6 +50,7 @@ pub fn save(runbook: RunbookRef, call: ProcedureCall, file: &Path, settings: &Se
     }
     answer_prompts(&mut plan, &outputs)?;
     let (shown, rendered) = rendered(&plan, &outputs)?;
+    refuse_secrets_in_inputs(&plan)?;
     let creator = runbook_state::identity::Identity::current().name.clone();
     let expires = created + chrono::Duration::from_std(ttl).map_err(|e| refuse(e.to_string()))?;
     let mut answers: Vec<(String, String)> = plan.answers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -146,4 +147,21 @@ fn answer_prompts(plan: &mut Plan, outputs: &Outputs) -> Result<(), Error> {
     } else {
         Err(refuse(format!("a plan records every answer and there is no terminal to ask: give {}", missing.join(" "))))
     }
+}
+
+/// A plan never holds a secret, and a masked value in it would not be what the approver
+/// approved: a non-secret param, answer or `--var` whose value holds a secret (a URL with its
+/// password, while the password is a secret param or `RUNBOOK_PARAM_*`) is refused (issue 23).
+fn refuse_secrets_in_inputs(plan: &Plan) -> Result<(), Error> {
+    let params = plan.params.iter().map(|(name, value)| (format!("param `{name}`"), value.as_text()));
+    let vars = plan.var_overrides.iter().map(|(name, value)| (format!("--var `{name}`"), value.clone()));
+    let answers = plan.answers.iter().map(|(id, value)| (format!("answer `{id}`"), value.clone()));
+    for (what, value) in params.chain(vars).chain(answers) {
+        if plan.redactor.redact(&value) != value {
+            return Err(refuse(format!(
+                "{what} holds a secret; secrets are not written into a plan — pass it as a `secret: true` param at `runbook apply`"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use crate::cli::ShowFormat;
 use crate::error::Error;
 use runbook_engine::session::Settings;
-use runbook_lang::diagnostic::{clip, clip_quoted};
+use runbook_lang::diagnostic::clip;
 use runbook_state::journal::{Record, Recorded};
 use runbook_state::record::RunStatus;
 use runbook_state::store::shown;
@@ -64,7 +64,8 @@ pub fn show(settings: &Settings, run_id: &str, format: ShowFormat) -> Result<(),
                 let _ = writeln!(out, "{:26}file {} (sha256 {})", "", shown(clip, &file), shown(clip, &header.sha256));
                 for (name, value) in &header.params {
                     let flag = runbook_lang::param::flag_name(name);
-                    let _ = writeln!(out, "{:26}--{} {}", "", shown(clip, &flag), shown(clip, value));
+                    let value = runbook_lang::diagnostic::shown_value(value);
+                    let _ = writeln!(out, "{:26}--{} {value}", "", shown(clip, &flag));
                 }
                 describe_rehearsal(&mut out, header);
                 if let Some(reason) = &header.break_glass {
@@ -108,12 +109,16 @@ pub fn show(settings: &Settings, run_id: &str, format: ShowFormat) -> Result<(),
     Ok(())
 }
 
-/// A timeline line built from journaled text: control characters shown as escapes (a line
-/// break too, so a forged message cannot pass for lines of its own), quoted values and the
-/// whole line bounded (`clip_quoted`).
+/// A timeline line built from journaled text: every control character shown as an escape
+/// (a line break too, so a forged message cannot pass for lines of its own), the whole line
+/// bounded. Quoted values are not cut on their own: a command the operator may paste (an
+/// `on_interrupt` note, an undo) is shown whole.
 fn one_line(line: &str) -> String {
-    clip_quoted(line).replace('\n', "\\n")
+    runbook_lang::diagnostic::clip_to(line, LINE_CHARS)
 }
+
+/// The longest timeline line `show` prints whole.
+const LINE_CHARS: usize = 4000;
 
 /// Advice that fits the status: a finished rollback is never offered its undo.
 fn next_commands(recorded: &Recorded, status: &RunStatus, run_id: &str) -> Vec<String> {

@@ -319,3 +319,31 @@ procedures:
         .collect();
     assert_eq!(stages, ["1", "2", "2.1", "3"], "{shown}");
 }
+
+/// Issue 21: `show` never cuts a command inside a message (an assert's advice, an
+/// `on_interrupt` note): the operator pastes it. Control characters are still escaped.
+#[test]
+fn show_keeps_a_long_quoted_command_whole() {
+    let long = format!("gcloud sql instances delete {} --project=p", "x".repeat(150));
+    let sandbox = Sandbox::new();
+    sandbox.file(
+        "advice.yaml",
+        &format!(
+            r#"runbook: advice
+title: Advice
+procedures:
+  go:
+    summary: Go
+    stages:
+      - name: S
+        steps:
+          - id: check
+            assert: "false"
+            message: "look first, then run `{long}` by hand"
+"#
+        ),
+    );
+    sandbox.runbook().args(["advice", "go", "--yes"]).output().status(1);
+    let shown = sandbox.runbook().args(["show", &sandbox.last_run_id()]).output().status(0).stdout();
+    assert!(shown.contains(&format!("`{long}` by hand")), "{shown}");
+}

@@ -1,10 +1,12 @@
 mod bench;
 mod decisions;
 mod dry_run;
+mod escaping;
 mod exec;
 mod faults;
 mod hostile;
 mod journal;
+mod masking;
 mod menu;
 mod notify;
 mod params;

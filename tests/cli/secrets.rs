@@ -12,7 +12,7 @@ fn sandbox_with(name: &str, yaml: &str) -> Sandbox {
 }
 
 /// A runbook `leak` taking the secret param `token`, with the given steps.
-fn token_runbook(steps: &str) -> String {
+pub(super) fn token_runbook(steps: &str) -> String {
     format!(
         "runbook: leak\ntitle: Leak\nparams:\n  token: {{type: string, secret: true}}\nprocedures:\n  go:\n    summary: Go\n    params: [token]\n    stages:\n      - name: S\n        steps:\n{steps}"
     )

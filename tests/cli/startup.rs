@@ -88,9 +88,10 @@ fn a_cached_summary_never_skips_the_full_check_before_running() {
     let files = cache_files(&sandbox);
     assert_eq!(files.len(), 1);
     // Forge a record for an invalid version of the file that still claims the valid
-    // runbook (as if the file changed between building the command line and running):
-    // the key is sha256("<binary>\n<content sha256>"), the binary its version, size,
-    // mtime and inode.
+    // runbook (as if the file changed between building the command line and running).
+    // Records are authenticated with the cache's key (issue 23): this forger has it, as
+    // only the cache's owner does; the name is HMAC("name\n<binary>\n<content sha256>"),
+    // the binary its version, size, mtime and inode, and the record starts with its HMAC.
     let invalid = GOOD.replace("{{ params.target }}", "{{ params.nowhere }}");
     let (good_sha, bad_sha) = (sha256_hex(GOOD.as_bytes()), sha256_hex(invalid.as_bytes()));
     let meta = std::fs::metadata(crate::support::binary()).unwrap_or_else(|e| panic!("{e}"));
@@ -100,8 +101,16 @@ fn a_cached_summary_never_skips_the_full_check_before_running() {
     };
     let record = std::fs::read_to_string(&files[0]).unwrap_or_default();
     assert!(record.contains(&good_sha) && record.contains(&binary), "{record}");
-    let key = sha256_hex(format!("{binary}\n{bad_sha}").as_bytes());
-    std::fs::write(files[0].with_file_name(format!("{key}.json")), record.replace(&good_sha, &bad_sha))
+    let key = std::fs::read(sandbox.path().join("cache/runbook/key")).unwrap_or_else(|e| panic!("{e}"));
+    let hmac = |bytes: &[u8]| {
+        use hmac::{KeyInit as _, Mac as _};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap_or_else(|e| panic!("{e}"));
+        mac.update(bytes);
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let json = record.split_once('\n').map(|(_, json)| json).unwrap_or_default().replace(&good_sha, &bad_sha);
+    let name = hmac(format!("name\n{binary}\n{bad_sha}").as_bytes());
+    std::fs::write(files[0].with_file_name(format!("{name}.json")), format!("{}\n{json}", hmac(json.as_bytes())))
         .unwrap_or_else(|e| panic!("{e}"));
     sandbox.file("good.yaml", &invalid);
     let list = with_cache(&sandbox).args(["list"]).output().success();

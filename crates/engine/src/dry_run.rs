@@ -170,7 +170,7 @@ pub fn human(plan: &Plan, dry: &DryRun) -> String {
     if !dry.params.is_empty() {
         let _ = writeln!(out, "Params:");
         for (name, value) in &dry.params {
-            let _ = writeln!(out, "  {name} = {value}");
+            let _ = writeln!(out, "  {name} = {}", runbook_lang::diagnostic::shown_value(value));
         }
     }
     write_stages(&mut out, plan, &dry.stages, "", 1);

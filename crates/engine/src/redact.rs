@@ -203,17 +203,65 @@ pub fn shown_form(text: &str) -> String {
     String::from_utf8_lossy(&View::new(text.as_bytes(), true).bytes).into_owned()
 }
 
-/// The encoded forms of `secret` that are masked like the secret itself.
+/// The encoded forms of `secret` that are masked like the secret itself: base64 (padded,
+/// unpadded, URL-safe), hex in lower and upper case (`xxd -p`, `xxd -u`, `printf %X`), and
+/// percent-encoded as URLs carry it (see [`percent_forms`]).
 fn encodings(secret: &str) -> Vec<String> {
     use base64::Engine as _;
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
     let bytes = secret.as_bytes();
-    let mut forms = vec![STANDARD.encode(bytes), URL_SAFE_NO_PAD.encode(bytes), hex::encode(bytes)];
+    let mut forms =
+        vec![STANDARD.encode(bytes), URL_SAFE_NO_PAD.encode(bytes), hex::encode(bytes), hex::encode_upper(bytes)];
     // The padded form's unpadded stem, so a padded value is found inside a longer stream too.
     forms.push(STANDARD_NO_PAD.encode(bytes));
+    forms.extend(percent_forms(bytes));
+    forms.retain(|form| form != secret);
     forms.sort();
     forms.dedup();
     forms
+}
+
+/// A secret as a URL carries it: the password of `postgres://user:PASS@host` or the value
+/// of `?password=PASS`. Encoders differ in what they leave as it is, so each common one is
+/// covered: every byte but RFC 3986's unreserved ones (Python's `quote(s, safe="")`), also
+/// `/` (`quote`'s default), also `!'()*` (JavaScript's `encodeURIComponent`), also the
+/// sub-delimiters a userinfo may hold (Go's `url.UserPassword`); and the form encoding of a
+/// query, a space as `+` (`quote_plus`, `URLSearchParams`, `form_urlencoded`). Each with
+/// `%XX` in upper and in lower case.
+fn percent_forms(bytes: &[u8]) -> Vec<String> {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    const PATH_SAFE: &AsciiSet = &UNRESERVED.remove(b'/');
+    const URI_COMPONENT: &AsciiSet = &UNRESERVED.remove(b'!').remove(b'\'').remove(b'(').remove(b')').remove(b'*');
+    const USERINFO: &AsciiSet =
+        &URI_COMPONENT.remove(b'$').remove(b'&').remove(b'+').remove(b',').remove(b';').remove(b'=');
+    let Ok(text) = std::str::from_utf8(bytes) else { return Vec::new() };
+    let mut upper: Vec<String> = [UNRESERVED, PATH_SAFE, URI_COMPONENT, USERINFO]
+        .iter()
+        .map(|set| utf8_percent_encode(text, set).to_string())
+        .collect();
+    upper.push(url::form_urlencoded::byte_serialize(bytes).collect());
+    // `quote_plus`: unreserved kept, a space as `+`.
+    upper.push(utf8_percent_encode(text, UNRESERVED).to_string().replace("%20", "+"));
+    let lower = upper.iter().map(|form| lower_escapes(form)).collect::<Vec<_>>();
+    upper.extend(lower);
+    upper
+}
+
+/// `form` with the hex digits of each `%XX` in lower case.
+fn lower_escapes(form: &str) -> String {
+    let mut out = String::with_capacity(form.len());
+    let mut hex_left = 0;
+    for c in form.chars() {
+        if hex_left > 0 {
+            out.push(c.to_ascii_lowercase());
+            hex_left -= 1;
+        } else {
+            hex_left = if c == '%' { 2 } else { 0 };
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Redactor {
@@ -577,6 +625,29 @@ mod tests {
         assert_eq!(r.redact("got line-two"), "got ********");
         r.add("ab");
         assert_eq!(r.redact("ab"), "ab");
+    }
+
+    #[test]
+    fn a_secret_is_masked_as_upper_case_hex_and_percent_encoded() {
+        let r = Redactor::default();
+        r.add("p@ss w/rd:1");
+        let hex_upper = hex::encode_upper("p@ss w/rd:1");
+        for shown in [
+            format!("xxd -u: {hex_upper}"),
+            "postgres://app:p%40ss%20w%2Frd%3A1@10.0.0.1/db".to_owned(),
+            "postgres://app:p%40ss%20w%2frd%3a1@10.0.0.1/db".to_owned(),
+            "postgres://app:p%40ss%20w/rd%3A1@10.0.0.1/db".to_owned(),
+            "https://h/?password=p%40ss+w%2Frd%3A1&x=1".to_owned(),
+            "https://h/?password=p%40ss+w%2frd%3a1&x=1".to_owned(),
+        ] {
+            let masked = r.redact(&shown);
+            assert!(masked.contains(MASK), "{shown} -> {masked}");
+            for leak in ["p%40ss", "p%40ss", &hex_upper] {
+                assert!(!masked.contains(leak), "{shown} -> {masked}");
+            }
+        }
+        // A secret without characters to encode adds no form of its own.
+        assert_eq!(encodings("hunter22").iter().filter(|f| f.as_str() == "hunter22").count(), 0);
     }
 
     #[test]

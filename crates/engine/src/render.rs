@@ -385,10 +385,16 @@ fn labelled_choices(
 }
 
 /// Joins argv for pasting into a terminal. `shell_words::quote` also quotes `=`, which is
-/// only special in a command's first word; `--project=x` reads better unquoted.
+/// only special in a command's first word; `--project=x` reads better unquoted. An argument
+/// holding a control character (a param's `\r` or escape sequence) is shown in bash's
+/// `$'…'` form with each one visible, so the line confirmed is the argv that runs.
 pub fn command_line(argv: impl IntoIterator<Item = String>) -> String {
     let mut out = Vec::new();
     for (index, arg) in argv.into_iter().enumerate() {
+        if let Some(quoted) = runbook_lang::diagnostic::shell_word(&arg) {
+            out.push(quoted);
+            continue;
+        }
         let plain = !arg.is_empty()
             && arg.chars().all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c))
             && !(index == 0 && arg.contains('='));
@@ -415,5 +421,12 @@ mod tests {
         let line = command_line(argv);
         assert_eq!(line, r#"gcloud --project=p-1 'x; rm -rf ~' '' 'a'\''b' 'value(ip[0])'"#);
         assert_eq!(shell_words::split(&line).map(|v| v.len()).ok(), Some(6));
+    }
+
+    #[test]
+    fn command_line_shows_control_characters_of_an_argument() {
+        let line = command_line(["echo".to_owned(), "line1\nline2\r\u{1b}[31mred\u{7}".to_owned()]);
+        assert_eq!(line, r"echo $'line1\nline2\r\e[31mred\a'");
+        assert!(!line.chars().any(char::is_control), "{line:?}");
     }
 }

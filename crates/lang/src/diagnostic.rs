@@ -224,22 +224,117 @@ pub fn render_all(diagnostics: &[Diagnostic], color: bool) -> String {
 /// Longest value quoted in a message: a 1 MB bad value is not echoed whole.
 pub const EXCERPT_CHARS: usize = 80;
 
-/// A value for a message: at most [`EXCERPT_CHARS`] characters (then `…`), control
-/// characters escaped so they cannot act on the terminal.
+/// A value for a message: at most [`EXCERPT_CHARS`] characters, then `… (N more
+/// characters)`, control characters escaped so they cannot act on the terminal.
+///
+/// The one escaping of text that came from outside (a file, the shared store, a plan, a
+/// param, the command line) before it is printed; [`clip_to`] with another bound,
+/// [`shell_word`] for an argument of a command line.
 pub fn clip(text: &str) -> String {
+    clip_to(text, EXCERPT_CHARS)
+}
+
+/// [`clip`] cut at `max` characters.
+pub fn clip_to(text: &str, max: usize) -> String {
     let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == EXCERPT_CHARS {
-            out.push('…');
-            break;
-        }
-        if c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+    let mut chars = text.chars();
+    for c in chars.by_ref().take(max) {
+        if is_unseen(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
+    let more = chars.count();
+    if more > 0 {
+        let _ = write!(out, "… ({more} more character{})", if more == 1 { "" } else { "s" });
+    }
     out
+}
+
+/// Longest param or var value shown whole (a URL, a list of ids); longer ones are cut
+/// with a note.
+pub const VALUE_CHARS: usize = 500;
+
+/// A value (a param, a `--var`, an answer) as it is shown: as it is when plain, in bash's
+/// `$'…'` form when it holds a control character (see [`shell_word`]), cut at
+/// [`VALUE_CHARS`].
+pub fn shown_value(value: &str) -> String {
+    match shell_word(value) {
+        Some(quoted) => clip_to(&quoted, VALUE_CHARS),
+        None => clip_to(value, VALUE_CHARS),
+    }
+}
+
+/// A whole text of many lines (a report, a stored plan's rendering, a journal's timeline,
+/// JSON) with every character that would act on the terminal made visible, except the line
+/// breaks and tabs that lay it out. Not cut: what it quotes was bounded where it was made.
+///
+/// The escapes are JSON's (`\r`, `\b`, `\f`, `\u001b`, `\u202e`), so JSON printed through
+/// it stays valid and means the same: serde writes C1 controls and direction marks inside
+/// strings as they are, and they become escapes of the same characters.
+pub fn escape_text(text: &str) -> String {
+    let kept = |c: char| !is_unseen(c) || c == '\n' || c == '\t';
+    if text.chars().all(kept) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            c if kept(c) => out.push(c),
+            '\r' => out.push_str("\\r"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+        }
+    }
+    out
+}
+
+/// A character that acts on a terminal or hides itself instead of showing: control
+/// characters (C0, DEL, C1), zero-width and direction marks and overrides.
+fn is_unseen(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+/// One argument of a command line as it is shown and pasted into bash: `None` when it
+/// holds nothing [`is_unseen`], so the caller's plain or single-quoted form shows it as it
+/// is; otherwise bash's ANSI-C quoting, `$'line1\nline2\r\e[31mred\a'`, in which every such
+/// character is a visible escape — what the operator confirms is what runs, and pasting it
+/// into bash gives the same bytes. Never cut: a shortened command would not be the one
+/// that runs. (`shell-words` quotes only with `'…'`, which passes a carriage return or an
+/// escape sequence to the terminal as it is.)
+pub fn shell_word(arg: &str) -> Option<String> {
+    if !arg.chars().any(is_unseen) {
+        return None;
+    }
+    let mut out = String::from("$'");
+    for c in arg.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{1b}' => out.push_str("\\e"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if is_unseen(c) => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    Some(out)
 }
 
 /// A message with every `quoted` value clipped (see [`clip`]), and the whole bounded.
@@ -341,6 +436,33 @@ mod tests {
         for code in Code::ALL {
             assert!(readme.contains(&format!("| {} |", code.as_str())), "{} missing from README", code.as_str());
         }
+    }
+
+    #[test]
+    fn a_long_value_is_cut_with_a_note_of_what_was_left_out() {
+        let text = format!("\u{1b}[31m{}", "x".repeat(5000));
+        let shown = clip(&text);
+        assert!(shown.starts_with("\\u{1b}[31mxxx"), "{shown}");
+        assert!(shown.ends_with("… (4925 more characters)"), "{shown}");
+        assert!(!shown.contains('\u{1b}'));
+        assert_eq!(clip("short"), "short");
+    }
+
+    #[test]
+    fn escaped_text_keeps_its_layout_and_json_stays_valid_and_the_same() {
+        assert_eq!(escape_text("a\tb\nc\r\u{1b}[2K"), "a\tb\nc\\r\\u001b[2K");
+        let value = serde_json::json!({"v": "x\u{202e}y\u{85}z\u{1b}\r"});
+        let text = serde_json::to_string(&value).unwrap_or_default();
+        let shown = escape_text(&text);
+        assert!(!shown.chars().any(|c| c == '\u{202e}' || c == '\u{85}'), "{shown}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&shown).ok(), Some(value));
+    }
+
+    #[test]
+    fn a_shell_word_with_control_characters_is_ansi_c_quoted() {
+        assert_eq!(shell_word("plain; text"), None);
+        assert_eq!(shell_word("line1\nline2\r\u{1b}[31mred\u{7}").as_deref(), Some("$'line1\\nline2\\r\\e[31mred\\a'"));
+        assert_eq!(shell_word("a'b\\\u{1}\u{202e}").as_deref(), Some("$'a\\'b\\\\\\x01\\u202e'"));
     }
 
     #[test]

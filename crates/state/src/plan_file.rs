@@ -117,9 +117,44 @@ pub fn write(path: &Path, body: &PlanBody) -> Result<String, String> {
     Ok(id)
 }
 
+/// Largest plan file read: the bound of a runbook file (`runbook_lang::checker::MAX_FILE_BYTES`,
+/// which this crate cannot import). A plan holds its runbook's text and the rendered
+/// procedure, a few pages; a bigger file is not a plan this tool wrote.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// A plan file's bytes, read like a runbook file: a regular file only (a FIFO, a device such
+/// as `/dev/zero` behind a symlink, a folder are refused at once, never read or waited on),
+/// and at most [`MAX_FILE_BYTES`].
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let refuse = |why: &str| format!("cannot read the plan {}: {why}", path.display());
+    // Checked before opening: opening a FIFO for reading waits for a writer.
+    let meta = std::fs::metadata(path).map_err(|e| refuse(&e.to_string()))?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    // Opened without waiting (O_NONBLOCK) and checked again, so a file swapped for a FIFO
+    // between the two checks cannot hang the command either.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(|e| refuse(&e.to_string()))?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(refuse("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| refuse(&e.to_string()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(refuse(&format!("larger than {} MiB; a plan is much smaller", MAX_FILE_BYTES >> 20)));
+    }
+    Ok(bytes)
+}
+
 /// Reads a plan and refuses one whose content does not match its id.
 pub fn read(path: &Path) -> Result<PlanFile, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the plan {}: {e}", path.display()))?;
+    let bytes = read_bounded(path)?;
     let not_a_plan = || format!("{} is not a runbook plan (it must start with `{MAGIC}<id>`)", path.display());
     let newline = bytes.iter().position(|b| *b == b'\n').ok_or_else(not_a_plan)?;
     let (first, rest) = bytes.split_at(newline);

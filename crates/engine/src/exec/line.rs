@@ -31,7 +31,8 @@ pub const REASON: usize = 500;
 /// What the operator typed before Enter, at most `max` characters; `None` at the end of input.
 pub fn read(question: &str, max: usize) -> Result<Option<String>, AskError> {
     let term = Term::stderr();
-    let prompt = format!("? {question} › ");
+    // The question quotes the runbook (a stage's name): shown escaped.
+    let prompt = format!("? {} › ", runbook_lang::diagnostic::escape_text(question));
     let _ = write!(&term, "{prompt}");
     let mut line = String::new();
     let mut cut = false;

@@ -253,6 +253,8 @@ impl Operator {
         if !self.interactive {
             return Ok(if self.yes { default.map(str::to_owned) } else { None });
         }
+        // The question is the runbook's text: shown escaped (issue 23).
+        let question = &runbook_lang::diagnostic::escape_text(question);
         if let Some(choices) = choices {
             return self.select(question, choices, default, check).map(Some);
         }
@@ -290,7 +292,10 @@ impl Operator {
         if declared.is_none() {
             items.push(PICK.to_owned());
         }
-        items.extend(choices.iter().map(|c| c.label.unwrap_or(c.value).to_owned()));
+        // Choices may come from an earlier step's output: shown escaped and cut; the answer
+        // is the choice's value, not what is shown.
+        let shown = |text: &str| runbook_lang::diagnostic::clip_to(text, runbook_lang::diagnostic::VALUE_CHARS);
+        items.extend(choices.iter().map(|c| shown(c.label.unwrap_or(c.value))));
         let offset = usize::from(declared.is_none());
         loop {
             let index = Select::with_theme(&Self::theme())

@@ -91,9 +91,11 @@ impl Terminal {
         format!("Time to recovery: {text}")
     }
 
+    /// One line of the view. It quotes the runbook (stage and step names, manual texts) and
+    /// values: any character that would act on the terminal is shown escaped (issue 23).
     fn say(&self, line: &str) {
-        let mut text =
-            if self.fancy { line.to_owned() } else { format!("[{}] {line}", chrono::Local::now().format("%H:%M:%S")) };
+        let line = runbook_lang::diagnostic::escape_text(line);
+        let mut text = if self.fancy { line } else { format!("[{}] {line}", chrono::Local::now().format("%H:%M:%S")) };
         match &self.spinner {
             Some(spinner) => spinner.println(text),
             None => {

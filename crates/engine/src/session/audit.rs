@@ -66,7 +66,7 @@ pub fn break_glass(plan: &Plan, given: Option<&str>, rehearsal: bool) -> Result<
         };
     }
     if let Some(reason) = given {
-        return check_reason(reason).map(Some);
+        return check_reason(plan, reason).map(Some);
     }
     let refusal = format!(
         "environment `{env}` needs {needed} approval{s}: save a plan (--save-plan FILE), have someone else `runbook approve` it, then `runbook apply` it; in an emergency run with --break-glass REASON",
@@ -84,7 +84,7 @@ pub fn break_glass(plan: &Plan, given: Option<&str>, rehearsal: bool) -> Result<
     if reason.trim().is_empty() {
         return Err(refuse(format!("not run: environment `{env}` needs an approved plan or a break-glass reason")));
     }
-    check_reason(&reason).map(Some)
+    check_reason(plan, &reason).map(Some)
 }
 
 /// A reason or comment is shown in terminals later: one line of text, no control characters.
@@ -102,6 +102,7 @@ pub fn check_text(text: &str, what: &str) -> Result<String, Error> {
     Ok(text.to_owned())
 }
 
-fn check_reason(reason: &str) -> Result<String, Error> {
-    check_text(reason, "the break-glass reason")
+/// The reason as it is journaled and shown: a secret pasted into it is masked (issue 23).
+fn check_reason(plan: &Plan, reason: &str) -> Result<String, Error> {
+    check_text(reason, "the break-glass reason").map(|reason| plan.redactor.redact(&reason))
 }

@@ -364,11 +364,15 @@ fn header(plan: &Plan, run_id: &str, holder: &runbook_state::lock::Holder, yes: 
         params: plan
             .params
             .iter()
-            .map(|(k, v)| (k.clone(), if secret(k) { crate::redact::MASK.to_owned() } else { v.as_text() }))
+            // A non-secret value can still hold a secret (a URL with a password in it): the
+            // journal never holds it in clear (issue 23).
+            .map(|(k, v)| {
+                (k.clone(), if secret(k) { crate::redact::MASK.to_owned() } else { plan.redactor.redact(&v.as_text()) })
+            })
             .collect(),
         secret_params: runbook.params.values().filter(|p| p.secret).map(|p| p.name.clone()).collect(),
         answers: plan.answers.iter().map(|(k, v)| (k.clone(), plan.redactor.redact(v))).collect(),
-        vars: plan.var_overrides.clone(),
+        vars: plan.var_overrides.iter().map(|(k, v)| (k.clone(), plan.redactor.redact(v))).collect(),
         yes,
         forced,
         rehearsal: None,
