@@ -547,7 +547,7 @@ fn a_forged_holder_is_shown_escaped_and_cut_in_the_refusal_and_in_lock_status() 
     for out in [refused.stderr(), status.stdout()] {
         assert_escaped(&out);
         assert!(out.contains("\\u{1b}[2J\\u{1b}[31mroot\\r") && out.contains("mallory\\u{1b}[0m"), "{out}");
-        assert!(out.contains("characters in all)") && out.len() < 1000, "cut with a note: {out}");
+        assert!(out.contains("more characters)") && out.len() < 1000, "cut with a note: {out}");
     }
     assert!(refused.stderr().contains("is already running"), "{}", refused.stderr());
 }
@@ -570,7 +570,7 @@ fn aliases_of_one_state_prefix_never_give_a_second_lock() {
     let hostile = format!("gs://team-state/\u{1b}]0;owned\u{7}{}", "y".repeat(5000));
     let out = b.go().env("RUNBOOK_STATE_URL", &hostile).output().status(2);
     assert_escaped(&out.stderr());
-    assert!(out.stderr().len() < 600 && out.stderr().contains("characters in all)"), "{}", out.stderr());
+    assert!(out.stderr().len() < 600 && out.stderr().contains("more characters)"), "{}", out.stderr());
     let (code, stderr) = finish(holder);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!((a.written(), b.written()), ("alice\n".to_owned(), String::new()));

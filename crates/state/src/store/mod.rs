@@ -32,7 +32,8 @@ pub type RunEntry = (String, Result<Recorded, String>);
 /// (`runbook_lang::diagnostic::clip`).
 pub type Show = fn(&str) -> String;
 
-/// `show(text)`, with a note saying how long the text was when `show` cut it.
+/// `show(text)`, with a note saying how long the text was when `show` cut it without one
+/// (the engine's `clip` writes its own: `… (N more characters)`).
 pub fn shown(show: Show, text: &str) -> String {
     let out = show(text);
     if out.ends_with('…') && !text.ends_with('…') {
