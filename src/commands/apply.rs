@@ -1,7 +1,7 @@
 //! `runbook apply FILE`: run exactly an approved plan, refused when anything drifted.
 
 use super::drift::check_drift;
-use super::plan::{now_text, read_plan, refuse, secret_step_ids, store, valid_approvals};
+use super::plan::{now_text, read_plan, refuse, required_approvals, secret_step_ids, store, valid_approvals};
 
 use std::path::Path;
 
@@ -13,6 +13,7 @@ use crate::error::{Error, exit};
 use crate::library::checked_runbook;
 use runbook_engine::plan::{Inputs, Plan};
 use runbook_engine::session::{Audit, Recovery, Settings, Start, ask_missing_secrets, execute, interactive};
+use runbook_lang::diagnostic::clip;
 use runbook_state::approvals::{Applied, StoreError};
 use runbook_state::plan_file::short;
 
@@ -55,8 +56,19 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
             applied.run_id, applied.by, applied.time
         )));
     }
+    // The count is the runbook's, as it is now: the plan only records it, and a plan
+    // whose record differs was edited (its id recomputed) or made by another version.
+    let needed = required_approvals(&runbook, body.environment.as_deref());
+    if body.approvals_required != needed {
+        return Err(refuse(format!(
+            "plan {id} was changed: it records {} approval{} but the runbook's environment `{}` needs {needed}; make and approve a new plan",
+            body.approvals_required,
+            if body.approvals_required == 1 { "" } else { "s" },
+            clip(body.environment.as_deref().unwrap_or("(none)"))
+        )));
+    }
     let (valid, notes) = valid_approvals(&planned, store.as_ref())?;
-    let needed = body.approvals_required.max(1) as usize;
+    let needed = needed as usize;
     if valid.len() < needed {
         let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join("; ")) };
         return Err(refuse(format!(

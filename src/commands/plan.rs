@@ -34,6 +34,12 @@ pub fn secret_step_ids(runbook: &runbook_lang::model::Runbook) -> Vec<String> {
         .collect()
 }
 
+/// Approvals a plan for this environment needs (at least one): always the runbook's
+/// number, never the plan file's.
+pub fn required_approvals(runbook: &runbook_lang::model::Runbook, environment: Option<&str>) -> u32 {
+    environment.and_then(|e| runbook.environments.get(e)).map_or(0, |e| e.approvals).max(1)
+}
+
 pub fn read_plan(file: &Path) -> Result<PlanFile, Error> {
     runbook_state::plan_file::read(file).map_err(refuse)
 }

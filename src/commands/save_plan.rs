@@ -1,6 +1,6 @@
 //! `runbook RUNBOOK PROCEDURE ... --save-plan FILE`: probe, answer, write a plan; nothing mutates.
 
-use super::plan::{DEFAULT_TTL, now_text, probes, refuse, rendered, secret_step_ids, steps};
+use super::plan::{DEFAULT_TTL, now_text, probes, refuse, rendered, required_approvals, secret_step_ids, steps};
 
 use std::path::Path;
 
@@ -65,7 +65,7 @@ pub fn save(runbook: RunbookRef, call: ProcedureCall, file: &Path, settings: &Se
         },
         procedure: plan.procedure.clone(),
         environment: plan.environment.clone(),
-        approvals_required: plan.environment().map_or(0, |e| e.approvals).max(1),
+        approvals_required: required_approvals(&runbook, plan.environment.as_deref()),
         params: plan.params.iter().map(|(k, v)| (k.clone(), v.as_text())).collect(),
         secret_params,
         answers,
