@@ -188,8 +188,15 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
             commands::history::history(&settings(global), format, only, break_glass)
         }
         Builtin::ShowPlan { file, output } => commands::show_plan::show(&file, output, &settings(global)),
-        Builtin::Approve { file, comment, plan_id, approver_from_github } => {
-            commands::approve::approve(&file, comment, plan_id, approver_from_github, &settings(global))
+        Builtin::Approve { file, comment, plan_id, approver_from_github, key } => {
+            let args = commands::approve::ApproveArgs {
+                file: &file,
+                comment,
+                prefix: plan_id,
+                from_github: approver_from_github,
+                key,
+            };
+            commands::approve::approve(args, &settings(global))
         }
         Builtin::Apply { file, confirm_env, answer, output, on_failure } => {
             let args = commands::apply::ApplyArgs {

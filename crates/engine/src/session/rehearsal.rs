@@ -334,10 +334,38 @@ fn report(requests: &[RequestRecord], marks: &[StepMark]) -> String {
     out
 }
 
+/// The `runbook simulate` server this process's gcloud is pointed at, only when it proved it is
+/// one: it answers for the token that `runbook simulate` printed ([`proves_fake`]). Endpoint
+/// overrides on loopback without that proof (a local forwarder to the real APIs looks the
+/// same) make a real run, which says so once.
+pub fn proven_server() -> Option<String> {
+    static PROVEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    PROVEN
+        .get_or_init(|| {
+            let base = runbook_state::rehearsal::detect()?;
+            let proof = match std::env::var(runbook_simulate::TOKEN_VAR) {
+                Ok(token) if !token.is_empty() => proves_fake(&base, &token),
+                _ => Err(format!("{} is not set", runbook_simulate::TOKEN_VAR)),
+            };
+            match proof {
+                Ok(()) => Some(base),
+                Err(why) => {
+                    eprintln!(
+                        "warning: gcloud is pointed at {} but it did not prove it is a `runbook simulate` server ({why}): this is a REAL run, not a rehearsal (export everything `runbook simulate` prints, or use --simulate)",
+                        runbook_lang::diagnostic::clip(&base)
+                    );
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
 /// Whether this run rehearses: `--simulate` (or a resumed one), or a run whose gcloud is pointed
-/// at a `runbook simulate` server. A rehearsal against such a server resumes only against one.
+/// at a `runbook simulate` server that proved it is one ([`proven_server`]). A rehearsal
+/// against such a server resumes only against one.
 pub(super) fn settings(execution: &super::Start) -> Result<Option<runbook_state::rehearsal::Settings>, Error> {
-    let detected = runbook_state::rehearsal::detect();
+    let detected = proven_server();
     match (&execution.rehearsal, detected) {
         (Some(own), _) if own.server.is_none() => Ok(Some(own.clone())),
         (_, Some(server)) => {
