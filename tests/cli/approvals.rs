@@ -300,3 +300,49 @@ fn validate_checks_the_signers_file_and_warns_about_unsigned_approvals() {
     assert!(out.all().contains("RB105") && out.all().contains("are not signed"), "{}", out.all());
     sandbox.runbook().args(["validate", "runbooks/svc.yaml", "--strict"]).output().status(1);
 }
+
+/// `--save-plan` evaluates the asserts whose inputs it knows (probes, answers, params): a
+/// plan whose assert fails is not written, and the assert is named; the others are listed for
+/// the approver with whether they hold.
+#[test]
+fn save_plan_refuses_a_plan_whose_assert_fails_and_shows_the_others() {
+    let sandbox = sandbox();
+    let checked = SVC.replace(
+        "          - id: switch\n",
+        "          - id: not_current\n            assert: \"steps.reason.output != steps.current.output\"\n            message: the reason names the serving revision\n          - id: switch\n",
+    );
+    sandbox.file("svc.yaml", &checked);
+    let out = as_user(&sandbox, "a@x")
+        .args(["svc", "switch", "--env", "production", "--answer", "reason=rev-1", "--save-plan", "switch.plan"])
+        .output()
+        .status(2);
+    assert!(out.stderr().contains("assert `not_current` fails"), "{}", out.stderr());
+    assert!(out.stderr().contains("the reason names the serving revision"), "{}", out.stderr());
+    assert!(!plan_path(&sandbox).exists());
+    save_plan(&sandbox, "a@x", &[]).success();
+    let shown = as_user(&sandbox, "b@x").args(["show-plan", "switch.plan"]).output().success();
+    assert!(
+        shown.stdout().contains("not_current: steps.reason.output != steps.current.output (holds now)"),
+        "{}",
+        shown.stdout()
+    );
+    assert!(shown.stdout().contains("Answers:\n  reason: rollback"), "{}", shown.stdout());
+}
+
+/// The approver reads each choice with its label, as the operator would see it.
+#[test]
+fn a_plan_shows_choices_with_their_labels() {
+    let sandbox = sandbox();
+    let labelled = SVC.replace(
+        "          - id: reason\n            prompt: Why?\n",
+        "          - id: revs\n            run: [printf, '[{\"n\": \"rev-1\", \"s\": \"SERVING NOW\"}, {\"n\": \"rev-0\", \"s\": \"old\"}]']\n            effect: read\n            capture: json\n            timeout: 5s\n          - id: reason\n            prompt: Why?\n            choices: \"steps.revs.json\"\n            value: \"{{ item.n }}\"\n            label: \"{{ item.n }} · {{ item.s }}\"\n",
+    );
+    sandbox.file("svc.yaml", &labelled);
+    as_user(&sandbox, "a@x")
+        .args(["svc", "switch", "--env", "production", "--answer", "reason=rev-0", "--save-plan", "switch.plan"])
+        .output()
+        .success();
+    let shown = as_user(&sandbox, "b@x").args(["show-plan", "switch.plan"]).output().success();
+    assert!(shown.stdout().contains("  - rev-1: rev-1 · SERVING NOW"), "{}", shown.stdout());
+    assert!(shown.stdout().contains("  - rev-0: rev-0 · old"), "{}", shown.stdout());
+}
