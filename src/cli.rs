@@ -168,6 +168,10 @@ pub enum Builtin {
         /// of what the run changed, newest first; `abort` stops, resumable [default: the run's]
         #[arg(long, value_enum, value_name = "WHAT")]
         on_failure: Option<OnFailure>,
+        /// Resume a run of an approved plan with what was not approved (a new --answer,
+        /// --from, a changed file); the reason is journaled
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
     },
     /// Run the undo steps of a finished, failed or aborted run, newest first
     Undo {
@@ -187,6 +191,10 @@ pub enum Builtin {
         /// Output format
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
+        /// Undo a run of an approved plan in an environment that needs approvals; the reason
+        /// is journaled
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
     },
     /// The run locks: who holds them, and breaking one (shared when a state URL is set)
     #[command(subcommand)]

@@ -209,7 +209,18 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
             commands::apply::apply(args, &settings(global))
         }
         Builtin::Show { run_id, format } => commands::show::show(&settings(global), &run_id, format),
-        Builtin::Resume { run_id, yes, force, answer, confirm_env, confirm_target, output, from, on_failure } => {
+        Builtin::Resume {
+            run_id,
+            yes,
+            force,
+            answer,
+            confirm_env,
+            confirm_target,
+            output,
+            from,
+            on_failure,
+            break_glass,
+        } => {
             let confirm = (confirm_env, confirm_target);
             let args = commands::resume::ResumeArgs {
                 run_id,
@@ -221,10 +232,11 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
                 undo: false,
                 from,
                 on_failure: on_failure.map(Into::into),
+                break_glass,
             };
             commands::resume::resume(&settings(global), args)
         }
-        Builtin::Undo { run_id, yes, force, confirm_env, confirm_target, output } => {
+        Builtin::Undo { run_id, yes, force, confirm_env, confirm_target, output, break_glass } => {
             let confirm = (confirm_env, confirm_target);
             let args = commands::resume::ResumeArgs {
                 run_id,
@@ -236,6 +248,7 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
                 undo: true,
                 from: None,
                 on_failure: None,
+                break_glass,
             };
             commands::resume::resume(&settings(global), args)
         }

@@ -346,3 +346,93 @@ fn a_plan_shows_choices_with_their_labels() {
     assert!(shown.stdout().contains("  - rev-1: rev-1 · SERVING NOW"), "{}", shown.stdout());
     assert!(shown.stdout().contains("  - rev-0: rev-0 · old"), "{}", shown.stdout());
 }
+
+/// A runbook whose `gate` fails until `ok.txt` exists: the approved plan fails there at apply.
+const GATED: &str = r#"runbook: svc
+environments:
+  production:
+    protected: true
+    approvals: 1
+    vars: {}
+procedures:
+  switch:
+    stages:
+      - name: Switch
+        steps:
+          - id: reason
+            prompt: Why?
+          - id: gate
+            run: [sh, -c, 'test -e ok.txt']
+            timeout: 5s
+          - id: switch
+            run: [sh, -c, 'echo "$1" >> switched.log', x, "{{ steps.reason.output }}"]
+            timeout: 5s
+            undo:
+              id: switch_back
+              run: [sh, -c, 'echo back >> switched.log']
+              timeout: 5s
+"#;
+
+fn applied_and_failed() -> (crate::support::Sandbox, String) {
+    let sandbox = sandbox();
+    sandbox.file("svc.yaml", GATED);
+    save_plan(&sandbox, "a@x", &[]).success();
+    approve(&sandbox, "b@x").success();
+    apply(&sandbox, "a@x").status(1);
+    let id = sandbox.last_run_id();
+    (sandbox, id)
+}
+
+/// An approval covers the approved run only: resuming it with a new answer (or `--from`) is
+/// refused with nothing run, unless a break-glass reason is given, which is journaled and
+/// listed; a plain resume goes on under the approval and says so.
+#[test]
+fn resuming_an_applied_run_with_a_new_answer_needs_break_glass() {
+    let (sandbox, id) = applied_and_failed();
+    let resume = |extra: &[&str]| {
+        as_user(&sandbox, "a@x").args(["resume", &id, "--yes", "--confirm-env", "production"]).args(extra).output()
+    };
+    let out = resume(&["--answer", "reason=another"]).status(2);
+    assert!(
+        out.stderr().contains("is not what was approved") && out.stderr().contains("--break-glass"),
+        "{}",
+        out.stderr()
+    );
+    assert!(out.stderr().contains("a new --answer reason"), "{}", out.stderr());
+    let out = resume(&["--from", "reason"]).status(2);
+    assert!(out.stderr().contains("--from reason"), "{}", out.stderr());
+    assert_eq!(switched(&sandbox), "", "nothing ran");
+
+    // The same steps and values: allowed, and said (the gate still fails).
+    let out = resume(&["--answer", "reason=rollback"]).status(1);
+    assert!(out.stderr().contains("the same steps and values as approved"), "{}", out.stderr());
+
+    std::fs::write(sandbox.path().join("ok.txt"), "").unwrap_or_else(|e| panic!("{e}"));
+    resume(&["--answer", "reason=another", "--break-glass", "the approved revision is gone"]).success();
+    assert_eq!(switched(&sandbox), "another\n");
+    let json = sandbox.runbook().args(["history", "--break-glass", "--format", "json"]).output().success();
+    let list: serde_json::Value = serde_json::from_str(&json.stdout()).unwrap_or_default();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{}", json.stdout());
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["break_glass"], "the approved revision is gone");
+}
+
+/// `runbook undo` of an applied run follows the environment's rule for direct runs.
+#[test]
+fn undoing_an_applied_run_needs_break_glass_where_direct_runs_do() {
+    let sandbox = sandbox();
+    sandbox.file("svc.yaml", GATED);
+    std::fs::write(sandbox.path().join("ok.txt"), "").unwrap_or_else(|e| panic!("{e}"));
+    save_plan(&sandbox, "a@x", &[]).success();
+    approve(&sandbox, "b@x").success();
+    apply(&sandbox, "a@x").success();
+    let id = sandbox.last_run_id();
+    let undo = |extra: &[&str]| {
+        as_user(&sandbox, "a@x").args(["undo", &id, "--yes", "--confirm-env", "production"]).args(extra).output()
+    };
+    let out = undo(&[]).status(2);
+    assert!(out.stderr().contains("needs 1 approval for a direct run"), "{}", out.stderr());
+    assert_eq!(switched(&sandbox), "rollback\n");
+    undo(&["--break-glass", "the switch broke checkout"]).success();
+    assert_eq!(switched(&sandbox), "rollback\nback\n");
+}
