@@ -124,7 +124,7 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
     if interactive() {
         ask_missing_secrets(&mut plan)?;
     }
-    let approvers: Vec<String> = tally.counted.iter().map(|a| a.approver.clone()).collect();
+    let approvers: Vec<String> = tally.counted.iter().map(|a| clip(&a.approver)).collect();
     let plan_id = planned.id.clone();
     let operator = runbook_state::identity::Identity::current().name.clone();
     let claim = move |run_id: &str| {

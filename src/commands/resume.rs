@@ -152,6 +152,7 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     let deviations =
         if args.undo { Vec::new() } else { deviations(&given, &earlier, args.from.as_deref(), forced, &secret) };
     let audit = audit(&header, &plan, args.undo, &deviations, args.break_glass.as_deref())?;
+    let covered = audit.plan_id.is_some() && audit.break_glass.is_none();
     let resume_events = restart.as_ref().map(|r| r.events(&secret)).unwrap_or_default();
     if let Some(restart) = &restart {
         match &restart.only {
@@ -171,8 +172,10 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         // An applied run's manual steps wait for a person on resume too.
         manual_by_person: header.plan_id.is_some(),
         run_id: args.run_id,
-        // SPEC §3 rule 5: a resume asks again unless given --yes (and the names) again.
-        yes: args.yes,
+        // SPEC §3 rule 5: a resume asks again unless given --yes (and the names) again. A run
+        // of an approved plan goes on as `apply` runs it: the approval confirms the stages, so
+        // no stage is skipped and no answer edited at a menu (that needs --break-glass).
+        yes: args.yes || (covered && !args.undo),
         confirmations: runbook_engine::session::confirmations(args.confirm.0, &args.confirm.1)?,
         json: args.output == OutputFormat::Json,
         completed: Some(completed),

@@ -348,7 +348,7 @@ fn a_plan_shows_choices_with_their_labels() {
 }
 
 /// A runbook whose `gate` fails until `ok.txt` exists: the approved plan fails there at apply.
-const GATED: &str = r#"runbook: svc
+pub(super) const GATED: &str = r#"runbook: svc
 environments:
   production:
     protected: true
