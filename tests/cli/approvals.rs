@@ -436,3 +436,38 @@ fn undoing_an_applied_run_needs_break_glass_where_direct_runs_do() {
     undo(&["--break-glass", "the switch broke checkout"]).success();
     assert_eq!(switched(&sandbox), "rollback\nback\n");
 }
+
+/// In GitHub Actions the environment's required reviewers remain the approval on a signed
+/// environment too: the plan's author is `github:<actor>` (no key), a `github:<login>`
+/// reviewer counts, and an SSH signature does not count for a plan nobody signed.
+#[test]
+fn on_a_signed_environment_a_github_plan_is_approved_by_a_github_reviewer_only() {
+    let (sandbox, keys) = signed_sandbox();
+    let github = |run: crate::support::Run| run.env("GITHUB_ACTIONS", "true").env("GITHUB_ACTOR", "alice");
+    github(as_user(&sandbox, "deployer@p.iam.gserviceaccount.com"))
+        .args(["svc", "switch", "--env", "production", "--answer", "reason=gh", "--save-plan", "switch.plan"])
+        .output()
+        .success();
+    let out = approve_with(&sandbox, "b@x", &keys.key("bob")).status(2);
+    assert!(out.stderr().contains("only the GitHub environment's reviewers approve it"), "{}", out.stderr());
+    let prefix: String = super::plans::plan_id(&plan_path(&sandbox)).chars().take(8).collect();
+    github(as_user(&sandbox, "deployer@p.iam.gserviceaccount.com"))
+        .env("RUNBOOK_GITHUB_REVIEWER", "bob")
+        .args(["approve", "switch.plan", "--plan-id", &prefix, "--approver-from-github"])
+        .output()
+        .success();
+    github(as_user(&sandbox, "deployer@p.iam.gserviceaccount.com"))
+        .args(["apply", "switch.plan", "--confirm-env", "production"])
+        .output()
+        .success();
+    assert_eq!(switched(&sandbox), "rev-1-next gh t0ken-default\n");
+}
+
+/// On a signed environment an account name never counts, whatever it says.
+#[test]
+fn on_a_signed_environment_an_unsigned_approval_is_refused_at_approve() {
+    let (sandbox, keys) = signed_sandbox();
+    signed_plan(&sandbox, &keys, &[]);
+    let out = approve(&sandbox, "b@x").status(2);
+    assert!(out.stderr().contains("takes signed approvals: pass --key PATH"), "{}", out.stderr());
+}
