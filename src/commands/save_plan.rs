@@ -80,7 +80,7 @@ pub fn save(runbook: RunbookRef, call: ProcedureCall, file: &Path, settings: &Se
         creator,
         created: now_text(created),
         expires: now_text(expires),
-        rehearsal: runbook_engine::session::rehearsal::proven_server().is_some(),
+        rehearsal: runbook_engine::session::rehearsal::proven_server()?.is_some(),
         asserts,
         author_signature: None,
     };

@@ -236,13 +236,15 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
     let traffic = &fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"];
     assert_eq!(traffic[0]["revision_name"], "pegasus-api-00001-k7q");
 
-    // Only the marker exported (the CLOUDSDK_* lines not copied): gcloud still reaches the fake.
+    // Only the marker and its token exported (the CLOUDSDK_* lines not copied): gcloud still
+    // reaches the fake.
     let path = format!("{}:{}", sandbox.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
-    let marker = fake.env.iter().find(|(k, _)| k == "RUNBOOK_REHEARSAL").map(|(_, v)| v.clone()).unwrap_or_default();
+    let exported = |name: &str| fake.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     sandbox
         .runbook()
         .env("PATH", path)
-        .env("RUNBOOK_REHEARSAL", marker)
+        .env("RUNBOOK_REHEARSAL", exported("RUNBOOK_REHEARSAL"))
+        .env("RUNBOOK_REHEARSAL_TOKEN", exported("RUNBOOK_REHEARSAL_TOKEN"))
         .args([
             "rollback",
             "revert-traffic",
@@ -344,7 +346,12 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
     let out = out.env("RUNBOOK_REHEARSAL", "https://sqladmin.googleapis.com/").output().status(2);
     assert!(out.stderr().contains("is not on a loopback IPv4 address"), "{}", out.stderr());
     let out = Run::new(sandbox.path()).args(["rollback", "verify", "--env", "production", "--dry-run", "--probe"]);
-    let out = out.env("RUNBOOK_REHEARSAL", fake.app_url()).output().status(2);
+    let token = fake.env.iter().find(|(k, _)| k == "RUNBOOK_REHEARSAL_TOKEN").map(|(_, v)| v.clone());
+    let out = out
+        .env("RUNBOOK_REHEARSAL", fake.app_url())
+        .env("RUNBOOK_REHEARSAL_TOKEN", token.unwrap_or_default())
+        .output()
+        .status(2);
     assert!(out.stderr().contains("--probe is not available in a rehearsal"), "{}", out.stderr());
     let clones_before =
         fake.requests().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).count();
