@@ -40,6 +40,9 @@ pub fn approve(args: ApproveArgs<'_>, settings: &Settings) -> Result<(), Error> 
     }
     let comment = args.comment.map(|c| check_text(&c, "the comment")).transpose()?;
     let rule = Rule::of_plan(&planned)?;
+    // The approver reads the plan before anything is signed or typed.
+    let store = store(settings)?;
+    eprint!("{}", describe(&planned, store.as_ref(), &rule)?);
     let explicit = args.key.is_some();
     let key = args.key.or_else(|| std::env::var_os(KEY_VAR).filter(|k| !k.is_empty()).map(PathBuf::from));
     let (approver, source, signature) = match (&rule, args.from_github) {
@@ -90,8 +93,6 @@ pub fn approve(args: ApproveArgs<'_>, settings: &Settings) -> Result<(), Error> 
             planned.short_id()
         )));
     }
-    let store = store(settings)?;
-    eprint!("{}", describe(&planned, store.as_ref(), &rule)?);
     let shown = clip(&approver);
     match args.prefix {
         Some(given) => {
