@@ -76,7 +76,7 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
         let notes = if tally.notes.is_empty() { String::new() } else { format!(" ({})", tally.notes.join("; ")) };
         let how = match rule {
             Rule::Signed { .. } => "runs `runbook approve {} --key KEY` with a key of the allowed signers",
-            Rule::Unsigned => "runs `runbook approve {}`",
+            Rule::Unsigned | Rule::Unknown(_) => "runs `runbook approve {}`",
         };
         return Err(refuse(format!(
             "plan {id} has {} of {needed} approval{} it needs{notes}; someone other than {} {}",

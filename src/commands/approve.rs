@@ -72,6 +72,7 @@ pub fn approve(args: ApproveArgs<'_>, settings: &Settings) -> Result<(), Error> 
             }
             (principal, "ssh", Some(signed))
         }
+        (Rule::Unknown(why), _) => return Err(refuse(why.clone())),
         (Rule::Unsigned, false) if explicit => {
             return Err(refuse(
                 "the plan's environment takes unsigned approvals (`approvals: N`): approve without --key (or make it `approvals: {count: N, signers: FILE}`)",
@@ -136,7 +137,7 @@ pub fn approve(args: ApproveArgs<'_>, settings: &Settings) -> Result<(), Error> 
     let label = match (&rule, source) {
         (_, "github") => "GitHub environment reviewer",
         (Rule::Signed { .. }, _) => "signed",
-        (Rule::Unsigned, _) => "self-asserted, unsigned",
+        (Rule::Unsigned | Rule::Unknown(_), _) => "self-asserted, unsigned",
     };
     eprintln!(
         "Approved plan {} as {shown} ({label}; {} of {} approvals; recorded in {}).",

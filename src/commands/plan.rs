@@ -60,6 +60,9 @@ pub enum Rule {
     /// `approvals: {count: N, signers: FILE}`: each approval is an SSH signature by a key of
     /// FILE, counted once per principal; the author is the principal who signed the plan.
     Signed { signers: PathBuf },
+    /// The runbook the plan names cannot be read or checked now (`show-plan` still shows the
+    /// plan; `apply` and `approve` refuse it).
+    Unknown(String),
 }
 
 impl Rule {
@@ -131,6 +134,7 @@ impl Author {
 pub fn author(planned: &PlanFile, rule: &Rule) -> Result<Author, String> {
     let creator = &planned.body.creator;
     match (rule, planned.body.author_signature.as_deref()) {
+        (Rule::Unknown(why), _) => Err(format!("cannot tell which approvals count: {why}")),
         (Rule::Unsigned, _) => Ok(Author::Named(creator.clone())),
         (Rule::Signed { signers }, Some(signature)) => {
             let message = runbook_state::plan_file::author_message(&planned.body);
@@ -168,7 +172,7 @@ pub fn tally(planned: &PlanFile, store: &dyn Store, rule: &Rule) -> Result<Tally
             continue;
         }
         let (approver, source) = match (rule, &approval.signature, &author) {
-            (Rule::Unsigned, _, _) => (approval.approver.clone(), approval.source.clone()),
+            (Rule::Unsigned | Rule::Unknown(_), _, _) => (approval.approver.clone(), approval.source.clone()),
             (Rule::Signed { .. }, None, _)
                 if approval.source == "github" && approval.approver.starts_with("github:") =>
             {

@@ -18,7 +18,8 @@ use runbook_state::plan_file::{PlanFile, Probe, short};
 pub fn show(file: &Path, format: OutputFormat, settings: &Settings) -> Result<(), Error> {
     let planned = read_plan(file)?;
     let store = store(settings)?;
-    let rule = Rule::of_plan(&planned)?;
+    // A plan whose runbook is gone or broken is still shown (apply will refuse it).
+    let rule = Rule::of_plan(&planned).unwrap_or_else(|e| Rule::Unknown(clip(&e.to_string())));
     let text = match format {
         OutputFormat::Human => describe(&planned, store.as_ref(), &rule)?,
         OutputFormat::Json => {
@@ -162,6 +163,7 @@ pub fn describe(planned: &PlanFile, store: &dyn Store, rule: &Rule) -> Result<St
             format!(", each signed with a key of {}, one per principal", visible(&signers.display().to_string()))
         }
         Rule::Unsigned => ", unsigned (each approver is who their account says)".to_owned(),
+        Rule::Unknown(_) => String::new(),
     };
     let _ = writeln!(
         out,

@@ -471,3 +471,17 @@ fn on_a_signed_environment_an_unsigned_approval_is_refused_at_approve() {
     let out = approve(&sandbox, "b@x").status(2);
     assert!(out.stderr().contains("takes signed approvals: pass --key PATH"), "{}", out.stderr());
 }
+
+/// A plan whose runbook file is gone is still shown, saying apply will refuse it and that
+/// nobody can tell which approvals count.
+#[test]
+fn show_plan_of_a_plan_whose_runbook_is_gone_still_shows_it() {
+    let sandbox = sandbox();
+    save_plan(&sandbox, "a@x", &[]).success();
+    approve(&sandbox, "b@x").success();
+    std::fs::remove_file(sandbox.path().join("runbooks/svc.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let shown = as_user(&sandbox, "b@x").args(["show-plan", "switch.plan"]).output().success();
+    assert!(shown.stdout().contains("apply will refuse this plan"), "{}", shown.stdout());
+    assert!(shown.stdout().contains("cannot tell which approvals count"), "{}", shown.stdout());
+    assert!(shown.stdout().contains("(now 0)"), "{}", shown.stdout());
+}
