@@ -168,6 +168,10 @@ pub enum Builtin {
         /// of what the run changed, newest first; `abort` stops, resumable [default: the run's]
         #[arg(long, value_enum, value_name = "WHAT")]
         on_failure: Option<OnFailure>,
+        /// Resume a run of an approved plan with what was not approved (a new --answer,
+        /// --from, a changed file); the reason is journaled
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
     },
     /// Run the undo steps of a finished, failed or aborted run, newest first
     Undo {
@@ -187,6 +191,10 @@ pub enum Builtin {
         /// Output format
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
+        /// Undo a run of an approved plan in an environment that needs approvals; the reason
+        /// is journaled
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
     },
     /// The run locks: who holds them, and breaking one (shared when a state URL is set)
     #[command(subcommand)]
@@ -249,6 +257,11 @@ pub enum Builtin {
         /// the workflow in RUNBOOK_GITHUB_REVIEWER (see docs/plans.md)
         #[arg(long)]
         approver_from_github: bool,
+        /// Sign the approval with this SSH key (a private key, or a public key whose private
+        /// half is in ssh-agent) for an environment that takes signed approvals
+        /// [default: RUNBOOK_SIGNING_KEY]
+        #[arg(long, value_name = "PATH")]
+        key: Option<PathBuf>,
     },
     /// Run exactly an approved plan, refusing if anything changed since it was made
     Apply {
@@ -354,6 +367,10 @@ pub struct ExecArgs {
     /// How long a saved plan can be applied [default: 1h]
     #[arg(long, value_name = "DURATION", requires = "save_plan")]
     pub plan_ttl: Option<String>,
+    /// Sign the saved plan as its author with this SSH key (needed when the environment takes
+    /// signed approvals) [default: RUNBOOK_SIGNING_KEY]
+    #[arg(long, value_name = "PATH", requires = "save_plan")]
+    pub signing_key: Option<PathBuf>,
     /// Run an environment that needs approvals without a plan; the reason is journaled
     #[arg(long, value_name = "REASON", conflicts_with = "save_plan")]
     pub break_glass: Option<String>,

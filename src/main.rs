@@ -184,8 +184,15 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
             commands::history::history(&settings(global), format, only, break_glass)
         }
         Builtin::ShowPlan { file, output } => commands::show_plan::show(&file, output, &settings(global)),
-        Builtin::Approve { file, comment, plan_id, approver_from_github } => {
-            commands::approve::approve(&file, comment, plan_id, approver_from_github, &settings(global))
+        Builtin::Approve { file, comment, plan_id, approver_from_github, key } => {
+            let args = commands::approve::ApproveArgs {
+                file: &file,
+                comment,
+                prefix: plan_id,
+                from_github: approver_from_github,
+                key,
+            };
+            commands::approve::approve(args, &settings(global))
         }
         Builtin::Apply { file, confirm_env, answer, output, on_failure } => {
             let args = commands::apply::ApplyArgs {
@@ -198,7 +205,18 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
             commands::apply::apply(args, &settings(global))
         }
         Builtin::Show { run_id, format } => commands::show::show(&settings(global), &run_id, format),
-        Builtin::Resume { run_id, yes, force, answer, confirm_env, confirm_target, output, from, on_failure } => {
+        Builtin::Resume {
+            run_id,
+            yes,
+            force,
+            answer,
+            confirm_env,
+            confirm_target,
+            output,
+            from,
+            on_failure,
+            break_glass,
+        } => {
             let confirm = (confirm_env, confirm_target);
             let args = commands::resume::ResumeArgs {
                 run_id,
@@ -210,10 +228,11 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
                 undo: false,
                 from,
                 on_failure: on_failure.map(Into::into),
+                break_glass,
             };
             commands::resume::resume(&settings(global), args)
         }
-        Builtin::Undo { run_id, yes, force, confirm_env, confirm_target, output } => {
+        Builtin::Undo { run_id, yes, force, confirm_env, confirm_target, output, break_glass } => {
             let confirm = (confirm_env, confirm_target);
             let args = commands::resume::ResumeArgs {
                 run_id,
@@ -225,6 +244,7 @@ fn dispatch(library: &Listing, matches: &clap::ArgMatches, global: &GlobalArgs, 
                 undo: true,
                 from: None,
                 on_failure: None,
+                break_glass,
             };
             commands::resume::resume(&settings(global), args)
         }

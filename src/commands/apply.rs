@@ -1,7 +1,7 @@
 //! `runbook apply FILE`: run exactly an approved plan, refused when anything drifted.
 
 use super::drift::check_drift;
-use super::plan::{now_text, read_plan, refuse, secret_step_ids, store, valid_approvals};
+use super::plan::{Rule, now_text, read_plan, refuse, required_approvals, secret_step_ids, store, tally};
 
 use std::path::Path;
 
@@ -13,6 +13,7 @@ use crate::error::{Error, exit};
 use crate::library::checked_runbook;
 use runbook_engine::plan::{Inputs, Plan};
 use runbook_engine::session::{Audit, Recovery, Settings, Start, ask_missing_secrets, execute, interactive};
+use runbook_lang::diagnostic::clip;
 use runbook_state::approvals::{Applied, StoreError};
 use runbook_state::plan_file::short;
 
@@ -36,7 +37,7 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
     }
     let path = &body.runbook.path;
     if !path.is_file() {
-        return Err(refuse(format!("the runbook file {} of plan {id} is gone", path.display())));
+        return Err(refuse(format!("the runbook file {} of plan {id} is gone", clip(&path.display().to_string()))));
     }
     let entry = crate::library::load_entry(path);
     let runbook = checked_runbook(&entry)?;
@@ -52,19 +53,37 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
     if let Some(applied) = store.applied(&planned.id).map_err(Error::Io)? {
         return Err(refuse(format!(
             "plan {id} was applied already (run {} by {} at {}); a plan runs once: make a new one",
-            applied.run_id, applied.by, applied.time
+            clip(&applied.run_id),
+            clip(&applied.by),
+            clip(&applied.time)
         )));
     }
-    let (valid, notes) = valid_approvals(&planned, store.as_ref())?;
-    let needed = body.approvals_required.max(1) as usize;
-    if valid.len() < needed {
-        let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join("; ")) };
+    // The count is the runbook's, as it is now: the plan only records it, and a plan
+    // whose record differs was edited (its id recomputed) or made by another version.
+    let needed = required_approvals(&runbook, body.environment.as_deref());
+    if body.approvals_required != needed {
         return Err(refuse(format!(
-            "plan {id} has {} of {needed} approval{} it needs{notes}; someone other than {} runs `runbook approve {}`",
-            valid.len(),
+            "plan {id} was changed: it records {} approval{} but the runbook's environment `{}` needs {needed}; make and approve a new plan",
+            body.approvals_required,
+            if body.approvals_required == 1 { "" } else { "s" },
+            clip(body.environment.as_deref().unwrap_or("(none)"))
+        )));
+    }
+    let rule = Rule::of(&runbook, body.environment.as_deref());
+    let tally = tally(&planned, store.as_ref(), &rule)?;
+    let needed = needed as usize;
+    if tally.counted.len() < needed {
+        let notes = if tally.notes.is_empty() { String::new() } else { format!(" ({})", tally.notes.join("; ")) };
+        let how = match rule {
+            Rule::Signed { .. } => "runs `runbook approve {} --key KEY` with a key of the allowed signers",
+            Rule::Unsigned | Rule::Unknown(_) => "runs `runbook approve {}`",
+        };
+        return Err(refuse(format!(
+            "plan {id} has {} of {needed} approval{} it needs{notes}; someone other than {} {}",
+            tally.counted.len(),
             if needed == 1 { "" } else { "s" },
-            body.creator,
-            args.file.display()
+            clip(&tally.author),
+            how.replace("{}", &args.file.display().to_string())
         )));
     }
     let environment = body.environment.as_ref().and_then(|e| runbook.environments.get(e));
@@ -105,7 +124,7 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
     if interactive() {
         ask_missing_secrets(&mut plan)?;
     }
-    let approvers: Vec<String> = valid.iter().map(|a| a.approver.clone()).collect();
+    let approvers: Vec<String> = tally.counted.iter().map(|a| clip(&a.approver)).collect();
     let plan_id = planned.id.clone();
     let operator = runbook_state::identity::Identity::current().name.clone();
     let claim = move |run_id: &str| {

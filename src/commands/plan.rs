@@ -2,17 +2,19 @@
 //! approvals count. The commands: `--save-plan` (`save_plan.rs`), `show-plan`, `approve`,
 //! `apply`; the break-glass rule for direct runs is the session's (`runbook_engine::session`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::error::Error;
 use runbook_engine::plan::{Outputs, Plan};
 use runbook_engine::session::Settings;
+use runbook_lang::diagnostic::clip;
 use runbook_lang::step::Step;
-use runbook_state::approvals::{Approval, Store};
+use runbook_state::approvals::Store;
 use runbook_state::dir::StateDir;
 use runbook_state::plan_file::{PlanFile, Probe, short};
+use runbook_state::signature;
 
 pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -34,6 +36,12 @@ pub fn secret_step_ids(runbook: &runbook_lang::model::Runbook) -> Vec<String> {
         .collect()
 }
 
+/// Approvals a plan for this environment needs (at least one): always the runbook's
+/// number, never the plan file's.
+pub fn required_approvals(runbook: &runbook_lang::model::Runbook, environment: Option<&str>) -> u32 {
+    environment.and_then(|e| runbook.environments.get(e)).map_or(0, |e| e.approvals).max(1)
+}
+
 pub fn read_plan(file: &Path) -> Result<PlanFile, Error> {
     runbook_state::plan_file::read(file).map_err(refuse)
 }
@@ -43,25 +51,181 @@ pub fn store(settings: &Settings) -> Result<Box<dyn Store>, Error> {
     Ok(runbook_state::store::plan_records(settings.store()?.as_ref(), &state))
 }
 
-/// Approvals that count: for this id, by someone other than the creator. The others are
-/// explained.
-pub fn valid_approvals(planned: &PlanFile, store: &dyn Store) -> Result<(Vec<Approval>, Vec<String>), Error> {
-    let mut valid: Vec<Approval> = Vec::new();
-    let mut notes = Vec::new();
-    for approval in store.approvals(&planned.id).map_err(Error::Io)? {
-        if approval.plan_id != planned.id {
-            notes.push(format!(
-                "the approval by {} is for another plan ({})",
-                approval.approver,
-                short(&approval.plan_id)
-            ));
-        } else if approval.approver == planned.body.creator {
-            notes.push(format!("the approval by {} does not count: they made the plan", approval.approver));
-        } else if !valid.iter().any(|v| v.approver == approval.approver) {
-            valid.push(approval);
+/// How the approvals of a plan are counted: the rule of its environment in the runbook as it
+/// is now (never what the plan file says).
+pub enum Rule {
+    /// `approvals: N`: each approver is who their gcloud account (or user@host, or GitHub
+    /// reviewer) says they are — self-asserted, weaker.
+    Unsigned,
+    /// `approvals: {count: N, signers: FILE}`: each approval is an SSH signature by a key of
+    /// FILE, counted once per principal; the author is the principal who signed the plan.
+    Signed { signers: PathBuf },
+    /// The runbook the plan names cannot be read or checked now (`show-plan` still shows the
+    /// plan; `apply` and `approve` refuse it).
+    Unknown(String),
+}
+
+impl Rule {
+    pub fn of(runbook: &runbook_lang::model::Runbook, environment: Option<&str>) -> Rule {
+        match environment.and_then(|e| runbook.environments.get(e)).and_then(|e| e.signers.clone()) {
+            Some(signers) => Rule::Signed { signers },
+            None => Rule::Unsigned,
         }
     }
-    Ok((valid, notes))
+
+    /// The rule for a plan, from the runbook file it names.
+    pub fn of_plan(planned: &PlanFile) -> Result<Rule, Error> {
+        let entry = crate::library::load_entry(&planned.body.runbook.path);
+        let runbook = crate::library::checked_runbook(&entry)?;
+        Ok(Rule::of(&runbook, planned.body.environment.as_deref()))
+    }
+}
+
+/// One approval that counts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Counted {
+    /// The principal of the allowed-signers file, or the recorded (self-asserted) name.
+    pub approver: String,
+    /// `ssh`, or the self-asserted source: `gcloud`, `user@host`, `github`.
+    pub source: String,
+    pub time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl Counted {
+    /// How the approver is shown: a verified principal as it is, anything else labelled.
+    pub fn shown(&self) -> String {
+        match self.source.as_str() {
+            "ssh" => format!("{} (SSH signature)", clip(&self.approver)),
+            "github" => clip(&self.approver),
+            source => format!("{} (self-asserted: {source})", clip(&self.approver)),
+        }
+    }
+}
+
+/// The approvals that count, the author as the rule knows them, and why the others do not.
+pub struct Tally {
+    pub counted: Vec<Counted>,
+    pub author: String,
+    pub notes: Vec<String>,
+}
+
+/// Who made a plan, as the rule knows them.
+pub enum Author {
+    /// The recorded creator: self-asserted (unsigned rule), or `github:<actor>` in a GitHub
+    /// Actions job, where only GitHub reviewers' approvals count.
+    Named(String),
+    /// The principal whose signature the plan carries.
+    Signed(String),
+}
+
+impl Author {
+    pub fn name(&self) -> &str {
+        match self {
+            Author::Named(name) | Author::Signed(name) => name,
+        }
+    }
+}
+
+/// The author of a plan under `rule`: the principal whose signature the plan carries (signed),
+/// else the recorded creator — under a signed rule only a `github:` creator, whose plan only
+/// GitHub environment reviewers approve.
+pub fn author(planned: &PlanFile, rule: &Rule) -> Result<Author, String> {
+    let creator = &planned.body.creator;
+    match (rule, planned.body.author_signature.as_deref()) {
+        (Rule::Unknown(why), _) => Err(format!("cannot tell which approvals count: {why}")),
+        (Rule::Unsigned, _) => Ok(Author::Named(creator.clone())),
+        (Rule::Signed { signers }, Some(signature)) => {
+            let message = runbook_state::plan_file::author_message(&planned.body);
+            signature::verified_principal(signers, signature::PLAN_NAMESPACE, signature, &message)
+                .map(Author::Signed)
+                .map_err(|e| format!("the author's signature of the plan does not count: {e}"))
+        }
+        (Rule::Signed { .. }, None) if creator.starts_with("github:") => Ok(Author::Named(creator.clone())),
+        (Rule::Signed { .. }, None) => Err(
+            "the plan carries no signature of its author, and its environment takes signed approvals: the author makes it again with --signing-key".to_owned(),
+        ),
+    }
+}
+
+/// Approvals that count under `rule`: for this id, each approver once, never the author.
+/// Under a signed rule an approval counts when its SSH signature verifies against the
+/// allowed-signers file (the approver is the principal it gives), or when it is a GitHub
+/// environment reviewer's (`github:<login>`, recorded in a GitHub Actions job); a gcloud or
+/// user@host name never counts there.
+pub fn tally(planned: &PlanFile, store: &dyn Store, rule: &Rule) -> Result<Tally, Error> {
+    let mut counted: Vec<Counted> = Vec::new();
+    let mut notes = Vec::new();
+    let author = match author(planned, rule) {
+        Ok(author) => author,
+        Err(why) => {
+            notes.push(why);
+            return Ok(Tally { counted, author: planned.body.creator.clone(), notes });
+        }
+    };
+    let message = runbook_state::plan_file::approval_message(planned);
+    for approval in store.approvals(&planned.id).map_err(Error::Io)? {
+        let recorded = clip(&approval.approver);
+        if approval.plan_id != planned.id {
+            notes.push(format!("the approval by {recorded} is for another plan ({})", clip(short(&approval.plan_id))));
+            continue;
+        }
+        let (approver, source) = match (rule, &approval.signature, &author) {
+            (Rule::Unsigned | Rule::Unknown(_), _, _) => (approval.approver.clone(), approval.source.clone()),
+            (Rule::Signed { .. }, None, _)
+                if approval.source == "github" && approval.approver.starts_with("github:") =>
+            {
+                (approval.approver.clone(), approval.source.clone())
+            }
+            (Rule::Signed { .. }, None, _) => {
+                notes.push(format!("the approval by {recorded} is not signed and does not count here"));
+                continue;
+            }
+            (Rule::Signed { .. }, Some(_), Author::Named(_)) => {
+                notes.push(format!(
+                    "the signed approval by {recorded} does not count: the plan is not signed by its author"
+                ));
+                continue;
+            }
+            (Rule::Signed { signers }, Some(sig), Author::Signed(_)) => {
+                match signature::verified_principal(signers, signature::APPROVAL_NAMESPACE, sig, &message) {
+                    Ok(principal) => (principal, "ssh".to_owned()),
+                    Err(why) => {
+                        notes.push(format!("the approval recorded as {recorded} does not count: {why}"));
+                        continue;
+                    }
+                }
+            }
+        };
+        if approver == author.name() {
+            notes.push(format!("the approval by {} does not count: they made the plan", clip(&approver)));
+        } else if !counted.iter().any(|c| c.approver == approver) {
+            counted.push(Counted { approver, source, time: approval.time, comment: approval.comment });
+        }
+    }
+    Ok(Tally { counted, author: author.name().to_owned(), notes })
+}
+
+/// Text from a plan file or the store, made safe to print whole: every line kept, control
+/// characters and bidi marks shown as escapes (each line through [`clip`]'s rules, uncut).
+pub fn visible(text: &str) -> String {
+    text.split('\n')
+        .map(|line| {
+            let mut out = String::new();
+            for c in line.chars() {
+                if c.is_control()
+                    || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+                {
+                    out.extend(c.escape_default());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn steps(plan: &Plan) -> Vec<&Step> {

@@ -25,7 +25,7 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
     if call.exec.dry_run {
         // The probe runs read steps outside any rehearsal: their gcloud and http: requests
         // would not be kept on the fake.
-        if call.exec.probe && (call.exec.simulate || runbook_state::rehearsal::detect().is_some()) {
+        if call.exec.probe && (call.exec.simulate || runbook_engine::session::rehearsal::proven_server()?.is_some()) {
             return Err(Error::Usage(
                 "--probe is not available in a rehearsal: its read steps would not be kept on the local fake".into(),
             ));
@@ -35,7 +35,7 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
     let break_glass = break_glass(
         &plan,
         call.exec.break_glass.as_deref(),
-        call.exec.simulate || runbook_state::rehearsal::detect().is_some(),
+        call.exec.simulate || runbook_engine::session::rehearsal::proven_server()?.is_some(),
     )?;
     if interactive() {
         ask_missing_secrets(&mut plan)?;

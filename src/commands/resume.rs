@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::library::checked_runbook;
 use runbook_engine::plan::{Inputs, Plan, StepOutput};
 use runbook_engine::session::{Audit, Recovery, Settings, Start, ask_missing_secrets, execute, interactive};
+use runbook_lang::diagnostic::clip;
 use runbook_lang::step::{Effect, StepKind};
 use runbook_state::journal::Recorded;
 use runbook_state::record::RunStatus;
@@ -29,6 +30,8 @@ pub struct ResumeArgs {
     pub from: Option<String>,
     /// `--on-failure undo|abort`; without it, what the run's last attempt chose.
     pub on_failure: Option<runbook_engine::session::FailurePolicy>,
+    /// `--break-glass REASON`: go on where the approval does not reach (journaled).
+    pub break_glass: Option<String>,
 }
 
 pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
@@ -147,6 +150,10 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         super::restart::confirm_from(from, args.yes, interactive())?;
     }
     let secret = |id: &str| order.iter().any(|s| s.id == id && s.secret);
+    let deviations =
+        if args.undo { Vec::new() } else { deviations(&given, &earlier, args.from.as_deref(), forced, &secret) };
+    let audit = audit(&header, &plan, args.undo, &deviations, args.break_glass.as_deref())?;
+    let covered = audit.plan_id.is_some() && audit.break_glass.is_none();
     let resume_events = restart.as_ref().map(|r| r.events(&secret)).unwrap_or_default();
     if let Some(restart) = &restart {
         match &restart.only {
@@ -166,8 +173,10 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         // An applied run's manual steps wait for a person on resume too.
         manual_by_person: header.plan_id.is_some(),
         run_id: args.run_id,
-        // SPEC §3 rule 5: a resume asks again unless given --yes (and the names) again.
-        yes: args.yes,
+        // SPEC §3 rule 5: a resume asks again unless given --yes (and the names) again. A run
+        // of an approved plan goes on as `apply` runs it: the approval confirms the stages, so
+        // no stage is skipped and no answer edited at a menu (that needs --break-glass).
+        yes: args.yes || (covered && !args.undo),
         confirmations: runbook_engine::session::confirmations(args.confirm.0, &args.confirm.1)?,
         json: args.output == OutputFormat::Json,
         completed: Some(completed),
@@ -175,7 +184,7 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         forced,
         // A rehearsal resumes as a rehearsal, against its fake restored from the state dir.
         rehearsal: header.rehearsal.clone(),
-        audit: Audit::resumed(&header),
+        audit,
         recovery: if args.undo {
             Recovery::undo(&plan, &recorded)?
         } else {
@@ -183,6 +192,103 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         },
     };
     Ok(execute(&mut plan, start, settings)?)
+}
+
+/// What a resume changes from the run as it was started: answers other than those it had
+/// (secret prompts excepted: they are never in a plan), `--from`, a changed runbook file.
+fn deviations(
+    given: &[String],
+    earlier: &HashMap<String, String>,
+    from: Option<&str>,
+    forced: bool,
+    secret: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut out: Vec<String> = given
+        .iter()
+        .filter_map(|answer| answer.split_once('='))
+        .filter(|(id, value)| !secret(id) && earlier.get(*id).is_none_or(|v| v != value))
+        .map(|(id, _)| format!("a new --answer {}", clip(id)))
+        .collect();
+    if let Some(from) = from {
+        out.push(format!("--from {}", clip(from)));
+    }
+    if forced {
+        out.push("a changed runbook file (--force)".into());
+    }
+    out
+}
+
+/// Who allows this resume or undo. An approval covers exactly the approved run: a resume of
+/// an applied run with the same steps and values goes on under it (and says so); anything
+/// else needs a new approved plan or `--break-glass REASON`. `runbook undo` of an applied run
+/// follows the environment's rule for direct runs: where that needs approvals, it needs a
+/// break-glass reason.
+fn audit(
+    header: &runbook_state::journal::Header,
+    plan: &Plan,
+    undo: bool,
+    deviations: &[String],
+    reason: Option<&str>,
+) -> Result<Audit, Error> {
+    let mut audit = Audit::resumed(header);
+    let Some(plan_id) = header.plan_id.as_deref() else {
+        if reason.is_some() {
+            return Err(Error::Usage(format!(
+                "--break-glass: run {} did not apply a plan; it goes on as it was started",
+                clip(&header.run_id)
+            )));
+        }
+        return Ok(audit);
+    };
+    let needed = plan.environment().map_or(0, |e| e.approvals);
+    let rehearsal = header.rehearsal.is_some();
+    let why: Option<String> = if undo {
+        (needed > 0 && !rehearsal).then(|| {
+            format!(
+                "undoing run {} of plan {} is not what was approved, and environment `{}` needs {needed} approval{} for a direct run",
+                clip(&header.run_id),
+                runbook_state::plan_file::short(plan_id),
+                clip(plan.environment.as_deref().unwrap_or_default()),
+                if needed == 1 { "" } else { "s" }
+            )
+        })
+    } else if deviations.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "run {} applied plan {} (approved by {}); resuming it with {} is not what was approved",
+            clip(&header.run_id),
+            runbook_state::plan_file::short(plan_id),
+            header.approvers.iter().map(|a| clip(a)).collect::<Vec<_>>().join(", "),
+            deviations.join(", ")
+        ))
+    };
+    match (why, reason) {
+        (Some(why), None) => {
+            Err(Error::Usage(format!("{why}: make and approve a new plan, or pass --break-glass REASON (journaled)")))
+        }
+        (Some(_), Some(reason)) => {
+            audit.break_glass = Some(runbook_engine::session::check_text(reason, "the break-glass reason")?);
+            Ok(audit)
+        }
+        (None, Some(_)) => Err(Error::Usage(format!(
+            "--break-glass: this {} of run {} is covered by its approved plan {}; run it without --break-glass",
+            if undo { "undo" } else { "resume" },
+            clip(&header.run_id),
+            runbook_state::plan_file::short(plan_id)
+        ))),
+        (None, None) => {
+            if !undo {
+                eprintln!(
+                    "Resuming run {} of plan {} approved by {}: the same steps and values as approved.",
+                    clip(&header.run_id),
+                    runbook_state::plan_file::short(plan_id),
+                    header.approvers.iter().map(|a| clip(a)).collect::<Vec<_>>().join(", ")
+                );
+            }
+            Ok(audit)
+        }
+    }
 }
 
 /// Steps not to run again. A step whose output was secret is not in the journal: it runs

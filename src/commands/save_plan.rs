@@ -1,6 +1,7 @@
 //! `runbook RUNBOOK PROCEDURE ... --save-plan FILE`: probe, answer, write a plan; nothing mutates.
 
-use super::plan::{DEFAULT_TTL, now_text, probes, refuse, rendered, secret_step_ids, steps};
+use super::approve::KEY_VAR;
+use super::plan::{DEFAULT_TTL, Rule, now_text, probes, refuse, rendered, required_approvals, secret_step_ids, steps};
 
 use std::path::Path;
 
@@ -11,9 +12,11 @@ use crate::error::{Error, exit};
 use runbook_engine::plan::{Inputs, Outputs, Plan};
 use runbook_engine::render::{Action, render};
 use runbook_engine::session::{Settings, interactive, probe_outputs};
+use runbook_lang::diagnostic::clip;
 use runbook_lang::model::RunbookRef;
 use runbook_lang::step::StepKind;
-use runbook_state::plan_file::{FORMAT, PlanBody, RunbookCopy};
+use runbook_state::plan_file::{AssertCheck, FORMAT, PlanBody, RunbookCopy};
+use runbook_state::signature;
 
 /// `--save-plan FILE`: probes run, prompts are answered, nothing changes.
 pub fn save(runbook: RunbookRef, call: ProcedureCall, file: &Path, settings: &Settings) -> Result<(), Error> {
@@ -49,6 +52,7 @@ pub fn save(runbook: RunbookRef, call: ProcedureCall, file: &Path, settings: &Se
         return Err(Error::Reported(exit::INTERRUPTED));
     }
     answer_prompts(&mut plan, &outputs)?;
+    let asserts = check_asserts(&plan, &outputs)?;
     let (shown, rendered) = rendered(&plan, &outputs)?;
     refuse_secrets_in_inputs(&plan)?;
     let creator = runbook_state::identity::Identity::current().name.clone();
@@ -66,7 +70,7 @@ pub fn save(runbook: RunbookRef, call: ProcedureCall, file: &Path, settings: &Se
         },
         procedure: plan.procedure.clone(),
         environment: plan.environment.clone(),
-        approvals_required: plan.environment().map_or(0, |e| e.approvals).max(1),
+        approvals_required: required_approvals(&runbook, plan.environment.as_deref()),
         params: plan.params.iter().map(|(k, v)| (k.clone(), v.as_text())).collect(),
         secret_params,
         answers,
@@ -77,7 +81,11 @@ pub fn save(runbook: RunbookRef, call: ProcedureCall, file: &Path, settings: &Se
         creator,
         created: now_text(created),
         expires: now_text(expires),
+        rehearsal: runbook_engine::session::rehearsal::proven_server()?.is_some(),
+        asserts,
+        author_signature: None,
     };
+    let body = sign_as_author(body, &runbook, call.exec.signing_key)?;
     let id = runbook_state::plan_file::write(file, &body).map_err(Error::Io)?;
     if !settings.quiet {
         eprintln!(
@@ -90,6 +98,73 @@ pub fn save(runbook: RunbookRef, call: ProcedureCall, file: &Path, settings: &Se
         );
     }
     Ok(())
+}
+
+/// In an environment with signed approvals the author signs the plan, so that their own
+/// approval can be told apart from another person's: with `--signing-key`, else
+/// `RUNBOOK_SIGNING_KEY`. Elsewhere the plan is left unsigned.
+fn sign_as_author(
+    mut body: PlanBody,
+    runbook: &runbook_lang::model::Runbook,
+    given: Option<std::path::PathBuf>,
+) -> Result<PlanBody, Error> {
+    let Rule::Signed { signers } = Rule::of(runbook, body.environment.as_deref()) else {
+        if given.is_some() {
+            return Err(refuse(
+                "--signing-key: the environment takes unsigned approvals (`approvals: N`); save the plan without it",
+            ));
+        }
+        return Ok(body);
+    };
+    let key = given.or_else(|| std::env::var_os(KEY_VAR).filter(|k| !k.is_empty()).map(Into::into));
+    // In a GitHub Actions job the author is the job's actor and only the environment's
+    // reviewers approve (see `plan::author`): no key there.
+    if key.is_none() && runbook_state::identity::Identity::current().source == runbook_state::identity::Source::GitHub {
+        return Ok(body);
+    }
+    let key = key.ok_or_else(|| {
+        refuse(format!(
+            "environment `{}` takes signed approvals: sign the plan as its author with --signing-key PATH (or {KEY_VAR})",
+            clip(body.environment.as_deref().unwrap_or_default())
+        ))
+    })?;
+    let message = runbook_state::plan_file::author_message(&body);
+    let signature = signature::sign(&key, signature::PLAN_NAMESPACE, &message, interactive()).map_err(refuse)?;
+    signature::verified_principal(&signers, signature::PLAN_NAMESPACE, &signature, &message)
+        .map_err(|why| refuse(format!("the plan's signature would not name its author: {why}")))?;
+    body.author_signature = Some(signature);
+    Ok(body)
+}
+
+/// Every `assert:` of the procedure, evaluated now over what the plan knows: the probes'
+/// observations, the answers and the params. One that fails refuses the plan, named; one that
+/// reads a step that has not run yet is left for the run.
+fn check_asserts(plan: &Plan, outputs: &Outputs) -> Result<Vec<AssertCheck>, Error> {
+    let mut known = Outputs { values: outputs.values.clone(), placeholders: false };
+    for (id, answer) in &plan.answers {
+        let output = runbook_engine::plan::StepOutput { output: Some(answer.clone()), ..Default::default() };
+        known.insert(id, &output);
+    }
+    let context = plan.context(&known);
+    let mut checks = Vec::new();
+    for step in steps(plan) {
+        let StepKind::Assert(assert) = &step.kind else { continue };
+        let holds = assert.expr.is_true(&context).ok();
+        if holds == Some(false) {
+            let message = assert
+                .message
+                .as_ref()
+                .and_then(|m| m.render(&context).ok())
+                .map_or_else(String::new, |m| format!(": {}", plan.redactor.redact(&m)));
+            return Err(refuse(format!(
+                "assert `{}` fails with what the plan observed and was answered ({}){message}; no plan was written",
+                clip(&step.id),
+                clip(&assert.expr.text)
+            )));
+        }
+        checks.push(AssertCheck { step: step.id.clone(), expr: assert.expr.text.clone(), holds });
+    }
+    Ok(checks)
 }
 
 /// Every non-secret prompt of the procedure gets its answer now: from `--answer`, the

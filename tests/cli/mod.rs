@@ -1,3 +1,4 @@
+mod approvals;
 mod bench;
 mod decisions;
 mod dry_run;

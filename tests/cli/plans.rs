@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::support::{Finished, Run, Sandbox, write_executable};
 
-const SVC: &str = r#"runbook: svc
+pub(super) const SVC: &str = r#"runbook: svc
 title: Switch the serving revision
 environments:
   production:
@@ -80,7 +80,7 @@ pub(super) fn approve(sandbox: &Sandbox, who: &str) -> Finished {
     as_user(sandbox, who).args(["approve", "switch.plan", "--plan-id", &prefix, "--comment", "looks right"]).output()
 }
 
-fn apply(sandbox: &Sandbox, who: &str) -> Finished {
+pub(super) fn apply(sandbox: &Sandbox, who: &str) -> Finished {
     as_user(sandbox, who).args(["apply", "switch.plan", "--confirm-env", "production"]).output()
 }
 
@@ -288,7 +288,7 @@ fn saving_a_plan_without_a_terminal_needs_every_answer() {
     assert!(!plan_path(&sandbox).exists());
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }

@@ -983,3 +983,23 @@ fn a_resumed_stage_preview_shows_what_earlier_attempts_produced_and_from_is_conf
     assert!(preview.contains("op-4711") && !preview.contains("<steps.start"), "{preview}");
     assert_eq!(resume_log(&sandbox), ["waited op-4711"]);
 }
+
+/// Issue 22: a run of an approved plan resumed at a terminal goes on as `apply` runs it: the
+/// approval confirms the stages (no stage can be skipped) and a failure offers no menu to edit
+/// an answer or skip the step; it stops, resumable.
+#[test]
+fn a_resumed_applied_run_at_a_terminal_offers_no_skip_and_no_edit() {
+    use super::plans;
+    let sandbox = plans::sandbox();
+    sandbox.file("svc.yaml", super::approvals::GATED);
+    plans::save_plan(&sandbox, "a@x", &[]).success();
+    plans::approve(&sandbox, "b@x").success();
+    plans::apply(&sandbox, "a@x").status(1);
+    let id = sandbox.last_run_id();
+    let pty = Pty::spawn(&sandbox, &["resume", &id, "--confirm-env", "production"]);
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 1, "the gate fails again\n--- transcript\n{transcript}");
+    assert!(transcript.contains("the same steps and values as approved"), "{transcript}");
+    assert!(!transcript.contains("Run stage") && !transcript.contains("[s]kip"), "{transcript}");
+    assert_eq!(plans::switched(&sandbox), "", "{transcript}");
+}

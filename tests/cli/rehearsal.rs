@@ -236,13 +236,15 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
     let traffic = &fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"];
     assert_eq!(traffic[0]["revision_name"], "pegasus-api-00001-k7q");
 
-    // Only the marker exported (the CLOUDSDK_* lines not copied): gcloud still reaches the fake.
+    // Only the marker and its token exported (the CLOUDSDK_* lines not copied): gcloud still
+    // reaches the fake.
     let path = format!("{}:{}", sandbox.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
-    let marker = fake.env.iter().find(|(k, _)| k == "RUNBOOK_REHEARSAL").map(|(_, v)| v.clone()).unwrap_or_default();
+    let exported = |name: &str| fake.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     sandbox
         .runbook()
         .env("PATH", path)
-        .env("RUNBOOK_REHEARSAL", marker)
+        .env("RUNBOOK_REHEARSAL", exported("RUNBOOK_REHEARSAL"))
+        .env("RUNBOOK_REHEARSAL_TOKEN", exported("RUNBOOK_REHEARSAL_TOKEN"))
         .args([
             "rollback",
             "revert-traffic",
@@ -344,7 +346,12 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
     let out = out.env("RUNBOOK_REHEARSAL", "https://sqladmin.googleapis.com/").output().status(2);
     assert!(out.stderr().contains("is not on a loopback IPv4 address"), "{}", out.stderr());
     let out = Run::new(sandbox.path()).args(["rollback", "verify", "--env", "production", "--dry-run", "--probe"]);
-    let out = out.env("RUNBOOK_REHEARSAL", fake.app_url()).output().status(2);
+    let token = fake.env.iter().find(|(k, _)| k == "RUNBOOK_REHEARSAL_TOKEN").map(|(_, v)| v.clone());
+    let out = out
+        .env("RUNBOOK_REHEARSAL", fake.app_url())
+        .env("RUNBOOK_REHEARSAL_TOKEN", token.unwrap_or_default())
+        .output()
+        .status(2);
     assert!(out.stderr().contains("--probe is not available in a rehearsal"), "{}", out.stderr());
     let clones_before =
         fake.requests().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).count();
@@ -995,9 +1002,12 @@ fn a_revert_traffic_plan_applies_once_approved_and_is_refused_after_the_serving_
     let (sandbox, _) = rehearsal(&gcloud);
     let fake = Fake::start(&sandbox);
     let as_user = |who: &str| runbook(&sandbox, &fake).env("CLOUDSDK_CORE_ACCOUNT", who);
+    // Production takes signed approvals: alice signs the plan she makes, bob approves it.
+    let keys = super::approvals::Keys::new(&sandbox);
     let plan = |revision: &str| {
         as_user("a@x")
             .args(["rollback", "revert-traffic", "--env", "production", "--save-plan", "revert.plan"])
+            .args(["--signing-key", &keys.key("alice")])
             .args(["--answer", &format!("previous_revision={revision}")])
             .output()
             .success()
@@ -1005,11 +1015,19 @@ fn a_revert_traffic_plan_applies_once_approved_and_is_refused_after_the_serving_
     let approve = || {
         let text = std::fs::read_to_string(sandbox.path().join("revert.plan")).unwrap_or_default();
         let prefix: String = text.trim_start_matches("runbook plan ").chars().take(8).collect();
-        as_user("b@x").args(["approve", "revert.plan", "--plan-id", &prefix]).output().success()
+        as_user("b@x")
+            .args(["approve", "revert.plan", "--plan-id", &prefix, "--key", &keys.key("bob")])
+            .output()
+            .success()
     };
     let apply = || as_user("a@x").args(["apply", "revert.plan", "--confirm-env", "production"]).output();
 
     plan("pegasus-api-00002-x9m");
+    // Made against the proven fake: marked so for whoever approves it.
+    let shown = as_user("b@x").args(["show-plan", "revert.plan"]).output().success();
+    assert!(shown.stdout().starts_with("REHEARSAL: this plan was made against the local fake"), "{}", shown.stdout());
+    let json = as_user("b@x").args(["show-plan", "revert.plan", "--output", "json"]).output().success();
+    assert!(json.stdout().contains("\"rehearsal\": true"), "{}", json.stdout());
     let requests = fake.requests().len();
     assert!(requests > 0, "the plan probed the fake");
     assert!(!fake.requests().iter().any(|r| r["method"] != "GET"), "a plan only reads: {:?}", fake.requests());
@@ -1018,7 +1036,7 @@ fn a_revert_traffic_plan_applies_once_approved_and_is_refused_after_the_serving_
     assert_eq!(out.code(), 0, "{}", out.all());
     let traffic = &fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"];
     assert_eq!(traffic, &serde_json::json!([{"percent": 100, "revision_name": "pegasus-api-00002-x9m"}]));
-    assert!(journals(&sandbox).contains("\"approvers\":[\"b@x\"]"), "{}", journals(&sandbox));
+    assert!(journals(&sandbox).contains("\"approvers\":[\"bob@x\"]"), "{}", journals(&sandbox));
 
     plan("pegasus-api-00001-k7q");
     approve();
@@ -1452,8 +1470,9 @@ fn every_response_of_three_rehearsals_decodes_with_gclouds_message_classes() {
 }
 
 /// Issue 24: a run sends its steps' marks to a `runbook simulate` server only once the server
-/// proved it knows the token `runbook simulate` printed (an HMAC of a fresh nonce); with a
-/// wrong or missing token nothing is posted and the run says why.
+/// proved it knows the token `runbook simulate` printed (an HMAC of a fresh nonce). Issue 22:
+/// without that proof the endpoint overrides on loopback make a REAL run (a local forwarder to
+/// the real APIs looks the same), which needs production's approval: refused, nothing sent.
 #[test]
 fn step_marks_go_only_to_a_server_that_proved_it_is_the_fake() {
     let Some(gcloud) = gcloud() else { return };
@@ -1472,9 +1491,12 @@ fn step_marks_go_only_to_a_server_that_proved_it_is_the_fake() {
             .args(revert)
             .args(["--answer", &format!("previous_revision={revision}")])
             .output()
-            .success();
-        assert!(out.stderr().contains("warning: the steps' marks are not sent to 127.0.0.1:"), "{}", out.all());
+            .status(2);
+        let err = out.stderr();
+        assert!(err.contains("this is a REAL run, not a rehearsal"), "{}", out.all());
+        assert!(err.contains("environment `production` needs 1 approval"), "{}", out.all());
         assert_eq!(marks(&fake), 0, "no mark without the proof");
+        assert!(fake.requests().iter().all(|r| r["method"] == "GET"), "a refused run changes nothing");
     }
     runbook(&sandbox, &fake)
         .args(revert)

@@ -52,6 +52,9 @@ impl Sandbox {
         let text = std::fs::read_to_string(repo_root().join("runbooks/rollback.yaml"))
             .unwrap_or_else(|e| panic!("read rollback.yaml: {e}"));
         self.file("rollback.yaml", &text);
+        let signers = std::fs::read_to_string(repo_root().join("runbooks/allowed_signers"))
+            .unwrap_or_else(|e| panic!("read allowed_signers: {e}"));
+        self.file("allowed_signers", &signers);
     }
 
     pub fn runbook(&self) -> Run {

@@ -256,10 +256,25 @@ fn write_action(
                 let _ = writeln!(out, "{pad}│ {line}");
             }
         }
-        Action::Prompt { question, choices, choices_from, default, secret, .. } => {
+        Action::Prompt { question, choices, labels, choices_from, default, secret } => {
             let _ = writeln!(out, "{pad}asks: {question}{}", if *secret { " (hidden input)" } else { "" });
-            if let Some(choices) = choices {
-                let _ = writeln!(out, "{pad}choices: {}", choices.join(", "));
+            match (choices, labels) {
+                // Each choice with what the operator sees for it (`label:`), one a line: what
+                // an approver of a saved plan reads too.
+                (Some(choices), Some(labels)) => {
+                    let _ = writeln!(out, "{pad}choices:");
+                    for (i, choice) in choices.iter().enumerate() {
+                        match labels.get(i).filter(|l| *l != choice) {
+                            Some(label) => writeln!(out, "{pad}  - {choice}: {label}"),
+                            None => writeln!(out, "{pad}  - {choice}"),
+                        }
+                        .unwrap_or_default();
+                    }
+                }
+                (Some(choices), None) => {
+                    let _ = writeln!(out, "{pad}choices: {}", choices.join(", "));
+                }
+                (None, _) => {}
             }
             if let Some(from) = choices_from {
                 let _ = writeln!(out, "{pad}choices from: {from}");

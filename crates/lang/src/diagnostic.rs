@@ -40,6 +40,7 @@ pub enum Code {
     ShellCouldBeRun,
     ConditionalOutput,
     PromptAfterMutation,
+    UnsignedApprovals,
 }
 
 impl Code {
@@ -68,6 +69,7 @@ impl Code {
         Code::ShellCouldBeRun,
         Code::ConditionalOutput,
         Code::PromptAfterMutation,
+        Code::UnsignedApprovals,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +97,7 @@ impl Code {
             Code::ShellCouldBeRun => "RB102",
             Code::ConditionalOutput => "RB103",
             Code::PromptAfterMutation => "RB104",
+            Code::UnsignedApprovals => "RB105",
         }
     }
 
@@ -125,6 +128,7 @@ impl Code {
                 "warning: the output of a step that may be skipped (`when:`) is used unconditionally"
             }
             Code::PromptAfterMutation => "warning: a prompt comes after a mutating step of the same procedure",
+            Code::UnsignedApprovals => "warning: a protected environment takes approvals that are not signed",
         }
     }
 }

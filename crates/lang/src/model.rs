@@ -34,6 +34,9 @@ pub struct Environment {
     pub protected: bool,
     /// Approvals a saved plan needs before `apply` runs it; a direct run needs `--break-glass`.
     pub approvals: u32,
+    /// `approvals: {count: N, signers: FILE}`: approvals must be SSH signatures by keys the
+    /// allowed-signers file lists (the path as resolved beside the runbook file).
+    pub signers: Option<std::path::PathBuf>,
     pub description: Option<String>,
     pub vars: IndexMap<String, String>,
     /// `rehearsal:`: vars replaced in a rehearsal, each by a path on the local fake (`/app`).

@@ -44,8 +44,7 @@ pub struct EnvironmentDef {
     pub protected: Option<bool>,
     /// How many people other than the plan's author must approve a saved plan
     /// (`runbook approve`) before `runbook apply` runs it; a direct run needs `--break-glass`.
-    #[schemars(range(min = 0, max = 10))]
-    pub approvals: Option<u32>,
+    pub approvals: Option<ApprovalsDef>,
     pub description: Option<String>,
     /// In a rehearsal (`--simulate`, or a run pointed at `runbook simulate`), these vars are
     /// replaced by the local fake's base URL joined to the path given here (e.g.
@@ -56,6 +55,25 @@ pub struct EnvironmentDef {
     /// Webhooks that hear of a run in this environment: its start, stages, failures,
     /// break-glass, undo and end. Delivery never blocks or fails the run.
     pub notify: Option<Vec<NotifyDef>>,
+}
+
+/// `N`, unsigned; or `{count: N, signers: FILE}`: N approvals, each an SSH signature by a
+/// key of the allowed-signers file FILE (git's `allowedSignersFile` format, relative to the
+/// runbook file). The plan's author never counts.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ApprovalsDef {
+    Count(#[schemars(range(min = 0, max = 10))] u32),
+    Signed(SignedApprovalsDef),
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignedApprovalsDef {
+    #[schemars(range(min = 0, max = 10))]
+    pub count: u32,
+    /// The allowed-signers file, relative to the runbook file.
+    pub signers: String,
 }
 
 /// A var's path on the local fake, or `notify: true|false`.

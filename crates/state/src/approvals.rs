@@ -19,8 +19,13 @@ pub struct Approval {
     pub time: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    /// How the approver was identified: `gcloud`, `user@host` or `github`.
+    /// How the approver was identified: `ssh` (a signature; `approver` is the principal the
+    /// allowed-signers file gave), or the self-asserted `gcloud`, `user@host`, `github`.
     pub source: String,
+    /// The approver's SSH signature over [`crate::plan_file::approval_message`]; `apply`
+    /// verifies it again and believes nothing else in this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// A plan was applied (plans are single-use).
@@ -145,6 +150,7 @@ mod tests {
             time: "t".into(),
             comment: None,
             source: "gcloud".into(),
+            signature: None,
         };
         assert!(store.add_approval(&approval).is_ok());
         assert!(matches!(store.add_approval(&approval), Err(StoreError::Exists)));

@@ -13,4 +13,5 @@ pub mod lock;
 pub mod plan_file;
 pub mod record;
 pub mod rehearsal;
+pub mod signature;
 pub mod store;

@@ -49,6 +49,49 @@ pub struct PlanBody {
     /// RFC 3339, UTC.
     pub created: String,
     pub expires: String,
+    /// Made against the local fake (`--simulate`, or a `runbook simulate` server that proved
+    /// itself): shown as REHEARSAL wherever the plan is.
+    #[serde(default)]
+    pub rehearsal: bool,
+    /// The procedure's `assert:` steps, and whether each held when the plan was made.
+    #[serde(default)]
+    pub asserts: Vec<AssertCheck>,
+    /// The author's SSH signature (namespace [`crate::signature::PLAN_NAMESPACE`]) over
+    /// [`author_message`]: how an environment with signed approvals knows who made the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_signature: Option<String>,
+}
+
+/// An `assert:` step as the approver sees it: `holds` is `Some(true)` when everything it
+/// reads was known when the plan was made (probes, answers, params) and it held; `None` when
+/// it reads what runs before it, and is checked only when the run gets there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AssertCheck {
+    pub step: String,
+    pub expr: String,
+    pub holds: Option<bool>,
+}
+
+/// What the author signs: the digest of the plan as written without the signature itself.
+/// Anything else in the plan changes it, so an author's signature cannot be lifted onto
+/// another plan.
+pub fn author_message(body: &PlanBody) -> String {
+    let unsigned = PlanBody { author_signature: None, ..body.clone() };
+    let json = serde_json::to_string_pretty(&unsigned).unwrap_or_default();
+    format!("runbook plan v1\ncontent-sha256: {}\n", sha256_hex(json.as_bytes()))
+}
+
+/// What an approver signs: the plan id, the runbook's sha256, the environment and the expiry,
+/// one per line (a canonical text; the namespace is [`crate::signature::APPROVAL_NAMESPACE`]).
+pub fn approval_message(plan: &PlanFile) -> String {
+    format!(
+        "runbook approval v1\nplan: {}\nrunbook-sha256: {}\nenvironment: {}\nexpires: {}\n",
+        plan.id,
+        plan.body.runbook.sha256,
+        plan.body.environment.as_deref().unwrap_or("-"),
+        plan.body.expires
+    )
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -208,6 +251,9 @@ mod tests {
             creator: "a@x".into(),
             created: "2026-01-01T00:00:00Z".into(),
             expires: "2026-01-01T01:00:00Z".into(),
+            rehearsal: false,
+            asserts: Vec::new(),
+            author_signature: None,
         }
     }
 
@@ -221,6 +267,15 @@ mod tests {
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
         let err = read(&path).err().unwrap_or_default();
         assert!(err.contains("was altered"), "{err}");
+    }
+
+    #[test]
+    fn the_author_message_ignores_only_the_signature() {
+        let plain = body();
+        let signed = PlanBody { author_signature: Some("sig".into()), ..body() };
+        assert_eq!(author_message(&plain), author_message(&signed));
+        let other = PlanBody { procedure: "q".into(), ..body() };
+        assert_ne!(author_message(&plain), author_message(&other));
     }
 
     #[test]

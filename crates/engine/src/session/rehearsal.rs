@@ -31,22 +31,28 @@ pub struct Rehearsal {
 /// operator exported. A marker variable copied without the `CLOUDSDK_*` lines can therefore
 /// never send a run labelled as a rehearsal to the real cloud.
 pub fn server_env(base: &str, state: &StateDir) -> Result<Vec<(String, String)>, Error> {
-    let url = url::Url::parse(base).map_err(|e| Error::Usage(format!("{MARKER}={base}: not a URL ({e})")))?;
-    let addr = match (url.host(), url.port_or_known_default()) {
-        (Some(url::Host::Ipv4(ip)), Some(port)) if ip.is_loopback() => SocketAddr::new(IpAddr::V4(ip), port),
-        (Some(url::Host::Domain("localhost")), Some(port)) => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
-        _ => {
-            return Err(Error::Usage(format!(
-                "the `runbook simulate` server {base} is not on a loopback IPv4 address; a rehearsal only talks to a local fake"
-            )));
-        }
-    };
+    let addr = loopback(base)?;
     let config_dir = state.root.join("simulate").join(format!("gcloud-{}", addr.port()));
     std::fs::create_dir_all(&config_dir)
         .map_err(|e| Error::Io(format!("cannot create {}: {e}", config_dir.display())))?;
     let mut env = runbook_simulate::gcloud_env(addr, &config_dir);
     env.extend(runbook_state::rehearsal::proxy_env(base));
     Ok(env)
+}
+
+/// The address of a `runbook simulate` server at `base`: only a loopback IPv4 one is a server
+/// a rehearsal may talk to.
+fn loopback(base: &str) -> Result<SocketAddr, Error> {
+    let url = url::Url::parse(base).map_err(|e| Error::Usage(format!("{MARKER}={base}: not a URL ({e})")))?;
+    match (url.host(), url.port_or_known_default()) {
+        (Some(url::Host::Ipv4(ip)), Some(port)) if ip.is_loopback() => Ok(SocketAddr::new(IpAddr::V4(ip), port)),
+        (Some(url::Host::Domain("localhost")), Some(port)) => {
+            Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+        }
+        _ => Err(Error::Usage(format!(
+            "the `runbook simulate` server {base} is not on a loopback IPv4 address; a rehearsal only talks to a local fake"
+        ))),
+    }
 }
 
 /// What is saved with the run: the fake's state, its step marks included.
@@ -334,10 +340,43 @@ fn report(requests: &[RequestRecord], marks: &[StepMark]) -> String {
     out
 }
 
+/// The `runbook simulate` server this process's gcloud is pointed at, only when it proved it is
+/// one: it answers for the token that `runbook simulate` printed ([`proves_fake`]). Endpoint
+/// overrides on loopback without that proof (a local forwarder to the real APIs looks the
+/// same) make a real run, which says so once. A marker naming a server off this machine is
+/// refused: it is neither a rehearsal nor a real run anyone meant.
+pub fn proven_server() -> Result<Option<String>, Error> {
+    static PROVEN: std::sync::OnceLock<Result<Option<String>, String>> = std::sync::OnceLock::new();
+    PROVEN
+        .get_or_init(|| {
+            let Some(base) = runbook_state::rehearsal::detect() else { return Ok(None) };
+            if let Err(e) = loopback(&base) {
+                return Err(e.to_string());
+            }
+            let proof = match std::env::var(runbook_simulate::TOKEN_VAR) {
+                Ok(token) if !token.is_empty() => proves_fake(&base, &token),
+                _ => Err(format!("{} is not set", runbook_simulate::TOKEN_VAR)),
+            };
+            match proof {
+                Ok(()) => Ok(Some(base)),
+                Err(why) => {
+                    eprintln!(
+                        "warning: gcloud is pointed at {} but it did not prove it is a `runbook simulate` server ({why}): this is a REAL run, not a rehearsal (export everything `runbook simulate` prints, or use --simulate)",
+                        runbook_lang::diagnostic::clip(&base)
+                    );
+                    Ok(None)
+                }
+            }
+        })
+        .clone()
+        .map_err(Error::Usage)
+}
+
 /// Whether this run rehearses: `--simulate` (or a resumed one), or a run whose gcloud is pointed
-/// at a `runbook simulate` server. A rehearsal against such a server resumes only against one.
+/// at a `runbook simulate` server that proved it is one ([`proven_server`]). A rehearsal
+/// against such a server resumes only against one.
 pub(super) fn settings(execution: &super::Start) -> Result<Option<runbook_state::rehearsal::Settings>, Error> {
-    let detected = runbook_state::rehearsal::detect();
+    let detected = proven_server()?;
     match (&execution.rehearsal, detected) {
         (Some(own), _) if own.server.is_none() => Ok(Some(own.clone())),
         (_, Some(server)) => {

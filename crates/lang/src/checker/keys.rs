@@ -2,6 +2,7 @@
 
 pub const TOP: &[&str] = &["runbook", "title", "description", "notes", "environments", "params", "procedures"];
 pub const ENVIRONMENT: &[&str] = &["vars", "protected", "approvals", "description", "rehearsal", "notify"];
+pub const APPROVALS: &[&str] = &["count", "signers"];
 pub const NOTIFY: &[&str] = &["webhook_env", "format", "events", "timeout"];
 pub const PARAM: &[&str] = &[
     "type",

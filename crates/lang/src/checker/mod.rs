@@ -89,6 +89,7 @@ pub const RESERVED_FLAGS: &[&str] = &[
     "version",
     "save-plan",
     "plan-ttl",
+    "signing-key",
     "break-glass",
     "on-failure",
 ];

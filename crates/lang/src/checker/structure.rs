@@ -8,7 +8,7 @@ use regex::Regex;
 use super::keys;
 use super::reader::{Fields, Reader};
 use super::{RESERVED_FLAGS, builtins};
-use crate::diagnostic::{Code, Diagnostic, did_you_mean};
+use crate::diagnostic::{Code, Diagnostic, clip, did_you_mean};
 use crate::model::{Environment, Procedure, Runbook, Stage};
 use crate::param::{Param, ParamType, TimeBound, flag_name};
 use crate::source::SourceRef;
@@ -106,7 +106,25 @@ impl Structure {
                 continue;
             };
             let protected = self.r.opt_bool(&fields, "protected").unwrap_or(false);
-            let approvals = self.approvals(fields.get("approvals"));
+            let (approvals, signers) = self.approvals(fields.get("approvals"));
+            if protected
+                && approvals > 0
+                && signers.is_none()
+                && let Some(node) = fields.get("approvals")
+                && !matches!(node.value, Value::Map(_))
+            {
+                self.r.diagnostics.push(
+                    Diagnostic::warning(
+                        Code::UnsignedApprovals,
+                        &self.r.source,
+                        node.span,
+                        format!("the approvals of protected environment `{name}` are not signed"),
+                    )
+                    .help(
+                        "an unsigned approval names whoever the approver's gcloud account says; require SSH signatures with `approvals: {count: N, signers: allowed_signers}`",
+                    ),
+                );
+            }
             let description = self.r.opt_string(&fields, "description");
             let mut vars = IndexMap::new();
             if let Some(vars_node) = fields.get("vars") {
@@ -123,7 +141,17 @@ impl Structure {
                 fields.get("notify").map(|n| super::notify::notify_list(&mut self.r, n, &name)).unwrap_or_default();
             out.insert(
                 name.clone(),
-                Environment { name, protected, approvals, description, vars, rehearsal, notify, rehearsal_notify },
+                Environment {
+                    name,
+                    protected,
+                    approvals,
+                    signers,
+                    description,
+                    vars,
+                    rehearsal,
+                    notify,
+                    rehearsal_notify,
+                },
             );
         }
         out
@@ -638,14 +666,51 @@ impl Structure {
         }
     }
 
-    /// `approvals: N`: how many other people must approve a saved plan (0 = none).
-    fn approvals(&mut self, node: Option<&Node>) -> u32 {
-        let Some(node) = node else { return 0 };
+    /// `approvals: N`, or `approvals: {count: N, signers: FILE}`: how many other people must
+    /// approve a saved plan (0 = none) and, when signed, the allowed-signers file (git's
+    /// `allowedSignersFile` format) relative to the runbook file, which must be readable.
+    fn approvals(&mut self, node: Option<&Node>) -> (u32, Option<std::path::PathBuf>) {
+        let Some(node) = node else { return (0, None) };
+        if let Value::Map(_) = node.value {
+            let Some(fields) = self.r.fields(node, "`approvals`", keys::APPROVALS) else { return (0, None) };
+            let count = self.r.required(&fields, "count", "`approvals`").map_or(0, |n| self.approval_count(n));
+            let signers = self.r.required(&fields, "signers", "`approvals`").and_then(|n| self.signers(n));
+            return (count, signers);
+        }
+        (self.approval_count(node), None)
+    }
+
+    fn approval_count(&mut self, node: &Node) -> u32 {
         match node.value {
             Value::Int(i) if (0..=10).contains(&i) => u32::try_from(i).unwrap_or(0),
             _ => {
-                self.r.wrong_type(node, "`approvals` must be a whole number from 0 to 10");
+                self.r.wrong_type(
+                    node,
+                    "`approvals` must be a whole number from 0 to 10, or `{count: N, signers: FILE}`",
+                );
                 0
+            }
+        }
+    }
+
+    /// The allowed-signers file, beside the runbook file; it must exist and be readable now.
+    fn signers(&mut self, node: &Node) -> Option<std::path::PathBuf> {
+        let given = self.r.string(node, "`signers`")?;
+        let base = self.r.source.path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let path = base.join(&given);
+        match std::fs::read(&path) {
+            Ok(bytes) if std::str::from_utf8(&bytes).is_ok() => Some(path),
+            Ok(_) => {
+                self.r.error(Code::InvalidValue, node.span, format!("the signers file `{}` is not text", clip(&given)));
+                None
+            }
+            Err(e) => {
+                self.r
+                    .error(Code::InvalidValue, node.span, format!("cannot read the signers file `{}`: {e}", clip(&given)))
+                    .help = Some(
+                    "give an allowed-signers file (git's format: `principal key-type key` per line) relative to the runbook file".into(),
+                );
+                None
             }
         }
     }
