@@ -788,8 +788,8 @@ fn a_rehearsal_block_names_only_the_environments_vars_and_gives_paths() {
 title: Bad rehearsal blocks
 environments:
   production:
-    vars: {api_base_url: "https://api.example.com"}
-    rehearsal: {api_url: /app, api_base_url: "http://127.0.0.1:1/app"}
+    vars: {api_base_url: "https://api.example.com", status_url: "https://status.example.com", every: 60s}
+    rehearsal: {api_url: /app, api_base_url: "http://127.0.0.1:1/app", status_url: status, every: 200ms}
 procedures:
   go:
     summary: Nothing
@@ -803,8 +803,11 @@ procedures:
     );
     let out = sandbox.runbook().args(["validate"]).output().status(1);
     let all = out.all();
-    assert!(all.contains("names `api_url`, which is not one of its vars (api_base_url)"), "{all}");
+    assert!(all.contains("names `api_url`, which is not one of its vars (api_base_url, status_url, every)"), "{all}");
     assert!(all.contains("rehearsal var `api_base_url` must be a path on the local fake"), "{all}");
+    // A var that is a URL gets a path; any other var may get a plain value (a watch's cadence).
+    assert!(all.contains("rehearsal var `status_url` must be a path on the local fake"), "{all}");
+    assert!(!all.contains("rehearsal var `every`"), "{all}");
     let out = sandbox.runbook().args(["bad-rehearsal", "go", "--env", "production", "--simulate", "--yes"]).output();
     assert_eq!(out.code(), 2, "nothing runs: {}", out.all());
 }

@@ -355,7 +355,9 @@ pub(super) fn settings(execution: &super::Start) -> Result<Option<runbook_state:
 /// Points the environment's `rehearsal:` vars at the fake, and says what the http: steps will
 /// reach: the vars replaced, `--var` values whose port is not the fake's, URL vars left as
 /// they are (their http: steps are refused).
-pub(super) fn bind_vars(plan: &mut crate::plan::Plan, base: &str) -> Vec<String> {
+///
+/// The watches' timing is checked again with the replaced vars (a rehearsal shortens it).
+pub(super) fn bind_vars(plan: &mut crate::plan::Plan, base: &str) -> Result<Vec<String>, Error> {
     let block = plan.environment().map(|e| e.rehearsal.clone()).unwrap_or_default();
     let applied = runbook_state::rehearsal::resolved_overrides(&block, base, &plan.var_overrides);
     let mut notes = Vec::new();
@@ -382,7 +384,8 @@ pub(super) fn bind_vars(plan: &mut crate::plan::Plan, base: &str) -> Vec<String>
             ));
         }
     }
-    notes
+    plan.check_watches()?;
+    Ok(notes)
 }
 
 /// What a manual step of a rehearsal shows before its text: a REHEARSAL mark and the
