@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::api::{ApiError, ApiRequest, ApiResult, percent_decode};
 use super::scenario::{Faults, HangFault, Scenario};
 use super::state::{RequestRecord, State};
-use super::{run, secrets, sql};
+use super::{monitoring, run, secrets, sql};
 
 /// What the handler shares with the `Handle`.
 pub struct Shared {
@@ -157,6 +157,7 @@ fn route(state: &mut State, request: &ApiRequest) -> ApiResult {
         ["apis", "serving.knative.dev", "v1", "namespaces", namespace, rest @ ..] => {
             run::handle(state, request, namespace, rest)
         }
+        ["v3", "projects", project, rest @ ..] => monitoring::handle(state, request, project, rest),
         _ => Err(ApiError::not_found(format!(
             "The fake serves no API at {} {} (host {})",
             request.method, request.path, request.host

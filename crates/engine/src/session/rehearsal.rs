@@ -42,7 +42,7 @@ pub fn server_env(base: &str, state: &StateDir) -> Result<Vec<(String, String)>,
         }
     };
     let config_dir = state.root.join("simulate").join(format!("gcloud-{}", addr.port()));
-    std::fs::create_dir_all(&config_dir)
+    runbook_simulate::prepare_config_dir(&config_dir)
         .map_err(|e| Error::Io(format!("cannot create {}: {e}", config_dir.display())))?;
     let mut env = runbook_simulate::gcloud_env(addr, &config_dir);
     env.extend(runbook_state::rehearsal::proxy_env(base));
@@ -96,7 +96,7 @@ impl Rehearsal {
         // gcloud writes its logs and caches into its config folder: a private one per fake,
         // so the operator's real configuration is neither read nor touched.
         let config_dir = state.root.join("simulate").join(format!("gcloud-{}", handle.addr.port()));
-        std::fs::create_dir_all(&config_dir)
+        runbook_simulate::prepare_config_dir(&config_dir)
             .map_err(|e| Error::Io(format!("cannot create {}: {e}", config_dir.display())))?;
         Ok(Rehearsal { handle, config_dir, scenario: name, saved_at, resumed })
     }
