@@ -1650,6 +1650,7 @@ fn the_google_response_fixtures_decode_with_gclouds_message_classes() {
         ("GET", format!("{run}/services/pegasus-api"), "run.services.get"),
         ("GET", format!("{run}/revisions"), "run.revisions.list"),
         ("PUT", format!("{run}/services/pegasus-api"), "run.services.replaceService"),
+        ("GET", "/v3/projects/delta-student-486911-n5/timeSeries".to_owned(), "monitoring.timeSeries.list"),
     ];
     let dir = repo_root().join("tests/fixtures/google");
     let listed = std::fs::read_dir(&dir)
