@@ -2,7 +2,8 @@
 //! (`GET /v3/projects/{project}/timeSeries`) for `run.googleapis.com/request_count` of a Cloud
 //! Run service, aligned per period (`ALIGN_DELTA`) and summed per `response_code_class`.
 //!
-//! The request is checked as the real API checks it: a filter and an `interval.endTime` are
+//! The request is checked as the real API checks it: an OAuth access token (the one gcloud
+//! prints in a rehearsal, [`super::ACCESS_TOKEN`]; else 401 UNAUTHENTICATED), a filter and an `interval.endTime` are
 //! required, times are RFC 3339, the end may not lie in the future nor the start after the end,
 //! an aligner other than `ALIGN_NONE` needs an `alignmentPeriod` of at least 60 s, enum values
 //! must be known ones, `groupByFields` needs a reducer. Refusals are 400 INVALID_ARGUMENT in
@@ -94,6 +95,13 @@ pub fn handle(state: &State, request: &ApiRequest, project: &str, rest: &[&str])
     }
     if request.method != "GET" {
         return Err(method_not_allowed(request));
+    }
+    // Cloud Monitoring wants an OAuth access token: the one gcloud prints in a rehearsal.
+    if request.authorization.as_deref() != Some(&format!("Bearer {}", super::ACCESS_TOKEN)) {
+        return Err(ApiError::new(
+            401,
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+        ));
     }
     let Some((project_id, p)) = state.scenario.project(project) else {
         return Err(ApiError::new(403, format!("Permission denied on resource project {project} (fake).")));

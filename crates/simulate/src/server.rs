@@ -92,7 +92,8 @@ async fn serve(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> R
     } else {
         serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
-    let request = ApiRequest { method: parts.method.as_str().to_string(), host, path, query, body };
+    let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).map(str::to_string);
+    let request = ApiRequest { method: parts.method.as_str().to_string(), host, path, query, body, authorization };
     tracing::debug!(method = %request.method, host = %request.host, path = %request.path, "simulate: request");
 
     let (seq, hang) = {

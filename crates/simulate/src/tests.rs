@@ -30,10 +30,22 @@ fn prod(state: &State) -> &Project {
 
 /// One raw HTTP/1.1 exchange; `target` may be a path or an absolute URI (proxy style).
 async fn http(addr: SocketAddr, method: &str, target: &str, host: &str, body: Option<&Value>) -> (u16, Value) {
+    http_with(addr, method, target, host, body, "").await
+}
+
+/// `headers`: more header lines, each ending in `\r\n`.
+async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    host: &str,
+    body: Option<&Value>,
+    headers: &str,
+) -> (u16, Value) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect to the fake: {e}"));
     let body = body.map(Value::to_string).unwrap_or_default();
     let request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{headers}\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
@@ -47,6 +59,12 @@ async fn http(addr: SocketAddr, method: &str, target: &str, host: &str, body: Op
 
 async fn get(fake: &Handle, path: &str) -> (u16, Value) {
     http(fake.addr, "GET", path, &fake.addr.to_string(), None).await
+}
+
+/// A Cloud Monitoring GET with the access token gcloud prints in a rehearsal.
+async fn monitoring(fake: &Handle, path: &str) -> (u16, Value) {
+    let auth = format!("Authorization: Bearer {ACCESS_TOKEN}\r\n");
+    http_with(fake.addr, "GET", path, &fake.addr.to_string(), None, &auth).await
 }
 
 async fn post(fake: &Handle, path: &str, body: &Value) -> (u16, Value) {
@@ -622,7 +640,7 @@ fn share_5xx(answer: &Value) -> f64 {
 #[tokio::test]
 async fn monitoring_counts_follow_the_serving_revision_and_the_fault_keeps_them_high() {
     let fake = fake(Scenario::pegasus()).await;
-    let (status, answer) = get(&fake, &time_series_query("pegasus-api")).await;
+    let (status, answer) = monitoring(&fake, &time_series_query("pegasus-api")).await;
     assert_eq!(status, 200, "{answer}");
     let series = &answer["timeSeries"][0];
     assert_eq!(series["metric"]["type"], "run.googleapis.com/request_count");
@@ -657,24 +675,31 @@ async fn monitoring_counts_follow_the_serving_revision_and_the_fault_keeps_them_
     }];
     let reverted = serde_json::to_value(&scenario).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(post(&fake, "/__fake/scenario", &reverted).await.0, 200);
-    let (_, answer) = get(&fake, &time_series_query("pegasus-api")).await;
+    let (_, answer) = monitoring(&fake, &time_series_query("pegasus-api")).await;
     assert!(share_5xx(&answer) < 0.01, "after the revert: {answer}");
 
     // A rollback that did not help.
     let (status, _) = post(&fake, "/__fake/faults", &json!({"errors_stay_high": true})).await;
     assert_eq!(status, 200);
-    let (_, answer) = get(&fake, &time_series_query("pegasus-api")).await;
+    let (_, answer) = monitoring(&fake, &time_series_query("pegasus-api")).await;
     assert!(share_5xx(&answer) > 0.2, "errors_stay_high: {answer}");
 
     // Another service, another metric: no data is an empty answer (proto3: `{}`).
-    assert_eq!(get(&fake, &time_series_query("no-such-service")).await, (200, json!({})));
+    assert_eq!(monitoring(&fake, &time_series_query("no-such-service")).await, (200, json!({})));
     let other = time_series_query("pegasus-api").replace("request_count", "request_latencies");
-    assert_eq!(get(&fake, &other).await, (200, json!({})));
+    assert_eq!(monitoring(&fake, &other).await, (200, json!({})));
     // What Google refuses: no interval; a project the caller cannot see.
-    let (status, answer) = get(&fake, "/v3/projects/delta-student-486911-n5/timeSeries?filter=x").await;
+    let (status, answer) = monitoring(&fake, "/v3/projects/delta-student-486911-n5/timeSeries?filter=x").await;
     assert_eq!(status, 400, "{answer}");
-    let (status, _) = get(&fake, &time_series_query("pegasus-api").replace("delta-student-486911-n5", "other")).await;
+    let (status, _) =
+        monitoring(&fake, &time_series_query("pegasus-api").replace("delta-student-486911-n5", "other")).await;
     assert_eq!(status, 403);
+    // No access token, or not the one gcloud printed: 401, as Google answers.
+    let (status, answer) = get(&fake, &time_series_query("pegasus-api")).await;
+    assert_eq!((status, &answer["error"]["status"]), (401, &json!("UNAUTHENTICATED")), "{answer}");
+    let wrong = "Authorization: Bearer ya29.someone-elses\r\n";
+    let (status, _) = http_with(fake.addr, "GET", &time_series_query("pegasus-api"), "h", None, wrong).await;
+    assert_eq!(status, 401);
 }
 
 /// The checks the real API makes on `projects.timeSeries.list`, answered as 400
@@ -711,7 +736,7 @@ async fn monitoring_refuses_what_the_real_api_refuses() {
         ("REDUCE_SUM", "REDUCE_NONE".to_owned(), "grouping needs a cross-series reducer"),
     ] {
         assert!(query.contains(from), "{from} not in {query}");
-        let (status, answer) = get(&fake, &query.replace(from, &to)).await;
+        let (status, answer) = monitoring(&fake, &query.replace(from, &to)).await;
         assert_eq!(status, 400, "{to}: {answer}");
         assert_eq!(answer["error"]["status"], "INVALID_ARGUMENT", "{answer}");
         assert_eq!(answer["error"]["code"], 400, "{answer}");
@@ -719,7 +744,7 @@ async fn monitoring_refuses_what_the_real_api_refuses() {
         assert!(message.contains(why), "{to}: {message}");
     }
     // A window of five minutes aligned per minute: five points, newest first, each a minute.
-    let (status, answer) = get(&fake, &query.replace("alignmentPeriod=300s", "alignmentPeriod=60s")).await;
+    let (status, answer) = monitoring(&fake, &query.replace("alignmentPeriod=300s", "alignmentPeriod=60s")).await;
     assert_eq!(status, 200, "{answer}");
     let ends: Vec<&str> = answer["timeSeries"][0]["points"]
         .as_array()
@@ -740,7 +765,7 @@ async fn monitoring_refuses_what_the_real_api_refuses() {
     assert_eq!(answer["timeSeries"][0]["points"][4]["interval"]["startTime"], "2025-06-15T14:00:00Z");
     // Summed without grouping: one series, its metric without labels (an empty map is left out).
     let (_, answer) =
-        get(&fake, &query.replace("&aggregation.groupByFields=metric.label.response_code_class", "")).await;
+        monitoring(&fake, &query.replace("&aggregation.groupByFields=metric.label.response_code_class", "")).await;
     assert_eq!(answer["timeSeries"].as_array().map(Vec::len), Some(1), "{answer}");
     assert_eq!(answer["timeSeries"][0]["metric"], json!({"type": "run.googleapis.com/request_count"}));
     assert_eq!(answer["timeSeries"][0]["points"][0]["value"]["int64Value"], "5000", "1000 a minute over 5 minutes");
