@@ -1003,3 +1003,42 @@ fn a_resumed_applied_run_at_a_terminal_offers_no_skip_and_no_edit() {
     assert!(!transcript.contains("Run stage") && !transcript.contains("[s]kip"), "{transcript}");
     assert_eq!(plans::switched(&sandbox), "", "{transcript}");
 }
+
+/// A verify rehearsal whose errors stay high (issue 26): at a terminal, the watch shows its
+/// samples, runs out after the rehearsal's 5 s and offers the failure menu; abort is exit 3.
+#[test]
+fn a_watch_that_runs_out_in_a_rehearsal_offers_the_failure_menu() {
+    if !has_gcloud() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    sandbox.copy_rollback();
+    let smoke =
+        std::fs::read_to_string(crate::support::repo_root().join("examples/pegasus/scripts/smoke_worker_queue.sh"))
+            .unwrap_or_else(|e| panic!("smoke script: {e}"));
+    crate::support::write_executable(&sandbox.path().join("scripts/smoke_worker_queue.sh"), &smoke);
+    // The built-in scenario with the fault (a scenario file is whole: its projects too).
+    let printed = Command::new(binary()).args(["simulate", "--print-scenario"]).output();
+    let printed = printed.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let mut scenario: serde_json::Value = serde_json::from_str(&printed).unwrap_or_else(|e| panic!("scenario: {e}"));
+    scenario["faults"] = serde_json::json!({"errors_stay_high": true});
+    sandbox.file("scenarios/errors.json", &scenario.to_string());
+    let mut pty = Pty::spawn(
+        &sandbox,
+        &["rollback", "verify", "--env", "production", "--simulate", "--scenario", "scenarios/errors.json"],
+    );
+    pty.expect("type `production` to continue");
+    pty.answer("production");
+    pty.expect("Run stage `Post-rollback validation`?");
+    pty.answer("y");
+    pty.expect("`within: 5s` ran out");
+    pty.expect("`error_rate` failed: [r]etry");
+    pty.answer("a");
+    let (code, transcript) = pty.finish();
+    assert_eq!(code, 3, "exit code (aborted at the failure menu)\n--- transcript\n{transcript}");
+    // Each sample shows the answer's start (the fake's series), not an error.
+    assert!(
+        transcript.contains("{\"timeSeries\":") && transcript.contains("not passing"),
+        "the samples are shown\n--- transcript\n{transcript}"
+    );
+}

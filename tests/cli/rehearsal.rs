@@ -254,12 +254,13 @@ fn snapshot_revert_traffic_and_verify_rehearsals() {
             "--confirm-env",
             "production",
             "--answer",
-            "previous_revision=pegasus-api-00003-zt4",
+            // Not the newest (bad) revision: verify's error-rate watch would rightly fail on it.
+            "previous_revision=pegasus-api-00002-x9m",
         ])
         .output()
         .success();
     let traffic = &fake.state()["projects"][PROJECT]["services"]["pegasus-api"]["traffic"];
-    assert_eq!(traffic, &serde_json::json!([{"percent": 100, "revision_name": "pegasus-api-00003-zt4"}]));
+    assert_eq!(traffic, &serde_json::json!([{"percent": 100, "revision_name": "pegasus-api-00002-x9m"}]));
 
     let out = runbook(&sandbox, &fake)
         .args([
@@ -880,8 +881,8 @@ fn a_rehearsal_block_names_only_the_environments_vars_and_gives_paths() {
 title: Bad rehearsal blocks
 environments:
   production:
-    vars: {api_base_url: "https://api.example.com"}
-    rehearsal: {api_url: /app, api_base_url: "http://127.0.0.1:1/app"}
+    vars: {api_base_url: "https://api.example.com", status_url: "https://status.example.com", every: 60s}
+    rehearsal: {api_url: /app, api_base_url: "http://127.0.0.1:1/app", status_url: status, every: 200ms}
 procedures:
   go:
     summary: Nothing
@@ -895,8 +896,11 @@ procedures:
     );
     let out = sandbox.runbook().args(["validate"]).output().status(1);
     let all = out.all();
-    assert!(all.contains("names `api_url`, which is not one of its vars (api_base_url)"), "{all}");
+    assert!(all.contains("names `api_url`, which is not one of its vars (api_base_url, status_url, every)"), "{all}");
     assert!(all.contains("rehearsal var `api_base_url` must be a path on the local fake"), "{all}");
+    // A var that is a URL gets a path; any other var may get a plain value (a watch's cadence).
+    assert!(all.contains("rehearsal var `status_url` must be a path on the local fake"), "{all}");
+    assert!(!all.contains("rehearsal var `every`"), "{all}");
     let out = sandbox.runbook().args(["bad-rehearsal", "go", "--env", "production", "--simulate", "--yes"]).output();
     assert_eq!(out.code(), 2, "nothing runs: {}", out.all());
 }
@@ -1753,6 +1757,7 @@ fn the_google_response_fixtures_decode_with_gclouds_message_classes() {
         ("GET", format!("{run}/services/pegasus-api"), "run.services.get"),
         ("GET", format!("{run}/revisions"), "run.revisions.list"),
         ("PUT", format!("{run}/services/pegasus-api"), "run.services.replaceService"),
+        ("GET", "/v3/projects/delta-student-486911-n5/timeSeries".to_owned(), "monitoring.timeSeries.list"),
     ];
     let dir = repo_root().join("tests/fixtures/google");
     let listed = std::fs::read_dir(&dir)
@@ -1772,4 +1777,89 @@ fn the_google_response_fixtures_decode_with_gclouds_message_classes() {
         .collect();
     let report = google_decode(&sdk, &python, records);
     assert!(report.contains(&format!("decoded {} response(s)", calls.len())), "{report}");
+}
+
+/// What `gcloud auth print-access-token` prints in a rehearsal (the fake's token file).
+const REHEARSAL_ACCESS_TOKEN: &str = "ya29.rehearsal-token-of-the-local-fake";
+
+/// The `interval.endTime` of every Cloud Monitoring request a journal recorded for the watch
+/// (its rendered URL), parsed.
+fn monitoring_end_times(journal: &str) -> Vec<chrono::DateTime<chrono::Utc>> {
+    journal
+        .split("interval.endTime=")
+        .skip(1)
+        .filter_map(|rest| rest.split(['&', '"']).next())
+        .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .collect()
+}
+
+/// The error rate after the revert, read from the fake's Cloud Monitoring with the token gcloud
+/// printed, on the rehearsal's compressed cadence: the watch passes, and the run records its
+/// time to recovery.
+#[test]
+fn a_pitr_rehearsal_watches_the_error_rate_fall_and_records_the_time_to_recovery() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, argv_log) = rehearsal(&gcloud);
+    let started = chrono::Utc::now();
+    let out = simulated(&sandbox, &["rollback", "pitr", "--env", "production", "--timestamp", &recent_timestamp()])
+        .args(PITR_ANSWERS)
+        .output();
+    let all = out.all();
+    assert_eq!(out.code(), 0, "{all}");
+    assert!(all.contains("rehearsal: var monitoring_api = http://127.0.0.1:"), "{all}");
+    assert!(all.contains("rehearsal: var watch_every = 250ms"), "{all}");
+    assert!(all.contains("/v3/projects/delta-student-486911-n5/timeSeries"), "the watch asked the fake: {all}");
+    assert!(all.contains("passing (3/3)"), "three passing samples in a row: {all}");
+    assert!(!all.contains(REHEARSAL_ACCESS_TOKEN), "the access token is masked: {all}");
+    assert!(std::fs::read_to_string(&argv_log).unwrap_or_default().contains("auth print-access-token"));
+    let journal = journals(&sandbox);
+    assert!(!journal.contains(REHEARSAL_ACCESS_TOKEN), "the access token is never journaled");
+    assert!(journal.contains(r#""event":"recovered""#), "{journal}");
+    // The window asked for ends at the sample's `now`: never in the future, never before the run.
+    let ends = monitoring_end_times(&journal);
+    assert!(!ends.is_empty(), "the watch's request is journaled: {journal}");
+    for end in ends {
+        assert!(end >= started - chrono::Duration::seconds(1) && end <= chrono::Utc::now(), "endTime {end}");
+    }
+    let history = sandbox.runbook().args(["history", "--format", "json"]).output().success().stdout();
+    let runs: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
+    let seconds = runs[0]["time_to_recovery_s"].as_f64();
+    assert!(seconds.is_some_and(|s| s > 0.0), "time_to_recovery_s is a number: {history}");
+    assert_eq!(runs[0]["recovery"], "recovered", "{history}");
+}
+
+/// A scenario file: the built-in one with `faults`.
+fn scenario_with_faults(sandbox: &Sandbox, name: &str, faults: serde_json::Value) -> String {
+    let mut scenario: serde_json::Value = serde_json::from_str(&default_scenario_json_plain()).unwrap_or_default();
+    scenario["faults"] = faults;
+    let path = format!("scenarios/{name}.json");
+    sandbox.file(&path, &scenario.to_string());
+    path
+}
+
+/// A rollback that did not help: the errors stay high, the watch runs out (5s in a rehearsal)
+/// and the run fails at it, without a time to recovery.
+#[test]
+fn a_pitr_rehearsal_with_errors_staying_high_fails_at_the_watch() {
+    let Some(gcloud) = gcloud() else { return };
+    let (sandbox, _) = rehearsal(&gcloud);
+    let scenario = scenario_with_faults(&sandbox, "errors", serde_json::json!({"errors_stay_high": true}));
+    let out = simulated(&sandbox, &["rollback", "pitr", "--env", "production", "--timestamp", &recent_timestamp()])
+        .args(PITR_ANSWERS)
+        .args(["--scenario", &scenario])
+        .output();
+    let all = out.all();
+    assert_eq!(out.code(), 1, "{all}");
+    assert!(all.contains("`within: 5s` ran out"), "{all}");
+    // The samples are the fake's answers (high 5xx), not errors.
+    assert!(all.contains("{\"timeSeries\":") && all.contains("not passing"), "{all}");
+    assert!(!all.contains("HTTP 4"), "{all}");
+    let journal = journals(&sandbox);
+    assert!(journal.contains(r#""id":"error_rate""#), "{journal}");
+    assert!(!journal.contains(r#""event":"recovered""#), "{journal}");
+    let history = sandbox.runbook().args(["history", "--format", "json"]).output().success().stdout();
+    let runs: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
+    assert_eq!(runs[0]["time_to_recovery_s"], serde_json::Value::Null, "{history}");
+    assert_eq!(runs[0]["recovery"], "not recovered", "{history}");
 }

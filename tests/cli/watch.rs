@@ -258,3 +258,139 @@ procedures:
         assert!(stderr.contains(message), "{message} missing in\n{stderr}");
     }
 }
+
+/// A watch timed by vars: production's cadence as written, a run's `--var` (or a rehearsal's
+/// `rehearsal:` block) shortening it; each sample renders its body again with its own `now`.
+fn timed_runbook() -> &'static str {
+    r#"runbook: t
+title: Watch timed by vars
+environments:
+  prod:
+    vars: {every: 60s, within: 15m, hold: "3", window: 5m}
+procedures:
+  go:
+    summary: Watch with a window ending now
+    stages:
+      - name: Verify
+        steps:
+          - id: error_rate
+            watch:
+              shell: |
+                echo "$1 $2" >> nows.txt
+                wc -l < nows.txt
+              args: ["{{ now }}", "{{ now | minus(vars.window) }}"]
+              capture: text
+              every: "{{ vars.every }}"
+              within: "{{ vars.within }}"
+              hold: "{{ vars.hold }}"
+              pass: "(sample.output | trim | int) >= 4"
+            recovery: true
+"#
+}
+
+#[test]
+fn a_watch_timed_by_vars_renders_each_sample_with_its_own_now() {
+    let sandbox = Sandbox::new();
+    sandbox.file("t.yaml", timed_runbook());
+    // The dry-run shows the timing resolved for the environment, and `now` as a placeholder.
+    let out = sandbox.runbook().args(["t", "go", "--env", "prod", "--dry-run"]).output().success();
+    assert!(out.stdout().contains("watches every 1m for up to 15m"), "{}", out.stdout());
+    assert!(out.stdout().contains("for 3 samples in a row"), "{}", out.stdout());
+    assert!(out.stdout().contains("<now>") && out.stdout().contains("<now | minus(5m)>"), "{}", out.stdout());
+
+    let started = chrono::Utc::now();
+    let args = ["t", "go", "--env", "prod", "--yes", "--var", "every=400ms", "--var", "within=10s", "--var", "hold=1"];
+    let out = sandbox.runbook().args(args).output().success();
+    let text = std::fs::read_to_string(sandbox.path().join("nows.txt")).unwrap_or_else(|e| panic!("{e}"));
+    let samples: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> = text
+        .lines()
+        .map(|line| {
+            let (now, start) = line.split_once(' ').unwrap_or_else(|| panic!("two times: {line}"));
+            let parse = |t: &str| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .unwrap_or_else(|e| panic!("{t}: {e}"))
+                    .with_timezone(&chrono::Utc)
+            };
+            (parse(now), parse(start))
+        })
+        .collect();
+    assert_eq!(samples.len(), 4, "{}", out.stderr());
+    for (now, start) in &samples {
+        assert_eq!(*now - *start, chrono::Duration::minutes(5), "the window ends at the sample's now");
+        assert!(*now >= started - chrono::Duration::seconds(1) && *now <= chrono::Utc::now(), "{now} is not the time");
+        assert!(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).ends_with('Z'));
+    }
+    assert!(samples.windows(2).all(|w| w[0].0 <= w[1].0));
+    // 4 samples 400 ms apart span more than a second: the last one's `now` is a later second.
+    assert!(samples[3].0 > samples[0].0, "every sample rendered afresh: {text}");
+}
+
+#[test]
+fn a_watch_timing_that_does_not_fit_is_refused_before_the_run_with_its_position() {
+    let sandbox = Sandbox::new();
+    sandbox.file("t.yaml", timed_runbook());
+    for (var, position, message) in [
+        (
+            "every=soon",
+            "t.yaml:19:22",
+            "`every` must be a duration such as 90s, 5m or 500ms; `{{ vars.every }}` gives `soon`",
+        ),
+        ("every=20m", "t.yaml:19:22", "`every` (20m) must be shorter than `within` (15m)"),
+        ("within=0s", "t.yaml:20:23", "`within` must be longer than zero"),
+        ("hold=0", "t.yaml:21:21", "`hold` must be a whole number from 1 to"),
+    ] {
+        let out = sandbox.runbook().args(["t", "go", "--env", "prod", "--yes", "--var", var]).output().status(2);
+        let stderr = out.stderr();
+        assert!(stderr.contains("step `error_rate`"), "{var}: {stderr}");
+        assert!(
+            stderr.contains(position) && stderr.contains(message),
+            "{var}: {position} {message} missing in\n{stderr}"
+        );
+        assert!(!sandbox.path().join("nows.txt").exists(), "nothing ran");
+    }
+}
+
+#[test]
+fn validate_checks_a_templated_watch_timing() {
+    let sandbox = Sandbox::new();
+    let path = sandbox.file(
+        "bad.yaml",
+        r#"runbook: bad
+title: Bad timing
+environments:
+  prod: {vars: {every: 1m}}
+procedures:
+  go:
+    summary: Timing from what is not known before the run
+    stages:
+      - name: S
+        steps:
+          - id: first
+            run: [echo, "1m"]
+            capture: text
+            effect: read
+          - id: w
+            watch:
+              run: [echo, "{{ now }}"]
+              capture: text
+              every: "{{ steps.first.output }}"
+              within: "{{ vars.within }}"
+              hold: "{{ vars.every | nope }}"
+              pass: "sample.output != ''"
+          - id: not_a_watch
+            run: [echo, "{{ now }}"]
+"#,
+    );
+    let out = sandbox.runbook().args(["validate".as_ref(), path.as_os_str()]).output().status(1);
+    let stderr = out.stderr();
+    for (position, message) in [
+        ("bad.yaml:19:26", "a watch's `every` is known before the run starts; it cannot read `steps.first.output`"),
+        ("bad.yaml:20:27", "`within`"),
+        ("bad.yaml:21:", "unknown filter `nope`"),
+        ("bad.yaml:24:", "unknown name `now` in a template"),
+    ] {
+        assert!(stderr.contains(position), "{position} ({message}) missing in\n{stderr}");
+        assert!(stderr.contains(message), "{message} missing in\n{stderr}");
+    }
+    assert!(!stderr.contains("bad.yaml:17:"), "`now` is known in a watch's body: {stderr}");
+}

@@ -17,6 +17,9 @@ sys.path[:0] = [SDK + "/lib", SDK + "/lib/third_party"]
 
 from apitools.base.protorpclite import messages  # noqa: E402
 from apitools.base.py import encoding  # noqa: E402
+from googlecloudsdk.generated_clients.apis.monitoring.v3 import (  # noqa: E402
+    monitoring_v3_messages as mon,
+)
 from googlecloudsdk.generated_clients.apis.run.v1 import run_v1_messages as run  # noqa: E402
 from googlecloudsdk.generated_clients.apis.secretmanager.v1 import (  # noqa: E402
     secretmanager_v1_messages as sm,
@@ -49,6 +52,7 @@ ROUTES = [
     ("GET", RUN + r"/services$", run.ListServicesResponse),
     ("GET", RUN + r"/revisions$", run.ListRevisionsResponse),
     ("GET", RUN + r"/revisions/[^/]+$", run.Revision),
+    ("GET", r"^/v3/projects/[^/]+/timeSeries$", mon.ListTimeSeriesResponse),
 ]
 
 # Map fields (`map<string, string>`): their entries are kept whatever their value.

@@ -13,8 +13,9 @@ use minijinja::value::{Enumerator, Object, ObjectRepr};
 use crate::redact::{MIN_SECRET_LEN, Redactor};
 use runbook_lang::model::{Environment, Procedure, RunbookRef};
 use runbook_lang::param::{ParamValue, flag_name};
-use runbook_lang::step::{Choices, Step, StepKind};
+use runbook_lang::step::{Choices, Step, StepKind, WatchStep};
 use runbook_lang::template::{Expr, Placeholder, RenderError, Template};
+use runbook_lang::timing::WatchTiming;
 
 #[derive(Debug)]
 pub struct Plan {
@@ -83,6 +84,10 @@ pub enum PlanError {
     NonUtf8Env { step: String, name: String },
     #[error("step `{step}`: cannot render {what}: {message}")]
     Render { step: String, what: String, message: String },
+    /// A watch's `every`, `within` or `hold` resolved to a value that does not fit; the message
+    /// names its `file:line:col`.
+    #[error("step `{step}`: {message}")]
+    WatchTiming { step: String, message: String },
     #[error("invalid --answer {id}=…: {reason}")]
     InvalidAnswer { id: String, reason: String },
     /// Another of these whose message quoted a secret, masked (see `Plan::bind`).
@@ -211,8 +216,10 @@ impl Plan {
     /// on a step's output (or on a secret still to be asked for): one that fails, loops
     /// past its fuel or nests too deep stops the run here, with nothing started.
     fn prerender(&self) -> Result<(), PlanError> {
-        let context = self.context(&Outputs::dry_run());
+        self.check_watches()?;
+        let outputs = Outputs::dry_run();
         for step in self.reachable_steps() {
+            let context = self.step_context(&outputs, step);
             for (what, refs, result) in evaluations(step, &context) {
                 for name in refs.iter().filter_map(|r| r.strip_prefix("env.")).map(|r| r.split('.').next().unwrap_or(r))
                 {
@@ -240,6 +247,40 @@ impl Plan {
             }
         }
         Ok(())
+    }
+
+    /// The timing of every watch the procedure can reach, resolved and checked against the
+    /// vars bound now (again after a rehearsal replaced some).
+    pub fn check_watches(&self) -> Result<(), PlanError> {
+        for step in self.reachable_steps() {
+            if let StepKind::Watch(watch) = &step.kind {
+                self.watch_timing(step, watch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A watch's `every`, `within` and `hold` for this plan's environment and params.
+    pub fn watch_timing(&self, step: &Step, watch: &WatchStep) -> Result<WatchTiming, PlanError> {
+        watch
+            .timing(&self.context(&Outputs::dry_run()), &self.runbook.source)
+            .map_err(|err| PlanError::WatchTiming { step: step.id.clone(), message: self.redactor.redact(&err.0) })
+    }
+
+    /// The context `step`'s templates render in: [`Plan::context`], and for a watch's sample
+    /// `now`, the time the sample starts (RFC 3339, UTC, to the second; a placeholder in a
+    /// dry-run, as each sample renders afresh).
+    pub fn step_context(&self, steps: &Outputs, step: &Step) -> Value {
+        let context = self.context(steps);
+        if !matches!(step.kind, StepKind::Watch(_)) {
+            return context;
+        }
+        let now = if steps.placeholders {
+            Value::from_object(Placeholder::new("now"))
+        } else {
+            Value::from(Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        };
+        minijinja::context! { now => now, ..context }
     }
 
     /// Every step the plan's procedure can reach: its own, included ones, failure handlers.

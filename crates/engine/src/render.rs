@@ -196,8 +196,11 @@ impl Rendered {
 }
 
 /// Renders a step. `outputs` holds finished steps (or placeholders in a dry-run).
+///
+/// A watch renders again before each sample (`now` is that sample's start): its timing is the
+/// plan's, resolved from vars when the plan was bound.
 pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, RenderError> {
-    let context = plan.context(outputs);
+    let context = plan.step_context(outputs, step);
     let derived = Derived { placeholders: outputs.placeholders, values: std::cell::RefCell::new(Vec::new()) };
     let source = &plan.runbook.source;
     let text = |t: &Template| -> Result<Text, RenderError> {
@@ -262,14 +265,17 @@ pub fn render(plan: &Plan, step: &Step, outputs: &Outputs) -> Result<Rendered, R
         };
         let action = match &step.kind {
             StepKind::Run(_) | StepKind::Shell(_) | StepKind::Http(_) => work(&step.kind)?,
-            StepKind::Watch(watch) => Action::Watch {
-                sample: Box::new(work(&watch.sample)?),
-                every: watch.every,
-                within: watch.within,
-                pass: watch.pass.text.clone(),
-                hold: watch.hold,
-                fail: watch.fail.as_ref().map(|f| f.text.clone()),
-            },
+            StepKind::Watch(watch) => {
+                let timing = plan.watch_timing(step, watch).map_err(|e| RenderError(e.to_string()))?;
+                Action::Watch {
+                    sample: Box::new(work(&watch.sample)?),
+                    every: timing.every,
+                    within: timing.within,
+                    pass: watch.pass.text.clone(),
+                    hold: timing.hold,
+                    fail: watch.fail.as_ref().map(|f| f.text.clone()),
+                }
+            }
             StepKind::Manual(template) => Action::Manual { text: plain(template)? },
             StepKind::Prompt(prompt) => {
                 let (mut labels, mut choices, mut choices_from) = (None, None, None);

@@ -70,6 +70,7 @@ fn outputs() -> Outputs {
         ("service", json(service)),
         ("revisions", json(revisions)),
         ("previous_revision", text("pegasus-api-00002-x9m")),
+        ("monitoring_token", text("ya29.a0-fixture-access-token")),
     ];
     let mut outputs = Outputs::default();
     for (id, output) in &steps {
@@ -163,4 +164,30 @@ fn rollback_yaml_asserts_read_the_fields_of_the_google_fixtures() {
         assert_eq!(*holds, !refused.contains(&id.as_str()), "assert `{id}` over the fixtures");
     }
     assert!(held.len() >= 6, "{held:?}");
+}
+
+/// The `error_rate` watch's `pass` over Cloud Monitoring's answer as Google documents it
+/// (int64 values as JSON strings, one series per response class): a low 5xx share passes; a
+/// high one, or no traffic at all (`{}`: proto3 leaves an empty list out), does not.
+#[test]
+fn the_error_rate_watch_judges_monitoring_answers_shaped_as_google_documents_them() {
+    let runbook = rollback();
+    let plan = plan(&runbook, "verify");
+    let Some(StepKind::Watch(watch)) =
+        plan.reachable_steps().into_iter().find(|s| s.id == "error_rate").map(|s| &s.kind)
+    else {
+        panic!("verify has no `error_rate` watch");
+    };
+    let context = plan.context(&outputs());
+    let judge = |answer: &Value| {
+        let sample = minijinja::Value::from(minijinja::value::Serde(json(answer.clone())));
+        let context = minijinja::context! { sample => sample, ..context.clone() };
+        watch.pass.is_true(&context).unwrap_or_else(|e| panic!("`pass` over {answer}: {e}"))
+    };
+    let recovered = fixture("monitoring.timeSeries.list");
+    assert!(judge(&recovered), "0.3% 5xx is under production's 1%");
+    let mut failing = recovered.clone();
+    failing["timeSeries"][2]["points"][0]["value"]["int64Value"] = Value::from("400");
+    assert!(!judge(&failing), "12% 5xx is not recovered");
+    assert!(!judge(&serde_json::json!({})), "no traffic at all is not recovered");
 }

@@ -10,6 +10,7 @@ use crate::model::{Procedure, Runbook};
 use crate::param::Param;
 use crate::step::{Choices, Effect, OnFailure, Step, StepKind};
 use crate::template::{Placeholder, Template};
+use crate::timing::Timing;
 
 pub fn markdown(runbook: &Runbook) -> String {
     let mut out = String::new();
@@ -267,12 +268,15 @@ fn write_kind(out: &mut String, step: &Step, kind: &StepKind, pad: &str) {
             let _ = writeln!(out, "{pad}Runs procedure [`{}`](#{}).", include.procedure, anchor(&include.procedure));
         }
         StepKind::Watch(watch) => {
-            let hold = if watch.hold == 1 { String::new() } else { format!(" for {} samples in a row", watch.hold) };
+            let hold = match &watch.hold {
+                Timing::Fixed(1) => String::new(),
+                hold => format!(" for {} samples in a row", hold.shown()),
+            };
             let _ = writeln!(
                 out,
                 "{pad}Watches every {} for up to {}: passes when `{}`{hold}.",
-                humantime::format_duration(watch.every),
-                humantime::format_duration(watch.within),
+                watch.every.shown(),
+                watch.within.shown(),
                 watch.pass.text
             );
             if let Some(fail) = &watch.fail {

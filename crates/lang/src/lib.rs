@@ -16,4 +16,5 @@ pub mod step;
 pub mod summary;
 pub mod taint;
 pub mod template;
+pub mod timing;
 pub mod yaml;

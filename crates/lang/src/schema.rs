@@ -345,17 +345,25 @@ pub struct WatchDef {
     pub stdin: Option<String>,
     pub cwd: Option<String>,
     pub args: Option<Vec<String>>,
-    /// Time between samples (a duration such as `30s`); shorter than `within`.
+    /// Time between samples (a duration such as `30s`, or a template of `vars`, `params`,
+    /// `env` such as `"{{ vars.watch_every }}"`); shorter than `within`.
     pub every: String,
-    /// The longest the watch may take (a duration such as `10m`).
+    /// The longest the watch may take (a duration such as `10m`, or a template as `every`).
     pub within: String,
     /// An expression over `sample` (`sample.output`, `sample.json`, `sample.status`).
     pub pass: String,
-    /// Passing samples in a row needed (default 1).
-    #[schemars(range(min = 1))]
-    pub hold: Option<u32>,
+    /// Passing samples in a row needed (default 1), or a template as `every`.
+    pub hold: Option<HoldDef>,
     /// An expression over `sample`: the watch fails at once when it is true.
     pub fail: Option<String>,
+}
+
+/// A watch's `hold`: a number, or a template resolved when the plan is bound.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HoldDef {
+    Count(#[schemars(range(min = 1))] u32),
+    Template(String),
 }
 
 pub fn json() -> String {

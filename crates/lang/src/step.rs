@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::param::{AnswerHint, ParamType};
 use crate::source::Span;
 use crate::template::{Expr, Template};
+use crate::timing::Timing;
 
 /// Default time limits when a step sets none.
 pub const DEFAULT_PROCESS_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -109,14 +110,33 @@ pub struct WatchStep {
     /// What each sample runs: a `run`, `shell` or (read-only) `http` body, captured as the
     /// watch says.
     pub sample: Box<StepKind>,
-    pub every: Duration,
-    pub within: Duration,
+    pub every: Timing<Duration>,
+    pub within: Timing<Duration>,
     /// True when a sample passes; it sees the sample as `sample`.
     pub pass: Expr,
     /// Passing samples in a row needed (at least 1).
-    pub hold: u32,
+    pub hold: Timing<u32>,
     /// True when the watch gives up at once.
     pub fail: Option<Expr>,
+}
+
+impl WatchStep {
+    /// `every`, `within` and `hold` resolved against the plan's context and checked (see
+    /// [`crate::timing::resolve`]).
+    pub fn timing(
+        &self,
+        context: &minijinja::Value,
+        source: &crate::source::Source,
+    ) -> Result<crate::timing::WatchTiming, crate::template::RenderError> {
+        crate::timing::resolve(&self.every, &self.within, &self.hold, context, source)
+    }
+
+    /// The timing values written as templates, with their keys.
+    pub fn timing_templates(&self) -> impl Iterator<Item = (&'static str, &Template)> {
+        [("every", self.every.template()), ("within", self.within.template()), ("hold", self.hold.template())]
+            .into_iter()
+            .filter_map(|(key, template)| Some((key, template?)))
+    }
 }
 
 /// What a process step shares between `run:` and `shell:`.

@@ -35,6 +35,7 @@ static ENGINE: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.add_filter("replace_host", replace_host);
     env.add_filter("utc", utc);
     env.add_filter("epoch", epoch);
+    env.add_filter("minus", minus);
     // `x.startswith('10.')`, `s.split(',')`: what runbook authors write from Python habit.
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     // Booleans go to argv as `true`/`false`, as the programs we call spell them, not as
@@ -315,6 +316,23 @@ fn epoch(value: Value) -> Result<Value, minijinja::Error> {
     Ok(Value::from(time.timestamp() as f64 + nanos))
 }
 
+/// `{{ now | minus('5m') }}`: an RFC 3339 time moved back by a duration, in UTC to the
+/// second: the start of a window that ends at a watch sample's `now` (a Cloud Monitoring
+/// `interval.startTime`). The duration may be a var (`vars.error_window`).
+fn minus(value: Value, duration: Value) -> Result<Value, minijinja::Error> {
+    if let Some(placeholder) = value.downcast_object_ref::<Placeholder>() {
+        return Ok(Value::from_object(placeholder.derived(&format!("minus({duration})"))));
+    }
+    let time = parse_time(&value)?;
+    let text = duration.as_str().map_or_else(|| duration.to_string(), str::to_owned);
+    let by = humantime::parse_duration(text.trim()).map_err(|e| {
+        invalid(&format!("`{}` is not a duration ({e}); expected e.g. 90s, 5m", crate::diagnostic::clip(&text)))
+    })?;
+    let by = chrono::Duration::from_std(by).map_err(|_| invalid("the duration is too long"))?;
+    let moved = time.checked_sub_signed(by).ok_or_else(|| invalid("the time moves out of range"))?;
+    Ok(Value::from(moved.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
+}
+
 fn parse_time(value: &Value) -> Result<chrono::DateTime<chrono::Utc>, minijinja::Error> {
     let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
     chrono::DateTime::parse_from_rfc3339(text.trim())
@@ -469,6 +487,10 @@ mod tests {
         assert_eq!(render("{{ a | utc }}").as_deref(), Ok("2025-06-15T14:00:00Z"));
         assert_eq!(render("{{ (a | epoch) < (b | epoch) }}").as_deref(), Ok("true"));
         assert!(render("{{ 'yesterday' | utc }}").is_err_and(|e| e.contains("not an RFC 3339 time")));
+        // A window that ends at a watch sample's `now`.
+        assert_eq!(render("{{ a | minus('5m') }}").as_deref(), Ok("2025-06-15T13:55:00Z"));
+        assert_eq!(render("{{ b | minus('90s') }}").as_deref(), Ok("2025-06-15T13:58:30Z"));
+        assert!(render("{{ a | minus('soon') }}").is_err_and(|e| e.contains("`soon` is not a duration")));
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub struct ApiRequest {
     pub path: String,
     pub query: BTreeMap<String, String>,
     pub body: Value,
+    /// The `Authorization` header (gcloud sends none with credentials disabled; the runbook's
+    /// Cloud Monitoring request sends `Bearer <the token gcloud printed>`).
+    pub authorization: Option<String>,
 }
 
 impl ApiRequest {

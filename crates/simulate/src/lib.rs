@@ -3,7 +3,8 @@
 //!
 //! Served: Cloud SQL Admin v1beta4 (instances get/list/clone/restoreBackup, backupRuns list/get,
 //! operations get/list), Secret Manager v1 (secrets get, versions get/list/access, addVersion) and
-//! Cloud Run's knative API (`serving.knative.dev/v1` services get/list/replace, revisions get/list).
+//! Cloud Run's knative API (`serving.knative.dev/v1` services get/list/replace, revisions get/list)
+//! and Cloud Monitoring v3 (timeSeries list of Cloud Run's request count, by response class).
 //! State comes from a [`Scenario`] and changes as gcloud calls; faults are injected on demand.
 //!
 //! ```text
@@ -17,6 +18,7 @@
 mod api;
 mod crc32c;
 pub mod faults;
+mod monitoring;
 pub use proof::{TOKEN_VAR, prove, verify};
 mod omit;
 pub mod proof;
@@ -174,6 +176,30 @@ fn base_url(addr: SocketAddr) -> String {
     format!("http://{ip}:{}/", addr.port())
 }
 
+/// The access token gcloud hands out in a rehearsal (`gcloud auth print-access-token`, what the
+/// runbook's `http:` steps send to the fake as `Authorization: Bearer`): not a Google token.
+pub const ACCESS_TOKEN: &str = "ya29.rehearsal-token-of-the-local-fake";
+
+/// The file [`gcloud_env`] names in `CLOUDSDK_AUTH_ACCESS_TOKEN_FILE`.
+fn access_token_file(config_dir: &Path) -> std::path::PathBuf {
+    config_dir.join("access-token")
+}
+
+/// Creates gcloud's private configuration directory for a rehearsal, with the fake access token
+/// file [`gcloud_env`] points at (owner-only).
+pub fn prepare_config_dir(config_dir: &Path) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::create_dir_all(config_dir)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(access_token_file(config_dir))?;
+    file.write_all(ACCESS_TOKEN.as_bytes())
+}
+
 /// The environment that points the real gcloud at the fake listening on `addr`, with
 /// `config_dir` as its private configuration directory (gcloud writes logs and caches there).
 ///
@@ -187,6 +213,10 @@ pub fn gcloud_env(addr: SocketAddr, config_dir: &Path) -> Vec<(String, String)> 
     [
         ("CLOUDSDK_CONFIG", config_dir.display().to_string()),
         ("CLOUDSDK_AUTH_DISABLE_CREDENTIALS", "true".into()),
+        // With credentials disabled, `gcloud auth print-access-token` fails; a token file
+        // (written by `prepare_config_dir`) makes it print the fake's token instead, and no
+        // account is ever looked up.
+        ("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", access_token_file(config_dir).display().to_string()),
         ("CLOUDSDK_CORE_DISABLE_PROMPTS", "1".into()),
         ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SQL", url.clone()),
         ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER", url.clone()),

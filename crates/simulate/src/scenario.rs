@@ -315,6 +315,9 @@ pub struct Faults {
     /// Leave one optional field out of every response of a kind (`run.service`,
     /// `status.traffic[].percent`), as Google does for a field it did not fill in.
     pub omit_fields: Vec<OmitField>,
+    /// Cloud Monitoring reports a high share of 5xx responses for Cloud Run services whatever
+    /// revision serves: a rollback that did not bring the errors down.
+    pub errors_stay_high: bool,
 }
 
 /// One field to leave out of every response of `kind`, at `path` (`[]`: each list element).

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::api::{ApiError, ApiRequest, ApiResult, percent_decode};
 use super::scenario::{Faults, HangFault, Scenario};
 use super::state::{RequestRecord, State};
-use super::{run, secrets, sql};
+use super::{monitoring, run, secrets, sql};
 
 /// What the handler shares with the `Handle`.
 pub struct Shared {
@@ -92,7 +92,8 @@ async fn serve(AxumState(shared): AxumState<Arc<Shared>>, request: Request) -> R
     } else {
         serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
-    let request = ApiRequest { method: parts.method.as_str().to_string(), host, path, query, body };
+    let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).map(str::to_string);
+    let request = ApiRequest { method: parts.method.as_str().to_string(), host, path, query, body, authorization };
     tracing::debug!(method = %request.method, host = %request.host, path = %request.path, "simulate: request");
 
     let (seq, hang) = {
@@ -157,6 +158,7 @@ fn route(state: &mut State, request: &ApiRequest) -> ApiResult {
         ["apis", "serving.knative.dev", "v1", "namespaces", namespace, rest @ ..] => {
             run::handle(state, request, namespace, rest)
         }
+        ["v3", "projects", project, rest @ ..] => monitoring::handle(state, request, project, rest),
         _ => Err(ApiError::not_found(format!(
             "The fake serves no API at {} {} (host {})",
             request.method, request.path, request.host

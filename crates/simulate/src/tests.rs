@@ -30,10 +30,22 @@ fn prod(state: &State) -> &Project {
 
 /// One raw HTTP/1.1 exchange; `target` may be a path or an absolute URI (proxy style).
 async fn http(addr: SocketAddr, method: &str, target: &str, host: &str, body: Option<&Value>) -> (u16, Value) {
+    http_with(addr, method, target, host, body, "").await
+}
+
+/// `headers`: more header lines, each ending in `\r\n`.
+async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    host: &str,
+    body: Option<&Value>,
+    headers: &str,
+) -> (u16, Value) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect to the fake: {e}"));
     let body = body.map(Value::to_string).unwrap_or_default();
     let request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{headers}\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
@@ -47,6 +59,12 @@ async fn http(addr: SocketAddr, method: &str, target: &str, host: &str, body: Op
 
 async fn get(fake: &Handle, path: &str) -> (u16, Value) {
     http(fake.addr, "GET", path, &fake.addr.to_string(), None).await
+}
+
+/// A Cloud Monitoring GET with the access token gcloud prints in a rehearsal.
+async fn monitoring(fake: &Handle, path: &str) -> (u16, Value) {
+    let auth = format!("Authorization: Bearer {ACCESS_TOKEN}\r\n");
+    http_with(fake.addr, "GET", path, &fake.addr.to_string(), None, &auth).await
 }
 
 async fn post(fake: &Handle, path: &str, body: &Value) -> (u16, Value) {
@@ -99,6 +117,7 @@ fn gcloud_env_points_every_api_and_the_proxy_at_the_fake() {
     let value = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     assert_eq!(value("CLOUDSDK_CONFIG"), Some("/tmp/gcloud-config"));
     assert_eq!(value("CLOUDSDK_AUTH_DISABLE_CREDENTIALS"), Some("true"));
+    assert_eq!(value("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"), Some("/tmp/gcloud-config/access-token"));
     assert_eq!(value("CLOUDSDK_CORE_DISABLE_PROMPTS"), Some("1"));
     for api in ["SQL", "SECRETMANAGER", "RUN"] {
         assert_eq!(value(&format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}")), Some("http://127.0.0.1:4321/"));
@@ -334,6 +353,7 @@ const INHERITED: [&str; 6] = ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_pro
 impl Gcloud {
     fn new(fake: &Handle) -> Self {
         let config = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        prepare_config_dir(config.path()).unwrap_or_else(|e| panic!("gcloud config dir: {e}"));
         Self { env: gcloud_env(fake.addr, config.path()), _config: config }
     }
 
@@ -583,6 +603,191 @@ async fn gcloud_reverts_cloud_run_traffic() {
     assert_eq!(methods, ["GET", "PUT", "GET", "GET"], "read, replace, then poll until Ready");
 }
 
+/// `projects.timeSeries.list` as rollback.yaml's `error_rate` watch asks it: Cloud Run's request
+/// count of one service, summed per response class over the interval.
+fn time_series_query(service: &str) -> String {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair(
+            "filter",
+            &format!("metric.type=\"run.googleapis.com/request_count\" AND resource.labels.service_name=\"{service}\""),
+        )
+        .append_pair("interval.startTime", "2025-06-15T14:00:00Z")
+        .append_pair("interval.endTime", "2025-06-15T14:05:00Z")
+        .append_pair("aggregation.alignmentPeriod", "300s")
+        .append_pair("aggregation.perSeriesAligner", "ALIGN_DELTA")
+        .append_pair("aggregation.crossSeriesReducer", "REDUCE_SUM")
+        .append_pair("aggregation.groupByFields", "metric.label.response_code_class")
+        .finish();
+    format!("/v3/projects/delta-student-486911-n5/timeSeries?{query}")
+}
+
+/// The share of 5xx responses in a `ListTimeSeriesResponse`, its int64 values read as Google
+/// sends them (JSON strings).
+fn share_5xx(answer: &Value) -> f64 {
+    let mut total = 0.0;
+    let mut errors = 0.0;
+    for series in answer["timeSeries"].as_array().into_iter().flatten() {
+        for point in series["points"].as_array().into_iter().flatten() {
+            let count: f64 = point["value"]["int64Value"]
+                .as_str()
+                .unwrap_or_else(|| panic!("int64Value must be a JSON string: {point}"))
+                .parse()
+                .unwrap_or_else(|e| panic!("int64Value: {e}"));
+            total += count;
+            if series["metric"]["labels"]["response_code_class"] == "5xx" {
+                errors += count;
+            }
+        }
+    }
+    assert!(total > 0.0, "no requests counted: {answer}");
+    errors / total
+}
+
+#[tokio::test]
+async fn monitoring_counts_follow_the_serving_revision_and_the_fault_keeps_them_high() {
+    let fake = fake(Scenario::pegasus()).await;
+    let (status, answer) = monitoring(&fake, &time_series_query("pegasus-api")).await;
+    assert_eq!(status, 200, "{answer}");
+    let series = &answer["timeSeries"][0];
+    assert_eq!(series["metric"]["type"], "run.googleapis.com/request_count");
+    assert_eq!(series["metricKind"], "DELTA");
+    assert_eq!(series["valueType"], "INT64");
+    assert_eq!(series["points"][0]["interval"]["endTime"], "2025-06-15T14:05:00Z", "the interval asked for");
+    assert_eq!(
+        series["resource"],
+        json!({"type": "cloud_run_revision", "labels": {"project_id": "delta-student-486911-n5"}})
+    );
+    let classes: Vec<&str> = answer["timeSeries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["metric"]["labels"]["response_code_class"].as_str())
+        .collect();
+    assert_eq!(classes, ["2xx", "4xx", "5xx"]);
+    assert!(share_5xx(&answer) > 0.2, "the newest revision serves: errors are high");
+
+    // Traffic moved to the previous revision: errors are low.
+    let mut scenario = Scenario::pegasus();
+    let service = scenario
+        .projects
+        .get_mut("delta-student-486911-n5")
+        .and_then(|p| p.services.get_mut("pegasus-api"))
+        .unwrap_or_else(|| panic!("no service"));
+    service.traffic = vec![TrafficTarget {
+        revision_name: Some("pegasus-api-00002-x9m".into()),
+        percent: Some(100),
+        latest_revision: None,
+        tag: None,
+    }];
+    let reverted = serde_json::to_value(&scenario).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(post(&fake, "/__fake/scenario", &reverted).await.0, 200);
+    let (_, answer) = monitoring(&fake, &time_series_query("pegasus-api")).await;
+    assert!(share_5xx(&answer) < 0.01, "after the revert: {answer}");
+
+    // A rollback that did not help.
+    let (status, _) = post(&fake, "/__fake/faults", &json!({"errors_stay_high": true})).await;
+    assert_eq!(status, 200);
+    let (_, answer) = monitoring(&fake, &time_series_query("pegasus-api")).await;
+    assert!(share_5xx(&answer) > 0.2, "errors_stay_high: {answer}");
+
+    // Another service, another metric: no data is an empty answer (proto3: `{}`).
+    assert_eq!(monitoring(&fake, &time_series_query("no-such-service")).await, (200, json!({})));
+    let other = time_series_query("pegasus-api").replace("request_count", "request_latencies");
+    assert_eq!(monitoring(&fake, &other).await, (200, json!({})));
+    // What Google refuses: no interval; a project the caller cannot see.
+    let (status, answer) = monitoring(&fake, "/v3/projects/delta-student-486911-n5/timeSeries?filter=x").await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, _) =
+        monitoring(&fake, &time_series_query("pegasus-api").replace("delta-student-486911-n5", "other")).await;
+    assert_eq!(status, 403);
+    // No access token, or not the one gcloud printed: 401, as Google answers.
+    let (status, answer) = get(&fake, &time_series_query("pegasus-api")).await;
+    assert_eq!((status, &answer["error"]["status"]), (401, &json!("UNAUTHENTICATED")), "{answer}");
+    let wrong = "Authorization: Bearer ya29.someone-elses\r\n";
+    let (status, _) = http_with(fake.addr, "GET", &time_series_query("pegasus-api"), "h", None, wrong).await;
+    assert_eq!(status, 401);
+}
+
+/// The checks the real API makes on `projects.timeSeries.list`, answered as 400
+/// INVALID_ARGUMENT in Google's error shape.
+#[tokio::test]
+async fn monitoring_refuses_what_the_real_api_refuses() {
+    let fake = fake(Scenario::pegasus()).await;
+    let query = time_series_query("pegasus-api");
+    let soon = (chrono::Utc::now() + chrono::Duration::minutes(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for (from, to, why) in [
+        (
+            "interval.endTime=2025-06-15T14%3A05%3A00Z",
+            format!("interval.endTime={}", soon.replace(':', "%3A")),
+            "The end time must not be in the future",
+        ),
+        (
+            "interval.startTime=2025-06-15T14%3A00%3A00Z",
+            "interval.startTime=2025-06-15T14%3A06%3A00Z".to_owned(),
+            "The start time must be before the end time",
+        ),
+        ("interval.endTime=2025-06-15T14%3A05%3A00Z", "interval.endTime=yesterday".to_owned(), "not an RFC 3339 time"),
+        (
+            "aggregation.alignmentPeriod=300s",
+            "aggregation.alignmentPeriod=30s".to_owned(),
+            "must be at least 60 seconds",
+        ),
+        (
+            "aggregation.alignmentPeriod=300s",
+            "aggregation.alignmentPeriod=".to_owned(),
+            "an alignment period is required",
+        ),
+        ("aggregation.alignmentPeriod=300s", "aggregation.alignmentPeriod=5m".to_owned(), "google.protobuf.Duration"),
+        ("ALIGN_DELTA", "ALIGN_SOMETIMES".to_owned(), "aggregation.per_series_aligner"),
+        ("REDUCE_SUM", "REDUCE_NONE".to_owned(), "grouping needs a cross-series reducer"),
+    ] {
+        assert!(query.contains(from), "{from} not in {query}");
+        let (status, answer) = monitoring(&fake, &query.replace(from, &to)).await;
+        assert_eq!(status, 400, "{to}: {answer}");
+        assert_eq!(answer["error"]["status"], "INVALID_ARGUMENT", "{answer}");
+        assert_eq!(answer["error"]["code"], 400, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "{to}: {message}");
+    }
+    // A window of five minutes aligned per minute: five points, newest first, each a minute.
+    let (status, answer) = monitoring(&fake, &query.replace("alignmentPeriod=300s", "alignmentPeriod=60s")).await;
+    assert_eq!(status, 200, "{answer}");
+    let ends: Vec<&str> = answer["timeSeries"][0]["points"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["interval"]["endTime"].as_str())
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            "2025-06-15T14:05:00Z",
+            "2025-06-15T14:04:00Z",
+            "2025-06-15T14:03:00Z",
+            "2025-06-15T14:02:00Z",
+            "2025-06-15T14:01:00Z"
+        ]
+    );
+    assert_eq!(answer["timeSeries"][0]["points"][4]["interval"]["startTime"], "2025-06-15T14:00:00Z");
+    // Summed without grouping: one series, its metric without labels (an empty map is left out).
+    let (_, answer) =
+        monitoring(&fake, &query.replace("&aggregation.groupByFields=metric.label.response_code_class", "")).await;
+    assert_eq!(answer["timeSeries"].as_array().map(Vec::len), Some(1), "{answer}");
+    assert_eq!(answer["timeSeries"][0]["metric"], json!({"type": "run.googleapis.com/request_count"}));
+    assert_eq!(answer["timeSeries"][0]["points"][0]["value"]["int64Value"], "5000", "1000 a minute over 5 minutes");
+}
+
+#[tokio::test]
+async fn gcloud_prints_the_fakes_access_token() {
+    if skip_without_gcloud("gcloud_prints_the_fakes_access_token") {
+        return;
+    }
+    let fake = fake(Scenario::pegasus()).await;
+    let token = Gcloud::new(&fake).ok(&["auth", "print-access-token"], None).await;
+    assert_eq!(token.trim(), ACCESS_TOKEN);
+    assert!(fake.requests().is_empty(), "no account was looked up: {:?}", fake.requests());
+}
+
 /// Each fault, surfaced by the real gcloud; run side by side on one fake to keep the time down.
 #[tokio::test]
 async fn gcloud_surfaces_faults() {
@@ -634,6 +839,7 @@ async fn gcloud_surfaces_faults() {
         run_update_failure: Some("Revision 'pegasus-api-00001-k7q' is not ready to serve.".into()),
         drop_payload_checksum: true,
         omit_fields: Vec::new(),
+        errors_stay_high: false,
     };
     let fake = fake(scenario).await;
     let gcloud = Gcloud::new(&fake);

@@ -58,8 +58,10 @@ fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The environment's `rehearsal:` overrides resolved against the fake: each value is a path on
-/// the fake (`/app`), joined to its base URL. `--var` overrides win and are left alone.
+/// The environment's `rehearsal:` overrides resolved against the fake: a value starting with `/`
+/// is a path on the fake (`/app`), joined to its base URL; any other is the var's value in a
+/// rehearsal as written (`200ms`: a watch's cadence compressed). `--var` overrides win and are
+/// left alone.
 pub fn resolved_overrides(
     block: &indexmap::IndexMap<String, String>,
     fake_base: &str,
@@ -69,7 +71,10 @@ pub fn resolved_overrides(
     block
         .iter()
         .filter(|(name, _)| !operator.iter().any(|(o, _)| o == *name))
-        .map(|(name, path)| (name.clone(), format!("{base}{path}")))
+        .map(|(name, value)| {
+            let value = if value.starts_with('/') { format!("{base}{value}") } else { value.clone() };
+            (name.clone(), value)
+        })
         .collect()
 }
 
@@ -192,5 +197,12 @@ mod tests {
             [("api".to_owned(), "/app".to_owned()), ("other".to_owned(), "/x".to_owned())].into_iter().collect();
         let got = resolved_overrides(&block, "http://127.0.0.1:5/", &[("other".into(), "http://h/".into())]);
         assert_eq!(got, vec![("api".to_owned(), "http://127.0.0.1:5/app".to_owned())]);
+        // A plain value (not a path) is the var's value in a rehearsal.
+        let block: indexmap::IndexMap<String, String> =
+            [("every".to_owned(), "200ms".to_owned())].into_iter().collect();
+        assert_eq!(
+            resolved_overrides(&block, "http://127.0.0.1:5/", &[]),
+            vec![("every".to_owned(), "200ms".to_owned())]
+        );
     }
 }

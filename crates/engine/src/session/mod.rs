@@ -133,7 +133,7 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
     options.manual_by_person = execution.manual_by_person;
     let mut notes = Vec::new();
     if let Some(base) = &fake_base {
-        notes = rehearsal::bind_vars(plan, base);
+        notes = rehearsal::bind_vars(plan, base)?;
         options.http_guard = Some(runbook_state::rehearsal::HostGuard::new(base, &plan.var_overrides));
         options.extra_env = match &fake {
             Some(fake) => fake.env(),

@@ -33,7 +33,7 @@ pub struct Rehearsal {
 pub fn server_env(base: &str, state: &StateDir) -> Result<Vec<(String, String)>, Error> {
     let addr = loopback(base)?;
     let config_dir = state.root.join("simulate").join(format!("gcloud-{}", addr.port()));
-    std::fs::create_dir_all(&config_dir)
+    runbook_simulate::prepare_config_dir(&config_dir)
         .map_err(|e| Error::Io(format!("cannot create {}: {e}", config_dir.display())))?;
     let mut env = runbook_simulate::gcloud_env(addr, &config_dir);
     env.extend(runbook_state::rehearsal::proxy_env(base));
@@ -102,7 +102,7 @@ impl Rehearsal {
         // gcloud writes its logs and caches into its config folder: a private one per fake,
         // so the operator's real configuration is neither read nor touched.
         let config_dir = state.root.join("simulate").join(format!("gcloud-{}", handle.addr.port()));
-        std::fs::create_dir_all(&config_dir)
+        runbook_simulate::prepare_config_dir(&config_dir)
             .map_err(|e| Error::Io(format!("cannot create {}: {e}", config_dir.display())))?;
         Ok(Rehearsal { handle, config_dir, scenario: name, saved_at, resumed })
     }
@@ -394,7 +394,9 @@ pub(super) fn settings(execution: &super::Start) -> Result<Option<runbook_state:
 /// Points the environment's `rehearsal:` vars at the fake, and says what the http: steps will
 /// reach: the vars replaced, `--var` values whose port is not the fake's, URL vars left as
 /// they are (their http: steps are refused).
-pub(super) fn bind_vars(plan: &mut crate::plan::Plan, base: &str) -> Vec<String> {
+///
+/// The watches' timing is checked again with the replaced vars (a rehearsal shortens it).
+pub(super) fn bind_vars(plan: &mut crate::plan::Plan, base: &str) -> Result<Vec<String>, Error> {
     let block = plan.environment().map(|e| e.rehearsal.clone()).unwrap_or_default();
     let applied = runbook_state::rehearsal::resolved_overrides(&block, base, &plan.var_overrides);
     let mut notes = Vec::new();
@@ -421,7 +423,8 @@ pub(super) fn bind_vars(plan: &mut crate::plan::Plan, base: &str) -> Vec<String>
             ));
         }
     }
-    notes
+    plan.check_watches()?;
+    Ok(notes)
 }
 
 /// What a manual step of a rehearsal shows before its text: a REHEARSAL mark and the

@@ -396,11 +396,13 @@ impl<'a> References<'a> {
         let scope = Scope { procedure, visible, step, undo };
         let mut templates: Vec<(&Template, Sink)> = Vec::new();
         let mut exprs: Vec<(&Expr, Option<&'static str>)> = Vec::new();
-        // A watch's templates are its sample's; `pass` and `fail` see the sample as `sample`.
+        // A watch's templates are its sample's, rendered afresh for each sample with the time
+        // it starts as `now`; `pass` and `fail` see the sample as `sample`.
         let kind = match &step.kind {
             StepKind::Watch(watch) => {
                 exprs.push((&watch.pass, Some("sample")));
                 exprs.extend(watch.fail.iter().map(|e| (e, Some("sample"))));
+                self.watch_timing(&scope, watch);
                 &*watch.sample
             }
             kind => kind,
@@ -474,6 +476,8 @@ impl<'a> References<'a> {
             }
             StepKind::Include(_) | StepKind::Watch(_) => {}
         }
+        // What the watch's body reads: `now` besides the usual roots.
+        let body = if matches!(step.kind, StepKind::Watch(_)) { templates.len() } else { 0 };
         templates.extend(step.confirm.iter().map(|t| (t, Sink::Public("in text shown on the terminal"))));
         templates.extend(step.on_interrupt.iter().map(|t| (t, Sink::Public("in text shown on the terminal"))));
         exprs.extend(step.when.iter().map(|e| (e, None)));
@@ -481,11 +485,12 @@ impl<'a> References<'a> {
         if let Some(until) = step.retry.as_ref().and_then(|r| r.until.as_ref()) {
             exprs.push((until, Some("result")));
         }
-        for (template, sink) in templates {
+        for (index, (template, sink)) in templates.into_iter().enumerate() {
             match template.references() {
                 Ok(refs) => {
                     self.filters(template.span, &template.text, false);
-                    self.references(&scope, template.span, &template.text, &refs, sink, None);
+                    let current = (index < body).then_some("now");
+                    self.references(&scope, template.span, &template.text, &refs, sink, current);
                 }
                 Err(err) => {
                     self.error(
@@ -523,7 +528,7 @@ impl<'a> References<'a> {
                     Span::new(start, start + name.len())
                 });
             self.error(Code::TemplateSyntax, span, format!("unknown filter `{name}`")).help =
-                Some("see the MiniJinja filters and `replace_host`, `utc`, `epoch` in docs/format.md".into());
+                Some("see the MiniJinja filters and `replace_host`, `utc`, `epoch`, `minus` in docs/format.md".into());
         }
     }
 
@@ -585,6 +590,46 @@ impl<'a> References<'a> {
                 }
                 [] => {}
             }
+        }
+    }
+
+    /// A watch's `every`, `within` and `hold` written as templates: resolved when the plan is
+    /// bound, so they read only what is known then (`vars`, `params`, `env`), and they are shown
+    /// (dry-run, the journal): no secret.
+    fn watch_timing(&mut self, scope: &Scope<'_>, watch: &crate::step::WatchStep) {
+        for (key, template) in watch.timing_templates() {
+            let refs = match template.references() {
+                Ok(refs) => refs,
+                Err(err) => {
+                    self.error(
+                        Code::TemplateSyntax,
+                        template.span,
+                        format!("template does not parse: {}", err.message),
+                    );
+                    continue;
+                }
+            };
+            self.filters(template.span, &template.text, false);
+            let later: Vec<&String> = refs.iter().filter(|r| r.split('.').next() == Some("steps")).collect();
+            if let Some(reference) = later.first() {
+                let span = narrow(&self.source, template.span, &template.text, reference);
+                self.error(
+                    Code::InvalidValue,
+                    span,
+                    format!("a watch's `{key}` is known before the run starts; it cannot read `{reference}`"),
+                )
+                .help =
+                    Some("use `vars` (an environment's `rehearsal:` block can shorten them), `params` or `env`".into());
+                continue;
+            }
+            self.references(
+                scope,
+                template.span,
+                &template.text,
+                &refs,
+                Sink::Public("in a watch's timing, which is shown"),
+                None,
+            );
         }
     }
 

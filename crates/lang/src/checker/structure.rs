@@ -1,6 +1,7 @@
 //! First pass: read the YAML tree into the model, shape and types only.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use indexmap::IndexMap;
 use regex::Regex;
@@ -17,6 +18,7 @@ use crate::step::{
     RunStep, ShellStep, Step, StepKind, WatchStep,
 };
 use crate::template::Template;
+use crate::timing::{MAX_HOLD, Timing};
 use crate::yaml::{Node, Value};
 
 static KEBAB: LazyLock<Regex> =
@@ -185,11 +187,22 @@ impl Structure {
                 continue;
             }
             let Some(path) = self.r.string(var_value, &format!("rehearsal var `{var}`")) else { continue };
-            if !path.starts_with('/') || path.chars().any(char::is_whitespace) {
+            // A var that points somewhere (a URL) gets a path on the fake; any other var may get
+            // a plain value for rehearsals (a watch's `every: 200ms` instead of `60s`). A URL
+            // is never a rehearsal value: rehearsals reach nothing real.
+            let points_somewhere =
+                vars.get(&var).is_some_and(|v| v.starts_with("http://") || v.starts_with("https://"));
+            let is_url = path.contains("://");
+            let bad_path = path.starts_with('/') && path.chars().any(char::is_whitespace);
+            if is_url || bad_path || (points_somewhere && !path.starts_with('/')) {
                 self.r.error(
                     Code::InvalidValue,
                     var_value.span,
-                    format!("rehearsal var `{var}` must be a path on the local fake, such as `/app`, not {path:?}"),
+                    if points_somewhere || is_url {
+                        format!("rehearsal var `{var}` must be a path on the local fake, such as `/app`, not {path:?}")
+                    } else {
+                        format!("rehearsal var `{var}`: a path on the local fake has no spaces, not {path:?}")
+                    },
                 );
                 continue;
             }
@@ -871,9 +884,11 @@ impl Structure {
             }
             Some(kind)
         });
-        let every = self.r.required(&fields, "every", "`watch`").and_then(|n| self.r.duration(n, "`every`"));
-        let within = self.r.required(&fields, "within", "`watch`").and_then(|n| self.r.duration(n, "`within`"));
-        if let (Some(every), Some(within), Some(n)) = (every, within, fields.get("every"))
+        let every = self.r.required(&fields, "every", "`watch`").and_then(|n| self.watch_duration(n, "`every`"));
+        let within = self.r.required(&fields, "within", "`watch`").and_then(|n| self.watch_duration(n, "`within`"));
+        // Both written as values: compared now. With a template, when the plan is bound.
+        if let (Some(Timing::Fixed(every)), Some(Timing::Fixed(within)), Some(n)) =
+            (&every, &within, fields.get("every"))
             && every >= within
         {
             self.r
@@ -882,26 +897,44 @@ impl Structure {
                     n.span,
                     format!(
                         "`every` ({}) must be shorter than `within` ({}): the watch would take one sample",
-                        humantime::format_duration(every),
-                        humantime::format_duration(within)
+                        humantime::format_duration(*every),
+                        humantime::format_duration(*within)
                     ),
                 )
                 .help = Some("sample more often, or watch for longer".into());
         }
         let pass = self.r.required(&fields, "pass", "`watch`").and_then(|n| self.r.expr(n, "`pass`"));
         let hold = match fields.get("hold") {
-            None => Some(1),
-            Some(n) => match n.value {
-                Value::Int(i) if (1..=i64::from(MAX_ATTEMPTS)).contains(&i) => u32::try_from(i).ok(),
+            None => Some(Timing::Fixed(1)),
+            Some(n) => match &n.value {
+                Value::Int(i) if (1..=i64::from(MAX_HOLD)).contains(i) => u32::try_from(*i).ok().map(Timing::Fixed),
+                Value::String(text) if !Template::new(text.as_str(), n.span).is_literal() => {
+                    Some(Timing::Templated(Template::new(text.as_str(), n.span)))
+                }
                 _ => {
                     // Reported; the watch is still checked (its expressions, its sample).
-                    self.r.wrong_type(n, &format!("`hold` must be a whole number from 1 to {MAX_ATTEMPTS}"));
-                    Some(1)
+                    self.r.wrong_type(
+                        n,
+                        &format!("`hold` must be a whole number from 1 to {MAX_HOLD} (or a template such as \"{{{{ vars.hold }}}}\")"),
+                    );
+                    Some(Timing::Fixed(1))
                 }
             },
         };
         let fail = fields.get("fail").and_then(|n| self.r.expr(n, "`fail`"));
         Some(WatchStep { sample: Box::new(sample?), every: every?, within: within?, pass: pass?, hold: hold?, fail })
+    }
+
+    /// A watch's `every` or `within`: a duration, or a template of vars, params and env (its
+    /// references are checked with the step's; the value when the plan is bound).
+    fn watch_duration(&mut self, node: &Node, what: &str) -> Option<Timing<Duration>> {
+        if let Value::String(text) = &node.value {
+            let template = Template::new(text.as_str(), node.span);
+            if !template.is_literal() {
+                return Some(Timing::Templated(template));
+            }
+        }
+        self.r.duration(node, what).map(Timing::Fixed)
     }
 
     fn capture(&mut self, fields: &Fields<'_>) -> Option<Capture> {

@@ -26,14 +26,33 @@ enum Verdict {
 }
 
 pub(super) async fn watch(ctx: &mut StepContext<'_>, step: &Step, rendered: &Rendered) -> Attempt {
-    let (Action::Watch { sample, every, within, .. }, StepKind::Watch(spec)) = (&rendered.action, &step.kind) else {
+    let (Action::Watch { every, within, hold, .. }, StepKind::Watch(spec)) = (&rendered.action, &step.kind) else {
         return Attempt::failed("not a watch step");
     };
-    let deadline = Instant::now() + *within;
+    let (every, within, hold) = (*every, *within, *hold);
+    let deadline = Instant::now() + within;
     let mut streak = 0;
     let mut number = 0;
     loop {
         number += 1;
+        // The first sample runs what was confirmed and journaled, rendered a moment ago; each
+        // later one renders the body again, so `now` is its own start (a window that ends
+        // "now", not at the first sample).
+        let again;
+        let current = if number == 1 {
+            rendered
+        } else {
+            match crate::render::render(ctx.plan, step, ctx.outputs) {
+                Ok(fresh) => {
+                    again = fresh;
+                    &again
+                }
+                Err(err) => return Attempt::failed(format!("sample {number} cannot be rendered: {}", err.0)),
+            }
+        };
+        let Action::Watch { sample, .. } = &current.action else {
+            return Attempt::failed("not a watch step");
+        };
         // A sample may take no longer than the watch has left (at least a moment).
         let left = deadline.saturating_duration_since(Instant::now());
         let attempt = take(ctx, step, sample, rendered.timeout.min(left).max(Duration::from_millis(100))).await;
@@ -57,7 +76,7 @@ pub(super) async fn watch(ctx: &mut StepContext<'_>, step: &Step, rendered: &Ren
             sample: number,
             passing: matches!(verdict, Verdict::Pass),
             streak,
-            hold: spec.hold,
+            hold,
             value: value.clone(),
             error: error.clone(),
             left,
@@ -69,24 +88,24 @@ pub(super) async fn watch(ctx: &mut StepContext<'_>, step: &Step, rendered: &Ren
                 ..Attempt::failed(format!("{reason} at sample {number} (value {})", last()))
             };
         }
-        if streak >= spec.hold {
+        if streak >= hold {
             // Its output, for later steps, is the last sample's.
             return Attempt { exit_code: attempt.exit_code, ..Attempt::done(attempt.output) };
         }
-        if left <= *every {
-            let hold = if spec.hold == 1 { String::new() } else { format!(" for {} samples in a row", spec.hold) };
+        if left <= every {
+            let hold = if hold == 1 { String::new() } else { format!(" for {hold} samples in a row") };
             return Attempt {
                 exit_code: attempt.exit_code,
                 ..Attempt::failed(format!(
                     "`within: {}` ran out after {number} sample(s) without `{}` holding{hold}; last sample: {}",
-                    humantime::format_duration(*within),
+                    humantime::format_duration(within),
                     spec.pass.text,
                     last()
                 ))
             };
         }
         tokio::select! {
-            () = tokio::time::sleep(*every) => {}
+            () = tokio::time::sleep(every) => {}
             () = ctx.cancel.cancelled() => {
                 return Attempt::with_status(StepStatus::Interrupted, format!("interrupted after sample {number}"));
             }
