@@ -1036,9 +1036,9 @@ fn a_watch_that_runs_out_in_a_rehearsal_offers_the_failure_menu() {
     pty.answer("a");
     let (code, transcript) = pty.finish();
     assert_eq!(code, 3, "exit code (aborted at the failure menu)\n--- transcript\n{transcript}");
-    // Each sample shows the answer's start (the fake's series), not an error.
+    // Each sample shows its `value:` (the counts the fake's series add up to), not an error.
     assert!(
-        transcript.contains("{\"timeSeries\":") && transcript.contains("not passing"),
+        transcript.contains("requests were 5xx (at most 1.0% passes)") && transcript.contains("not passing"),
         "the samples are shown\n--- transcript\n{transcript}"
     );
 }

@@ -1852,8 +1852,19 @@ fn a_pitr_rehearsal_with_errors_staying_high_fails_at_the_watch() {
     let all = out.all();
     assert_eq!(out.code(), 1, "{all}");
     assert!(all.contains("`within: 5s` ran out"), "{all}");
-    // The samples are the fake's answers (high 5xx), not errors.
-    assert!(all.contains("{\"timeSeries\":") && all.contains("not passing"), "{all}");
+    // The samples are the fake's answers (high 5xx), shown by the watch's `value:`, not errors.
+    let counts = all
+        .lines()
+        .find_map(|line| {
+            let (_, rest) = line.split_once(": ")?;
+            let (errors, rest) = rest.split_once(" of ")?;
+            let (total, _) = rest.split_once(" requests were 5xx")?;
+            Some((errors.trim().parse::<u64>().ok()?, total.trim().parse::<u64>().ok()?))
+        })
+        .unwrap_or_else(|| panic!("no sample value in {all}"));
+    let (errors, total) = counts;
+    assert!(total > 0 && errors * 100 > total, "a high 5xx share: {errors} of {total}");
+    assert!(all.contains("not passing"), "{all}");
     assert!(!all.contains("HTTP 4"), "{all}");
     let journal = journals(&sandbox);
     assert!(journal.contains(r#""id":"error_rate""#), "{journal}");

@@ -134,7 +134,7 @@ fn a_watch_fails_when_within_runs_out() {
     assert!((3..=6).contains(&taken), "{taken} samples");
     assert!(
         out.stderr().contains(&format!(
-            "`within: 600ms` ran out after {taken} sample(s) without `sample.json.ratio <= 0.01` holding"
+            "`within: 600ms` ran out after {taken} sample(s) without `pass: sample.json.ratio <= 0.01` holding"
         )),
         "{}",
         out.stderr()
@@ -393,4 +393,32 @@ procedures:
         assert!(stderr.contains(message), "{message} missing in\n{stderr}");
     }
     assert!(!stderr.contains("bad.yaml:17:"), "`now` is known in a watch's body: {stderr}");
+}
+
+/// A watch's `value:` is what each sample's line shows and the journal keeps (the number the
+/// operator watches), evaluated over the sample; it may not read a secret.
+#[test]
+fn a_watch_value_is_shown_and_journaled_and_may_not_read_a_secret() {
+    let sandbox = sandbox("0.2\n0.005\n", "50ms", "5s", 1);
+    let text = std::fs::read_to_string(sandbox.path().join("runbooks/w.yaml")).unwrap_or_default();
+    let with_value = text.replace(
+        "              fail: \"sample.json.ratio > 0.5\"\n",
+        "              fail: \"sample.json.ratio > 0.5\"\n              value: \"(sample.json.ratio * 100) ~ '% of requests failed'\"\n",
+    );
+    assert_ne!(text, with_value);
+    sandbox.file("w.yaml", &with_value);
+    let out = sandbox.runbook().args(["w", "go", "--yes"]).output().success();
+    assert!(out.stderr().contains("sample 1: 20.0% of requests failed — not passing"), "{}", out.stderr());
+    assert!(out.stderr().contains("sample 2: 0.5% of requests failed — passing"), "{}", out.stderr());
+    let samples = events(&sandbox, "watch_sample");
+    assert_eq!(samples[0]["value"], "20.0% of requests failed", "{samples:?}");
+
+    let secret = with_value
+        .replace("title: Watch a series\n", "title: Watch a series\nparams:\n  token: {type: string, secret: true}\n")
+        .replace("    summary: Watch the error ratio\n", "    summary: Watch the error ratio\n    params: [token]\n")
+        .replace("'% of requests failed'", "params.token");
+    sandbox.file("w.yaml", &secret);
+    let out = sandbox.runbook().args(["validate", "runbooks/w.yaml"]).output();
+    assert_ne!(out.code(), 0, "{}", out.stderr());
+    assert!(out.stderr().contains("in a watch sample's value"), "{}", out.stderr());
 }

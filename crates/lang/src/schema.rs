@@ -356,6 +356,9 @@ pub struct WatchDef {
     pub hold: Option<HoldDef>,
     /// An expression over `sample`: the watch fails at once when it is true.
     pub fail: Option<String>,
+    /// An expression over `sample` whose result each sample's line shows and the journal
+    /// keeps (default: the start of the sample's JSON or text).
+    pub value: Option<String>,
 }
 
 /// A watch's `hold`: a number, or a template resolved when the plan is bound.

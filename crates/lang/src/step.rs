@@ -118,6 +118,10 @@ pub struct WatchStep {
     pub hold: Timing<u32>,
     /// True when the watch gives up at once.
     pub fail: Option<Expr>,
+    /// What a sample's line shows and the journal keeps as its value (`value:`, an
+    /// expression over `sample`, e.g. "12 of 1000 requests were 5xx"); without it, the
+    /// start of the sample's JSON or text.
+    pub value: Option<Expr>,
 }
 
 impl WatchStep {

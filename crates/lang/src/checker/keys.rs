@@ -46,8 +46,10 @@ pub const HTTP: &[&str] = &["method", "url", "headers", "body", "expect", "conne
 pub const EXPECT: &[&str] = &["status", "body_contains", "json"];
 pub const RETRY: &[&str] = &["attempts", "interval", "until"];
 /// `watch:`: what it samples (one of `run`, `shell`, `http`, with their keys) and how.
-pub const WATCH: &[&str] =
-    &["run", "shell", "http", "capture", "env", "stdin", "cwd", "args", "every", "within", "pass", "hold", "fail"];
+pub const WATCH: &[&str] = &[
+    "run", "shell", "http", "capture", "env", "stdin", "cwd", "args", "every", "within", "pass", "hold", "fail",
+    "value",
+];
 /// What a watch may sample.
 pub const WATCH_BODIES: &[&str] = &["run", "shell", "http"];
 

@@ -501,11 +501,19 @@ impl<'a> References<'a> {
                 }
             }
         }
-        for (expr, current) in exprs {
+        // A watch's `value` is shown and journaled: what it reads must not be a secret.
+        let shown = match &step.kind {
+            StepKind::Watch(watch) => watch.value.as_ref(),
+            _ => None,
+        };
+        let exprs = exprs.into_iter().map(|(e, c)| (e, c, Sink::Private));
+        for (expr, current, sink) in
+            exprs.chain(shown.map(|e| (e, Some("sample"), Sink::Public("in a watch sample's value"))))
+        {
             match expr.references() {
                 Ok(refs) => {
                     self.filters(expr.span, &expr.text, true);
-                    self.references(&scope, expr.span, &expr.text, &refs, Sink::Private, current);
+                    self.references(&scope, expr.span, &expr.text, &refs, sink, current);
                 }
                 Err(err) => {
                     self.error(Code::TemplateSyntax, expr.span, format!("expression does not parse: {}", err.message));

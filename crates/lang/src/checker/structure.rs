@@ -922,7 +922,16 @@ impl Structure {
             },
         };
         let fail = fields.get("fail").and_then(|n| self.r.expr(n, "`fail`"));
-        Some(WatchStep { sample: Box::new(sample?), every: every?, within: within?, pass: pass?, hold: hold?, fail })
+        let value = fields.get("value").and_then(|n| self.r.expr(n, "`value`"));
+        Some(WatchStep {
+            sample: Box::new(sample?),
+            every: every?,
+            within: within?,
+            pass: pass?,
+            hold: hold?,
+            fail,
+            value,
+        })
     }
 
     /// A watch's `every` or `within`: a duration, or a template of vars, params and env (its

@@ -65,7 +65,7 @@ pub(super) async fn watch(ctx: &mut StepContext<'_>, step: &Step, rendered: &Ren
         }
         let verdict = judge(ctx, spec, &attempt);
         streak = if matches!(verdict, Verdict::Pass) { streak + 1 } else { 0 };
-        let value = if step.secret { None } else { attempt.output.as_ref().and_then(shown_value) };
+        let value = if step.secret { None } else { sample_value(ctx, spec, &attempt) };
         let error = match &verdict {
             Verdict::Erred(reason) | Verdict::Fail(reason) => Some(reason.clone()),
             Verdict::Pass | Verdict::NotYet => None,
@@ -97,9 +97,9 @@ pub(super) async fn watch(ctx: &mut StepContext<'_>, step: &Step, rendered: &Ren
             return Attempt {
                 exit_code: attempt.exit_code,
                 ..Attempt::failed(format!(
-                    "`within: {}` ran out after {number} sample(s) without `{}` holding{hold}; last sample: {}",
+                    "`within: {}` ran out after {number} sample(s) without {} holding{hold}; last sample: {}",
                     humantime::format_duration(within),
-                    spec.pass.text,
+                    condition(spec),
                     last()
                 ))
             };
@@ -111,6 +111,13 @@ pub(super) async fn watch(ctx: &mut StepContext<'_>, step: &Step, rendered: &Ren
             }
         }
     }
+}
+
+/// The watch's `pass` as a failure names it: its text when short, else by name (a long
+/// expression is in the dry-run and the runbook; the sample's value says what it saw).
+fn condition(spec: &WatchStep) -> String {
+    let text = spec.pass.text.trim();
+    if text.chars().count() <= 100 { format!("`pass: {text}`") } else { "its `pass` condition".to_owned() }
 }
 
 /// One sample: the body run as its own kind runs, its output not streamed.
@@ -153,6 +160,24 @@ fn judge(ctx: &StepContext<'_>, spec: &WatchStep, attempt: &Attempt) -> Verdict 
         Ok(false) => Verdict::NotYet,
         Err(err) => Verdict::Erred(format!("`pass` could not be evaluated: {err}")),
     }
+}
+
+/// What a sample's line shows: the watch's `value:` over the sample when it has one (and
+/// the sample has an output), else the start of its JSON or text.
+fn sample_value(ctx: &StepContext<'_>, spec: &WatchStep, attempt: &Attempt) -> Option<String> {
+    let output = attempt.output.as_ref()?;
+    let Some(expr) = &spec.value else { return shown_value(output) };
+    if attempt.status != StepStatus::Done {
+        return shown_value(output);
+    }
+    let sample = minijinja::Value::from(minijinja::value::Serde(output.clone()));
+    let context = minijinja::context! { sample => sample, ..ctx.plan.context(ctx.outputs) };
+    let text = match expr.eval(&context) {
+        Ok(value) => value.to_string(),
+        Err(err) => format!("(`value` could not be evaluated: {err})"),
+    };
+    let text = ctx.plan.redactor.redact(&text);
+    Some(runbook_lang::diagnostic::clip_to(&text, 2 * VALUE_CHARS))
 }
 
 /// A sample's value on one short line: its JSON, its text, or its status.
