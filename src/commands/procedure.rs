@@ -23,14 +23,26 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
     };
     let mut plan = Plan::bind(runbook, &call.procedure, inputs, chrono::Utc::now())?;
     if call.exec.dry_run {
-        // The probe runs read steps outside any rehearsal: their gcloud and http: requests
-        // would not be kept on the fake.
-        if call.exec.probe && (call.exec.simulate || runbook_engine::session::rehearsal::proven_server()?.is_some()) {
+        // `--simulate` starts a fresh fake for the run: probing one would show its built-in
+        // scenario, not what a rehearsal changed. A `runbook simulate` server keeps its state.
+        if call.exec.probe && call.exec.simulate {
             return Err(Error::Usage(
-                "--probe is not available in a rehearsal: its read steps would not be kept on the local fake".into(),
+                "--probe is not available with --simulate (a fresh fake would be probed); probe a `runbook simulate` server: export what it prints, then --dry-run --probe".into(),
             ));
         }
-        return dry_run(&plan, call.exec.probe, call.exec.output);
+        let server = if call.exec.probe { runbook_engine::session::rehearsal::proven_server()? } else { None };
+        let outputs = match &server {
+            Some(base) => {
+                let (outputs, _, notes) = runbook_engine::session::probe_rehearsed(&mut plan, base, settings)?;
+                eprintln!("REHEARSAL: probing the `runbook simulate` server at {base}");
+                for note in notes {
+                    eprintln!("{note}");
+                }
+                Some(outputs)
+            }
+            None => None,
+        };
+        return dry_run(&plan, call.exec.probe, outputs, call.exec.output);
     }
     let break_glass = break_glass(
         &plan,
@@ -61,8 +73,12 @@ pub fn run_procedure(entry: &Entry, call: ProcedureCall, settings: &Settings) ->
     Ok(execute(&mut plan, start, settings)?)
 }
 
-fn dry_run(plan: &Plan, probe: bool, output: OutputFormat) -> Result<(), Error> {
-    let outputs = if probe { probe_outputs(plan)?.0 } else { Outputs::dry_run() };
+fn dry_run(plan: &Plan, probe: bool, probed: Option<Outputs>, output: OutputFormat) -> Result<(), Error> {
+    let outputs = match probed {
+        Some(outputs) => outputs,
+        None if probe => probe_outputs(plan)?.0,
+        None => Outputs::dry_run(),
+    };
     let dry = runbook_engine::dry_run::build(plan, &outputs, probe);
     match output {
         OutputFormat::Human => crate::output::print(&plan.redactor.redact(&runbook_engine::dry_run::human(plan, &dry))),

@@ -352,11 +352,34 @@ fn faults_fail_a_step_clearly_and_leave_the_run_resumable() {
         .env("RUNBOOK_REHEARSAL", fake.app_url())
         .env("RUNBOOK_REHEARSAL_TOKEN", token.unwrap_or_default())
         .output()
-        .status(2);
-    assert!(out.stderr().contains("--probe is not available in a rehearsal"), "{}", out.stderr());
+        .success();
+    // Issue 21: a `runbook simulate` server keeps its state, so probing it is a rehearsal too.
+    assert!(out.stderr().contains("REHEARSAL: probing the `runbook simulate` server"), "{}", out.stderr());
     let clones_before =
         fake.requests().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).count();
     runbook(&sandbox, &fake).args(["resume", &id, "--yes", "--confirm-env", "production"]).output().success();
+    // After the finished rollback, the probe reports its changes as already done (their
+    // `done_if` over what the fake says now), and changes nothing.
+    let mutating_before = fake.requests().iter().filter(|r| r["method"] != "GET").count();
+    let probe = runbook(&sandbox, &fake)
+        .args(["rollback", "pitr", "--env", "production", "--timestamp", &ts, "--dry-run", "--probe"])
+        .args(["--answer", "failing_migration_file=003_add_course_tags.sql"])
+        .args(["--answer", "previous_revision=pegasus-api-00002-x9m"])
+        .output()
+        .success();
+    let shown = probe.stdout();
+    for (step, state) in
+        [("clone_op", "WOULD CHANGE"), ("add_secret_version", "ALREADY DONE"), ("pitr_update_traffic", "ALREADY DONE")]
+    {
+        let block = shown.split(&format!(" {step} — ")).nth(1).unwrap_or_default();
+        let first = block.lines().nth(1).unwrap_or_default();
+        assert!(first.contains(state), "{step}: {state}:\n{shown}");
+    }
+    assert_eq!(
+        fake.requests().iter().filter(|r| r["method"] != "GET").count(),
+        mutating_before,
+        "the probe changed nothing"
+    );
     let clones_after =
         fake.requests().iter().filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/clone"))).count();
     assert_eq!(clones_before, clones_after, "resume did not clone again");

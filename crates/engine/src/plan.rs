@@ -336,7 +336,13 @@ impl Plan {
             steps => Value::from_object(steps.clone()),
             run => match &self.run {
                 Some(run) => Value::from(minijinja::value::Serde(run)),
-                None => Value::from_object(Placeholder::new("run")),
+                // Before a run exists (a dry-run, the checks before the lock): its id and start
+                // are not known, and no step of it has started.
+                None => minijinja::context! {
+                    id => Value::from_object(Placeholder::new("run.id")),
+                    started => Value::from_object(Placeholder::new("run.started")),
+                    started_steps => minijinja::context! {},
+                },
             },
         }
     }

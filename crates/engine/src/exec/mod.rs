@@ -254,6 +254,12 @@ impl<'p> Runner<'p> {
         }
         self.outputs.placeholders = true;
         for step in order {
+            // An answer given ahead (`--answer`) is what its prompt would give: read steps and
+            // `done_if`s that use it are judged with it (the run checks it again when asked).
+            if let (StepKind::Prompt(_), Some(answer)) = (&step.kind, self.plan.answers.get(&step.id)) {
+                self.outputs.insert(&step.id, &StepOutput { output: Some(answer.clone()), ..StepOutput::default() });
+                continue;
+            }
             if !matches!(step.kind, StepKind::Run(_) | StepKind::Shell(_) | StepKind::Http(_)) || step.mutates() {
                 continue;
             }

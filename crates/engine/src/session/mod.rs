@@ -465,7 +465,31 @@ fn options(yes: bool, confirmations: Confirmations) -> Result<Options, Error> {
 /// Runs the plan's read-only steps (`--probe`, `--save-plan`, `apply`'s drift check);
 /// also says whether a signal cut the probing short.
 pub fn probe_outputs(plan: &Plan) -> Result<(Outputs, bool), Error> {
-    let mut runner = Runner::new(plan, options(false, Confirmations::default())?, Vec::new());
+    probe_with(plan, options(false, Confirmations::default())?)
+}
+
+/// [`probe_outputs`] against a `runbook simulate` server that proved itself (`base`), for
+/// `--dry-run --probe` in a rehearsal: the environment's `rehearsal:` vars are applied to the
+/// plan first (the notes say which), gcloud gets the server's settings whatever the shell
+/// exported, and `http:` steps may reach only the fake — as in a rehearsal's run.
+pub fn probe_rehearsed(
+    plan: &mut Plan,
+    base: &str,
+    settings: &Settings,
+) -> Result<(Outputs, bool, Vec<String>), Error> {
+    let notes = rehearsal::bind_vars(plan, base)?;
+    let state = StateDir::resolve(settings.state_dir.as_deref()).map_err(Error::Io)?;
+    state.create().map_err(Error::Io)?;
+    let mut options = options(false, Confirmations::default())?;
+    options.http_guard = Some(runbook_state::rehearsal::HostGuard::new(base, &plan.var_overrides));
+    options.extra_env = rehearsal::server_env(base, &state)?;
+    options.remove_env = runbook_state::rehearsal::removed_env();
+    let (outputs, interrupted) = probe_with(plan, options)?;
+    Ok((outputs, interrupted, notes))
+}
+
+fn probe_with(plan: &Plan, options: Options) -> Result<(Outputs, bool), Error> {
+    let mut runner = Runner::new(plan, options, Vec::new());
     // What a probed read step leaves behind is ended too, as in a run (SPEC rule 8).
     become_subreaper();
     runtime()?.block_on(async {
