@@ -93,6 +93,10 @@ fn breaks(settings: &Settings, name: LockName, reason: &str, confirm: Option<&st
         }
     }
     let expected = name.display();
+    let store = settings.store()?;
+    if let Some(warning) = holder_alive(&*store, &name) {
+        eprintln!("warning: {warning}");
+    }
     // Like a destructive step: the operator types the lock's name; `--yes` never stands in.
     let confirmed = match confirm {
         Some(typed) => typed == expected,
@@ -115,7 +119,6 @@ fn breaks(settings: &Settings, name: LockName, reason: &str, confirm: Option<&st
         eprintln!("The lock of `{expected}` was not broken: the name typed did not match.");
         return Err(Error::Reported(runbook_state::exit::ABORTED));
     }
-    let store = settings.store()?;
     let by = runbook_state::identity::Identity::current().display();
     let broken =
         store.break_lock(&name, &by, reason).map_err(|err| Error::Usage(with_rehearsal_hint(&*store, &name, err)))?;
@@ -151,6 +154,34 @@ fn breaks(settings: &Settings, name: LockName, reason: &str, confirm: Option<&st
 fn break_args(name: &LockName) -> String {
     let env = name.environment.as_deref().map(|e| format!(" --env {}", shown(clip, e))).unwrap_or_default();
     format!("{}{env} --reason …", shown(clip, &name.runbook))
+}
+
+/// Why the lock's holder looks alive, if it does: a shared lease renewed within its lease (the
+/// holder renews every third of it), or a local holder whose process still runs on this
+/// machine. Breaking such a lock lets a second run start beside a live one.
+fn holder_alive(store: &dyn runbook_state::store::Store, name: &LockName) -> Option<String> {
+    let locks = store.status(Some(&name.runbook), name.environment.as_deref()).ok()?;
+    let lock = locks.iter().find(|l| l.name.key() == name.key())?;
+    let holder = lock.holder.as_ref()?;
+    let who = holder.describe(clip);
+    let ago = lock.renewed_ago.and_then(|a| u64::try_from(a).ok());
+    match (ago, lock.lease) {
+        (Some(ago), Some(lease)) if ago < lease => Some(format!(
+            "its holder, {who}, renewed the lease {ago}s ago (lease {lease}s): that run is most likely still going. \
+             Breaking it lets a second run start beside it; unless that machine is gone, wait {}s for the lease \
+             to run out, or ask them",
+            lease - ago
+        )),
+        (_, None) if holder.host == runbook_state::identity::Identity::current().host && pid_alive(holder.pid) => {
+            Some(format!("its holder, {who}, is a process still running on this machine"))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a process with this id exists (signal 0 checks without signalling).
+fn pid_alive(pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
 }
 
 /// A lock that is not held, when the rehearsal lock of the same runbook and environment is:

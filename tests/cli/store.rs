@@ -241,7 +241,13 @@ fn lock_break_needs_the_typed_name_and_is_journaled_with_who_and_why() {
     b.runbook().args(breaking).args(["--confirm", "demo/prod"]).output().status(3);
     let status = b.runbook().args(["lock", "status", "demo"]).output().success().stdout();
     assert!(status.contains("held: run") && status.contains("alice"), "{status}");
-    b.runbook().args(breaking).args(["--confirm", "demo/staging"]).output().success();
+    let broke = b.runbook().args(breaking).args(["--confirm", "demo/staging"]).output().success();
+    // Issue 21: the holder renewed its lease moments ago: the breaker is told it is alive.
+    assert!(
+        broke.stderr().contains("renewed the lease") && broke.stderr().contains("most likely still going"),
+        "{}",
+        broke.stderr()
+    );
     let status = b.runbook().args(["lock", "status", "--env", "staging"]).output().success().stdout();
     assert!(status.contains("demo/staging") && status.contains("free"), "{status}");
     let _ = finish(holder);
