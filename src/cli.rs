@@ -470,12 +470,14 @@ fn after_help(runbook: &str, procedure: &ProcedureSummary, summary: &RunbookSumm
             }
             if env.approvals > 0 {
                 facts.push(format!(
-                    "runs an approved plan: `runbook {runbook} {} --env {} --save-plan FILE`, then {} other \
-                     {} `runbook approve FILE`, then `runbook apply FILE` (or --break-glass REASON)",
+                    "runs an approved plan: `runbook {runbook} {} --env {} --save-plan FILE{}`, then {} other \
+                     {} `runbook approve FILE{}`, then `runbook apply FILE` (or --break-glass REASON)",
                     procedure.name,
                     env.name,
+                    if env.signed { " --signing-key KEY" } else { "" },
                     env.approvals,
                     if env.approvals == 1 { "person runs" } else { "people run" },
+                    if env.signed { " --key KEY" } else { "" },
                 ));
             }
             let facts = if facts.is_empty() { String::new() } else { format!(" ({})", facts.join("; ")) };

@@ -31,9 +31,10 @@ pub fn list(library: &Listing) -> String {
                     (false, 0) => e.name.clone(),
                     (true, 0) => format!("{} (protected)", e.name),
                     (protected, n) => format!(
-                        "{} ({}{n} approval{} of a saved plan)",
+                        "{} ({}{n} {}approval{} of a saved plan)",
                         e.name,
                         if protected { "protected, " } else { "" },
+                        if e.signed { "signed " } else { "" },
                         if n == 1 { "" } else { "s" }
                     ),
                 })

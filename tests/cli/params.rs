@@ -80,12 +80,12 @@ fn procedure_help_lists_params_with_types_and_help() {
         "answer ahead with --answer ID=VALUE",
         "previous_revision       Pick the previous good revision",
         "runs an approved plan",
-        "`runbook approve FILE`",
+        "approve FILE --key KEY`",
     ] {
         assert!(help.contains(needle), "`{needle}` missing from\n{help}");
     }
     let listed = sandbox.runbook().args(["list"]).output().success().stdout();
-    assert!(listed.contains("production (protected, 1 approval of a saved plan)"), "{listed}");
+    assert!(listed.contains("production (protected, 1 signed approval of a saved plan)"), "{listed}");
     let out = sandbox.runbook().args(["rollback", "--help"]).output().success();
     for procedure in ["pitr", "snapshot", "revert-traffic", "forward-fix", "verify"] {
         assert!(out.stdout().contains(procedure), "{procedure} missing from\n{}", out.stdout());

@@ -160,10 +160,11 @@ pub fn human(plan: &Plan, dry: &DryRun) -> String {
         if env.approvals > 0 && plan.runbook.mutates(&plan.procedure) {
             let _ = writeln!(
                 out,
-                "Approvals: a run here applies a plan approved by {} other {}: add --save-plan FILE to \
+                "Approvals: a run here applies a plan approved by {} other {}{}: add --save-plan FILE to \
                  this command, then `runbook approve FILE` (by them), then `runbook apply FILE`",
                 env.approvals,
                 if env.approvals == 1 { "person" } else { "people" },
+                if env.signers.is_some() { ", each signing with an SSH key of the allowed-signers file" } else { "" },
             );
         }
     }

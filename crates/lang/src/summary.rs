@@ -40,6 +40,9 @@ pub struct EnvironmentSummary {
     /// Approvals a saved plan needs before it runs here (0: none; direct runs allowed).
     #[serde(default)]
     pub approvals: u32,
+    /// They are SSH signatures checked against an allowed-signers file.
+    #[serde(default)]
+    pub signed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,7 +93,12 @@ impl RunbookSummary {
             environments: runbook
                 .environments
                 .values()
-                .map(|e| EnvironmentSummary { name: e.name.clone(), protected: e.protected, approvals: e.approvals })
+                .map(|e| EnvironmentSummary {
+                    name: e.name.clone(),
+                    protected: e.protected,
+                    approvals: e.approvals,
+                    signed: e.signers.is_some(),
+                })
                 .collect(),
             procedures: runbook
                 .procedures
