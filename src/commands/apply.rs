@@ -35,6 +35,19 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
     if planned.is_expired(Utc::now()).map_err(refuse)? {
         return Err(refuse(format!("plan {id} expired at {}; make and approve a new plan", body.expires)));
     }
+    // An approval given to a plan marked REHEARSAL is not one for a real run, nor the reverse.
+    let rehearsal = runbook_engine::session::rehearsal::proven_server()?.is_some();
+    if body.rehearsal != rehearsal {
+        return Err(refuse(if body.rehearsal {
+            format!(
+                "plan {id} is a REHEARSAL plan (made against a `runbook simulate` server) and this would be a real run: apply it against the fake (export what `runbook simulate` prints), or make and approve a real plan"
+            )
+        } else {
+            format!(
+                "plan {id} is a real plan and gcloud is pointed at a `runbook simulate` server: this would be a REHEARSAL, not the approved run; apply it from a shell not pointed at the fake"
+            )
+        }));
+    }
     let path = &body.runbook.path;
     if !path.is_file() {
         return Err(refuse(format!("the runbook file {} of plan {id} is gone", clip(&path.display().to_string()))));
