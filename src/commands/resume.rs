@@ -232,6 +232,17 @@ fn audit(
 ) -> Result<Audit, Error> {
     let mut audit = Audit::resumed(header);
     let Some(plan_id) = header.plan_id.as_deref() else {
+        // Neither applied nor break-glass nor rehearsed, in an environment whose direct runs
+        // need approvals: its journal was written or relabelled by hand (or the runbook asks
+        // for approvals since). It goes on only as a direct run would.
+        let gated = plan.environment().is_some_and(|e| e.approvals > 0)
+            && (undo || plan.runbook.mutates(&plan.procedure))
+            && header.break_glass.is_none()
+            && header.rehearsal.is_none();
+        if gated {
+            audit.break_glass = runbook_engine::session::break_glass(plan, reason, false)?;
+            return Ok(audit);
+        }
         if reason.is_some() {
             return Err(Error::Usage(format!(
                 "--break-glass: run {} did not apply a plan; it goes on as it was started",

@@ -485,3 +485,37 @@ fn show_plan_of_a_plan_whose_runbook_is_gone_still_shows_it() {
     assert!(shown.stdout().contains("cannot tell which approvals count"), "{}", shown.stdout());
     assert!(shown.stdout().contains("(now 0)"), "{}", shown.stdout());
 }
+
+/// Issue 22, attacked from outside: a journal is plain text in the state dir (or the shared
+/// bucket). A run that applied no plan and broke no glass cannot exist in an environment whose
+/// direct runs need approvals — one written (or edited) by hand, or a staging run relabelled
+/// `production`, must not resume or undo there as if approved: it needs a break-glass reason.
+#[test]
+fn a_journal_relabelled_to_a_gated_environment_does_not_resume_or_undo_without_break_glass() {
+    let sandbox = sandbox();
+    sandbox.file("svc.yaml", &GATED.replace("    vars: {}\n", "    vars: {}\n  staging: {}\n"));
+    as_user(&sandbox, "a@x")
+        .args(["svc", "switch", "--env", "staging", "--answer", "reason=x", "--yes"])
+        .output()
+        .status(1);
+    let journal = sandbox.journals().pop().unwrap_or_default();
+    let text = std::fs::read_to_string(&journal).unwrap_or_else(|e| panic!("{e}"));
+    assert!(text.contains("\"environment\":\"staging\""), "{text}");
+    std::fs::write(&journal, text.replacen("\"environment\":\"staging\"", "\"environment\":\"production\"", 1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(sandbox.path().join("ok.txt"), "").unwrap_or_else(|e| panic!("{e}"));
+    let id = sandbox.last_run_id();
+    let again = |command: &str, extra: &[&str]| {
+        as_user(&sandbox, "a@x").args([command, &id, "--yes", "--confirm-env", "production"]).args(extra).output()
+    };
+    let out = again("resume", &[]).status(2);
+    assert!(out.stderr().contains("needs 1 approval") && out.stderr().contains("--break-glass"), "{}", out.stderr());
+    assert_eq!(switched(&sandbox), "", "a relabelled journal ran in production without approval");
+    let out = again("undo", &[]).status(2);
+    assert!(out.stderr().contains("--break-glass"), "{}", out.stderr());
+
+    again("resume", &["--break-glass", "the staging run must finish in production"]).success();
+    assert_eq!(switched(&sandbox), "x\n");
+    let json = sandbox.runbook().args(["history", "--break-glass", "--format", "json"]).output().success();
+    assert!(json.stdout().contains("the staging run must finish in production"), "{}", json.stdout());
+}
