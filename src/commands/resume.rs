@@ -152,6 +152,9 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     let secret = |id: &str| order.iter().any(|s| s.id == id && s.secret);
     let deviations =
         if args.undo { Vec::new() } else { deviations(&given, &earlier, args.from.as_deref(), forced, &secret) };
+    if let Some(plan_id) = &header.plan_id {
+        applied_by_this_run(settings, plan_id, &header.run_id)?;
+    }
     let audit = audit(&header, &plan, args.undo, &deviations, args.break_glass.as_deref())?;
     let covered = audit.plan_id.is_some() && audit.break_glass.is_none();
     let resume_events = restart.as_ref().map(|r| r.events(&secret)).unwrap_or_default();
@@ -192,6 +195,22 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         },
     };
     Ok(execute(&mut plan, start, settings)?)
+}
+
+/// A journal that names an applied plan is believed only when the approval store says this
+/// run applied it (apply marks the plan, create-if-absent, with its run id): a header edited
+/// to name a plan and approvers resumes under no approval.
+fn applied_by_this_run(settings: &Settings, plan_id: &str, run_id: &str) -> Result<(), Error> {
+    let store = super::plan::store(settings)?;
+    match store.applied(plan_id).map_err(Error::Io)? {
+        Some(applied) if applied.run_id == run_id => Ok(()),
+        found => Err(Error::Usage(format!(
+            "run {} names plan {}, but the approval store has no record that this run applied it{}: its journal was not written by `runbook apply`; nothing runs under that approval",
+            clip(run_id),
+            clip(runbook_state::plan_file::short(plan_id)),
+            found.map(|a| format!(" (run {} applied it)", clip(&a.run_id))).unwrap_or_default()
+        ))),
+    }
 }
 
 /// What a resume changes from the run as it was started: answers other than those it had

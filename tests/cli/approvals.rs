@@ -492,19 +492,7 @@ fn show_plan_of_a_plan_whose_runbook_is_gone_still_shows_it() {
 /// `production`, must not resume or undo there as if approved: it needs a break-glass reason.
 #[test]
 fn a_journal_relabelled_to_a_gated_environment_does_not_resume_or_undo_without_break_glass() {
-    let sandbox = sandbox();
-    sandbox.file("svc.yaml", &GATED.replace("    vars: {}\n", "    vars: {}\n  staging: {}\n"));
-    as_user(&sandbox, "a@x")
-        .args(["svc", "switch", "--env", "staging", "--answer", "reason=x", "--yes"])
-        .output()
-        .status(1);
-    let journal = sandbox.journals().pop().unwrap_or_default();
-    let text = std::fs::read_to_string(&journal).unwrap_or_else(|e| panic!("{e}"));
-    assert!(text.contains("\"environment\":\"staging\""), "{text}");
-    std::fs::write(&journal, text.replacen("\"environment\":\"staging\"", "\"environment\":\"production\"", 1))
-        .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(sandbox.path().join("ok.txt"), "").unwrap_or_else(|e| panic!("{e}"));
-    let id = sandbox.last_run_id();
+    let (sandbox, id) = relabelled_staging_run("");
     let again = |command: &str, extra: &[&str]| {
         as_user(&sandbox, "a@x").args([command, &id, "--yes", "--confirm-env", "production"]).args(extra).output()
     };
@@ -518,4 +506,37 @@ fn a_journal_relabelled_to_a_gated_environment_does_not_resume_or_undo_without_b
     assert_eq!(switched(&sandbox), "x\n");
     let json = sandbox.runbook().args(["history", "--break-glass", "--format", "json"]).output().success();
     assert!(json.stdout().contains("the staging run must finish in production"), "{}", json.stdout());
+}
+
+/// A failed staging run of GATED whose journal header now says `production` (plus `extra`
+/// header fields), with the gate open: what someone who can write the state dir makes.
+fn relabelled_staging_run(extra: &str) -> (crate::support::Sandbox, String) {
+    let sandbox = sandbox();
+    sandbox.file("svc.yaml", &GATED.replace("    vars: {}\n", "    vars: {}\n  staging: {}\n"));
+    as_user(&sandbox, "a@x")
+        .args(["svc", "switch", "--env", "staging", "--answer", "reason=x", "--yes"])
+        .output()
+        .status(1);
+    let journal = sandbox.journals().pop().unwrap_or_default();
+    let text = std::fs::read_to_string(&journal).unwrap_or_else(|e| panic!("{e}"));
+    assert!(text.contains("\"environment\":\"staging\""), "{text}");
+    let relabelled = format!("\"environment\":\"production\"{extra}");
+    std::fs::write(&journal, text.replacen("\"environment\":\"staging\"", &relabelled, 1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(sandbox.path().join("ok.txt"), "").unwrap_or_else(|e| panic!("{e}"));
+    let id = sandbox.last_run_id();
+    (sandbox, id)
+}
+
+/// The same, claiming to be the run of an approved plan: the approval store has no record that
+/// this run applied that plan, so nothing runs under an approval nobody gave.
+#[test]
+fn a_journal_that_claims_an_applied_plan_the_store_does_not_know_is_refused() {
+    let forged = format!(",\"plan_id\":\"{}\",\"approvers\":[\"bob@x\"]", "ab".repeat(32));
+    let (sandbox, id) = relabelled_staging_run(&forged);
+    let out = as_user(&sandbox, "a@x").args(["resume", &id, "--confirm-env", "production"]).output().status(2);
+    assert!(out.stderr().contains("no record") && out.stderr().contains("applied"), "{}", out.stderr());
+    assert_eq!(switched(&sandbox), "", "a forged approval ran in production");
+    let out = as_user(&sandbox, "a@x").args(["undo", &id, "--yes", "--confirm-env", "production"]).output().status(2);
+    assert!(out.stderr().contains("no record"), "{}", out.stderr());
 }
