@@ -52,6 +52,22 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
     if !path.is_file() {
         return Err(refuse(format!("the runbook file {} of plan {id} is gone", clip(&path.display().to_string()))));
     }
+    // The runbook is the runbook folder's (`--dir`), never a file the plan points at: a copy
+    // elsewhere has the same sha256 but whatever signers file sits beside it.
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let library = crate::library::Library::load(&settings.dir);
+    let listed = library.find(&body.runbook.name).map(|e| canonical(&e.path));
+    if listed.as_deref() != Some(canonical(path).as_path()) {
+        return Err(refuse(format!(
+            "plan {id} was made from {}, which is not the runbook folder's `{}` ({}): apply runs a runbook of its runbook folder (--dir) only; make the plan from there",
+            clip(&path.display().to_string()),
+            clip(&body.runbook.name),
+            listed.map_or_else(
+                || format!("{} has none", clip(&settings.dir.display().to_string())),
+                |p| clip(&p.display().to_string())
+            )
+        )));
+    }
     let entry = crate::library::load_entry(path);
     let runbook = checked_runbook(&entry)?;
     if runbook.sha256 != body.runbook.sha256 {

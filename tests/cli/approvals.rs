@@ -540,3 +540,26 @@ fn a_journal_that_claims_an_applied_plan_the_store_does_not_know_is_refused() {
     let out = as_user(&sandbox, "a@x").args(["undo", &id, "--yes", "--confirm-env", "production"]).output().status(2);
     assert!(out.stderr().contains("no record"), "{}", out.stderr());
 }
+
+/// Issue 22, attacked from outside: the plan names the runbook file it was made from. A byte
+/// for byte copy of the reviewed runbook elsewhere has the same sha256, but its signers file is
+/// whatever sits beside the copy — here one that lists eve's key as bob@x. apply takes the
+/// runbook from its runbook folder (`--dir`), never from a path the plan file gives.
+#[test]
+fn a_plan_made_from_a_copy_of_the_runbook_outside_the_runbook_folder_is_refused() {
+    let (sandbox, keys) = signed_sandbox();
+    let reviewed = std::fs::read_to_string(sandbox.path().join("runbooks/svc.yaml")).unwrap_or_default();
+    sandbox.file("elsewhere/svc.yaml", &reviewed);
+    let eve = std::fs::read_to_string(format!("{}.pub", keys.key("eve"))).unwrap_or_default();
+    let alice = std::fs::read_to_string(format!("{}.pub", keys.key("alice"))).unwrap_or_default();
+    sandbox.file("elsewhere/allowed_signers", &format!("alice@x {alice}bob@x {eve}"));
+    as_user(&sandbox, "a@x")
+        .args(["svc", "switch", "--dir", "elsewhere", "--env", "production", "--answer", "reason=rollback"])
+        .args(["--save-plan", "switch.plan", "--signing-key", &keys.key("alice")])
+        .output()
+        .success();
+    approve_with(&sandbox, "b@x", &keys.key("eve")).success();
+    let out = apply(&sandbox, "a@x").status(2);
+    assert!(out.stderr().contains("runbook folder"), "{}", out.stderr());
+    assert_eq!(switched(&sandbox), "", "eve's key counted as bob@x through a copied runbook");
+}
