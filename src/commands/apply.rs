@@ -33,7 +33,10 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
     let body = &planned.body;
     let id = planned.short_id().to_owned();
     if planned.is_expired(Utc::now()).map_err(refuse)? {
-        return Err(refuse(format!("plan {id} expired at {}; make and approve a new plan", body.expires)));
+        return Err(refuse(format!(
+            "plan {id} expired at {}; make and approve a new plan",
+            planned.lifetime_end().map_err(refuse)?.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
     }
     // An approval given to a plan marked REHEARSAL is not one for a real run, nor the reverse.
     let rehearsal = runbook_engine::session::rehearsal::proven_server()?.is_some();

@@ -563,3 +563,32 @@ fn a_plan_made_from_a_copy_of_the_runbook_outside_the_runbook_folder_is_refused(
     assert!(out.stderr().contains("runbook folder"), "{}", out.stderr());
     assert_eq!(switched(&sandbox), "", "eve's key counted as bob@x through a copied runbook");
 }
+
+/// Issue 22, attacked from outside: `--plan-ttl` is at most 30 days, but the expiry is a field
+/// of the plan file. An author who writes 2099 there (and relabels the plan) gets a plan that
+/// never expires once approved; one dated in the future is not valid either.
+#[test]
+fn a_plan_edited_to_live_past_thirty_days_or_made_in_the_future_is_expired() {
+    let sandbox = sandbox();
+    save_plan(&sandbox, "a@x", &[]).success();
+    relabel(&sandbox, |plan| {
+        plan["created"] = "2025-01-01T00:00:00Z".into();
+        plan["expires"] = "2099-01-01T00:00:00Z".into();
+    });
+    let out = approve(&sandbox, "b@x").status(2);
+    assert!(out.stderr().contains("expired at"), "{}", out.stderr());
+    let shown = as_user(&sandbox, "b@x").args(["show-plan", "switch.plan"]).output().success();
+    assert!(shown.stdout().contains("EXPIRED"), "{}", shown.stdout());
+
+    save_plan(&sandbox, "a@x", &[]).success();
+    approve(&sandbox, "b@x").success();
+    // Approved as made; then stretched: the approvals are for another id, and the plan is
+    // refused as expired before they are even counted.
+    relabel(&sandbox, |plan| {
+        plan["created"] = "2098-12-31T00:00:00Z".into();
+        plan["expires"] = "2099-01-01T00:00:00Z".into();
+    });
+    let out = apply(&sandbox, "a@x").status(2);
+    assert!(out.stderr().contains("expired"), "{}", out.stderr());
+    assert_eq!(switched(&sandbox), "");
+}
