@@ -51,28 +51,21 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
             )
         }));
     }
-    let path = &body.runbook.path;
-    if !path.is_file() {
-        return Err(refuse(format!("the runbook file {} of plan {id} is gone", clip(&path.display().to_string()))));
-    }
-    // The runbook is the runbook folder's (`--dir`), never a file the plan points at: a copy
-    // elsewhere has the same sha256 but whatever signers file sits beside it.
-    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    // The runbook is the runbook folder's (`--dir`) of the plan's name, held to the plan's
+    // sha256 below; never the file the plan names: a copy elsewhere has the same sha256 but
+    // whatever allowed-signers file sits beside it. (On another machine the folder is
+    // wherever that machine keeps it.)
     let library = crate::library::Library::load(&settings.dir);
-    let listed = library.find(&body.runbook.name).map(|e| canonical(&e.path));
-    if listed.as_deref() != Some(canonical(path).as_path()) {
+    let Some(entry) = library.find(&body.runbook.name) else {
         return Err(refuse(format!(
-            "plan {id} was made from {}, which is not the runbook folder's `{}` ({}): apply runs a runbook of its runbook folder (--dir) only; make the plan from there",
-            clip(&path.display().to_string()),
+            "the runbook folder {} has no runbook `{}` (plan {id} was made from {}); apply runs the runbooks of its folder (--dir)",
+            clip(&settings.dir.display().to_string()),
             clip(&body.runbook.name),
-            listed.map_or_else(
-                || format!("{} has none", clip(&settings.dir.display().to_string())),
-                |p| clip(&p.display().to_string())
-            )
+            clip(&body.runbook.path.display().to_string())
         )));
-    }
-    let entry = crate::library::load_entry(path);
-    let runbook = checked_runbook(&entry)?;
+    };
+    let path = &entry.path;
+    let runbook = checked_runbook(entry)?;
     if runbook.sha256 != body.runbook.sha256 {
         return Err(refuse(format!(
             "{} changed since plan {id} was made (sha256 {} → {}); make and approve a new plan",
