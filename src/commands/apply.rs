@@ -33,14 +33,39 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
     let body = &planned.body;
     let id = planned.short_id().to_owned();
     if planned.is_expired(Utc::now()).map_err(refuse)? {
-        return Err(refuse(format!("plan {id} expired at {}; make and approve a new plan", body.expires)));
+        return Err(refuse(format!(
+            "plan {id} expired at {}; make and approve a new plan",
+            planned.lifetime_end().map_err(refuse)?.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
     }
-    let path = &body.runbook.path;
-    if !path.is_file() {
-        return Err(refuse(format!("the runbook file {} of plan {id} is gone", clip(&path.display().to_string()))));
+    // An approval given to a plan marked REHEARSAL is not one for a real run, nor the reverse.
+    let rehearsal = runbook_engine::session::rehearsal::proven_server()?.is_some();
+    if body.rehearsal != rehearsal {
+        return Err(refuse(if body.rehearsal {
+            format!(
+                "plan {id} is a REHEARSAL plan (made against a `runbook simulate` server) and this would be a real run: apply it against the fake (export what `runbook simulate` prints), or make and approve a real plan"
+            )
+        } else {
+            format!(
+                "plan {id} is a real plan and gcloud is pointed at a `runbook simulate` server: this would be a REHEARSAL, not the approved run; apply it from a shell not pointed at the fake"
+            )
+        }));
     }
-    let entry = crate::library::load_entry(path);
-    let runbook = checked_runbook(&entry)?;
+    // The runbook is the runbook folder's (`--dir`) of the plan's name, held to the plan's
+    // sha256 below; never the file the plan names: a copy elsewhere has the same sha256 but
+    // whatever allowed-signers file sits beside it. (On another machine the folder is
+    // wherever that machine keeps it.)
+    let library = crate::library::Library::load(&settings.dir);
+    let Some(entry) = library.find(&body.runbook.name) else {
+        return Err(refuse(format!(
+            "the runbook folder {} has no runbook `{}` (plan {id} was made from {}); apply runs the runbooks of its folder (--dir)",
+            clip(&settings.dir.display().to_string()),
+            clip(&body.runbook.name),
+            clip(&body.runbook.path.display().to_string())
+        )));
+    };
+    let path = &entry.path;
+    let runbook = checked_runbook(entry)?;
     if runbook.sha256 != body.runbook.sha256 {
         return Err(refuse(format!(
             "{} changed since plan {id} was made (sha256 {} → {}); make and approve a new plan",

@@ -35,7 +35,7 @@ pub fn approve(args: ApproveArgs<'_>, settings: &Settings) -> Result<(), Error> 
         return Err(refuse(format!(
             "plan {} expired at {}; it cannot be approved: make a new plan",
             planned.short_id(),
-            clip(&planned.body.expires)
+            planned.lifetime_end().map_err(refuse)?.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )));
     }
     let comment = args.comment.map(|c| check_text(&c, "the comment")).transpose()?;

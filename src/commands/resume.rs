@@ -152,6 +152,9 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     let secret = |id: &str| order.iter().any(|s| s.id == id && s.secret);
     let deviations =
         if args.undo { Vec::new() } else { deviations(&given, &earlier, args.from.as_deref(), forced, &secret) };
+    if let Some(plan_id) = &header.plan_id {
+        applied_by_this_run(settings, plan_id, &header.run_id)?;
+    }
     let audit = audit(&header, &plan, args.undo, &deviations, args.break_glass.as_deref())?;
     let covered = audit.plan_id.is_some() && audit.break_glass.is_none();
     let resume_events = restart.as_ref().map(|r| r.events(&secret)).unwrap_or_default();
@@ -194,6 +197,22 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
     Ok(execute(&mut plan, start, settings)?)
 }
 
+/// A journal that names an applied plan is believed only when the approval store says this
+/// run applied it (apply marks the plan, create-if-absent, with its run id): a header edited
+/// to name a plan and approvers resumes under no approval.
+fn applied_by_this_run(settings: &Settings, plan_id: &str, run_id: &str) -> Result<(), Error> {
+    let store = super::plan::store(settings)?;
+    match store.applied(plan_id).map_err(Error::Io)? {
+        Some(applied) if applied.run_id == run_id => Ok(()),
+        found => Err(Error::Usage(format!(
+            "run {} names plan {}, but the approval store has no record that this run applied it{}: its journal was not written by `runbook apply`; nothing runs under that approval",
+            clip(run_id),
+            clip(runbook_state::plan_file::short(plan_id)),
+            found.map(|a| format!(" (run {} applied it)", clip(&a.run_id))).unwrap_or_default()
+        ))),
+    }
+}
+
 /// What a resume changes from the run as it was started: answers other than those it had
 /// (secret prompts excepted: they are never in a plan), `--from`, a changed runbook file.
 fn deviations(
@@ -232,6 +251,17 @@ fn audit(
 ) -> Result<Audit, Error> {
     let mut audit = Audit::resumed(header);
     let Some(plan_id) = header.plan_id.as_deref() else {
+        // Neither applied nor break-glass nor rehearsed, in an environment whose direct runs
+        // need approvals: its journal was written or relabelled by hand (or the runbook asks
+        // for approvals since). It goes on only as a direct run would.
+        let gated = plan.environment().is_some_and(|e| e.approvals > 0)
+            && (undo || plan.runbook.mutates(&plan.procedure))
+            && header.break_glass.is_none()
+            && header.rehearsal.is_none();
+        if gated {
+            audit.break_glass = runbook_engine::session::break_glass(plan, reason, false)?;
+            return Ok(audit);
+        }
         if reason.is_some() {
             return Err(Error::Usage(format!(
                 "--break-glass: run {} did not apply a plan; it goes on as it was started",

@@ -485,3 +485,110 @@ fn show_plan_of_a_plan_whose_runbook_is_gone_still_shows_it() {
     assert!(shown.stdout().contains("cannot tell which approvals count"), "{}", shown.stdout());
     assert!(shown.stdout().contains("(now 0)"), "{}", shown.stdout());
 }
+
+/// Issue 22, attacked from outside: a journal is plain text in the state dir (or the shared
+/// bucket). A run that applied no plan and broke no glass cannot exist in an environment whose
+/// direct runs need approvals — one written (or edited) by hand, or a staging run relabelled
+/// `production`, must not resume or undo there as if approved: it needs a break-glass reason.
+#[test]
+fn a_journal_relabelled_to_a_gated_environment_does_not_resume_or_undo_without_break_glass() {
+    let (sandbox, id) = relabelled_staging_run("");
+    let again = |command: &str, extra: &[&str]| {
+        as_user(&sandbox, "a@x").args([command, &id, "--yes", "--confirm-env", "production"]).args(extra).output()
+    };
+    let out = again("resume", &[]).status(2);
+    assert!(out.stderr().contains("needs 1 approval") && out.stderr().contains("--break-glass"), "{}", out.stderr());
+    assert_eq!(switched(&sandbox), "", "a relabelled journal ran in production without approval");
+    let out = again("undo", &[]).status(2);
+    assert!(out.stderr().contains("--break-glass"), "{}", out.stderr());
+
+    again("resume", &["--break-glass", "the staging run must finish in production"]).success();
+    assert_eq!(switched(&sandbox), "x\n");
+    let json = sandbox.runbook().args(["history", "--break-glass", "--format", "json"]).output().success();
+    assert!(json.stdout().contains("the staging run must finish in production"), "{}", json.stdout());
+}
+
+/// A failed staging run of GATED whose journal header now says `production` (plus `extra`
+/// header fields), with the gate open: what someone who can write the state dir makes.
+fn relabelled_staging_run(extra: &str) -> (crate::support::Sandbox, String) {
+    let sandbox = sandbox();
+    sandbox.file("svc.yaml", &GATED.replace("    vars: {}\n", "    vars: {}\n  staging: {}\n"));
+    as_user(&sandbox, "a@x")
+        .args(["svc", "switch", "--env", "staging", "--answer", "reason=x", "--yes"])
+        .output()
+        .status(1);
+    let journal = sandbox.journals().pop().unwrap_or_default();
+    let text = std::fs::read_to_string(&journal).unwrap_or_else(|e| panic!("{e}"));
+    assert!(text.contains("\"environment\":\"staging\""), "{text}");
+    let relabelled = format!("\"environment\":\"production\"{extra}");
+    std::fs::write(&journal, text.replacen("\"environment\":\"staging\"", &relabelled, 1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(sandbox.path().join("ok.txt"), "").unwrap_or_else(|e| panic!("{e}"));
+    let id = sandbox.last_run_id();
+    (sandbox, id)
+}
+
+/// The same, claiming to be the run of an approved plan: the approval store has no record that
+/// this run applied that plan, so nothing runs under an approval nobody gave.
+#[test]
+fn a_journal_that_claims_an_applied_plan_the_store_does_not_know_is_refused() {
+    let forged = format!(",\"plan_id\":\"{}\",\"approvers\":[\"bob@x\"]", "ab".repeat(32));
+    let (sandbox, id) = relabelled_staging_run(&forged);
+    let out = as_user(&sandbox, "a@x").args(["resume", &id, "--confirm-env", "production"]).output().status(2);
+    assert!(out.stderr().contains("no record") && out.stderr().contains("applied"), "{}", out.stderr());
+    assert_eq!(switched(&sandbox), "", "a forged approval ran in production");
+    let out = as_user(&sandbox, "a@x").args(["undo", &id, "--yes", "--confirm-env", "production"]).output().status(2);
+    assert!(out.stderr().contains("no record"), "{}", out.stderr());
+}
+
+/// Issue 22, attacked from outside: the plan names the runbook file it was made from. A byte
+/// for byte copy of the reviewed runbook elsewhere has the same sha256, but its signers file is
+/// whatever sits beside the copy — here one that lists eve's key as bob@x. apply takes the
+/// runbook (and its signers) from its runbook folder (`--dir`), never from the plan's path.
+#[test]
+fn a_plan_made_from_a_copy_of_the_runbook_outside_the_runbook_folder_is_refused() {
+    let (sandbox, keys) = signed_sandbox();
+    let reviewed = std::fs::read_to_string(sandbox.path().join("runbooks/svc.yaml")).unwrap_or_default();
+    sandbox.file("elsewhere/svc.yaml", &reviewed);
+    let eve = std::fs::read_to_string(format!("{}.pub", keys.key("eve"))).unwrap_or_default();
+    let alice = std::fs::read_to_string(format!("{}.pub", keys.key("alice"))).unwrap_or_default();
+    sandbox.file("elsewhere/allowed_signers", &format!("alice@x {alice}bob@x {eve}"));
+    as_user(&sandbox, "a@x")
+        .args(["svc", "switch", "--dir", "elsewhere", "--env", "production", "--answer", "reason=rollback"])
+        .args(["--save-plan", "switch.plan", "--signing-key", &keys.key("alice")])
+        .output()
+        .success();
+    approve_with(&sandbox, "b@x", &keys.key("eve")).success();
+    let out = apply(&sandbox, "a@x").status(2);
+    assert!(out.stderr().contains("has 0 of 1 approval") && out.stderr().contains("not in"), "{}", out.stderr());
+    assert_eq!(switched(&sandbox), "", "eve's key counted as bob@x through a copied runbook");
+}
+
+/// Issue 22, attacked from outside: `--plan-ttl` is at most 30 days, but the expiry is a field
+/// of the plan file. An author who writes 2099 there (and relabels the plan) gets a plan that
+/// never expires once approved; one dated in the future is not valid either.
+#[test]
+fn a_plan_edited_to_live_past_thirty_days_or_made_in_the_future_is_expired() {
+    let sandbox = sandbox();
+    save_plan(&sandbox, "a@x", &[]).success();
+    relabel(&sandbox, |plan| {
+        plan["created"] = "2025-01-01T00:00:00Z".into();
+        plan["expires"] = "2099-01-01T00:00:00Z".into();
+    });
+    let out = approve(&sandbox, "b@x").status(2);
+    assert!(out.stderr().contains("expired at"), "{}", out.stderr());
+    let shown = as_user(&sandbox, "b@x").args(["show-plan", "switch.plan"]).output().success();
+    assert!(shown.stdout().contains("EXPIRED"), "{}", shown.stdout());
+
+    save_plan(&sandbox, "a@x", &[]).success();
+    approve(&sandbox, "b@x").success();
+    // Approved as made; then stretched: the approvals are for another id, and the plan is
+    // refused as expired before they are even counted.
+    relabel(&sandbox, |plan| {
+        plan["created"] = "2098-12-31T00:00:00Z".into();
+        plan["expires"] = "2099-01-01T00:00:00Z".into();
+    });
+    let out = apply(&sandbox, "a@x").status(2);
+    assert!(out.stderr().contains("expired"), "{}", out.stderr());
+    assert_eq!(switched(&sandbox), "");
+}

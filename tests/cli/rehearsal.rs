@@ -1897,3 +1897,32 @@ fn a_pitr_rehearsal_with_errors_staying_high_fails_at_the_watch() {
     assert_eq!(runs[0]["time_to_recovery_s"], serde_json::Value::Null, "{history}");
     assert_eq!(runs[0]["recovery"], "not recovered", "{history}");
 }
+
+/// Issue 22, attacked from outside: a plan made against a proven `runbook simulate` server is
+/// marked REHEARSAL for its approver; applied from a shell that is not pointed at the fake it
+/// would run for real under an approval given for a rehearsal. Refused, nothing runs.
+#[test]
+fn a_rehearsal_plan_is_not_applied_for_real() {
+    let sandbox = super::plans::sandbox();
+    let fake = Fake::start(&sandbox);
+    let with_fake = |who: &str| {
+        let mut run = super::plans::as_user(&sandbox, who);
+        for (key, value) in fake.env.iter().filter(|(k, _)| k != "CLOUDSDK_CORE_ACCOUNT") {
+            run = run.env(key, value);
+        }
+        run
+    };
+    let args = ["svc", "switch", "--env", "production", "--answer", "reason=rollback", "--save-plan", "switch.plan"];
+    let out = with_fake("a@x").args(args).output().success();
+    let text = std::fs::read_to_string(super::plans::plan_path(&sandbox)).unwrap_or_default();
+    assert!(text.contains("\"rehearsal\": true"), "{}\n{text}", out.all());
+    let prefix: String = super::plans::plan_id(&super::plans::plan_path(&sandbox)).chars().take(8).collect();
+    with_fake("b@x").args(["approve", "switch.plan", "--plan-id", &prefix]).output().success();
+
+    let out = super::plans::apply(&sandbox, "a@x").status(2);
+    assert!(out.stderr().contains("REHEARSAL") && out.stderr().contains("real"), "{}", out.stderr());
+    assert_eq!(super::plans::switched(&sandbox), "", "a rehearsal plan ran for real");
+    // Applied against the fake, as it was made, it runs (as a rehearsal).
+    let out = with_fake("a@x").args(["apply", "switch.plan", "--confirm-env", "production"]).output();
+    assert_eq!(out.code(), 0, "{}", out.all());
+}

@@ -94,7 +94,15 @@ fn plan(runbook: &RunbookRef, procedure: &str) -> Plan {
     let wanted: Vec<String> = runbook.params_of(procedure).into_iter().map(|p| p.name.clone()).collect();
     params.retain(|name, _| wanted.contains(name));
     let inputs = Inputs { environment: Some("production".to_owned()), params, ..Inputs::default() };
-    Plan::bind(runbook.clone(), procedure, inputs, now).unwrap_or_else(|e| panic!("{procedure}: {e}"))
+    let mut plan = Plan::bind(runbook.clone(), procedure, inputs, now).unwrap_or_else(|e| panic!("{procedure}: {e}"));
+    // As in a run (resumed after `clone_op` started): `run.started_steps` is what done_if reads.
+    let started = (now - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    plan.run = Some(runbook_engine::plan::RunInfo {
+        id: "20260101T000000.000Z-fixture".to_owned(),
+        started: started.clone(),
+        started_steps: [("clone_op".to_owned(), started)].into_iter().collect(),
+    });
+    plan
 }
 
 /// Each step and its undo steps, depth first.

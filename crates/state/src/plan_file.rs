@@ -122,6 +122,9 @@ impl Probe {
 }
 
 /// A plan file read back and checked against its id.
+/// The longest a plan lives, whatever its file says (`--plan-ttl` is at most this).
+pub const MAX_TTL: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
 #[derive(Debug)]
 pub struct PlanFile {
     pub id: String,
@@ -139,8 +142,21 @@ impl PlanFile {
             .map_err(|e| format!("the plan's expiry `{}` is not a time: {e}", self.body.expires))
     }
 
+    /// When the plan stops being valid: its expiry, but never more than [`MAX_TTL`] after its
+    /// creation (`--plan-ttl` is at most that, so a later expiry was written by hand).
+    pub fn lifetime_end(&self) -> Result<chrono::DateTime<chrono::Utc>, String> {
+        Ok(self.expires()?.min(self.created()? + MAX_TTL))
+    }
+
+    fn created(&self) -> Result<chrono::DateTime<chrono::Utc>, String> {
+        chrono::DateTime::parse_from_rfc3339(&self.body.created)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| format!("the plan's creation time `{}` is not a time: {e}", self.body.created))
+    }
+
+    /// Expired, or never valid: made (it says) more than a clock's skew in the future.
     pub fn is_expired(&self, now: chrono::DateTime<chrono::Utc>) -> Result<bool, String> {
-        Ok(self.expires()? <= now)
+        Ok(self.lifetime_end()? <= now || self.created()? > now + chrono::TimeDelta::minutes(10))
     }
 }
 
