@@ -191,6 +191,37 @@ fn a_plan_path_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
     }
 }
 
+/// Attack on issue 23 (atk2): a scenario path that is a FIFO hung `simulate` and
+/// `--simulate`; a link to `/dev/zero` was read without bound (4 GB of memory in 4 s). A
+/// scenario is read like a runbook or a plan: a regular file, bounded, refused at once.
+#[test]
+fn a_scenario_path_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
+    let sandbox = Sandbox::new();
+    sandbox.file("esc.yaml", ECHO);
+    let fifo = sandbox.path().join("fifo.yaml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap_or_else(|e| panic!("mkfifo: {e}"));
+    assert!(made.success());
+    std::os::unix::fs::symlink("/dev/zero", sandbox.path().join("zero.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    for name in ["fifo.yaml", "zero.yaml"] {
+        for args in [
+            vec!["simulate", "--scenario", name],
+            vec!["esc", "go", "--text", "x", "--yes", "--simulate", "--scenario", name],
+        ] {
+            let started = std::time::Instant::now();
+            let out = sandbox.runbook().args(&args).wrapped("timeout", &["20"]).output().status(2);
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "{args:?} took {:?}", started.elapsed());
+            assert!(
+                // A run resolves the path first: the link is named by its target.
+                (out.stderr().contains(name) || out.stderr().contains("/dev/zero"))
+                    && out.stderr().contains("not a regular file"),
+                "{args:?}: {}",
+                out.stderr()
+            );
+            assert!(!sandbox.path().join("ran.bin").exists(), "nothing ran");
+        }
+    }
+}
+
 const GOOD: &str = "runbook: good
 title: A good one
 procedures:
