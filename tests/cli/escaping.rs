@@ -275,6 +275,50 @@ fn a_forged_cache_record_never_makes_validate_pass_a_broken_runbook() {
     }
 }
 
+/// Attack on issue 23 (atk2): whoever could write the cache folder (a restored CI cache,
+/// a world-writable `XDG_CACHE_HOME`) made `runbook/summaries` a link to another folder, and
+/// the cache's trim removed 344 of its 600 files; a FIFO as `runbook/key` hung every command.
+/// The cache is used only in folders that are this user's own, not links, not writable by
+/// others; the key is opened without waiting; trim removes only the cache's own files.
+#[test]
+fn a_cache_folder_someone_else_could_write_is_not_used_and_never_loses_a_file() {
+    let sandbox = Sandbox::new();
+    let cache = sandbox.path().join("cache");
+    let run = || sandbox.runbook().env("XDG_CACHE_HOME", &cache).wrapped("timeout", &["20"]);
+    sandbox.file("good.yaml", GOOD);
+    run().args(["validate"]).output().success();
+    let victim = sandbox.path().join("victim");
+    std::fs::create_dir(&victim).unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..600 {
+        std::fs::write(victim.join(format!("f{i}")), "keep").unwrap_or_else(|e| panic!("{e}"));
+    }
+    let summaries = cache.join("runbook/summaries");
+    std::fs::remove_dir_all(&summaries).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(&victim, &summaries).unwrap_or_else(|e| panic!("{e}"));
+    sandbox.file("good.yaml", &format!("{GOOD}# changed\n"));
+    run().args(["validate"]).output().success();
+    let left = std::fs::read_dir(&victim).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(left, 600, "the cache removed files of the folder its summaries link to");
+    // A cache root others may write: not used (no summaries written there).
+    std::fs::remove_dir_all(cache.join("runbook")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(cache.join("runbook")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(cache.join("runbook"), std::fs::Permissions::from_mode(0o777))
+        .unwrap_or_else(|e| panic!("{e}"));
+    run().args(["validate"]).output().success();
+    assert!(!summaries.exists() && !cache.join("runbook/key").exists(), "a world-writable cache folder was used");
+    // A FIFO where the key belongs: the cache is off, nothing waits on it.
+    std::fs::set_permissions(cache.join("runbook"), std::fs::Permissions::from_mode(0o700))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let made = std::process::Command::new("mkfifo")
+        .arg(cache.join("runbook/key"))
+        .status()
+        .unwrap_or_else(|e| panic!("mkfifo: {e}"));
+    assert!(made.success());
+    let started = std::time::Instant::now();
+    run().args(["validate"]).output().success();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "validate waited on a FIFO key");
+}
+
 #[test]
 fn a_param_variable_that_is_not_utf8_is_named_and_never_echoed() {
     let sandbox = Sandbox::new();
