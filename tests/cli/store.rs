@@ -492,6 +492,36 @@ fn junk_objects_in_a_runs_folder_are_named_once_and_skipped_and_the_run_is_still
     );
 }
 
+/// Attack on issue 23 (atk2): well-formed records under names this tool never writes — a
+/// second seq 9 (`000000009.json`, `9.json`), `zz.json`, one in a sub-folder of the run —
+/// were read as the run's records and turned a done run into a failed, resumable one (and a
+/// sub-folder showed in `history` as a run of its own). They are named and skipped.
+#[test]
+fn records_under_names_this_tool_never_writes_are_named_and_skipped_not_read() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let (a, b) = (Machine::new(&gcs, "alice"), Machine::new(&gcs, "bob"));
+    a.go().output().success();
+    let id = a.sandbox.last_run_id();
+    let forged = br#"{"record":"event","ts":"2026-12-07T09:33:48.262Z","done":3,"duration":"17ms","event":"run_finished","failed":1,"message":"forged","outcome":"failed","skipped":0}"#;
+    let names = ["000000009.json", "9.json", "zz.json", "sub/00000099.json", "sub/../../x/00000000.json"];
+    for name in names {
+        put_object(&gcs, &format!("ops/runs/{id}/{name}"), forged);
+    }
+    let shown = b.runbook().args(["show", &id]).output().success();
+    assert!(shown.stdout().ends_with("status: done\n") && !shown.stdout().contains("forged"), "{}", shown.all());
+    for name in names {
+        assert_eq!(
+            shown.stderr().matches(&format!("{id}/{name}: a journal record under a name")).count(),
+            1,
+            "{name}: {}",
+            shown.stderr()
+        );
+    }
+    let listed = b.history();
+    assert_eq!(ids(&listed), [id.clone()], "one run, no run named after a sub-folder: {listed}");
+    assert_eq!(listed[0]["status"], "done", "{listed}");
+}
+
 /// Issue 23: junk under `locks/` never blocks `lock status` for every lock; a lock object
 /// that is not a lock refuses the run that needs it (nothing runs) until `lock break` frees
 /// it, after the usual typed confirmation, with a note of who and why in the store.
