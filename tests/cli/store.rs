@@ -627,20 +627,29 @@ fn a_deleted_lock_at_the_default_lease_stops_its_holder_before_its_next_mutating
 /// Between the binary and the emulator: forwards each request on a fresh connection, but
 /// the answers to the first `losses` creates of the lock object (`ifGenerationMatch=0`) are
 /// held back for `delay` and then dropped, after the create has reached the store — lock
-/// requests whose answers were lost.
+/// requests whose answers were lost. [`LossyProxy::skewed`] loses nothing but moves every
+/// answer's `Date` by some seconds: the store's clocks disagreeing.
 struct LossyProxy {
     port: u16,
 }
 
 impl LossyProxy {
     fn start(upstream: u16, delay: Duration, losses: usize) -> LossyProxy {
+        Self::spawn(upstream, delay, losses, 0)
+    }
+
+    fn skewed(upstream: u16, seconds: i64) -> LossyProxy {
+        Self::spawn(upstream, Duration::ZERO, 0, seconds)
+    }
+
+    fn spawn(upstream: u16, delay: Duration, losses: usize, skew: i64) -> LossyProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("port: {e}"));
         let lost = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         std::thread::spawn(move || {
             for client in listener.incoming().map_while(Result::ok) {
                 let lost = lost.clone();
-                std::thread::spawn(move || Self::serve(client, upstream, delay, losses, &lost));
+                std::thread::spawn(move || Self::serve(client, upstream, (delay, losses, skew), &lost));
             }
         });
         LossyProxy { port }
@@ -649,8 +658,7 @@ impl LossyProxy {
     fn serve(
         mut client: std::net::TcpStream,
         upstream: u16,
-        delay: Duration,
-        losses: usize,
+        (delay, losses, skew): (Duration, usize, i64),
         lost: &std::sync::atomic::AtomicUsize,
     ) {
         use std::io::{Read, Write};
@@ -688,6 +696,18 @@ impl LossyProxy {
         if server.write_all(&forwarded).is_err() || server.read_to_end(&mut answer).is_err() {
             return;
         }
+        if skew != 0 {
+            let date = (chrono::Utc::now() + chrono::Duration::seconds(skew)).format("%a, %d %b %Y %H:%M:%S GMT");
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            let head: Vec<String> =
+                head.split("\r\n")
+                    .map(|l| {
+                        if l.to_ascii_lowercase().starts_with("date:") { format!("Date: {date}") } else { l.to_owned() }
+                    })
+                    .collect();
+            answer = format!("{}\r\n\r\n{rest}", head.join("\r\n")).into_bytes();
+        }
         let body = String::from_utf8_lossy(&request[head_end..]);
         let lock_create = head.starts_with("POST /upload/")
             && head.contains("ifGenerationMatch=0 ")
@@ -698,6 +718,25 @@ impl LossyProxy {
         }
         let _ = client.write_all(&answer);
     }
+}
+
+/// Attack on issue 23 (atk2): a lock object with a lease no run asks for
+/// (`18446744073709551615` s), read while the store's `Date` is behind the object's
+/// `updated` (its clocks disagree), made the next run panic (`lease - age` overflowed) and
+/// `lock status` say "renewed -3600s ago". A negative age counts as just renewed.
+#[test]
+fn a_huge_lease_read_when_the_stores_clocks_disagree_is_refused_not_a_panic() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let proxy = LossyProxy::skewed(gcs.port, -3600);
+    let a = Machine { host: format!("127.0.0.1:{}", proxy.port), ..Machine::new(&gcs, "alice") };
+    let lock = br#"{"state":"held","run_id":"r-big","user":"m","identity":"m","host":"h","pid":1,"version":"1","started":"2026-01-01T00:00:00Z","lease_seconds":18446744073709551615}"#;
+    put_object(&gcs, "ops/locks/demo--staging.json", lock);
+    let refused = a.go().output().status(2);
+    assert!(refused.stderr().contains("is already running") && refused.stderr().contains("r-big"), "{}", refused.all());
+    assert!(!refused.stderr().contains("panicked"), "{}", refused.all());
+    let status = a.runbook().args(["lock", "status"]).output().success().stdout();
+    assert!(status.contains("held: run r-big") && !status.contains("-3600"), "{status}");
+    assert_eq!(a.written(), "", "nothing ran");
 }
 
 /// Issue 23: the create of a lock object reaches the store but its answer is lost (the

@@ -105,7 +105,9 @@ impl GcsStore {
             Err(GcsError::NotFound) => return Ok(None),
             Err(err) => return Err(err),
         };
-        let age = (now - meta.updated).num_seconds();
+        // An object written "after" the answer's Date (the store's clocks disagree) was
+        // just written: a negative age would overflow `lease - age` and show as "-3600s ago".
+        let age = (now - meta.updated).num_seconds().max(0);
         if meta.size > super::MAX_OBJECT_BYTES {
             return Ok(Some((Err(self.junk(object, &too_big(meta.size))), meta.generation, age)));
         }
@@ -174,7 +176,7 @@ impl Store for GcsStore {
                                 "`{}` is already running: {}; its lease was renewed {age}s ago and runs out in {}s (shared lock in {})",
                                 name.display(),
                                 other.describe(self.show),
-                                lease - age,
+                                lease.saturating_sub(age),
                                 self.location()
                             ));
                         }
