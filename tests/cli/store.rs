@@ -590,8 +590,18 @@ fn aliases_of_one_state_prefix_never_give_a_second_lock() {
     let (a, b) = (Machine::new(&gcs, "alice"), Machine::new(&gcs, "bob"));
     let holder = Machine::spawn(a.go().env("HOLD", "4"));
     wait_until_held(&a);
-    for alias in ["gs://team-state/./ops", "gs://team-state/x/../ops", "gs://team-state//ops", "gs://team-state/%6fps"]
-    {
+    // And (atk2) what a paste adds unseen: a trailing space or no-break space, a zero-width
+    // space, a byte-order mark; before, each got a lock of its own beside the holder's.
+    for alias in [
+        "gs://team-state/./ops",
+        "gs://team-state/x/../ops",
+        "gs://team-state//ops",
+        "gs://team-state/%6fps",
+        "gs://team-state/ops ",
+        "gs://team-state/ops\u{a0}",
+        "gs://team-state/o\u{200b}ps",
+        "gs://team-state/\u{feff}ops",
+    ] {
         let out = b.go().env("RUNBOOK_STATE_URL", alias).output().status(2);
         assert!(out.stderr().contains("state URL `gs://team-state/"), "{alias}: {}", out.stderr());
     }

@@ -227,6 +227,11 @@ impl StateUrl {
         if prefix.chars().any(|c| c.is_control() || c == '\\') {
             return Err(refuse("the prefix must not contain control characters or backslashes"));
         }
+        // What a paste adds unseen (a trailing space, a no-break or zero-width space, a
+        // byte-order mark, a direction mark) would name another prefix, so another lock.
+        if prefix.chars().any(|c| c.is_whitespace() || unseen(c)) {
+            return Err(refuse("the prefix must not contain spaces or invisible characters"));
+        }
         if prefix.contains('%') {
             return Err(refuse("the prefix must be written plainly, without percent-encoding (`%`)"));
         }
@@ -245,6 +250,11 @@ impl StateUrl {
         }
         Ok(StateUrl { bucket: bucket.to_owned(), prefix: prefix.to_owned() })
     }
+}
+
+/// Zero-width, direction and byte-order marks: characters that show as nothing.
+fn unseen(c: char) -> bool {
+    matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 /// The store a command uses.
@@ -348,6 +358,12 @@ mod tests {
             "gs://bkt/x%2fy",
             "gs://bkt/a\\x",
             "gs://bkt/x\r",
+            "gs://bkt/x ",
+            "gs://bkt/ x",
+            "gs://bkt/x\u{a0}",
+            "gs://bkt/x\u{200b}",
+            "gs://bkt/\u{feff}x",
+            "gs://bkt/x\u{202e}",
         ] {
             assert!(StateUrl::parse(alias, clip).is_err(), "{alias:?} was accepted");
         }
