@@ -222,6 +222,40 @@ fn a_scenario_path_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
     }
 }
 
+/// Attack on issue 23 (atk2): an environment's `signers:` file was read whole at load time
+/// by every command that checks the runbook: a FIFO hung `validate` (and `list`, and a run),
+/// a link to `/dev/zero` took 2.3 GB in 3 s. It is refused at its file:line:col at once.
+#[test]
+fn a_signers_file_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
+    let sandbox = Sandbox::new();
+    let made = std::process::Command::new("mkfifo")
+        .arg(sandbox.path().join("runbooks/fifo_signers"))
+        .status()
+        .unwrap_or_else(|e| panic!("mkfifo: {e}"));
+    assert!(made.success());
+    std::os::unix::fs::symlink("/dev/zero", sandbox.path().join("runbooks/zero_signers"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for name in ["fifo_signers", "zero_signers"] {
+        sandbox.file(
+            "sv.yaml",
+            &format!(
+                "runbook: sv\ntitle: t\nenvironments:\n  prod: {{approvals: {{count: 1, signers: {name}}}}}\n{}",
+                GOOD.split_once("procedures:").map(|(_, p)| format!("procedures:{p}")).unwrap_or_default()
+            ),
+        );
+        let started = std::time::Instant::now();
+        let out =
+            sandbox.runbook().args(["validate", "runbooks/sv.yaml"]).wrapped("timeout", &["20"]).output().status(1);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{name} took {:?}", started.elapsed());
+        assert!(
+            out.stderr().contains(&format!("cannot read the signers file `{name}`: not a regular file"))
+                && out.stderr().contains("sv.yaml:4:"),
+            "{name}: {}",
+            out.stderr()
+        );
+    }
+}
+
 const GOOD: &str = "runbook: good
 title: A good one
 procedures:
