@@ -256,6 +256,28 @@ fn a_signers_file_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
     }
 }
 
+/// Attack on issue 23 (atk2): the folder's `runbook-state.json` was read whole by every
+/// command that opens the store: a FIFO hung `history`, a link to `/dev/zero` took 3.5 GB
+/// in 3 s. Refused at once like a plan file (exit 2).
+#[test]
+fn a_state_config_file_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
+    let sandbox = Sandbox::new();
+    sandbox.file("good.yaml", GOOD);
+    let config = sandbox.path().join("runbooks/runbook-state.json");
+    let made = std::process::Command::new("mkfifo").arg(&config).status().unwrap_or_else(|e| panic!("mkfifo: {e}"));
+    assert!(made.success());
+    for round in ["fifo", "zero"] {
+        if round == "zero" {
+            std::fs::remove_file(&config).unwrap_or_else(|e| panic!("{e}"));
+            std::os::unix::fs::symlink("/dev/zero", &config).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let started = std::time::Instant::now();
+        let out = sandbox.runbook().args(["history"]).wrapped("timeout", &["20"]).output().status(2);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{round} took {:?}", started.elapsed());
+        assert!(out.stderr().contains("runbook-state.json: not a regular file"), "{round}: {}", out.stderr());
+    }
+}
+
 const GOOD: &str = "runbook: good
 title: A good one
 procedures:

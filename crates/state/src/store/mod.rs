@@ -275,8 +275,13 @@ pub fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
 
 fn read_config_file(dir: &Path) -> Result<Option<ConfigFile>, String> {
     let path = dir.join(CONFIG_FILE);
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
-    serde_json::from_str(&text).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+    // Absent: no config. Present, it is read like a plan (a FIFO or `/dev/zero` behind a
+    // link hung or filled the memory of every command before).
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    let bytes = crate::plan_file::read_regular(&path, 1 << 20, "state config file")?;
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `--lock-lease` / `RUNBOOK_LOCK_LEASE`: `90s`, `2m`.
