@@ -191,6 +191,18 @@ fn a_plan_path_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
     }
 }
 
+/// A FIFO at `path`, made by the real `mkfifo`.
+fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status().unwrap_or_else(|e| panic!("mkfifo: {e}"));
+    assert!(made.success());
+}
+
+/// A FIFO at `fifo` and a link to `/dev/zero` at `zero`.
+fn fifo_and_dev_zero(fifo: &std::path::Path, zero: &std::path::Path) {
+    mkfifo(fifo);
+    std::os::unix::fs::symlink("/dev/zero", zero).unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// Attack on issue 23 (atk2): a scenario path that is a FIFO hung `simulate` and
 /// `--simulate`; a link to `/dev/zero` was read without bound (4 GB of memory in 4 s). A
 /// scenario is read like a runbook or a plan: a regular file, bounded, refused at once.
@@ -198,10 +210,7 @@ fn a_plan_path_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
 fn a_scenario_path_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
     let sandbox = Sandbox::new();
     sandbox.file("esc.yaml", ECHO);
-    let fifo = sandbox.path().join("fifo.yaml");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap_or_else(|e| panic!("mkfifo: {e}"));
-    assert!(made.success());
-    std::os::unix::fs::symlink("/dev/zero", sandbox.path().join("zero.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    fifo_and_dev_zero(&sandbox.path().join("fifo.yaml"), &sandbox.path().join("zero.yaml"));
     for name in ["fifo.yaml", "zero.yaml"] {
         for args in [
             vec!["simulate", "--scenario", name],
@@ -228,13 +237,7 @@ fn a_scenario_path_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
 #[test]
 fn a_signers_file_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
     let sandbox = Sandbox::new();
-    let made = std::process::Command::new("mkfifo")
-        .arg(sandbox.path().join("runbooks/fifo_signers"))
-        .status()
-        .unwrap_or_else(|e| panic!("mkfifo: {e}"));
-    assert!(made.success());
-    std::os::unix::fs::symlink("/dev/zero", sandbox.path().join("runbooks/zero_signers"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    fifo_and_dev_zero(&sandbox.path().join("runbooks/fifo_signers"), &sandbox.path().join("runbooks/zero_signers"));
     for name in ["fifo_signers", "zero_signers"] {
         sandbox.file(
             "sv.yaml",
@@ -264,8 +267,7 @@ fn a_state_config_file_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once()
     let sandbox = Sandbox::new();
     sandbox.file("good.yaml", GOOD);
     let config = sandbox.path().join("runbooks/runbook-state.json");
-    let made = std::process::Command::new("mkfifo").arg(&config).status().unwrap_or_else(|e| panic!("mkfifo: {e}"));
-    assert!(made.success());
+    mkfifo(&config);
     for round in ["fifo", "zero"] {
         if round == "zero" {
             std::fs::remove_file(&config).unwrap_or_else(|e| panic!("{e}"));
@@ -365,11 +367,7 @@ fn a_cache_folder_someone_else_could_write_is_not_used_and_never_loses_a_file() 
     // A FIFO where the key belongs: the cache is off, nothing waits on it.
     std::fs::set_permissions(cache.join("runbook"), std::fs::Permissions::from_mode(0o700))
         .unwrap_or_else(|e| panic!("{e}"));
-    let made = std::process::Command::new("mkfifo")
-        .arg(cache.join("runbook/key"))
-        .status()
-        .unwrap_or_else(|e| panic!("mkfifo: {e}"));
-    assert!(made.success());
+    mkfifo(&cache.join("runbook/key"));
     let started = std::time::Instant::now();
     run().args(["validate"]).output().success();
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "validate waited on a FIFO key");
