@@ -208,24 +208,11 @@ pub fn tally(planned: &PlanFile, store: &dyn Store, rule: &Rule) -> Result<Tally
 }
 
 /// Text from a plan file or the store, made safe to print whole: every line kept, control
-/// characters and bidi marks shown as escapes (each line through [`clip`]'s rules, uncut).
+/// characters and bidi marks shown as escapes, uncut — `runbook_lang::diagnostic`'s
+/// [`escape_text`](runbook_lang::diagnostic::escape_text), the one escaper of what is printed
+/// on stdout (this was a copy of its own, with other escapes, until the attack on issue 23).
 pub fn visible(text: &str) -> String {
-    text.split('\n')
-        .map(|line| {
-            let mut out = String::new();
-            for c in line.chars() {
-                if c.is_control()
-                    || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-                {
-                    out.extend(c.escape_default());
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    runbook_lang::diagnostic::escape_text(text)
 }
 
 pub fn steps(plan: &Plan) -> Vec<&Step> {
