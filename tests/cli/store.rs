@@ -518,7 +518,7 @@ fn records_under_names_this_tool_never_writes_are_named_and_skipped_not_read() {
         );
     }
     let listed = b.history();
-    assert_eq!(ids(&listed), [id.clone()], "one run, no run named after a sub-folder: {listed}");
+    assert_eq!(ids(&listed), std::slice::from_ref(&id), "one run, no run named after a sub-folder: {listed}");
     assert_eq!(listed[0]["status"], "done", "{listed}");
 }
 
