@@ -383,6 +383,23 @@ fn an_approval_given_on_one_machine_counts_on_another_and_a_plan_applies_once_ac
     assert!(out.stderr().contains("has 0 of 1 approval"), "{}", out.stderr());
 }
 
+/// Attack on issue 23 (atk2): one object that is not an approval beside a plan's approvals
+/// in the shared store (`plans/<id>/approvals/`) made `apply` fail for everyone, its name
+/// printed raw. It is named (escaped) and skipped; the real approval still counts.
+#[test]
+fn junk_beside_a_plans_approvals_is_named_and_skipped_and_the_plan_still_applies() {
+    use super::plans::{plan_id, plan_path, switched};
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let (one, two, short) = planned_on_one_copied_to_two(&gcs, "ops");
+    in_store(&gcs, "ops", &two, "b@x").args(["approve", "switch.plan", "--plan-id", &short]).output().success();
+    let id = plan_id(&plan_path(&one));
+    put_object(&gcs, &format!("ops/plans/{id}/approvals/zz-\u{1b}[2Jjunk.json"), b"not json");
+    let out = in_store(&gcs, "ops", &one, "a@x").args(APPLY).output().success();
+    assert_escaped(&out.all());
+    assert!(out.stderr().contains("zz-\\u{1b}[2Jjunk.json"), "the junk is named: {}", out.stderr());
+    assert_eq!(switched(&one), "rev-1-next rollback t0ken-default\n", "{}", out.all());
+}
+
 /// Two machines apply one approved plan at the same moment: exactly one runs it. The loser
 /// is stopped by the shared run lock or, if it comes after the lock is released, by the
 /// applied mark (created with `ifGenerationMatch=0` before anything runs).

@@ -393,6 +393,7 @@ impl Store for GcsStore {
             Arc::clone(&self.client),
             self.object("plans"),
             format!("gs://{}/{}", self.url.bucket, self.object("plans")),
+            self.show,
         )))
     }
 }
