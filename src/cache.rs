@@ -76,8 +76,15 @@ impl SummaryCache {
             meta.ino()
         );
         let root = base.join("runbook");
+        // A folder someone else may write (another user's, a world-writable one, a link
+        // planted in a restored CI cache) is not ours to keep records in or to trim.
+        let dir = root.join("summaries");
+        if !usable_dir(&root) || !usable_dir(&dir) {
+            return None;
+        }
         let mac = HmacSha256::new_from_slice(&cache_key(&root)?).ok()?;
-        Some(SummaryCache { dir: root.join("summaries"), mac, binary })
+        // Again once made: someone may have made it first.
+        usable_dir(&root).then_some(SummaryCache { dir, mac, binary })
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -134,6 +141,8 @@ impl SummaryCache {
         let Ok(read) = std::fs::read_dir(&self.dir) else { return };
         let mut files: Vec<(std::time::SystemTime, PathBuf)> = read
             .filter_map(Result::ok)
+            // Only the cache's own files: records and temporary files.
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".json") || n.starts_with(".tmp-")))
             .filter_map(|e| {
                 let modified = e.metadata().ok()?.modified().ok()?;
                 Some((modified, e.path()))
@@ -147,6 +156,15 @@ impl SummaryCache {
         for (_, path) in files.into_iter().take(excess) {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// True when `path` is missing (it is made 0700 when needed) or is a folder of this user,
+/// not a link, that no one else may write.
+fn usable_dir(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Err(err) => err.kind() == std::io::ErrorKind::NotFound,
+        Ok(meta) => meta.is_dir() && meta.uid() == nix::unistd::geteuid().as_raw() && meta.mode() & 0o022 == 0,
     }
 }
 
@@ -177,7 +195,10 @@ fn cache_key(root: &Path) -> Option<[u8; KEY_BYTES]> {
 
 /// The key at `path`: `Ok(None)` when the file is there but not a trustworthy key.
 fn read_key(path: &Path) -> std::io::Result<Option<[u8; KEY_BYTES]>> {
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
     let meta = file.metadata()?;
     let private = meta.is_file() && meta.uid() == nix::unistd::geteuid().as_raw() && meta.mode() & 0o077 == 0;
     if !private || meta.len() != KEY_BYTES as u64 {

@@ -191,6 +191,95 @@ fn a_plan_path_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
     }
 }
 
+/// A FIFO at `path`, made by the real `mkfifo`.
+fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status().unwrap_or_else(|e| panic!("mkfifo: {e}"));
+    assert!(made.success());
+}
+
+/// A FIFO at `fifo` and a link to `/dev/zero` at `zero`.
+fn fifo_and_dev_zero(fifo: &std::path::Path, zero: &std::path::Path) {
+    mkfifo(fifo);
+    std::os::unix::fs::symlink("/dev/zero", zero).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Attack on issue 23 (atk2): a scenario path that is a FIFO hung `simulate` and
+/// `--simulate`; a link to `/dev/zero` was read without bound (4 GB of memory in 4 s). A
+/// scenario is read like a runbook or a plan: a regular file, bounded, refused at once.
+#[test]
+fn a_scenario_path_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
+    let sandbox = Sandbox::new();
+    sandbox.file("esc.yaml", ECHO);
+    fifo_and_dev_zero(&sandbox.path().join("fifo.yaml"), &sandbox.path().join("zero.yaml"));
+    for name in ["fifo.yaml", "zero.yaml"] {
+        for args in [
+            vec!["simulate", "--scenario", name],
+            vec!["esc", "go", "--text", "x", "--yes", "--simulate", "--scenario", name],
+        ] {
+            let started = std::time::Instant::now();
+            let out = sandbox.runbook().args(&args).wrapped("timeout", &["20"]).output().status(2);
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "{args:?} took {:?}", started.elapsed());
+            assert!(
+                // A run resolves the path first: the link is named by its target.
+                (out.stderr().contains(name) || out.stderr().contains("/dev/zero"))
+                    && out.stderr().contains("not a regular file"),
+                "{args:?}: {}",
+                out.stderr()
+            );
+            assert!(!sandbox.path().join("ran.bin").exists(), "nothing ran");
+        }
+    }
+}
+
+/// Attack on issue 23 (atk2): an environment's `signers:` file was read whole at load time
+/// by every command that checks the runbook: a FIFO hung `validate` (and `list`, and a run),
+/// a link to `/dev/zero` took 2.3 GB in 3 s. It is refused at its file:line:col at once.
+#[test]
+fn a_signers_file_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
+    let sandbox = Sandbox::new();
+    fifo_and_dev_zero(&sandbox.path().join("runbooks/fifo_signers"), &sandbox.path().join("runbooks/zero_signers"));
+    for name in ["fifo_signers", "zero_signers"] {
+        sandbox.file(
+            "sv.yaml",
+            &format!(
+                "runbook: sv\ntitle: t\nenvironments:\n  prod: {{approvals: {{count: 1, signers: {name}}}}}\n{}",
+                GOOD.split_once("procedures:").map(|(_, p)| format!("procedures:{p}")).unwrap_or_default()
+            ),
+        );
+        let started = std::time::Instant::now();
+        let out =
+            sandbox.runbook().args(["validate", "runbooks/sv.yaml"]).wrapped("timeout", &["20"]).output().status(1);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{name} took {:?}", started.elapsed());
+        assert!(
+            out.stderr().contains(&format!("cannot read the signers file `{name}`: not a regular file"))
+                && out.stderr().contains("sv.yaml:4:"),
+            "{name}: {}",
+            out.stderr()
+        );
+    }
+}
+
+/// Attack on issue 23 (atk2): the folder's `runbook-state.json` was read whole by every
+/// command that opens the store: a FIFO hung `history`, a link to `/dev/zero` took 3.5 GB
+/// in 3 s. Refused at once like a plan file (exit 2).
+#[test]
+fn a_state_config_file_that_is_a_fifo_or_a_link_to_dev_zero_is_refused_at_once() {
+    let sandbox = Sandbox::new();
+    sandbox.file("good.yaml", GOOD);
+    let config = sandbox.path().join("runbooks/runbook-state.json");
+    mkfifo(&config);
+    for round in ["fifo", "zero"] {
+        if round == "zero" {
+            std::fs::remove_file(&config).unwrap_or_else(|e| panic!("{e}"));
+            std::os::unix::fs::symlink("/dev/zero", &config).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let started = std::time::Instant::now();
+        let out = sandbox.runbook().args(["history"]).wrapped("timeout", &["20"]).output().status(2);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{round} took {:?}", started.elapsed());
+        assert!(out.stderr().contains("runbook-state.json: not a regular file"), "{round}: {}", out.stderr());
+    }
+}
+
 const GOOD: &str = "runbook: good
 title: A good one
 procedures:
@@ -242,6 +331,46 @@ fn a_forged_cache_record_never_makes_validate_pass_a_broken_runbook() {
         let out = run().args(&args).output().status(1);
         assert!(out.stderr().contains("nowhere"), "{args:?}: {}", out.stderr());
     }
+}
+
+/// Attack on issue 23 (atk2): whoever could write the cache folder (a restored CI cache,
+/// a world-writable `XDG_CACHE_HOME`) made `runbook/summaries` a link to another folder, and
+/// the cache's trim removed 344 of its 600 files; a FIFO as `runbook/key` hung every command.
+/// The cache is used only in folders that are this user's own, not links, not writable by
+/// others; the key is opened without waiting; trim removes only the cache's own files.
+#[test]
+fn a_cache_folder_someone_else_could_write_is_not_used_and_never_loses_a_file() {
+    let sandbox = Sandbox::new();
+    let cache = sandbox.path().join("cache");
+    let run = || sandbox.runbook().env("XDG_CACHE_HOME", &cache).wrapped("timeout", &["20"]);
+    sandbox.file("good.yaml", GOOD);
+    run().args(["validate"]).output().success();
+    let victim = sandbox.path().join("victim");
+    std::fs::create_dir(&victim).unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..600 {
+        std::fs::write(victim.join(format!("f{i}")), "keep").unwrap_or_else(|e| panic!("{e}"));
+    }
+    let summaries = cache.join("runbook/summaries");
+    std::fs::remove_dir_all(&summaries).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(&victim, &summaries).unwrap_or_else(|e| panic!("{e}"));
+    sandbox.file("good.yaml", &format!("{GOOD}# changed\n"));
+    run().args(["validate"]).output().success();
+    let left = std::fs::read_dir(&victim).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(left, 600, "the cache removed files of the folder its summaries link to");
+    // A cache root others may write: not used (no summaries written there).
+    std::fs::remove_dir_all(cache.join("runbook")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(cache.join("runbook")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(cache.join("runbook"), std::fs::Permissions::from_mode(0o777))
+        .unwrap_or_else(|e| panic!("{e}"));
+    run().args(["validate"]).output().success();
+    assert!(!summaries.exists() && !cache.join("runbook/key").exists(), "a world-writable cache folder was used");
+    // A FIFO where the key belongs: the cache is off, nothing waits on it.
+    std::fs::set_permissions(cache.join("runbook"), std::fs::Permissions::from_mode(0o700))
+        .unwrap_or_else(|e| panic!("{e}"));
+    mkfifo(&cache.join("runbook/key"));
+    let started = std::time::Instant::now();
+    run().args(["validate"]).output().success();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "validate waited on a FIFO key");
 }
 
 #[test]

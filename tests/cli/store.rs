@@ -389,6 +389,23 @@ fn an_approval_given_on_one_machine_counts_on_another_and_a_plan_applies_once_ac
     assert!(out.stderr().contains("has 0 of 1 approval"), "{}", out.stderr());
 }
 
+/// Attack on issue 23 (atk2): one object that is not an approval beside a plan's approvals
+/// in the shared store (`plans/<id>/approvals/`) made `apply` fail for everyone, its name
+/// printed raw. It is named (escaped) and skipped; the real approval still counts.
+#[test]
+fn junk_beside_a_plans_approvals_is_named_and_skipped_and_the_plan_still_applies() {
+    use super::plans::{plan_id, plan_path, switched};
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let (one, two, short) = planned_on_one_copied_to_two(&gcs, "ops");
+    in_store(&gcs, "ops", &two, "b@x").args(["approve", "switch.plan", "--plan-id", &short]).output().success();
+    let id = plan_id(&plan_path(&one));
+    put_object(&gcs, &format!("ops/plans/{id}/approvals/zz-\u{1b}[2Jjunk.json"), b"not json");
+    let out = in_store(&gcs, "ops", &one, "a@x").args(APPLY).output().success();
+    assert_escaped(&out.all());
+    assert!(out.stderr().contains("zz-\\u{1b}[2Jjunk.json"), "the junk is named: {}", out.stderr());
+    assert_eq!(switched(&one), "rev-1-next rollback t0ken-default\n", "{}", out.all());
+}
+
 /// Two machines apply one approved plan at the same moment: exactly one runs it. The loser
 /// is stopped by the shared run lock or, if it comes after the lock is released, by the
 /// applied mark (created with `ifGenerationMatch=0` before anything runs).
@@ -498,6 +515,36 @@ fn junk_objects_in_a_runs_folder_are_named_once_and_skipped_and_the_run_is_still
     );
 }
 
+/// Attack on issue 23 (atk2): well-formed records under names this tool never writes — a
+/// second seq 9 (`000000009.json`, `9.json`), `zz.json`, one in a sub-folder of the run —
+/// were read as the run's records and turned a done run into a failed, resumable one (and a
+/// sub-folder showed in `history` as a run of its own). They are named and skipped.
+#[test]
+fn records_under_names_this_tool_never_writes_are_named_and_skipped_not_read() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let (a, b) = (Machine::new(&gcs, "alice"), Machine::new(&gcs, "bob"));
+    a.go().output().success();
+    let id = a.sandbox.last_run_id();
+    let forged = br#"{"record":"event","ts":"2026-12-07T09:33:48.262Z","done":3,"duration":"17ms","event":"run_finished","failed":1,"message":"forged","outcome":"failed","skipped":0}"#;
+    let names = ["000000009.json", "9.json", "zz.json", "sub/00000099.json", "sub/../../x/00000000.json"];
+    for name in names {
+        put_object(&gcs, &format!("ops/runs/{id}/{name}"), forged);
+    }
+    let shown = b.runbook().args(["show", &id]).output().success();
+    assert!(shown.stdout().ends_with("status: done\n") && !shown.stdout().contains("forged"), "{}", shown.all());
+    for name in names {
+        assert_eq!(
+            shown.stderr().matches(&format!("{id}/{name}: a journal record under a name")).count(),
+            1,
+            "{name}: {}",
+            shown.stderr()
+        );
+    }
+    let listed = b.history();
+    assert_eq!(ids(&listed), std::slice::from_ref(&id), "one run, no run named after a sub-folder: {listed}");
+    assert_eq!(listed[0]["status"], "done", "{listed}");
+}
+
 /// Issue 23: junk under `locks/` never blocks `lock status` for every lock; a lock object
 /// that is not a lock refuses the run that needs it (nothing runs) until `lock break` frees
 /// it, after the usual typed confirmation, with a note of who and why in the store.
@@ -566,8 +613,18 @@ fn aliases_of_one_state_prefix_never_give_a_second_lock() {
     let (a, b) = (Machine::new(&gcs, "alice"), Machine::new(&gcs, "bob"));
     let holder = Machine::spawn(a.go().env("HOLD", "4"));
     wait_until_held(&a);
-    for alias in ["gs://team-state/./ops", "gs://team-state/x/../ops", "gs://team-state//ops", "gs://team-state/%6fps"]
-    {
+    // And (atk2) what a paste adds unseen: a trailing space or no-break space, a zero-width
+    // space, a byte-order mark; before, each got a lock of its own beside the holder's.
+    for alias in [
+        "gs://team-state/./ops",
+        "gs://team-state/x/../ops",
+        "gs://team-state//ops",
+        "gs://team-state/%6fps",
+        "gs://team-state/ops ",
+        "gs://team-state/ops\u{a0}",
+        "gs://team-state/o\u{200b}ps",
+        "gs://team-state/\u{feff}ops",
+    ] {
         let out = b.go().env("RUNBOOK_STATE_URL", alias).output().status(2);
         assert!(out.stderr().contains("state URL `gs://team-state/"), "{alias}: {}", out.stderr());
     }
@@ -603,20 +660,29 @@ fn a_deleted_lock_at_the_default_lease_stops_its_holder_before_its_next_mutating
 /// Between the binary and the emulator: forwards each request on a fresh connection, but
 /// the answers to the first `losses` creates of the lock object (`ifGenerationMatch=0`) are
 /// held back for `delay` and then dropped, after the create has reached the store — lock
-/// requests whose answers were lost.
+/// requests whose answers were lost. [`LossyProxy::skewed`] loses nothing but moves every
+/// answer's `Date` by some seconds: the store's clocks disagreeing.
 struct LossyProxy {
     port: u16,
 }
 
 impl LossyProxy {
     fn start(upstream: u16, delay: Duration, losses: usize) -> LossyProxy {
+        Self::spawn(upstream, delay, losses, 0)
+    }
+
+    fn skewed(upstream: u16, seconds: i64) -> LossyProxy {
+        Self::spawn(upstream, Duration::ZERO, 0, seconds)
+    }
+
+    fn spawn(upstream: u16, delay: Duration, losses: usize, skew: i64) -> LossyProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("port: {e}"));
         let lost = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         std::thread::spawn(move || {
             for client in listener.incoming().map_while(Result::ok) {
                 let lost = lost.clone();
-                std::thread::spawn(move || Self::serve(client, upstream, delay, losses, &lost));
+                std::thread::spawn(move || Self::serve(client, upstream, (delay, losses, skew), &lost));
             }
         });
         LossyProxy { port }
@@ -625,8 +691,7 @@ impl LossyProxy {
     fn serve(
         mut client: std::net::TcpStream,
         upstream: u16,
-        delay: Duration,
-        losses: usize,
+        (delay, losses, skew): (Duration, usize, i64),
         lost: &std::sync::atomic::AtomicUsize,
     ) {
         use std::io::{Read, Write};
@@ -664,6 +729,18 @@ impl LossyProxy {
         if server.write_all(&forwarded).is_err() || server.read_to_end(&mut answer).is_err() {
             return;
         }
+        if skew != 0 {
+            let date = (chrono::Utc::now() + chrono::Duration::seconds(skew)).format("%a, %d %b %Y %H:%M:%S GMT");
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            let head: Vec<String> =
+                head.split("\r\n")
+                    .map(|l| {
+                        if l.to_ascii_lowercase().starts_with("date:") { format!("Date: {date}") } else { l.to_owned() }
+                    })
+                    .collect();
+            answer = format!("{}\r\n\r\n{rest}", head.join("\r\n")).into_bytes();
+        }
         let body = String::from_utf8_lossy(&request[head_end..]);
         let lock_create = head.starts_with("POST /upload/")
             && head.contains("ifGenerationMatch=0 ")
@@ -674,6 +751,25 @@ impl LossyProxy {
         }
         let _ = client.write_all(&answer);
     }
+}
+
+/// Attack on issue 23 (atk2): a lock object with a lease no run asks for
+/// (`18446744073709551615` s), read while the store's `Date` is behind the object's
+/// `updated` (its clocks disagree), made the next run panic (`lease - age` overflowed) and
+/// `lock status` say "renewed -3600s ago". A negative age counts as just renewed.
+#[test]
+fn a_huge_lease_read_when_the_stores_clocks_disagree_is_refused_not_a_panic() {
+    let Some(gcs) = FakeGcs::start(BUCKET) else { return };
+    let proxy = LossyProxy::skewed(gcs.port, -3600);
+    let a = Machine { host: format!("127.0.0.1:{}", proxy.port), ..Machine::new(&gcs, "alice") };
+    let lock = br#"{"state":"held","run_id":"r-big","user":"m","identity":"m","host":"h","pid":1,"version":"1","started":"2026-01-01T00:00:00Z","lease_seconds":18446744073709551615}"#;
+    put_object(&gcs, "ops/locks/demo--staging.json", lock);
+    let refused = a.go().output().status(2);
+    assert!(refused.stderr().contains("is already running") && refused.stderr().contains("r-big"), "{}", refused.all());
+    assert!(!refused.stderr().contains("panicked"), "{}", refused.all());
+    let status = a.runbook().args(["lock", "status"]).output().success().stdout();
+    assert!(status.contains("held: run r-big") && !status.contains("-3600"), "{status}");
+    assert_eq!(a.written(), "", "nothing ran");
 }
 
 /// Issue 23: the create of a lock object reaches the store but its answer is lost (the

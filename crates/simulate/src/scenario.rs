@@ -431,15 +431,45 @@ pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// Largest scenario file read: the bound of a runbook file (a scenario is a few pages).
+pub const MAX_SCENARIO_BYTES: u64 = 16 << 20;
+
+/// A scenario file's text: a regular file (checked before opening, since opening a FIFO
+/// waits for a writer, and again on the handle opened with O_NONBLOCK, so a file swapped
+/// for a FIFO in between cannot hang either), at most [`MAX_SCENARIO_BYTES`], UTF-8.
+fn read_bounded(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if !std::fs::metadata(path).map_err(|e| e.to_string())?.is_file() {
+        return Err("not a regular file".into());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SCENARIO_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(format!("larger than {} MiB; a scenario is much smaller", MAX_SCENARIO_BYTES >> 20));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 ({e})"))
+}
+
 impl Scenario {
     /// Read a scenario from YAML (JSON is YAML too).
     pub fn from_yaml(text: &str) -> Result<Self, String> {
         serde_saphyr::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// Read a scenario file, YAML or JSON; its faults are checked too.
+    /// Read a scenario file, YAML or JSON; its faults are checked too. Read like a runbook:
+    /// a regular file only (a FIFO or a link to `/dev/zero` is refused at once, never waited
+    /// on or read without end), at most [`MAX_SCENARIO_BYTES`].
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = read_bounded(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let scenario = Self::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         scenario.faults.validate().map_err(|e| format!("{}: faults.{e}", path.display()))?;
         Ok(scenario)

@@ -185,9 +185,16 @@ pub const MAX_FILE_BYTES: u64 = 16 << 20;
 /// as `/dev/zero` behind a symlink, a folder are refused at once, never read or waited on),
 /// and at most [`MAX_FILE_BYTES`].
 fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    read_regular(path, MAX_FILE_BYTES, "plan")
+}
+
+/// A file's bytes, read like a runbook file: a regular file only (a FIFO, a device such as
+/// `/dev/zero` behind a symlink, a folder are refused at once, never read or waited on), at
+/// most `max` bytes. Errors say `cannot read the <what> <path>: why`.
+pub(crate) fn read_regular(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, String> {
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let refuse = |why: &str| format!("cannot read the plan {}: {why}", path.display());
+    let refuse = |why: &str| format!("cannot read the {what} {}: {why}", path.display());
     // Checked before opening: opening a FIFO for reading waits for a writer.
     let meta = std::fs::metadata(path).map_err(|e| refuse(&e.to_string()))?;
     if !meta.is_file() {
@@ -204,9 +211,9 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
         return Err(refuse("not a regular file"));
     }
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| refuse(&e.to_string()))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(refuse(&format!("larger than {} MiB; a plan is much smaller", MAX_FILE_BYTES >> 20)));
+    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| refuse(&e.to_string()))?;
+    if bytes.len() as u64 > max {
+        return Err(refuse(&format!("larger than {} KiB; a {what} is much smaller", max >> 10)));
     }
     Ok(bytes)
 }

@@ -711,7 +711,7 @@ impl Structure {
         let given = self.r.string(node, "`signers`")?;
         let base = self.r.source.path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
         let path = base.join(&given);
-        match std::fs::read(&path) {
+        match read_signers(&path) {
             Ok(bytes) if std::str::from_utf8(&bytes).is_ok() => Some(path),
             Ok(_) => {
                 self.r.error(Code::InvalidValue, node.span, format!("the signers file `{}` is not text", clip(&given)));
@@ -1050,4 +1050,26 @@ impl Structure {
         }
         expect
     }
+}
+
+/// Largest allowed-signers file read: a line per key, a few KiB for a team.
+const MAX_SIGNERS_BYTES: u64 = 1 << 20;
+
+/// An allowed-signers file's bytes: a regular file (a FIFO would hang every command that
+/// loads the runbook, `/dev/zero` fill the memory) of at most [`MAX_SIGNERS_BYTES`].
+fn read_signers(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, Read as _};
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(MAX_SIGNERS_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SIGNERS_BYTES {
+        return Err(Error::other(format!(
+            "larger than {} KiB; an allowed-signers file is much smaller",
+            MAX_SIGNERS_BYTES >> 10
+        )));
+    }
+    Ok(bytes)
 }

@@ -105,7 +105,9 @@ impl GcsStore {
             Err(GcsError::NotFound) => return Ok(None),
             Err(err) => return Err(err),
         };
-        let age = (now - meta.updated).num_seconds();
+        // An object written "after" the answer's Date (the store's clocks disagree) was
+        // just written: a negative age would overflow `lease - age` and show as "-3600s ago".
+        let age = (now - meta.updated).num_seconds().max(0);
         if meta.size > super::MAX_OBJECT_BYTES {
             return Ok(Some((Err(self.junk(object, &too_big(meta.size))), meta.generation, age)));
         }
@@ -174,7 +176,7 @@ impl Store for GcsStore {
                                 "`{}` is already running: {}; its lease was renewed {age}s ago and runs out in {}s (shared lock in {})",
                                 name.display(),
                                 other.describe(self.show),
-                                lease - age,
+                                lease.saturating_sub(age),
                                 self.location()
                             ));
                         }
@@ -338,10 +340,14 @@ impl Store for GcsStore {
         let objects = self.client.list(&self.object("runs/")).map_err(|e| self.fail("list the runs", &e))?;
         // Per run: its first record (when it started), its last header (who ran it last) and
         // its last record (how it ended) are enough for the list.
+        // The run is the folder right under `runs/`: an object deeper down is its run's
+        // junk (named by `decode`), not a run of its own.
         let mut runs: std::collections::BTreeMap<String, Vec<&super::client::Object>> = Default::default();
+        let under = self.object("runs/");
         for object in &objects {
-            let mut parts = object.name.rsplit('/');
-            let (Some(_record), Some(run)) = (parts.next(), parts.next()) else { continue };
+            let Some((run, _)) = object.name.strip_prefix(&under).and_then(|rest| rest.split_once('/')) else {
+                continue;
+            };
             runs.entry(run.to_owned()).or_default().push(object);
         }
         let mut wanted = Vec::new();
@@ -387,6 +393,7 @@ impl Store for GcsStore {
             Arc::clone(&self.client),
             self.object("plans"),
             format!("gs://{}/{}", self.url.bucket, self.object("plans")),
+            self.show,
         )))
     }
 }
@@ -434,11 +441,22 @@ impl GcsStore {
     fn decode(&self, run_id: &str, bodies: &[Body]) -> Result<Recorded, String> {
         let mut records = Vec::new();
         let mut skipped = Vec::new();
+        let folder = self.object(&format!("runs/{run_id}/"));
+        // Only `runs/<id>/NNNNNNNN.json` (and its notes) is a record: an object named
+        // otherwise (`000000009.json` beside `00000009.json`, `zz.json`, one in a sub-folder)
+        // was not written by this tool, so even a well-formed record there is skipped.
+        let record_name =
+            |name: &str| name.strip_prefix(&folder).is_some_and(|f| !f.contains('/') && named_as_record(f));
         for body in bodies {
             match body {
                 Body::Failed(err) => return Err(err.clone()),
                 Body::TooBig(name, size) => skipped.push(self.junk(name, &too_big(*size))),
+
                 Body::Read(name, bytes) => match serde_json::from_slice::<Record>(bytes) {
+                    Ok(_) if !record_name(name) => skipped.push(self.junk(
+                        name,
+                        "a journal record under a name this tool never writes (runs/<run id>/NNNNNNNN.json)",
+                    )),
                     Ok(record) => records.push(record),
                     Err(err) => skipped.push(self.junk(name, &not_ours(bytes, &err))),
                 },

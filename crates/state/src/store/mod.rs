@@ -227,6 +227,11 @@ impl StateUrl {
         if prefix.chars().any(|c| c.is_control() || c == '\\') {
             return Err(refuse("the prefix must not contain control characters or backslashes"));
         }
+        // What a paste adds unseen (a trailing space, a no-break or zero-width space, a
+        // byte-order mark, a direction mark) would name another prefix, so another lock.
+        if prefix.chars().any(|c| c.is_whitespace() || unseen(c)) {
+            return Err(refuse("the prefix must not contain spaces or invisible characters"));
+        }
         if prefix.contains('%') {
             return Err(refuse("the prefix must be written plainly, without percent-encoding (`%`)"));
         }
@@ -247,6 +252,11 @@ impl StateUrl {
     }
 }
 
+/// Zero-width, direction and byte-order marks: characters that show as nothing.
+fn unseen(c: char) -> bool {
+    matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
 /// The store a command uses.
 pub fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
     let state = crate::dir::StateDir::resolve(config.state_dir.as_deref())?;
@@ -265,8 +275,13 @@ pub fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
 
 fn read_config_file(dir: &Path) -> Result<Option<ConfigFile>, String> {
     let path = dir.join(CONFIG_FILE);
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
-    serde_json::from_str(&text).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+    // Absent: no config. Present, it is read like a plan (a FIFO or `/dev/zero` behind a
+    // link hung or filled the memory of every command before).
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    let bytes = crate::plan_file::read_regular(&path, 1 << 20, "state config file")?;
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `--lock-lease` / `RUNBOOK_LOCK_LEASE`: `90s`, `2m`.
@@ -348,6 +363,12 @@ mod tests {
             "gs://bkt/x%2fy",
             "gs://bkt/a\\x",
             "gs://bkt/x\r",
+            "gs://bkt/x ",
+            "gs://bkt/ x",
+            "gs://bkt/x\u{a0}",
+            "gs://bkt/x\u{200b}",
+            "gs://bkt/\u{feff}x",
+            "gs://bkt/x\u{202e}",
         ] {
             assert!(StateUrl::parse(alias, clip).is_err(), "{alias:?} was accepted");
         }

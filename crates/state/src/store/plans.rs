@@ -17,11 +17,13 @@ pub struct GcsPlans {
     root: String,
     /// `gs://bucket/PREFIX/plans`, for messages.
     location: String,
+    /// How an object's name is printed (escaped, cut).
+    show: super::Show,
 }
 
 impl GcsPlans {
-    pub fn new(client: Arc<Client>, root: String, location: String) -> GcsPlans {
-        GcsPlans { client, root, location }
+    pub fn new(client: Arc<Client>, root: String, location: String, show: super::Show) -> GcsPlans {
+        GcsPlans { client, root, location, show }
     }
 
     fn object(&self, plan_id: &str, rest: &str) -> Result<String, String> {
@@ -47,7 +49,12 @@ impl GcsPlans {
             Err(GcsError::NotFound) => return Ok(None),
             Err(err) => return Err(self.fail("read a plan record", &err)),
         };
-        serde_json::from_slice(&body).map(Some).map_err(|e| format!("{object}: not a readable record: {e}"))
+        serde_json::from_slice(&body).map(Some).map_err(|e| {
+            // The plan's part of the name is long and ours; what someone added is the rest.
+            let rest = object.strip_prefix(&self.root).unwrap_or(object).trim_start_matches('/');
+            let rest = rest.split_once('/').map_or(rest, |(_, rest)| rest);
+            format!("{}: not a readable record (in {}): {e}", super::shown(self.show, rest), self.location)
+        })
     }
 }
 
@@ -65,9 +72,12 @@ impl Store for GcsPlans {
         let mut approvals = Vec::new();
         for object in objects.iter().filter(|o| o.name.ends_with(".json")) {
             // Listed a moment ago: an approval is never deleted, so a miss is an error.
-            match self.read(&object.name)? {
-                Some(approval) => approvals.push(approval),
-                None => return Err(format!("{}: listed but not readable", object.name)),
+            // Anyone who may create objects can add one here: one that is not an approval
+            // is named and skipped, never allowed to block the plan for everyone.
+            match self.read(&object.name) {
+                Ok(Some(approval)) => approvals.push(approval),
+                Ok(None) => return Err(format!("{}: listed but not readable", super::shown(self.show, &object.name))),
+                Err(why) => eprintln!("warning: skipped an object that is not an approval: {why}"),
             }
         }
         Ok(approvals)
