@@ -152,12 +152,13 @@ pub fn apply(args: ApplyArgs<'_>, settings: &Settings) -> Result<(), Error> {
     let approvers: Vec<String> = tally.counted.iter().map(|a| clip(&a.approver)).collect();
     let plan_id = planned.id.clone();
     let operator = runbook_state::identity::Identity::current().name.clone();
-    let claim = move |run_id: &str| {
+    let claim = move |run_id: &str, header: &runbook_state::journal::Header| {
         let applied = Applied {
             plan_id: plan_id.clone(),
             run_id: run_id.to_owned(),
             by: operator.clone(),
             time: now_text(Utc::now()),
+            inputs: Some(header.inputs_digest()),
         };
         match store.mark_applied(&applied) {
             Ok(()) => Ok(()),

@@ -150,10 +150,16 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
         super::restart::confirm_from(from, args.yes, interactive())?;
     }
     let secret = |id: &str| order.iter().any(|s| s.id == id && s.secret);
-    let deviations =
+    let mut deviations =
         if args.undo { Vec::new() } else { deviations(&given, &earlier, args.from.as_deref(), forced, &secret) };
     if let Some(plan_id) = &header.plan_id {
-        applied_by_this_run(settings, plan_id, &header.run_id)?;
+        let applied = applied_by_this_run(settings, plan_id, &header.run_id)?;
+        // The values the run was applied with, as apply recorded them: a journal edited to
+        // other params, answers or vars is not the approved run.
+        if applied.inputs.is_some_and(|digest| digest != header.inputs_digest()) {
+            deviations
+                .push("journaled params, answers or vars that differ from those the plan was applied with".into());
+        }
     }
     let audit = audit(&header, &plan, args.undo, &deviations, args.break_glass.as_deref())?;
     let covered = audit.plan_id.is_some() && audit.break_glass.is_none();
@@ -200,10 +206,14 @@ pub fn resume(settings: &Settings, args: ResumeArgs) -> Result<(), Error> {
 /// A journal that names an applied plan is believed only when the approval store says this
 /// run applied it (apply marks the plan, create-if-absent, with its run id): a header edited
 /// to name a plan and approvers resumes under no approval.
-fn applied_by_this_run(settings: &Settings, plan_id: &str, run_id: &str) -> Result<(), Error> {
+fn applied_by_this_run(
+    settings: &Settings,
+    plan_id: &str,
+    run_id: &str,
+) -> Result<runbook_state::approvals::Applied, Error> {
     let store = super::plan::store(settings)?;
     match store.applied(plan_id).map_err(Error::Io)? {
-        Some(applied) if applied.run_id == run_id => Ok(()),
+        Some(applied) if applied.run_id == run_id => Ok(applied),
         found => Err(Error::Usage(format!(
             "run {} names plan {}, but the approval store has no record that this run applied it{}: its journal was not written by `runbook apply`; nothing runs under that approval",
             clip(run_id),

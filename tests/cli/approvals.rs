@@ -592,3 +592,21 @@ fn a_plan_edited_to_live_past_thirty_days_or_made_in_the_future_is_expired() {
     assert!(out.stderr().contains("expired"), "{}", out.stderr());
     assert_eq!(switched(&sandbox), "");
 }
+
+/// Issue 22, attacked from outside: the journal of a run that really applied a plan is a file
+/// its author can edit. With the approved answer rewritten in it, a plain resume would run the
+/// new value "as approved". apply records a digest of the run's params, answers and vars with
+/// the plan's applied mark; a resume whose journal differs is not the approved run.
+#[test]
+fn a_plain_resume_of_an_applied_run_whose_journal_answers_were_edited_needs_break_glass() {
+    let (sandbox, id) = applied_and_failed();
+    let journal = sandbox.journals().pop().unwrap_or_default();
+    let text = std::fs::read_to_string(&journal).unwrap_or_default();
+    assert!(text.contains(r#"["reason","rollback"]"#), "{text}");
+    std::fs::write(&journal, text.replace(r#"["reason","rollback"]"#, r#"["reason","evil"]"#))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(sandbox.path().join("ok.txt"), "").unwrap_or_else(|e| panic!("{e}"));
+    let out = as_user(&sandbox, "a@x").args(["resume", &id, "--yes", "--confirm-env", "production"]).output().status(2);
+    assert!(out.stderr().contains("differ from those the plan was applied with"), "{}", out.stderr());
+    assert_eq!(switched(&sandbox), "", "the edited answer ran under the approval");
+}

@@ -35,6 +35,9 @@ pub struct Applied {
     pub run_id: String,
     pub by: String,
     pub time: String,
+    /// The run's [`crate::record::Header::inputs_digest`] (absent in marks of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
 }
 
 #[derive(Debug)]
@@ -155,7 +158,8 @@ mod tests {
         assert!(store.add_approval(&approval).is_ok());
         assert!(matches!(store.add_approval(&approval), Err(StoreError::Exists)));
         assert_eq!(store.approvals("ab12").map(|a| a.len()).unwrap_or_default(), 1);
-        let applied = Applied { plan_id: "ab12".into(), run_id: "r".into(), by: "a@x".into(), time: "t".into() };
+        let applied =
+            Applied { plan_id: "ab12".into(), run_id: "r".into(), by: "a@x".into(), time: "t".into(), inputs: None };
         assert!(store.mark_applied(&applied).is_ok());
         assert!(matches!(store.mark_applied(&applied), Err(StoreError::Exists)));
         assert!(store.approvals("../etc").is_err());

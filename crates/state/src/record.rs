@@ -55,6 +55,29 @@ pub struct Header {
     pub recovery_steps: Vec<String>,
 }
 
+impl Header {
+    /// A digest of what the run was asked to do — procedure, environment, params, answers and
+    /// `--var`s as journaled (secrets masked), in a fixed order. `apply` records it with the
+    /// plan's "applied" mark; a resume of the applied run compares it, so a journal edited to
+    /// other values does not run under the plan's approval.
+    pub fn inputs_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let sorted = |pairs: &[(String, String)]| {
+            let mut pairs = pairs.to_vec();
+            pairs.sort();
+            pairs
+        };
+        let inputs = serde_json::json!({
+            "procedure": self.procedure,
+            "environment": self.environment,
+            "params": sorted(&self.params),
+            "answers": sorted(&self.answers),
+            "vars": sorted(&self.vars),
+        });
+        hex::encode(Sha256::digest(inputs.to_string().as_bytes()))
+    }
+}
+
 /// One line of the journal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]

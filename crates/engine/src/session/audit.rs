@@ -19,7 +19,7 @@ pub struct Audit {
 }
 
 /// Called with the run id; fails when the plan was applied before.
-pub type Claim = Box<dyn Fn(&str) -> Result<(), Error>>;
+pub type Claim = Box<dyn Fn(&str, &runbook_state::journal::Header) -> Result<(), Error>>;
 
 impl Audit {
     pub fn resumed(header: &runbook_state::journal::Header) -> Audit {

@@ -190,7 +190,7 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
     // `apply` marks its plan used only once the lock is held, so a plan is not spent on a
     // run that could not start.
     if let Some(claim) = execution.audit.claim.as_ref() {
-        claim(&execution.run_id)?;
+        claim(&execution.run_id, &header)?;
     }
     let journal_path = state.journal_path(&execution.run_id);
     let mut journal = Journal::open(&journal_path, header, resumed).map_err(Error::Io)?;
