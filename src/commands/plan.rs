@@ -207,12 +207,6 @@ pub fn tally(planned: &PlanFile, store: &dyn Store, rule: &Rule) -> Result<Tally
     Ok(Tally { counted, author: author.name().to_owned(), notes })
 }
 
-/// Text from a plan file or the store, made safe to print whole: every line kept, control
-/// characters and bidi marks shown as escapes, uncut (the one rule: `escape_text`).
-pub fn visible(text: &str) -> String {
-    runbook_lang::diagnostic::escape_text(text)
-}
-
 pub fn steps(plan: &Plan) -> Vec<&Step> {
     let mut out = Vec::new();
     if let Some(procedure) = plan.runbook.procedures.get(&plan.procedure) {

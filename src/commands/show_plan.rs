@@ -1,6 +1,6 @@
 //! `runbook show-plan FILE`: what a plan will do, its probes and its approvals.
 
-use super::plan::{Rule, read_plan, refuse, store, tally, visible};
+use super::plan::{Rule, read_plan, refuse, store, tally};
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -10,7 +10,7 @@ use chrono::Utc;
 use crate::cli::OutputFormat;
 use crate::error::Error;
 use runbook_engine::session::Settings;
-use runbook_lang::diagnostic::clip;
+use runbook_lang::diagnostic::{clip, escape_text};
 use runbook_state::approvals::Store;
 use runbook_state::plan_file::{PlanFile, Probe, short};
 
@@ -81,7 +81,7 @@ fn describe_json(planned: &PlanFile, store: &dyn Store, rule: &Rule) -> Result<s
 }
 
 /// The plan as an approver reads it. Everything in it came from a file someone else wrote:
-/// each value is shown with its control characters escaped ([`visible`], [`clip`]).
+/// each value is shown with its control characters escaped ([`escape_text`], [`clip`]).
 pub fn describe(planned: &PlanFile, store: &dyn Store, rule: &Rule) -> Result<String, Error> {
     let body = &planned.body;
     let mut out = String::new();
@@ -107,7 +107,7 @@ pub fn describe(planned: &PlanFile, store: &dyn Store, rule: &Rule) -> Result<St
         out,
         "Runbook {} ({}, sha256 {})",
         clip(&body.runbook.name),
-        visible(&body.runbook.path.display().to_string()),
+        escape_text(&body.runbook.path.display().to_string()),
         clip(short(&body.runbook.sha256))
     );
     for name in &body.secret_params {
@@ -121,7 +121,7 @@ pub fn describe(planned: &PlanFile, store: &dyn Store, rule: &Rule) -> Result<St
     if !body.answers.is_empty() {
         let _ = writeln!(out, "Answers:");
         for (step, answer) in &body.answers {
-            let _ = writeln!(out, "  {}: {}", clip(step), visible(answer));
+            let _ = writeln!(out, "  {}: {}", clip(step), escape_text(answer));
         }
     }
     if !body.probes.is_empty() {
@@ -138,11 +138,11 @@ pub fn describe(planned: &PlanFile, store: &dyn Store, rule: &Rule) -> Result<St
                 Some(false) => "FAILS now",
                 None => "reads what runs before it: checked when the run gets there",
             };
-            let _ = writeln!(out, "  {}: {} ({state})", clip(&check.step), visible(&check.expr));
+            let _ = writeln!(out, "  {}: {} ({state})", clip(&check.step), escape_text(&check.expr));
         }
     }
     let _ = writeln!(out);
-    out.push_str(&visible(&body.shown));
+    out.push_str(&escape_text(&body.shown));
     let approvers: Vec<String> = tally.counted.iter().map(|c| c.shown()).collect();
     let applied = store.applied(&planned.id).map_err(Error::Io)?;
     let _ = writeln!(out, "\nApply runs it only if:");
@@ -150,7 +150,7 @@ pub fn describe(planned: &PlanFile, store: &dyn Store, rule: &Rule) -> Result<St
     let _ = writeln!(
         out,
         "  - {} is unchanged (sha256 {})",
-        visible(&body.runbook.path.display().to_string()),
+        escape_text(&body.runbook.path.display().to_string()),
         clip(short(&body.runbook.sha256))
     );
     let now = std::fs::read(&body.runbook.path).map(|b| runbook_state::plan_file::sha256_hex(&b)).unwrap_or_default();
@@ -160,7 +160,7 @@ pub fn describe(planned: &PlanFile, store: &dyn Store, rule: &Rule) -> Result<St
     let _ = writeln!(out, "  - it runs before {}", clip(&body.expires));
     let kind = match rule {
         Rule::Signed { signers } => {
-            format!(", each signed with a key of {}, one per principal", visible(&signers.display().to_string()))
+            format!(", each signed with a key of {}, one per principal", escape_text(&signers.display().to_string()))
         }
         Rule::Unsigned => ", unsigned (each approver is who their account says)".to_owned(),
         Rule::Unknown(_) => String::new(),
@@ -175,7 +175,7 @@ pub fn describe(planned: &PlanFile, store: &dyn Store, rule: &Rule) -> Result<St
         if approvers.is_empty() { String::new() } else { format!(": {}", approvers.join(", ")) }
     );
     for note in tally.notes {
-        let _ = writeln!(out, "      ({})", visible(&note));
+        let _ = writeln!(out, "      ({})", escape_text(&note));
     }
     let _ = writeln!(
         out,
@@ -203,9 +203,9 @@ fn probe_text(probe: &Probe) -> String {
             };
             let text = text.trim_end();
             if text.lines().count() <= 1 {
-                format!(" {}", visible(text))
+                format!(" {}", escape_text(text))
             } else {
-                text.lines().map(|line| format!("\n    {}", visible(line))).collect()
+                text.lines().map(|line| format!("\n    {}", escape_text(line))).collect()
             }
         }
     }

@@ -134,12 +134,11 @@ pub fn execute(plan: &mut Plan, mut execution: Start, settings: &Settings) -> Re
     let mut notes = Vec::new();
     if let Some(base) = &fake_base {
         notes = rehearsal::bind_vars(plan, base)?;
-        options.http_guard = Some(runbook_state::rehearsal::HostGuard::new(base, &plan.var_overrides));
-        options.extra_env = match &fake {
+        let env = match &fake {
             Some(fake) => fake.env(),
             None => rehearsal::server_env(base, &state)?,
         };
-        options.remove_env = runbook_state::rehearsal::removed_env();
+        point_at_fake(&mut options, plan, base, env);
         options.rehearsal_shell = Some(rehearsal::shell_exports(base, &options.extra_env));
     }
     if settings.no_color {
@@ -481,11 +480,18 @@ pub fn probe_rehearsed(
     let state = StateDir::resolve(settings.state_dir.as_deref()).map_err(Error::Io)?;
     state.create().map_err(Error::Io)?;
     let mut options = options(false, Confirmations::default())?;
-    options.http_guard = Some(runbook_state::rehearsal::HostGuard::new(base, &plan.var_overrides));
-    options.extra_env = rehearsal::server_env(base, &state)?;
-    options.remove_env = runbook_state::rehearsal::removed_env();
+    point_at_fake(&mut options, plan, base, rehearsal::server_env(base, &state)?);
     let (outputs, interrupted) = probe_with(plan, options)?;
     Ok((outputs, interrupted, notes))
+}
+
+/// What every step of a rehearsal (a run, a probe) gets: `http:` only to the fake at `base`
+/// (and the hosts `--var` named), the fake's gcloud settings `env`, and the variables that
+/// would reach the real cloud removed — one rule for runs and probes alike.
+fn point_at_fake(options: &mut Options, plan: &Plan, base: &str, env: Vec<(String, String)>) {
+    options.http_guard = Some(runbook_state::rehearsal::HostGuard::new(base, &plan.var_overrides));
+    options.extra_env = env;
+    options.remove_env = runbook_state::rehearsal::removed_env();
 }
 
 fn probe_with(plan: &Plan, options: Options) -> Result<(Outputs, bool), Error> {
